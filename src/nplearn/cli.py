@@ -1,0 +1,300 @@
+"""The ``nplearn`` command.
+
+Exit codes: 0 success, 2 bad input or usage (one-line message on stderr),
+1 unexpected internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from ._version import __version__
+from .errors import InputError, MissingDependencyError
+
+log = logging.getLogger("nplearn")
+
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPT = 0, 1, 2, 130
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{self.prog}: {message}")
+
+
+class Progress:
+    """A progress line on stderr (count, rate, ETA); silent when not a TTY."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, enabled: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.label = label
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if done < total and now - self.last < 0.2:
+            return
+        self.last = now
+        el = now - self.t0
+        rate = done / el if el > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else math.inf
+        eta_s = f"{eta:5.0f}s" if math.isfinite(eta) else "    ?"
+        width = 24
+        fill = int(width * done / max(total, 1))
+        self.stream.write(
+            f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} "
+            f"{rate:6.2f}/s ETA {eta_s}"
+        )
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+# ------------------------------------------------------------------ arguments
+
+
+def _float_list(s: str) -> list[str]:
+    return [c.strip() for c in s.split(",") if c.strip()]
+
+
+def _add_solver_args(p: argparse.ArgumentParser, *, sigma_default: Any = None,
+                     centers_default: Any = None, lam_default: float = 1e-6) -> None:
+    g = p.add_argument_group("kernel learner")
+    g.add_argument("--sigma", type=float, default=sigma_default,
+                   help="Gaussian kernel width (standardised units for `test`); default: the "
+                        "90th percentile of reference pairwise distances")
+    g.add_argument("--centers", type=int, default=centers_default, metavar="M",
+                   help="candidate Nystrom centres (default max(1000, 2 sqrt(n)))")
+    g.add_argument("--lam", type=float, default=lam_default, metavar="L",
+                   help=f"penalty lambda (default {lam_default:g})")
+    g.add_argument("--schedule", choices=("converged", "onestep"), default="converged",
+                   help="converged Newton (default) or the published one-step schedule")
+    g.add_argument("--inner", choices=("auto", "direct", "cg"), default="auto",
+                   help="inner linear solver of each Newton step (default auto)")
+    g.add_argument("--tol", type=float, default=1e-8,
+                   help="converged schedule: bound on n*(J - J*) (default 1e-8)")
+    g.add_argument("--rank-tol", type=float, default=None,
+                   help="pivoted-Cholesky tolerance (default from lambda)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="precision of the large kernel products (default float64)")
+
+
+def _add_run_args(p: argparse.ArgumentParser, toys_default: int) -> None:
+    g = p.add_argument_group("calibration and output")
+    g.add_argument("--toys", type=int, default=toys_default, metavar="N",
+                   help=f"null pseudo-experiments (default {toys_default})")
+    g.add_argument("--workers", type=int, default=None,
+                   help="worker processes for the toys (default: all cores; 1 on CUDA)")
+    g.add_argument("--seed", type=int, default=0, help="master random seed (default 0)")
+    g.add_argument("--json", default=None, metavar="FILE", help="write the result JSON here")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more log output (-v: info, -vv: debug incl. solver diagnostics)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``nplearn``."""
+    p = _ArgumentParser(
+        prog="nplearn",
+        description="New Physics Learning Machine: does the data deviate from the reference?",
+    )
+    p.add_argument("--version", action="version", version=f"nplearn {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
+
+    t = sub.add_parser("test", help="test a data sample against a reference sample",
+                       description="Run the NPLM goodness-of-fit test: fit, toys, p-value, Z.")
+    t.add_argument("--reference", required=True, metavar="REF",
+                   help="reference events (.npy, .npz, .csv/.tsv/.txt)")
+    t.add_argument("--data", required=True, metavar="DATA", help="data events (same formats)")
+    t.add_argument("--columns", type=_float_list, default=None,
+                   help="comma-separated columns to use (names or 0-based indices)")
+    t.add_argument("--expected", type=float, default=None, metavar="N",
+                   help="expected data yield N(R) of the reference model (default: N_D)")
+    t.add_argument("--ref-weights", default=None, metavar="FILE",
+                   help="per-event reference weights (one column, same row order)")
+    t.add_argument("--sigma-percentile", type=float, default=90.0,
+                   help="percentile of reference pairwise distances for sigma (default 90)")
+    t.add_argument("--no-standardize", action="store_true",
+                   help="do not standardise features with the reference mean/std")
+    _add_solver_args(t)
+    _add_run_args(t, toys_default=100)
+
+    b = sub.add_parser("bench", help="built-in benchmarks",
+                       description="Benchmarks with exact densities.")
+    bsub = b.add_subparsers(dest="bench", metavar="BENCH", parser_class=_ArgumentParser)
+    e = bsub.add_parser(
+        "exp1d", help="the 1D exponential benchmark (paper settings by default)",
+        description="1D exponential benchmark: reference 8 exp(-8x), N_R=2e5, N(R)=2000. "
+                    "Runs null toys and, for a signal, signal toys; prints t per toy, the "
+                    "null chi2 dof and the median Z, next to the ideal Neyman-Pearson test.")
+    e.add_argument("--signal", choices=("none", "tail", "bulk", "nonres"), default="none")
+    e.add_argument("--null-toys", type=int, default=None, metavar="N",
+                   help="null toys for the calibration (default: --toys)")
+    e.add_argument("--n-ref", type=int, default=200_000, help="reference sample size N_R")
+    e.add_argument("--expected", type=float, default=2000.0, help="expected yield N(R)")
+    e.add_argument("--ideal-toys", type=int, default=20000,
+                   help="Monte Carlo toys for the ideal test's median Z (default 20000)")
+    _add_solver_args(e, sigma_default=0.3, centers_default=3000, lam_default=1e-10)
+    _add_run_args(e, toys_default=100)
+
+    d = sub.add_parser("demo", help="a one-minute demonstration on the 1D benchmark",
+                       description="Generate a reference and a data set with a bump (the "
+                                   "1D exponential benchmark), run the full test with 200 toys "
+                                   "and write nplearn-demo.json.")
+    d.add_argument("--toys", type=int, default=200)
+    d.add_argument("--workers", type=int, default=None)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--json", default="nplearn-demo.json", metavar="FILE")
+    d.add_argument("-q", "--quiet", action="store_true")
+    d.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+# ------------------------------------------------------------------- commands
+
+
+def _config_from_args(a: argparse.Namespace, **extra: Any):
+    from .config import NPLMConfig
+
+    return NPLMConfig(
+        expected=getattr(a, "expected", None), n_toys=a.toys, sigma=a.sigma,
+        n_centers=a.centers, lam=a.lam, schedule=a.schedule, inner=a.inner, tol=a.tol,
+        rank_tol=a.rank_tol, device=a.device, dtype=a.dtype, workers=a.workers, seed=a.seed,
+        **extra,
+    )
+
+
+def cmd_test(a: argparse.Namespace) -> int:
+    """``nplearn test``."""
+    from .io import read_events, sha256_file
+    from .nplm import nplm_test
+
+    cfg = _config_from_args(a, sigma_percentile=a.sigma_percentile,
+                            standardize=not a.no_standardize)
+    ref, ref_cols = read_events(a.reference, a.columns)
+    dat, dat_cols = read_events(a.data, a.columns)
+    if ref.shape[1] != dat.shape[1]:
+        raise InputError(
+            f"{a.data}: has {dat.shape[1]} feature column(s) but {a.reference} has "
+            f"{ref.shape[1]}; select matching columns with --columns"
+        )
+    if a.columns is None and ref_cols != dat_cols and not all(
+            c.startswith("x") for c in ref_cols + dat_cols):
+        raise InputError(
+            f"column names differ between {a.reference} ({', '.join(ref_cols)}) and "
+            f"{a.data} ({', '.join(dat_cols)}); select them with --columns"
+        )
+    weights = None
+    if a.ref_weights:
+        w, _ = read_events(a.ref_weights)
+        if w.shape[1] != 1:
+            raise InputError(f"{a.ref_weights}: expected one column of weights, got "
+                             f"{w.shape[1]}")
+        weights = w[:, 0]
+    progress = Progress("toys", enabled=None if not a.quiet else False)
+    res = nplm_test(ref, dat, cfg, ref_weights=weights, progress=progress)
+    res.provenance["inputs"] = {
+        "reference": {"path": a.reference, "sha256": sha256_file(a.reference),
+                      "shape": list(ref.shape), "columns": ref_cols},
+        "data": {"path": a.data, "sha256": sha256_file(a.data), "shape": list(dat.shape),
+                 "columns": dat_cols},
+    }
+    if a.ref_weights:
+        res.provenance["inputs"]["reference_weights"] = {
+            "path": a.ref_weights, "sha256": sha256_file(a.ref_weights)}
+    res.provenance["command"] = " ".join(sys.argv)
+    print(res.summary())
+    if a.json:
+        res.save_json(a.json)
+        print(f"result written to {a.json}")
+    return EXIT_OK
+
+
+def cmd_bench_exp1d(a: argparse.Namespace) -> int:
+    """``nplearn bench exp1d``."""
+    from .benchmarks.runner import run_exp1d
+
+    return run_exp1d(a)
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """``nplearn demo``."""
+    from .benchmarks import Exp1D
+    from .nplm import nplm_test
+
+    rng = np.random.default_rng(np.random.SeedSequence(a.seed, spawn_key=(7,)))
+    print("nplearn demo: 1D exponential benchmark (reference density 8 exp(-8x)).")
+    print("  reference: 200000 simulated events; data: Poisson(2000) background events")
+    print("  plus Poisson(90) signal events in a narrow bump at x = 0.2 (the 'bulk' signal).")
+    print("  The test does not know the signal: it learns log n_data/n_ref from the samples.\n")
+    gen = Exp1D("bulk")
+    ref = gen.sample_reference_events(rng, gen.n_ref)
+    data = gen.sample_data(rng)
+    progress = Progress("toys", enabled=None if not a.quiet else False)
+    res = nplm_test(ref, data, n_toys=a.toys, expected=2000.0, lam=1e-10, seed=a.seed,
+                    workers=a.workers, progress=progress)
+    res.provenance["command"] = " ".join(sys.argv)
+    print(res.summary())
+    if a.json:
+        res.save_json(a.json)
+        print(f"result written to {a.json}")
+    return EXIT_OK
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else \
+        logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("nplearn")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nplearn`` command; returns the exit code."""
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+        _configure_logging(getattr(a, "verbose", 0))
+        if a.command == "test":
+            return cmd_test(a)
+        if a.command == "bench":
+            if a.bench == "exp1d":
+                return cmd_bench_exp1d(a)
+            parser.parse_args(["bench", "--help"])
+            return EXIT_INPUT
+        if a.command == "demo":
+            return cmd_demo(a)
+        parser.print_help()
+        return EXIT_INPUT
+    except (InputError, MissingDependencyError) as exc:
+        print(f"nplearn: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("nplearn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except Exception as exc:
+        if logging.getLogger("nplearn").isEnabledFor(logging.DEBUG):
+            raise
+        print(f"nplearn: internal error: {type(exc).__name__}: {exc} "
+              "(rerun with -vv for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

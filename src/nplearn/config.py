@@ -1,0 +1,169 @@
+"""The options of one NPLM test, validated in one place.
+
+:class:`NPLMConfig` is what the Python API, the command line and the result JSON
+share: ``NPLMConfig.from_dict(result["config"])`` reproduces a run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .errors import InputError
+from .learners.kernel import INNER_SOLVERS, SCHEDULES
+
+__all__ = ["NPLMConfig"]
+
+
+@dataclass
+class NPLMConfig:
+    """Options of an NPLM goodness-of-fit test.
+
+    Parameters
+    ----------
+    expected : float, optional
+        ``N(R)``: the number of data events the reference model predicts. Default:
+        the observed number of data events ``N_D`` (a shape-only test).
+    n_toys : int
+        Null pseudo-experiments for the calibration.
+    sigma : float, optional
+        Gaussian kernel width in the (standardised) feature space. Default: the
+        ``sigma_percentile`` percentile of reference pairwise distances.
+    sigma_percentile : float
+        Percentile used when ``sigma`` is not given (90 by default).
+    n_centers : int, optional
+        Candidate Nyström centres ``M``; default ``max(1000, 2 sqrt(n))``.
+    lam : float
+        Penalty strength (``1e-6`` by default; the 1D benchmark uses ``1e-10``).
+    standardize : bool
+        Standardise each feature with the reference mean and standard deviation.
+    schedule : {"converged", "onestep"}
+        Converged Newton (default) or the published one-step schedule.
+    tol : float
+        Converged schedule: bound on ``n (J - J*)``.
+    max_iter : int
+        Maximum Newton steps per fit.
+    inner : {"auto", "direct", "cg"}
+        Inner linear solver of each Newton step.
+    rank_tol : float, optional
+        Pivoted-Cholesky tolerance (default chosen from ``lam`` and ``dtype``).
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+    dtype : {"float64", "float32"}
+        Precision of the large kernel products.
+    memory_budget : int, optional
+        Bytes the solver may use for cached kernel features.
+    workers : int, optional
+        Worker processes for the toys (default: all cores on CPU, 1 on CUDA).
+    threads_per_worker : int, optional
+        Torch threads per worker (default: cores // workers).
+    seed : int
+        Master seed: the observed fit and toy ``i`` draw from independent streams
+        derived from ``(seed, i)``.
+    min_exceed : int
+        Report the toy p-value when at least this many toys exceed ``t_obs``,
+        else the chi-square extrapolation.
+    """
+
+    expected: float | None = None
+    n_toys: int = 100
+    sigma: float | None = None
+    sigma_percentile: float = 90.0
+    n_centers: int | None = None
+    lam: float = 1e-6
+    standardize: bool = True
+    schedule: str = "converged"
+    tol: float = 1e-8
+    max_iter: int = 100
+    inner: str = "auto"
+    rank_tol: float | None = None
+    device: str = "cpu"
+    dtype: str = "float64"
+    memory_budget: int | None = None
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    seed: int = 0
+    min_exceed: int = 10
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of all options."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NPLMConfig:
+        """Build from a mapping, refusing unknown keys with a clear message."""
+        if not isinstance(d, dict):
+            raise InputError(f"a config must be a mapping, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(cls.field_names()))
+        if unknown:
+            raise InputError(
+                f"unknown config key(s): {', '.join(unknown)}; "
+                f"known keys: {', '.join(cls.field_names())}"
+            )
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> NPLMConfig:
+        """A copy with some options changed (validated)."""
+        return NPLMConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict view (for JSON)."""
+        return asdict(self)
+
+    def learner_params(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~nplearn.KernelLogisticRegression` (no sigma/M)."""
+        return {
+            "lam": self.lam, "schedule": self.schedule, "tol": self.tol,
+            "max_iter": self.max_iter, "inner": self.inner, "rank_tol": self.rank_tol,
+            "dtype": self.dtype, "device": self.device, "memory_budget": self.memory_budget,
+        }
+
+    def validate(self) -> None:
+        """Raise :class:`~nplearn.InputError` on any invalid option."""
+
+        def positive(name: str, v: Any, *, integer: bool = False, allow_none: bool = False,
+                     allow_zero: bool = False) -> None:
+            if v is None and allow_none:
+                return
+            ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
+            if isinstance(v, bool) or not ok_type:
+                kind = "an integer" if integer else "a number"
+                raise InputError(f"{name} must be {kind}, got {v!r}")
+            if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+                raise InputError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+        positive("expected", self.expected, allow_none=True)
+        positive("n_toys", self.n_toys, integer=True, allow_zero=True)
+        positive("sigma", self.sigma, allow_none=True)
+        positive("sigma_percentile", self.sigma_percentile)
+        if self.sigma_percentile > 100:
+            raise InputError(f"sigma_percentile must be <= 100, got {self.sigma_percentile}")
+        positive("n_centers", self.n_centers, integer=True, allow_none=True)
+        positive("lam", self.lam)
+        positive("tol", self.tol)
+        positive("max_iter", self.max_iter, integer=True)
+        positive("rank_tol", self.rank_tol, allow_none=True, allow_zero=True)
+        positive("memory_budget", self.memory_budget, integer=True, allow_none=True)
+        positive("workers", self.workers, integer=True, allow_none=True)
+        positive("threads_per_worker", self.threads_per_worker, integer=True, allow_none=True)
+        positive("min_exceed", self.min_exceed, integer=True)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.standardize, bool):
+            raise InputError(f"standardize must be true or false, got {self.standardize!r}")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"schedule must be one of {', '.join(SCHEDULES)}, got "
+                             f"{self.schedule!r}")
+        if self.inner not in INNER_SOLVERS:
+            raise InputError(f"inner must be one of {', '.join(INNER_SOLVERS)}, got "
+                             f"{self.inner!r}")
+        if self.dtype not in ("float64", "float32"):
+            raise InputError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
+        if not isinstance(self.device, str):
+            raise InputError(f"device must be a string such as 'cpu' or 'cuda', got "
+                             f"{self.device!r}")

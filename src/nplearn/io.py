@@ -1,0 +1,333 @@
+"""Reading and validating user input; writing results atomically.
+
+Every check names the offending object (file, column, row) and raises
+:class:`~nplearn.InputError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "as_events",
+    "as_weights",
+    "read_events",
+    "sha256_file",
+    "to_jsonable",
+    "write_json_atomic",
+]
+
+#: File suffixes understood by :func:`read_events`.
+SUFFIXES = (".npy", ".npz", ".csv", ".txt", ".tsv", ".dat")
+
+
+# ------------------------------------------------------------------ validation
+
+
+def as_events(
+    x: Any,
+    name: str,
+    *,
+    n_features: int | None = None,
+    allow_empty: bool = False,
+    columns: list[str] | None = None,
+) -> np.ndarray:
+    """Validate an events x features array and return it as float64.
+
+    Parameters
+    ----------
+    x : array-like
+        Two-dimensional numeric array.
+    name : str
+        How to call it in error messages (e.g. a file name).
+    n_features : int, optional
+        Required number of columns.
+    allow_empty : bool
+        Accept zero events.
+    columns : list of str, optional
+        Column names, used to name the column of a bad value.
+    """
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{name}: cannot be read as an array ({exc})") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or arr.dtype == np.bool_):
+        raise InputError(f"{name}: values must be numeric, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise InputError(f"{name}: values must be real, got complex numbers")
+    if arr.ndim != 2:
+        raise InputError(
+            f"{name}: expected a 2-D array (events x features), got a {arr.ndim}-D array "
+            f"of shape {arr.shape}"
+        )
+    if arr.shape[1] == 0:
+        raise InputError(f"{name}: has no features (0 columns)")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise InputError(f"{name}: is empty (0 events)")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise InputError(
+            f"{name}: has {arr.shape[1]} feature column(s) but the reference has {n_features}"
+        )
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        cname = f"column {col}" + (f" ({columns[col]!r})" if columns else "")
+        raise InputError(
+            f"{name}: non-finite value {arr[row, col]} at row {row}, {cname} "
+            f"({int(bad.sum())} bad value(s) in total)"
+        )
+    return arr
+
+
+def as_weights(w: Any, n: int, name: str) -> np.ndarray:
+    """Validate per-event weights: shape ``(n,)``, finite, non-negative, positive sum."""
+    arr = np.asarray(w)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise InputError(f"{name}: weights must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(f"{name}: expected {n} weights (one per event), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        i = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise InputError(f"{name}: non-finite weight {arr[i]} at row {i}")
+    if (arr < 0).any():
+        i = int(np.flatnonzero(arr < 0)[0])
+        raise InputError(
+            f"{name}: negative weight {arr[i]} at row {i}; negative Monte Carlo weights "
+            "are not supported by the weighted logistic loss (remove or absorb them first)"
+        )
+    if arr.sum() <= 0:
+        raise InputError(f"{name}: weights sum to zero")
+    return arr
+
+
+# --------------------------------------------------------------------- reading
+
+
+def _split_key(spec: str) -> tuple[Path, str | None]:
+    """``file.npz:key`` -> (path, key); plain paths pass through."""
+    p = Path(spec)
+    if p.exists() or ":" not in spec:
+        return p, None
+    head, _, key = spec.rpartition(":")
+    return Path(head), key or None
+
+
+def read_events(
+    spec: str | os.PathLike[str],
+    columns: list[str] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Read an events x features table from a file.
+
+    Supported: ``.npy`` (2-D array), ``.npz`` (``file.npz`` with one array or
+    ``file.npz:name``), and delimited text (``.csv``, ``.tsv``, ``.txt``,
+    ``.dat``; comma, tab, semicolon or whitespace separated, with or without a
+    header row).
+
+    Parameters
+    ----------
+    spec : path
+        The file (optionally with ``:key`` for ``.npz``).
+    columns : list of str, optional
+        Columns to keep, by header name or by 0-based index.
+
+    Returns
+    -------
+    events : numpy.ndarray
+        Float64 array, validated (2-D, non-empty, finite).
+    names : list of str
+        Column names (header names, or ``x0, x1, ...``).
+    """
+    path, key = _split_key(str(spec))
+    name = str(spec)
+    if not path.exists():
+        raise InputError(f"{name}: file not found")
+    if path.is_dir():
+        raise InputError(f"{name}: is a directory, not a file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(
+            f"{name}: unsupported file type {suffix or '(none)'}; supported: "
+            f"{', '.join(SUFFIXES)}"
+        )
+    try:
+        if suffix == ".npy":
+            arr, names = _read_npy(path), None
+        elif suffix == ".npz":
+            arr, names = _read_npz(path, key), None
+        else:
+            arr, names = _read_text(path)
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
+        raise InputError(f"{name}: cannot be read ({type(exc).__name__}: {exc})") from exc
+    arr_np = np.asarray(arr)
+    if arr_np.ndim != 2:
+        raise InputError(
+            f"{name}: expected a 2-D array (events x features), got a {arr_np.ndim}-D array "
+            f"of shape {arr_np.shape}"
+        )
+    if names is None:
+        names = [f"x{i}" for i in range(arr_np.shape[1])]
+    if columns:
+        idx = [_column_index(c, names, name) for c in columns]
+        arr_np = arr_np[:, idx]
+        names = [names[i] for i in idx]
+    return as_events(arr_np, name, columns=names), names
+
+
+def _column_index(c: str, names: list[str], fname: str) -> int:
+    if c in names:
+        return names.index(c)
+    try:
+        i = int(c)
+    except ValueError:
+        raise InputError(
+            f"{fname}: no column named {c!r}; available: {', '.join(names)}"
+        ) from None
+    if not 0 <= i < len(names):
+        raise InputError(f"{fname}: column index {i} out of range (0..{len(names) - 1})")
+    return i
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+def _read_npz(path: Path, key: str | None) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as z:
+        keys = list(z.keys())
+        if key is None:
+            if len(keys) != 1:
+                raise InputError(
+                    f"{path}: holds {len(keys)} arrays ({', '.join(keys)}); "
+                    f"choose one with {path}:NAME"
+                )
+            key = keys[0]
+        if key not in keys:
+            raise InputError(f"{path}: no array {key!r}; available: {', '.join(keys)}")
+        return z[key]
+
+
+def _read_text(path: Path) -> tuple[np.ndarray, list[str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        lines = [ln for ln in fh.read().splitlines() if ln.strip() and not ln.lstrip()
+                 .startswith("#")]
+    if not lines:
+        raise InputError(f"{path}: is empty (no rows)")
+    sample = "\n".join(lines[:20])
+    try:
+        delim = csv.Sniffer().sniff(sample, delimiters=",;\t ").delimiter
+    except csv.Error:
+        delim = "," if "," in lines[0] else None
+
+    def split(line: str) -> list[str]:
+        parts = line.split(delim) if delim not in (None, " ") else line.split()
+        return [p.strip().strip('"').strip("'") for p in parts]
+
+    first = split(lines[0])
+    header = not all(_is_number(v) for v in first)
+    names = first if header else [f"x{i}" for i in range(len(first))]
+    body = lines[1:] if header else lines
+    ncol = len(names)
+    out = np.empty((len(body), ncol), dtype=np.float64)
+    for r, line in enumerate(body):
+        vals = split(line)
+        if len(vals) != ncol:
+            raise InputError(
+                f"{path}: row {r} (line {r + 1 + header}) has {len(vals)} fields, "
+                f"expected {ncol}"
+            )
+        for c, v in enumerate(vals):
+            try:
+                out[r, c] = float(v) if v != "" else math.nan
+            except ValueError:
+                raise InputError(
+                    f"{path}: non-numeric value {v!r} at row {r}, column {c} ({names[c]!r})"
+                ) from None
+    return out, names
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file (provenance of inputs)."""
+    h = hashlib.sha256()
+    with open(_split_key(str(path))[0], "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------- writing
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy types and non-finite floats into strict-JSON values.
+
+    NaN becomes ``null``; infinities become the strings ``"inf"``/``"-inf"``.
+    """
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as JSON (sorted keys) atomically: temp file + rename.
+
+    A crash mid-write leaves any previous file intact.
+    """
+    path = Path(path)
+    text = json.dumps(to_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.exists():
+        raise InputError(f"{path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

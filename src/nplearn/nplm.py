@@ -1,0 +1,331 @@
+"""The whole NPLM goodness-of-fit test in one call: :func:`nplm_test`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .config import NPLMConfig
+from .errors import InputError
+from .io import as_events, as_weights, write_json_atomic
+from .learners.kernel import KernelLogisticRegression, default_n_centers
+from .preprocess import Standardizer, sigma_from_percentile
+from .stats import Calibration, calibrate
+from .toys import (
+    ToyEngine,
+    ToyGenerator,
+    ToyResult,
+    normalised_weights,
+    nplm_fit,
+    observed_seed,
+    resolve_workers,
+    run_toys,
+)
+
+__all__ = ["NPLMResult", "nplm_test", "provenance"]
+
+log = logging.getLogger(__name__)
+
+#: Reference pools smaller than this multiple of N(R) make resampled toys refuse.
+MIN_POOL_RATIO = 2.0
+
+
+def provenance() -> dict[str, Any]:
+    """Versions and platform, recorded in every result."""
+    import scipy
+    import torch
+
+    return {
+        "nplearn": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dataclass
+class NPLMResult:
+    """Outcome of :func:`nplm_test`.
+
+    Attributes
+    ----------
+    t_obs : float
+        Observed test statistic ``t = 2[sum_D f - sum_R w (e^f - 1)]``.
+    n_w : float
+        Fitted expected yield ``sum_R w e^f`` on the observed data (compare with
+        ``n_data``: at the optimum they are close when the model is flexible).
+    p_value, z : float
+        Reported p-value and significance; ``calibration.method`` says whether they
+        come from the toys or the chi-square extrapolation.
+    calibration : Calibration
+        Both p-values and Z, the chi-square dof and its goodness of fit.
+    t_null : numpy.ndarray
+        Null statistics of the successful toys (ordered by toy index).
+    toys : list of ToyResult
+        Every toy, including failed ones.
+    n_data, n_ref : int
+        Observed sample sizes; ``expected`` is ``N(R)``.
+    hyperparameters : dict
+        sigma (and how it was chosen), n_centers, lam, the standardisation.
+    fit : dict
+        Diagnostics of the observed fit (iterations, gradient norm, rank, times).
+    config : NPLMConfig
+        The options used (reproduces the run with the same inputs).
+    timings : dict
+        Seconds spent in the observed fit, the toys, and in total.
+    provenance : dict
+        Versions, platform, date; the CLI adds the input files and their hashes.
+    """
+
+    t_obs: float
+    n_w: float
+    p_value: float
+    z: float
+    calibration: Calibration | None
+    t_null: np.ndarray
+    toys: list[ToyResult]
+    n_data: int
+    n_ref: int
+    expected: float
+    hyperparameters: dict[str, Any]
+    fit: dict[str, Any]
+    config: NPLMConfig
+    timings: dict[str, float]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    learner: KernelLogisticRegression | None = field(default=None, repr=False)
+
+    @property
+    def chi2_dof(self) -> float:
+        """Degrees of freedom of the chi-square fitted to the null (nan without toys)."""
+        return self.calibration.chi2_dof if self.calibration else float("nan")
+
+    @property
+    def n_failed_toys(self) -> int:
+        """Toys whose fit failed or whose statistic was not finite (excluded)."""
+        return sum(not t.ok for t in self.toys)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary of everything in the result (except the learner)."""
+        toys_ok = [t for t in self.toys if t.ok]
+        summary = {
+            "n_requested": len(self.toys),
+            "n_ok": len(toys_ok),
+            "n_failed": self.n_failed_toys,
+            "n_not_converged": sum(t.ok and not t.converged for t in self.toys),
+            "median_time_s": float(np.median([t.time for t in toys_ok])) if toys_ok else None,
+            "median_newton_iter": float(np.median([t.n_iter for t in toys_ok])) if toys_ok
+            else None,
+            "median_rank": float(np.median([t.rank for t in toys_ok])) if toys_ok else None,
+            "max_suboptimality": float(max(t.suboptimality for t in toys_ok)) if toys_ok
+            else None,
+        }
+        return {
+            "format": "nplearn-result/1",
+            "t_obs": self.t_obs,
+            "n_w": self.n_w,
+            "p_value": self.p_value,
+            "z": self.z,
+            "z_method": self.calibration.method if self.calibration else None,
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "n_data": self.n_data,
+            "n_ref": self.n_ref,
+            "expected": self.expected,
+            "t_null": self.t_null.tolist(),
+            "toys": [t.to_dict() for t in self.toys],
+            "toy_summary": summary,
+            "hyperparameters": self.hyperparameters,
+            "fit": self.fit,
+            "config": self.config.to_dict(),
+            "timings": self.timings,
+            "provenance": self.provenance,
+        }
+
+    def save_json(self, path: str) -> None:
+        """Write :meth:`to_dict` as JSON with sorted keys, atomically."""
+        write_json_atomic(path, self.to_dict())
+
+    def summary(self) -> str:
+        """Human-readable multi-line summary."""
+        hp = self.hyperparameters
+        lines = [
+            f"NPLM goodness-of-fit test (nplearn {__version__})",
+            f"  reference events N_R      {self.n_ref}",
+            f"  data events N_D           {self.n_data}",
+            f"  expected yield N(R)       {self.expected:.6g}",
+            f"  kernel width sigma        {hp['sigma']:.4g} ({hp['sigma_source']})",
+            f"  centres M / kept rank r   {hp['n_centers']} / {self.fit['rank']}",
+            f"  penalty lambda            {hp['lam']:.3g}",
+            f"  schedule                  {self.config.schedule}",
+            f"  observed fit              {self.fit['n_iter']} Newton steps, "
+            f"{'converged' if self.fit['converged'] else 'NOT converged'}, "
+            f"{self.fit['time_total']:.2f} s",
+            f"  t_obs                     {self.t_obs:.4f}",
+            f"  N_w (fitted yield)        {self.n_w:.2f}",
+        ]
+        c = self.calibration
+        if c is None:
+            lines.append("  no toys run: no p-value (use n_toys > 0)")
+        else:
+            lines += [
+                f"  null toys                 {c.n_toys} ok"
+                + (f", {self.n_failed_toys} failed" if self.n_failed_toys else ""),
+                f"  chi2 fit of the null      dof = {c.chi2_dof:.2f} "
+                f"(KS distance {c.chi2_ks_distance:.3f})",
+                f"  toys with t >= t_obs      {c.n_exceed}",
+                f"  p (toys)                  {c.p_empirical:.4g} +- {c.p_empirical_err:.2g}"
+                f"   Z = {c.z_empirical:.2f}"
+                + ("  (bound: no toy reached t_obs)" if c.n_exceed == 0 else ""),
+                f"  p (chi2 extrapolation)    {c.p_chi2:.4g}   Z = {c.z_chi2:.2f}",
+                f"  reported                  p = {self.p_value:.4g}, Z = {self.z:.2f} "
+                f"({c.method})",
+            ]
+        lines.append(f"  wall time                 {self.timings['total']:.1f} s")
+        return "\n".join(lines)
+
+
+def _prepare(
+    reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Standardizer]:
+    ref = as_events(reference, "reference")
+    dat = as_events(data, "data", n_features=ref.shape[1])
+    rel = None if ref_weights is None else as_weights(ref_weights, ref.shape[0],
+                                                      "reference weights")
+    if rel is not None and np.allclose(rel, rel[0]):
+        rel = None
+    std = Standardizer.fit(ref, rel) if cfg.standardize else Standardizer.identity(ref.shape[1])
+    return std.transform(ref), std.transform(dat), rel, std
+
+
+def nplm_test(
+    reference: Any,
+    data: Any,
+    config: NPLMConfig | None = None,
+    *,
+    ref_weights: Any = None,
+    toy_generator: ToyGenerator | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> NPLMResult:
+    """Run the NPLM goodness-of-fit test of ``data`` against ``reference``.
+
+    Learns ``f = log n_data / n_ref`` with Nyström kernel logistic regression,
+    computes ``t``, runs ``config.n_toys`` null toys with the identical procedure
+    and returns p-values and Z (from the toys and from a chi-square fit of them).
+
+    Parameters
+    ----------
+    reference : array-like, shape (N_R, d)
+        Events of the reference model (e.g. Standard Model simulation).
+    data : array-like, shape (N_D, d)
+        Observed events.
+    config : NPLMConfig, optional
+        Options; keyword ``options`` override its fields
+        (e.g. ``nplm_test(ref, data, n_toys=300, lam=1e-10)``).
+    ref_weights : array-like, shape (N_R,), optional
+        Relative per-event reference weights (e.g. Monte Carlo weights). They are
+        rescaled to sum to ``N(R)``. Default uniform ``N(R)/N_R``.
+    toy_generator : callable, optional
+        ``gen(rng) -> data | (reference, data) | (reference, data, weights)``
+        drawing raw events of one null toy from the numpy Generator it is given.
+        Default: resample toys from the reference (``Poisson(N(R))`` events drawn
+        without replacement as pseudo-data, the rest as the toy's reference). It
+        must be defined at module level to run in worker processes.
+    progress : callable, optional
+        ``progress(done, total)`` called as toys finish.
+
+    Returns
+    -------
+    NPLMResult
+    """
+    t_start = time.perf_counter()
+    cfg = config if config is not None else NPLMConfig()
+    if options:
+        cfg = cfg.replace(**options)
+    ref, dat, rel, std = _prepare(reference, data, ref_weights, cfg)
+    n_ref, n_data = ref.shape[0], dat.shape[0]
+    expected = float(cfg.expected) if cfg.expected is not None else float(n_data)
+    if expected <= 0:
+        raise InputError("the expected yield N(R) must be positive (data set is empty?)")
+    w_ref = normalised_weights(n_ref, expected, rel)
+
+    # hyperparameters from the reference only
+    hp_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
+    if cfg.sigma is None:
+        sigma = sigma_from_percentile(ref, cfg.sigma_percentile, rng=hp_rng)
+        sigma_source = f"{cfg.sigma_percentile:g}th percentile of reference pairwise distances"
+    else:
+        sigma, sigma_source = float(cfg.sigma), "user"
+    n_centers = cfg.n_centers if cfg.n_centers is not None else default_n_centers(n_ref + n_data)
+    params = {**cfg.learner_params(), "sigma": sigma, "n_centers": int(n_centers)}
+    hyper = {
+        "sigma": sigma, "sigma_source": sigma_source, "n_centers": int(n_centers),
+        "n_centers_source": "user" if cfg.n_centers is not None else "max(1000, 2 sqrt(n))",
+        "lam": cfg.lam, "standardizer": std.to_dict(), "standardized": cfg.standardize,
+    }
+
+    # observed fit
+    t0 = time.perf_counter()
+    learner = KernelLogisticRegression(**params)
+    t_obs, n_w, info, learner = nplm_fit(ref, dat, w_ref, learner, observed_seed(cfg.seed))
+    t_fit = time.perf_counter() - t0
+    if not np.isfinite(t_obs):
+        raise InputError(f"the observed fit gave a non-finite statistic ({info.message})")
+    log.info("observed t = %.4f (%s)", t_obs, info.message)
+
+    # toys
+    if toy_generator is None:
+        if n_ref < MIN_POOL_RATIO * expected:
+            raise InputError(
+                f"the reference sample ({n_ref} events) is too small to resample null toys "
+                f"with N(R) = {expected:g} events: it must hold at least "
+                f"{MIN_POOL_RATIO:g} x N(R); supply more reference events or a toy generator"
+            )
+        engine = ToyEngine(params, expected, cfg.seed, pool=ref, pool_weights=rel)
+    else:
+        engine = ToyEngine(params, expected, cfg.seed, generator=toy_generator,
+                           standardizer=std, reference=ref, reference_weights=w_ref)
+    t1 = time.perf_counter()
+    toys = run_toys(engine, range(cfg.n_toys), workers=cfg.workers,
+                    threads_per_worker=cfg.threads_per_worker, progress=progress)
+    t_toys = time.perf_counter() - t1
+    t_null = np.array([t.t for t in toys if t.ok], dtype=np.float64)
+    n_failed = sum(not t.ok for t in toys)
+    if n_failed:
+        log.warning("%d of %d toys failed and were excluded", n_failed, len(toys))
+    cal = calibrate(t_obs, t_null, min_exceed=cfg.min_exceed) if t_null.size else None
+    prov = provenance()
+    prov["workers"] = resolve_workers(cfg.workers, cfg.device, cfg.n_toys)
+    return NPLMResult(
+        t_obs=t_obs,
+        n_w=n_w,
+        p_value=cal.p_value if cal else float("nan"),
+        z=cal.z if cal else float("nan"),
+        calibration=cal,
+        t_null=t_null,
+        toys=toys,
+        n_data=n_data,
+        n_ref=n_ref,
+        expected=expected,
+        hyperparameters=hyper,
+        fit=info.to_dict(),
+        config=cfg,
+        timings={"observed_fit": t_fit, "toys": t_toys, "total": time.perf_counter() - t_start,
+                 "per_toy_median": float(np.median([t.time for t in toys])) if toys else 0.0},
+        provenance=prov,
+        learner=learner,
+    )

@@ -1,0 +1,122 @@
+"""Preprocessing and hyperparameter choices made from the reference sample only.
+
+Nothing here ever looks at the data sample: the standardisation, the kernel width
+and the number of centres are functions of the reference (and of sample sizes),
+so they cannot be tuned, even implicitly, on the signal one is looking for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["Standardizer", "pairwise_distance_percentile", "sigma_from_percentile"]
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-feature affine map ``(x - mean) / scale`` fitted on the reference.
+
+    Attributes
+    ----------
+    mean, scale : numpy.ndarray
+        Per-feature location and scale (the weighted mean and standard deviation
+        of the reference).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, reference: np.ndarray, weights: np.ndarray | None = None) -> Standardizer:
+        """Fit on reference events (optionally weighted).
+
+        Raises
+        ------
+        InputError
+            If a feature is constant in the reference (zero variance): it carries
+            no information and would divide by zero.
+        """
+        if weights is None:
+            mean = reference.mean(axis=0)
+            var = reference.var(axis=0)
+        else:
+            w = weights / weights.sum()
+            mean = w @ reference
+            var = w @ (reference - mean) ** 2
+        scale = np.sqrt(var)
+        tiny = scale <= 1e-12 * np.maximum(1.0, np.abs(mean))
+        if tiny.any():
+            cols = ", ".join(str(i) for i in np.flatnonzero(tiny)[:10])
+            raise InputError(
+                f"reference feature(s) {cols} are constant (zero variance): remove them "
+                "or disable standardisation"
+            )
+        return cls(mean=mean, scale=scale)
+
+    @classmethod
+    def identity(cls, n_features: int) -> Standardizer:
+        """The identity map (no standardisation)."""
+        return cls(mean=np.zeros(n_features), scale=np.ones(n_features))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Apply the map."""
+        return (X - self.mean) / self.scale
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-friendly view."""
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+
+def pairwise_distance_percentile(
+    X: np.ndarray,
+    q: float | np.ndarray,
+    *,
+    max_points: int = 2000,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Percentile(s) ``q`` (0-100) of the pairwise Euclidean distances of ``X``.
+
+    Computed on a uniform subsample of at most ``max_points`` events (all
+    ``max_points (max_points - 1) / 2`` distinct pairs), drawn with ``rng``.
+    """
+    n = X.shape[0]
+    if n < 2:
+        raise InputError("need at least 2 reference events to compute pairwise distances")
+    if n > max_points:
+        gen = rng if rng is not None else np.random.default_rng(0)
+        X = X[gen.choice(n, size=max_points, replace=False)]
+    sq = (X * X).sum(1)
+    D = sq[:, None] + sq[None, :] - 2.0 * X @ X.T
+    iu = np.triu_indices(X.shape[0], k=1)
+    d = np.sqrt(np.clip(D[iu], 0.0, None))
+    return np.percentile(d, q)
+
+
+def sigma_from_percentile(
+    X: np.ndarray,
+    percentile: float = 90.0,
+    *,
+    max_points: int = 2000,
+    rng: np.random.Generator | None = None,
+) -> float:
+    """Kernel width: a percentile of reference pairwise distances (default 90th).
+
+    Raises
+    ------
+    InputError
+        If the percentile is outside (0, 100] or the resulting width is zero
+        (e.g. all sampled events identical).
+    """
+    if not 0.0 < percentile <= 100.0:
+        raise InputError(f"sigma percentile must be in (0, 100], got {percentile}")
+    s = float(pairwise_distance_percentile(X, percentile, max_points=max_points, rng=rng))
+    if not s > 0.0:
+        raise InputError(
+            f"the {percentile}th percentile of reference pairwise distances is zero: "
+            "too many identical events; give --sigma explicitly"
+        )
+    return s

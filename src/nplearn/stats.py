@@ -1,0 +1,249 @@
+"""The NPLM test statistic, p-values, the chi-square fit of the null, Z scores."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import optimize, special
+from scipy import stats as sps
+
+from .errors import InputError
+
+__all__ = [
+    "Calibration",
+    "calibrate",
+    "chi2_pvalue",
+    "empirical_pvalue",
+    "fit_chi2_dof",
+    "nplm_statistic",
+    "p_to_z",
+    "z_to_p",
+]
+
+
+def nplm_statistic(
+    f_ref: np.ndarray, f_data: np.ndarray, w_ref: np.ndarray
+) -> tuple[float, float]:
+    """Extended likelihood-ratio statistic of NPLM.
+
+    ``t = 2 [ sum_D f(x) - sum_R w (exp(f(x)) - 1) ]`` and the fitted expected
+    yield ``N_w = sum_R w exp(f(x))``.
+
+    Parameters
+    ----------
+    f_ref, f_data : numpy.ndarray
+        The learned log density ratio on the reference and data events.
+    w_ref : numpy.ndarray
+        Reference weights (they sum to the expected yield ``N(R)``).
+
+    Returns
+    -------
+    t, n_w : float
+    """
+    f_ref = np.asarray(f_ref, dtype=np.float64)
+    f_data = np.asarray(f_data, dtype=np.float64)
+    w_ref = np.asarray(w_ref, dtype=np.float64)
+    if f_ref.shape != w_ref.shape:
+        raise InputError(f"f_ref {f_ref.shape} and w_ref {w_ref.shape} differ in shape")
+    t = 2.0 * (f_data.sum() - (w_ref * np.expm1(f_ref)).sum())
+    n_w = float((w_ref * np.exp(f_ref)).sum())
+    return float(t), n_w
+
+
+def empirical_pvalue(t_obs: float, t_null: np.ndarray) -> float:
+    """``(1 + #{t_null >= t_obs}) / (1 + n_toys)``: never zero, exact for exchangeable toys."""
+    t_null = np.asarray(t_null, dtype=np.float64)
+    t_null = t_null[np.isfinite(t_null)]
+    return float((1 + np.count_nonzero(t_null >= t_obs)) / (1 + t_null.size))
+
+
+def p_to_z(p: float) -> float:
+    """One-sided Gaussian significance ``Z = Phi^{-1}(1 - p)``."""
+    if not 0.0 <= p <= 1.0:
+        raise InputError(f"p-value must be in [0, 1], got {p}")
+    if p == 0.0:
+        return math.inf
+    return float(-special.ndtri(p))
+
+
+def _logp_to_z(logp: float) -> float:
+    if logp == -math.inf:
+        return math.inf
+    return float(-special.ndtri_exp(logp))
+
+
+def z_to_p(z: float) -> float:
+    """Inverse of :func:`p_to_z`."""
+    return float(special.ndtr(-z))
+
+
+def chi2_logsf(t: float, dof: float) -> float:
+    """``log P(chi2_dof >= t)``, finite far beyond where scipy underflows.
+
+    Falls back to the asymptotic expansion of the upper incomplete gamma
+    function, ``Gamma(a, x) ~ x^(a-1) e^(-x) sum_j (a-1)...(a-j) / x^j``, once
+    scipy returns ``-inf`` (``t`` of order 1500 and above).
+    """
+    logp = float(sps.chi2.logsf(t, dof))
+    if math.isfinite(logp) or not math.isfinite(t):
+        return logp
+    return _chi2_logsf_asymptotic(t, dof)
+
+
+def _chi2_logsf_asymptotic(t: float, dof: float) -> float:
+    """Asymptotic ``log P(chi2_dof >= t)`` for ``t >> dof``."""
+    a, x = 0.5 * dof, 0.5 * t
+    term, total = 1.0, 1.0
+    for j in range(1, 60):
+        term *= (a - j) / x
+        total += term
+        if abs(term) < 1e-17 * abs(total):
+            break
+    return (a - 1.0) * math.log(x) - x + math.log(total) - special.gammaln(a)
+
+
+def chi2_pvalue(t: float, dof: float) -> tuple[float, float]:
+    """Survival probability of a chi-square with ``dof`` at ``t`` and its Z.
+
+    Works with the log survival function so that very significant values keep
+    a finite Z instead of underflowing to ``p = 0``.
+    """
+    logp = chi2_logsf(t, dof)
+    return math.exp(logp), _logp_to_z(logp)
+
+
+def fit_chi2_dof(t_null: np.ndarray) -> tuple[float, float, float]:
+    """Chi-square degrees of freedom minimising the Kolmogorov-Smirnov distance.
+
+    Parameters
+    ----------
+    t_null : numpy.ndarray
+        Null test statistics (non-finite entries are ignored; negative ones count
+        against the fit since a chi-square puts no mass there).
+
+    Returns
+    -------
+    dof : float
+        The KS-optimal number of degrees of freedom.
+    ks_distance : float
+        The KS distance at that dof.
+    ks_pvalue : float
+        The nominal KS p-value of that distance (optimistic, since dof was fitted;
+        use it as a goodness-of-fit diagnostic, not a test).
+    """
+    t = np.sort(np.asarray(t_null, dtype=np.float64))
+    t = t[np.isfinite(t)]
+    if t.size < 5:
+        raise InputError(f"need at least 5 finite null values to fit a chi-square, got {t.size}")
+    n = t.size
+    lo = np.arange(0, n) / n
+    hi = np.arange(1, n + 1) / n
+
+    def ks(dof: float) -> float:
+        cdf = sps.chi2.cdf(t, dof)
+        return float(max((hi - cdf).max(), (cdf - lo).max()))
+
+    center = max(float(np.median(t)), 0.5)
+    grid = np.geomspace(max(0.05, center / 20.0), center * 20.0 + 10.0, 120)
+    vals = np.array([ks(g) for g in grid])
+    i = int(vals.argmin())
+    a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+    res = optimize.minimize_scalar(ks, bounds=(a, b), method="bounded",
+                                   options={"xatol": 1e-4 * max(1.0, grid[i])})
+    dof, dist = (float(res.x), float(res.fun)) if res.fun <= vals[i] else (float(grid[i]),
+                                                                         float(vals[i]))
+    return dof, dist, float(sps.kstwo.sf(dist, n))
+
+
+@dataclass
+class Calibration:
+    """p-values and Z of an observed statistic against its null distribution.
+
+    Attributes
+    ----------
+    p_value, z : float
+        The reported values; ``method`` says where they come from.
+    method : str
+        ``"empirical"`` when at least ``min_exceed`` null toys lie at or above
+        ``t_obs`` (the toy p-value is then precise to about 30% or better),
+        otherwise ``"chi2"``: the extrapolation of the fitted chi-square.
+    p_empirical, z_empirical : float
+        ``(1 + #{t_null >= t_obs}) / (1 + n)`` and its Z. With no toy above
+        ``t_obs`` this is an upper bound on p (a lower bound on Z).
+    p_empirical_err : float
+        Binomial standard error of the toy p-value.
+    n_exceed : int
+        Null toys with ``t >= t_obs``.
+    p_chi2, z_chi2 : float
+        From the chi-square fitted to the null (KS-optimal dof).
+    chi2_dof, chi2_ks_distance, chi2_ks_pvalue : float
+        The fitted dof and its goodness of fit.
+    n_toys : int
+        Finite null values used.
+    """
+
+    p_value: float
+    z: float
+    method: str
+    p_empirical: float
+    z_empirical: float
+    p_empirical_err: float
+    n_exceed: int
+    p_chi2: float
+    z_chi2: float
+    chi2_dof: float
+    chi2_ks_distance: float
+    chi2_ks_pvalue: float
+    n_toys: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict view (for JSON)."""
+        return asdict(self)
+
+
+def calibrate(t_obs: float, t_null: np.ndarray, *, min_exceed: int = 10) -> Calibration:
+    """Calibrate ``t_obs`` against null toys: empirical and chi-square p-values.
+
+    Parameters
+    ----------
+    t_obs : float
+        Observed statistic.
+    t_null : numpy.ndarray
+        Null statistics (non-finite values are dropped).
+    min_exceed : int
+        Report the empirical p-value when at least this many toys are at or above
+        ``t_obs``; otherwise report the chi-square extrapolation.
+    """
+    t_null = np.asarray(t_null, dtype=np.float64)
+    t_null = t_null[np.isfinite(t_null)]
+    n = t_null.size
+    if n == 0:
+        raise InputError("no finite null toys to calibrate against")
+    n_exceed = int(np.count_nonzero(t_null >= t_obs))
+    p_emp = (1 + n_exceed) / (1 + n)
+    p_err = math.sqrt(max(p_emp * (1 - p_emp), 1e-300) / (1 + n))
+    z_emp = p_to_z(p_emp)
+    if n >= 5:
+        dof, ksd, ksp = fit_chi2_dof(t_null)
+        p_chi, z_chi = chi2_pvalue(t_obs, dof)
+    else:
+        dof = ksd = ksp = p_chi = z_chi = math.nan
+    use_emp = n_exceed >= min_exceed or not math.isfinite(z_chi)
+    return Calibration(
+        p_value=p_emp if use_emp else p_chi,
+        z=z_emp if use_emp else z_chi,
+        method="empirical" if use_emp else "chi2",
+        p_empirical=p_emp,
+        z_empirical=z_emp,
+        p_empirical_err=p_err,
+        n_exceed=n_exceed,
+        p_chi2=p_chi,
+        z_chi2=z_chi,
+        chi2_dof=dof,
+        chi2_ks_distance=ksd,
+        chi2_ks_pvalue=ksp,
+        n_toys=n,
+    )

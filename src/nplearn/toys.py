@@ -1,0 +1,329 @@
+"""Pseudo-experiments (toys) under the reference hypothesis, run in parallel.
+
+A toy is a pure function of ``(engine, index)``: it draws from its own random
+stream ``SeedSequence(seed, spawn_key=(1, index))``, so its result does not
+depend on which worker runs it, in which order, or how many workers there are.
+The observed fit uses the stream ``spawn_key=(0,)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+
+from ._torch_utils import cpu_count, torch_threads
+from .errors import InputError
+from .learners.kernel import FitInfo, KernelLogisticRegression
+from .preprocess import Standardizer
+from .stats import nplm_statistic
+
+__all__ = [
+    "ToyEngine",
+    "ToyResult",
+    "nplm_fit",
+    "observed_seed",
+    "run_toys",
+    "toy_seed",
+]
+
+log = logging.getLogger(__name__)
+
+_OBSERVED_KEY = 0
+_TOY_KEY = 1
+_STREAM_KEY = 3
+
+#: What a user toy generator may return: data only (against the fixed
+#: reference), ``(reference, data)`` or ``(reference, data, reference_weights)``.
+ToySample = Any
+ToyGenerator = Callable[[np.random.Generator], ToySample]
+
+
+def observed_seed(seed: int) -> np.random.SeedSequence:
+    """Random stream of the observed fit."""
+    return np.random.SeedSequence(seed, spawn_key=(_OBSERVED_KEY,))
+
+
+def toy_seed(seed: int, index: int, stream: int = 0) -> np.random.SeedSequence:
+    """Random stream of toy ``index`` (independent of every other toy).
+
+    ``stream`` separates independent families of toys sharing one master seed
+    (e.g. the null toys, stream 0, and the signal toys of a benchmark).
+    """
+    if stream == 0:
+        return np.random.SeedSequence(seed, spawn_key=(_TOY_KEY, int(index)))
+    return np.random.SeedSequence(seed, spawn_key=(_STREAM_KEY, int(stream), int(index)))
+
+
+def normalised_weights(n_ref: int, expected: float, rel: np.ndarray | None) -> np.ndarray:
+    """Reference weights summing to ``expected`` (uniform when ``rel`` is None)."""
+    if rel is None:
+        return np.full(n_ref, expected / n_ref)
+    return rel * (expected / rel.sum())
+
+
+def nplm_fit(
+    reference: np.ndarray,
+    data: np.ndarray,
+    w_ref: np.ndarray,
+    learner: KernelLogisticRegression,
+    seed: np.random.SeedSequence,
+) -> tuple[float, float, FitInfo, KernelLogisticRegression]:
+    """Fit ``f`` on (reference, data) and return ``(t, N_w, fit_info, learner)``.
+
+    The inputs must already be preprocessed (standardised). The learner's centres
+    are drawn from ``seed``.
+    """
+    X = np.concatenate([reference, data], axis=0)
+    y = np.concatenate([np.zeros(len(reference), dtype=np.int64),
+                        np.ones(len(data), dtype=np.int64)])
+    sw = np.concatenate([w_ref, np.ones(len(data))])
+    learner.set_params(random_state=np.random.default_rng(seed))
+    learner.fit(X, y, sw)
+    f = learner.train_decision_
+    t, n_w = nplm_statistic(f[: len(reference)], f[len(reference):], w_ref)
+    return t, n_w, learner.fit_info_, learner
+
+
+@dataclass
+class ToyResult:
+    """Outcome of one toy (plain types only).
+
+    ``ok`` is False when the fit failed or gave a non-finite statistic; such toys
+    are reported and never enter the null distribution.
+    """
+
+    index: int
+    t: float
+    n_w: float
+    n_data: int
+    n_ref: int
+    ok: bool
+    converged: bool
+    n_iter: int
+    rank: int
+    grad_norm: float
+    suboptimality: float
+    time: float
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict view (for JSON)."""
+        return asdict(self)
+
+
+@dataclass
+class ToyEngine:
+    """Everything a worker needs to run any toy of one calibration.
+
+    Parameters
+    ----------
+    learner_params : dict
+        Full parameters of the :class:`KernelLogisticRegression` (sigma and
+        n_centers resolved), identical for the observed fit and every toy.
+    expected : float
+        ``N(R)``; toy data sets have ``Poisson(N(R))`` events in resampling mode.
+    seed : int
+        Master seed.
+    pool : numpy.ndarray, optional
+        Standardised reference pool for resampling toys.
+    pool_weights : numpy.ndarray, optional
+        Relative weights of the pool events (None: uniform).
+    generator : callable, optional
+        User generator ``gen(rng) -> data | (reference, data) | (reference, data,
+        weights)`` of raw (unstandardised) events.
+    standardizer : Standardizer, optional
+        Applied to what ``generator`` returns.
+    reference, reference_weights : numpy.ndarray, optional
+        Standardised fixed reference for generators that return data only.
+    stream : int
+        Random-stream family of these toys (0 for the null toys of a test).
+    """
+
+    learner_params: dict[str, Any]
+    expected: float
+    seed: int
+    pool: np.ndarray | None = None
+    pool_weights: np.ndarray | None = None
+    generator: ToyGenerator | None = None
+    standardizer: Standardizer | None = None
+    reference: np.ndarray | None = None
+    reference_weights: np.ndarray | None = None
+    stream: int = 0
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw one toy: ``(reference, data, reference_weights)``, standardised."""
+        if self.generator is not None:
+            return self._sample_generator(rng)
+        if self.pool is None:
+            raise InputError("a ToyEngine needs a reference pool or a generator")
+        n_pool = self.pool.shape[0]
+        n_data = int(rng.poisson(self.expected))
+        if n_data >= n_pool:
+            raise InputError(
+                f"toy drew {n_data} data events from a reference pool of {n_pool}: the pool "
+                "must be much larger than the expected yield"
+            )
+        if self.pool_weights is None:
+            take = rng.choice(n_pool, size=n_data, replace=False)
+        else:
+            # weighted sampling without replacement (Efraimidis-Spirakis keys)
+            keys = np.log(rng.random(n_pool)) / self.pool_weights
+            take = np.argpartition(-keys, n_data)[:n_data] if n_data else np.array([], int)
+        mask = np.ones(n_pool, dtype=bool)
+        mask[take] = False
+        ref = self.pool[mask]
+        rel = None if self.pool_weights is None else self.pool_weights[mask]
+        w = normalised_weights(ref.shape[0], self.expected, rel)
+        return ref, self.pool[np.sort(take)], w
+
+    def _sample_generator(
+        self, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from .io import as_events
+
+        out = self.generator(rng)  # type: ignore[misc]
+        std = self.standardizer
+        if isinstance(out, tuple):
+            if len(out) not in (2, 3):
+                raise InputError(
+                    "a toy generator must return data, (reference, data) or "
+                    f"(reference, data, weights); got a tuple of length {len(out)}"
+                )
+            ref = as_events(out[0], "toy reference")
+            data = as_events(out[1], "toy data", n_features=ref.shape[1])
+            rel = None
+            if len(out) == 3 and out[2] is not None:
+                from .io import as_weights
+
+                rel = as_weights(out[2], ref.shape[0], "toy reference weights")
+            if std is not None:
+                ref, data = std.transform(ref), std.transform(data)
+            return ref, data, normalised_weights(ref.shape[0], self.expected, rel)
+        data = as_events(out, "toy data", allow_empty=True)
+        if self.reference is None or self.reference_weights is None:
+            raise InputError("generator returned data only but no fixed reference was given")
+        if std is not None:
+            data = std.transform(data)
+        return self.reference, data, self.reference_weights
+
+    def run(self, index: int) -> ToyResult:
+        """Run toy ``index``: sample, fit, compute ``t``."""
+        ss = toy_seed(self.seed, index, self.stream)
+        s_sample, s_fit = ss.spawn(2)
+        t0 = time.perf_counter()
+        ref, data, w = self.sample(np.random.default_rng(s_sample))
+        learner = KernelLogisticRegression(**self.learner_params)
+        try:
+            t, n_w, info, _ = nplm_fit(ref, data, w, learner, s_fit)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            # torch linear-algebra failures: report the toy, never count it
+            return ToyResult(index, math.nan, math.nan, len(data), len(ref), False, False, 0, 0,
+                             math.nan, math.nan, time.perf_counter() - t0,
+                             f"fit failed: {type(exc).__name__}: {exc}")
+        ok = math.isfinite(t)
+        return ToyResult(
+            index=index, t=t, n_w=n_w, n_data=len(data), n_ref=len(ref), ok=ok,
+            converged=info.converged, n_iter=info.n_iter, rank=info.rank,
+            grad_norm=info.grad_norm, suboptimality=info.suboptimality,
+            time=time.perf_counter() - t0,
+            message=info.message if ok else "non-finite test statistic",
+        )
+
+
+# ---------------------------------------------------------------- parallel run
+
+_WORKER_ENGINE: ToyEngine | None = None
+
+
+def _init_worker(engine_bytes: bytes, threads: int) -> None:
+    import torch
+
+    global _WORKER_ENGINE
+    torch.set_num_threads(threads)
+    _WORKER_ENGINE = pickle.loads(engine_bytes)
+
+
+def _run_chunk(indices: Sequence[int]) -> list[ToyResult]:
+    assert _WORKER_ENGINE is not None
+    return [_WORKER_ENGINE.run(i) for i in indices]
+
+
+def resolve_workers(workers: int | None, device: str, n_tasks: int) -> int:
+    """Worker processes actually used: default all cores (1 on CUDA), at most the tasks."""
+    if workers is None:
+        workers = 1 if str(device).startswith("cuda") else cpu_count()
+    return max(1, min(int(workers), max(1, n_tasks)))
+
+
+def run_toys(
+    engine: ToyEngine,
+    indices: Sequence[int],
+    *,
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ToyResult]:
+    """Run toys ``indices`` and return their results ordered by index.
+
+    Parameters
+    ----------
+    engine : ToyEngine
+        The calibration's toy definition.
+    indices : sequence of int
+        Toy indices to run.
+    workers : int, optional
+        Worker processes (spawned); default all cores, 1 on CUDA. With one worker
+        the toys run in this process.
+    threads_per_worker : int, optional
+        Torch threads in each worker (default ``cores // workers``).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each finished chunk.
+    """
+    indices = list(indices)
+    total = len(indices)
+    if total == 0:
+        return []
+    device = str(engine.learner_params.get("device", "cpu"))
+    nw = resolve_workers(workers, device, total)
+    threads = threads_per_worker or max(1, cpu_count() // nw)
+    results: list[ToyResult] = []
+    if nw == 1:
+        with torch_threads(threads):
+            for k, i in enumerate(indices):
+                results.append(engine.run(i))
+                if progress is not None:
+                    progress(k + 1, total)
+        return sorted(results, key=lambda r: r.index)
+
+    try:
+        engine_bytes = pickle.dumps(engine)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise InputError(
+            "the toy definition cannot be sent to worker processes "
+            f"({exc}); define the toy generator at module level or use workers=1"
+        ) from exc
+    chunk = max(1, min(16, total // (nw * 4) or 1))
+    chunks = [indices[i : i + chunk] for i in range(0, total, chunk)]
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
+                             initargs=(engine_bytes, threads)) as pool:
+        futures = [pool.submit(_run_chunk, c) for c in chunks]
+        try:
+            for fut in as_completed(futures):
+                results.extend(fut.result())
+                if progress is not None:
+                    progress(len(results), total)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return sorted(results, key=lambda r: r.index)

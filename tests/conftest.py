@@ -1,0 +1,34 @@
+"""Shared fixtures and markers for the nplearn tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``gpu`` when no CUDA device is present."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device available")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fixed-seed generator (tests must be reproducible)."""
+    return np.random.default_rng(12345)
+
+
+def make_classification(rng, n_ref=3000, n_data=300, d=2, shift=0.3, scale=1.2, frac=0.9):
+    """Unbalanced weighted two-sample problem: reference N(0,1), data shifted/scaled."""
+    ref = rng.normal(size=(n_ref, d))
+    data = rng.normal(size=(n_data, d)) * scale + shift
+    X = np.vstack([ref, data])
+    y = np.r_[np.zeros(n_ref), np.ones(n_data)].astype(int)
+    w = frac * n_data / n_ref
+    sw = np.r_[np.full(n_ref, w), np.ones(n_data)]
+    return X, y, sw

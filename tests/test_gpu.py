@@ -1,0 +1,39 @@
+"""CUDA path (skipped when no CUDA device is present)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nplearn import KernelLogisticRegression, nplm_test
+
+from conftest import make_classification
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("inner", ["direct", "cg"])
+def test_cuda_fit_matches_cpu(rng, inner):
+    X, y, sw = make_classification(rng, n_ref=20000, n_data=500)
+    kw = dict(sigma=1.0, n_centers=500, lam=1e-6, random_state=0, inner=inner, tol=1e-12)
+    cpu = KernelLogisticRegression(**kw).fit(X, y, sw)
+    gpu = KernelLogisticRegression(device="cuda", **kw).fit(X, y, sw)
+    assert gpu.fit_info_.converged
+    np.testing.assert_allclose(gpu.train_decision_, cpu.train_decision_, atol=1e-6)
+
+
+def test_cuda_float32_fit(rng):
+    X, y, sw = make_classification(rng, n_ref=20000, n_data=500)
+    kw = dict(sigma=1.0, n_centers=500, lam=1e-5, random_state=0, rank_tol=1e-5)
+    cpu = KernelLogisticRegression(**kw).fit(X, y, sw)
+    gpu = KernelLogisticRegression(device="cuda", dtype="float32", **kw).fit(X, y, sw)
+    np.testing.assert_allclose(gpu.train_decision_, cpu.train_decision_, atol=3e-3)
+
+
+def test_cuda_end_to_end(rng):
+    ref = rng.normal(size=(20000, 2))
+    data = rng.normal(size=(200, 2))
+    res = nplm_test(ref, data, n_toys=5, device="cuda", seed=1)
+    cpu = nplm_test(ref, data, n_toys=5, device="cpu", seed=1, workers=1)
+    assert res.t_obs == pytest.approx(cpu.t_obs, abs=1e-5)
+    np.testing.assert_allclose(res.t_null, cpu.t_null, atol=1e-5)

@@ -1,0 +1,192 @@
+"""Bad input gives clear errors (API) and exit code 2 with one line (CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nplearn import InputError, nplm_test
+from nplearn.cli import main
+from nplearn.io import read_events, write_json_atomic
+
+
+@pytest.fixture
+def good(rng):
+    return rng.normal(size=(3000, 2)), rng.normal(size=(60, 2))
+
+
+def _with(arr, row, col, value):
+    arr = arr.copy()
+    arr[row, col] = value
+    return arr
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda r, d: (_with(r, 5, 1, np.nan), d), r"reference: non-finite value nan at row 5, "
+                                                   r"column 1"),
+        (lambda r, d: (r, _with(d, 3, 0, np.inf)), r"data: non-finite value inf at row 3"),
+        (lambda r, d: (r[:, 0], d), r"reference: expected a 2-D array .* 1-D"),
+        (lambda r, d: (r, d[None]), r"data: expected a 2-D array .* 3-D"),
+        (lambda r, d: (r, d[:0]), r"data: is empty"),
+        (lambda r, d: (r, np.hstack([d, d[:, :1]])), r"data: has 3 feature column\(s\) but the "
+                                                     r"reference has 2"),
+        (lambda r, d: (r.astype(str), d), r"reference: values must be numeric"),
+        (lambda r, d: (np.c_[r[:, :1], np.ones(len(r))], d[:, :2]), r"constant"),
+    ],
+)
+def test_api_bad_arrays(good, make, match):
+    ref, data = make(*good)
+    with pytest.raises(InputError, match=match):
+        nplm_test(ref, data, n_toys=2, workers=1)
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        (lambda n: -np.ones(n), r"negative weight -1.0 at row 0"),
+        (lambda n: np.zeros(n), r"weights sum to zero"),
+        (lambda n: np.ones(n - 1), r"expected \d+ weights"),
+        (lambda n: np.r_[np.nan, np.ones(n - 1)], r"non-finite weight nan at row 0"),
+    ],
+)
+def test_api_bad_weights(good, weights, match):
+    ref, data = good
+    with pytest.raises(InputError, match=match):
+        nplm_test(ref, data, ref_weights=weights(len(ref)), n_toys=2, workers=1)
+
+
+@pytest.mark.parametrize(
+    ("opts", "match"),
+    [
+        ({"n_toys": -1}, "n_toys must be >= 0"),
+        ({"lam": 0}, "lam must be > 0"),
+        ({"sigma": -0.5}, "sigma must be > 0"),
+        ({"schedule": "fast"}, "schedule must be one of"),
+        ({"bogus": 1}, "unknown config key"),
+        ({"expected": float("nan")}, "expected must be > 0"),
+    ],
+)
+def test_api_bad_options(good, opts, match):
+    with pytest.raises(InputError, match=match):
+        nplm_test(*good, workers=1, **opts)
+
+
+def test_pool_too_small_for_resampling(rng):
+    with pytest.raises(InputError, match="too small to resample"):
+        nplm_test(rng.normal(size=(100, 1)), rng.normal(size=(80, 1)), n_toys=2, workers=1)
+
+
+# ---------------------------------------------------------------- files + CLI
+
+
+def _run_cli(argv, capsys):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def files(tmp_path, good):
+    ref, data = good
+    np.save(tmp_path / "ref.npy", ref)
+    np.save(tmp_path / "data.npy", data)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("prep", "match"),
+    [
+        (lambda p: np.save(p / "data.npy", np.full((5, 2), np.nan)), "data.npy: non-finite"),
+        (lambda p: np.save(p / "data.npy", np.ones(5)), "data.npy: expected a 2-D array"),
+        (lambda p: np.save(p / "data.npy", np.ones((2, 3, 2))), "3-D"),
+        (lambda p: np.save(p / "data.npy", np.ones((0, 2))), "data.npy: is empty"),
+        (lambda p: np.save(p / "data.npy", np.ones((5, 3))), "3 feature column"),
+        (lambda p: (p / "data.npy").write_bytes(b"not a numpy file"), "data.npy: cannot be read"),
+        (lambda p: (p / "data.npy").unlink(), "data.npy: file not found"),
+    ],
+)
+def test_cli_bad_files_exit_2(files, capsys, prep, match):
+    prep(files)
+    code, _, err = _run_cli(["test", "--reference", str(files / "ref.npy"), "--data",
+                               str(files / "data.npy"), "--toys", "2", "--workers", "1", "-q"],
+                              capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nplearn: error:")
+    assert match in lines[0]
+
+
+def test_cli_bad_weights_exit_2(files, capsys):
+    np.save(files / "w.npy", -np.ones((3000, 1)))
+    code, _, err = _run_cli(["test", "--reference", str(files / "ref.npy"), "--data",
+                             str(files / "data.npy"), "--ref-weights", str(files / "w.npy"),
+                             "--toys", "2", "--workers", "1"], capsys)
+    assert code == 2 and "negative weight" in err
+    np.save(files / "w.npy", np.zeros((3000, 1)))
+    code, _, err = _run_cli(["test", "--reference", str(files / "ref.npy"), "--data",
+                             str(files / "data.npy"), "--ref-weights", str(files / "w.npy"),
+                             "--toys", "2", "--workers", "1"], capsys)
+    assert code == 2 and "sum to zero" in err
+
+
+def test_cli_usage_errors_exit_2(capsys):
+    code, _, err = _run_cli(["test", "--reference", "x.npy"], capsys)
+    assert code == 2 and "required" in err
+    code, _, err = _run_cli(["bench", "exp1d", "--signal", "wiggle"], capsys)
+    assert code == 2 and "invalid choice" in err
+    code, _, err = _run_cli(["test", "--reference", "a.npy", "--data", "b.npy", "--toys",
+                             "many"], capsys)
+    assert code == 2 and "invalid int value" in err
+
+
+def test_csv_reader_names_bad_cells(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("a,b\n1,2\n3,oops\n")
+    with pytest.raises(InputError, match=r"non-numeric value 'oops' at row 1, column 1 \('b'\)"):
+        read_events(p)
+    p.write_text("a,b\n1,2\n3\n")
+    with pytest.raises(InputError, match=r"row 1 .* has 1 fields, expected 2"):
+        read_events(p)
+    p.write_text("a,b\n1,2\nnan,4\n")
+    with pytest.raises(InputError, match=r"non-finite value nan at row 1, column 0 \('a'\)"):
+        read_events(p)
+
+
+def test_reader_column_selection(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("# comment\npt,eta,phi\n1,2,3\n4,5,6\n")
+    arr, names = read_events(p, ["phi", "0"])
+    assert names == ["phi", "pt"] and arr.tolist() == [[3.0, 1.0], [6.0, 4.0]]
+    with pytest.raises(InputError, match="no column named 'mass'"):
+        read_events(p, ["mass"])
+    np.savez(tmp_path / "z.npz", a=np.ones((3, 2)), b=np.zeros((3, 2)))
+    with pytest.raises(InputError, match="holds 2 arrays"):
+        read_events(tmp_path / "z.npz")
+    arr, _ = read_events(f"{tmp_path / 'z.npz'}:b")
+    assert arr.shape == (3, 2) and not arr.any()
+    (tmp_path / "t.root").write_bytes(b"")
+    with pytest.raises(InputError, match="unsupported file type"):
+        read_events(tmp_path / "t.root")
+
+
+def test_failed_run_leaves_existing_json_untouched(files, capsys):
+    out = files / "result.json"
+    out.write_text('{"previous": true}\n')
+    np.save(files / "data.npy", np.full((5, 2), np.nan))
+    code, _, _ = _run_cli(["test", "--reference", str(files / "ref.npy"), "--data",
+                           str(files / "data.npy"), "--json", str(out), "--workers", "1"], capsys)
+    assert code == 2
+    assert json.loads(out.read_text()) == {"previous": True}
+
+
+def test_atomic_writer_keeps_old_file_on_error(tmp_path):
+    out = tmp_path / "r.json"
+    write_json_atomic(out, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(out, {"a": object()})
+    assert json.loads(out.read_text()) == {"a": 1}
+    assert list(tmp_path.iterdir()) == [out]  # no temp files left behind

@@ -1,0 +1,204 @@
+"""The Nyström kernel logistic regression solver against exact dense solutions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nplearn import InputError, KernelLogisticRegression
+from nplearn.learners.kernel import default_rank_tol, pivoted_cholesky
+
+from _dense import dense_newton, gauss
+from conftest import make_classification
+
+
+def _full_alpha(model: KernelLogisticRegression) -> np.ndarray:
+    """Coefficients on all candidate centres (0 where a centre was not a pivot)."""
+    alpha = np.zeros(model.candidate_indices_.size)
+    pos = np.searchsorted(model.candidate_indices_, model.center_indices_)
+    alpha[pos] = model.coef_
+    return alpha
+
+
+@pytest.mark.parametrize("inner", ["direct", "cg"])
+@pytest.mark.parametrize("lam", [1e-3, 1e-5])
+def test_matches_dense_newton_well_conditioned(rng, inner, lam):
+    # 2D, 40 centres, sigma=1: K_MM is full rank, so alpha itself is unique.
+    X, y, sw = make_classification(rng)
+    m = KernelLogisticRegression(sigma=1.0, n_centers=40, lam=lam, inner=inner, rank_tol=0.0,
+                                 tol=1e-12, cg_tol=1e-12, random_state=7).fit(X, y, sw)
+    assert m.rank_ == 40
+    C = X[m.candidate_indices_]
+    alpha, f, J = dense_newton(X, y, sw, C, 1.0, lam)
+    assert m.fit_info_.converged
+    # cond(K_MM) ~ 1e11 here: objective values evaluated along different float64
+    # paths differ at ~1e-12 relative even for the same alpha
+    assert abs(m.fit_info_.objective - J) <= 1e-10 * abs(J)
+    np.testing.assert_allclose(m.train_decision_, f, rtol=0, atol=1e-7 * np.abs(f).max())
+    np.testing.assert_allclose(_full_alpha(m), alpha, rtol=0, atol=1e-6 * np.abs(alpha).max())
+
+
+def test_matches_dense_newton_rank_deficient_1d(rng):
+    # 1D exponential, 300 centres, tiny lambda: K_MM has numerical rank ~15;
+    # only f is unique, and it must match the dense eigenbasis solution.
+    nR, nD = 4000, 100
+    X = np.vstack([rng.exponential(1 / 8, size=(nR, 1)), rng.exponential(1 / 8, size=(nD, 1))])
+    y = np.r_[np.zeros(nR), np.ones(nD)].astype(int)
+    sw = np.r_[np.full(nR, nD / nR), np.ones(nD)]
+    m = KernelLogisticRegression(sigma=0.3, n_centers=300, lam=1e-8, random_state=1,
+                                 tol=1e-12).fit(X, y, sw)
+    assert m.rank_ < 40
+    C = X[m.candidate_indices_]
+    _, f, J = dense_newton(X, y, sw, C, 0.3, 1e-8)
+    assert m.fit_info_.converged
+    assert m.fit_info_.objective <= J * (1 + 1e-10)
+    # the rank truncation (rank_tol ~ 1e-11) leaves relative differences ~1e-4
+    # only where f extrapolates to |f| >> 1 in the far tail
+    np.testing.assert_allclose(m.train_decision_, f, rtol=3e-4, atol=1e-5)
+    w = sw[:nR]
+    t_ours = 2 * (m.train_decision_[nR:].sum() - (w * np.expm1(m.train_decision_[:nR])).sum())
+    t_dense = 2 * (f[nR:].sum() - (w * np.expm1(f[:nR])).sum())
+    assert abs(t_ours - t_dense) < 1e-4
+
+
+def test_onestep_schedule_is_one_exact_newton_step(rng):
+    X, y, sw = make_classification(rng, n_ref=2000, n_data=200)
+    m = KernelLogisticRegression(sigma=1.0, n_centers=30, lam=1e-4, schedule="onestep",
+                                 inner="direct", rank_tol=0.0, random_state=3).fit(X, y, sw)
+    _, f, _ = dense_newton(X, y, sw, X[m.candidate_indices_], 1.0, 1e-4, one_step=True)
+    assert m.fit_info_.n_iter == 1
+    np.testing.assert_allclose(m.train_decision_, f, atol=1e-8 * np.abs(f).max())
+
+
+def test_lazy_features_equal_materialised(rng):
+    X, y, sw = make_classification(rng, n_ref=3000, n_data=300)
+    kw = dict(sigma=1.0, n_centers=200, lam=1e-6, random_state=5, tol=1e-12)
+    a = KernelLogisticRegression(**kw).fit(X, y, sw)
+    b = KernelLogisticRegression(**kw, memory_budget=0, block_bytes=1 << 16).fit(X, y, sw)
+    assert a.fit_info_.materialised and not b.fit_info_.materialised
+    assert b.fit_info_.converged
+    np.testing.assert_allclose(a.train_decision_, b.train_decision_, atol=1e-6)
+
+
+def test_cg_and_direct_agree(rng):
+    X, y, sw = make_classification(rng, n_ref=3000, n_data=300)
+    kw = dict(sigma=1.0, n_centers=300, lam=1e-6, random_state=2, tol=1e-12, cg_tol=1e-12)
+    a = KernelLogisticRegression(inner="direct", **kw).fit(X, y, sw)
+    b = KernelLogisticRegression(inner="cg", **kw).fit(X, y, sw)
+    assert b.fit_info_.n_cg > 0 and a.fit_info_.n_cg == 0
+    np.testing.assert_allclose(a.train_decision_, b.train_decision_, atol=1e-6)
+
+
+def test_float32_close_to_float64(rng):
+    X, y, sw = make_classification(rng)
+    # same rank tolerance, so the two differ only by the precision of kernel products
+    tol32 = default_rank_tol(1e-5, torch.float32)
+    kw = dict(sigma=1.0, n_centers=200, lam=1e-5, random_state=4, rank_tol=tol32)
+    a = KernelLogisticRegression(**kw).fit(X, y, sw)
+    b = KernelLogisticRegression(dtype="float32", **kw).fit(X, y, sw)
+    assert tol32 >= 1e-5
+    # float32 kernel errors (~1e-7) amplified by <= 1/sqrt(rank_tol) ~ 3e2 in the
+    # features give |df| ~ 1e-3 on f values of order 1
+    np.testing.assert_allclose(a.train_decision_, b.train_decision_, atol=3e-3)
+
+
+def test_decision_function_matches_training_values(rng):
+    X, y, sw = make_classification(rng)
+    m = KernelLogisticRegression(sigma=1.0, n_centers=100, lam=1e-5, random_state=0)
+    m.fit(X, y, sw)
+    np.testing.assert_allclose(m.decision_function(X), m.train_decision_, atol=1e-10)
+    p = m.predict_proba(X[:5])
+    np.testing.assert_allclose(p.sum(1), 1.0)
+    assert set(np.unique(m.predict(X))) <= {0, 1}
+
+
+def test_fit_info_reports_diagnostics(rng):
+    X, y, sw = make_classification(rng)
+    info = KernelLogisticRegression(sigma=1.0, n_centers=100, random_state=0).fit(
+        X, y, sw).fit_info_
+    d = info.to_dict()
+    for key in ("n_iter", "grad_norm", "objective", "time_total", "rank", "converged"):
+        assert key in d
+    assert info.n_iter >= 1 and info.grad_norm < 1e-6 and info.time_total > 0
+    assert info.suboptimality <= 1e-8
+
+
+def test_same_seed_same_fit_different_seed_different_centres(rng):
+    X, y, sw = make_classification(rng)
+    a = KernelLogisticRegression(sigma=1.0, n_centers=100, random_state=11).fit(X, y, sw)
+    b = KernelLogisticRegression(sigma=1.0, n_centers=100, random_state=11).fit(X, y, sw)
+    c = KernelLogisticRegression(sigma=1.0, n_centers=100, random_state=12).fit(X, y, sw)
+    assert np.array_equal(a.train_decision_, b.train_decision_)
+    assert not np.array_equal(a.candidate_indices_, c.candidate_indices_)
+
+
+def test_pivoted_cholesky_reconstructs_kernel(rng):
+    C = torch.as_tensor(rng.normal(size=(150, 2)))
+    piv, L, res = pivoted_cholesky(C, 0.7, 1e-10, block=32)
+    K = gauss(C.numpy(), C.numpy(), 0.7)
+    assert res <= 1e-10
+    assert np.abs(K - (L @ L.T).numpy()).max() <= 1e-9
+    LP = L[piv].numpy()
+    assert np.allclose(LP, np.tril(LP))
+
+
+def test_pivoted_cholesky_skips_duplicate_centres(rng):
+    base = rng.normal(size=(20, 2))
+    C = torch.as_tensor(np.vstack([base, base]))  # every centre twice
+    piv, _, _ = pivoted_cholesky(C, 1.0, 1e-12)
+    assert piv.numel() <= 20
+
+
+def test_duplicate_events_do_not_break_the_fit(rng):
+    X, y, sw = make_classification(rng, n_ref=500, n_data=50)
+    X = np.vstack([X, X])
+    y, sw = np.r_[y, y], np.r_[sw, sw]
+    m = KernelLogisticRegression(sigma=1.0, n_centers=400, lam=1e-6, random_state=0)
+    m.fit(X, y, sw)
+    assert m.fit_info_.converged and np.isfinite(m.train_decision_).all()
+
+
+def test_sklearn_clone_and_params():
+    sk = pytest.importorskip("sklearn.base")
+    m = KernelLogisticRegression(sigma=0.5, n_centers=50, lam=1e-4)
+    c = sk.clone(m)
+    assert c.get_params() == m.get_params()
+    c.set_params(lam=1e-3)
+    assert c.lam == 1e-3 and m.lam == 1e-4
+    with pytest.raises(InputError, match="unknown parameter"):
+        c.set_params(nonsense=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lam": 0.0}, "lam must be a positive"),
+        ({"lam": float("nan")}, "lam must be a positive"),
+        ({"sigma": -1.0}, "sigma must be a positive"),
+        ({"sigma": "wide"}, "sigma must be a positive number or 'auto'"),
+        ({"schedule": "fast"}, "schedule must be one of"),
+        ({"inner": "lu"}, "inner must be one of"),
+        ({"device": "tpu"}, "device"),
+        ({"dtype": "float16"}, "dtype"),
+    ],
+)
+def test_bad_parameters_are_named(rng, kwargs, match):
+    X, y, sw = make_classification(rng, n_ref=100, n_data=10)
+    with pytest.raises(InputError, match=match):
+        KernelLogisticRegression(**kwargs).fit(X, y, sw)
+
+
+def test_bad_fit_inputs(rng):
+    X, y, sw = make_classification(rng, n_ref=100, n_data=10)
+    m = KernelLogisticRegression(sigma=1.0)
+    with pytest.raises(InputError, match="2-D"):
+        m.fit(X[:, 0], y, sw)
+    with pytest.raises(InputError, match="labels 0 and 1"):
+        m.fit(X, y * 2, sw)
+    with pytest.raises(InputError, match="negative"):
+        m.fit(X, y, -sw)
+    with pytest.raises(InputError, match="sums to zero"):
+        m.fit(X, y, sw * 0)
+    with pytest.raises(InputError, match="not fitted"):
+        m.decision_function(X)
