@@ -496,6 +496,8 @@ class _NewtonSolver:
                 {"objective": J, "grad_norm": info.grad_norm, "suboptimality": info.suboptimality,
                  "n_cg": ncg}
             )
+            log.debug("newton %d: J=%.12g |g|=%.3e n*dec^2/2=%.3e cg=%d", it, J, info.grad_norm,
+                      info.suboptimality, ncg)
             fdelta = self.feat.mv(delta)
             if schedule == "onestep":
                 beta = beta + delta
@@ -817,6 +819,9 @@ class KernelLogisticRegression:
         info.rank_residual, info.materialised = residual, feat.materialised
         info.time_setup, info.time_solve, info.time_total = (
             t_setup - t0, t_end - t_setup, t_end - t0)
+        log.debug("fit: n=%d M=%d rank=%d (residual %.2e) inner=%s materialised=%s "
+                  "setup %.3fs solve %.3fs: %s", n, M, r, residual, inner, feat.materialised,
+                  info.time_setup, info.time_solve, info.message)
         if not info.converged:
             log.warning("kernel fit did not converge: %s", info.message)
 

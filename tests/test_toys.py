@@ -1,0 +1,91 @@
+"""Toy generation: resampling, user generators, weights, failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nplearn import InputError, nplm_test
+from nplearn.benchmarks import Exp1D
+from nplearn.toys import ToyEngine, run_toys
+
+PARAMS = {"sigma": 0.3, "n_centers": 300, "lam": 1e-8}
+
+
+def data_only_generator(rng: np.random.Generator) -> np.ndarray:
+    """Module-level (picklable) generator returning toy data only."""
+    return Exp1D("none", n_ref=10_000, expected=100.0).sample_data(rng)
+
+
+def test_resampled_toys_partition_the_pool(rng):
+    pool = rng.normal(size=(5000, 1))
+    engine = ToyEngine(PARAMS, 100.0, seed=1, pool=pool)
+    ref, data, w = engine.sample(np.random.default_rng(0))
+    assert len(ref) + len(data) == 5000
+    assert w.sum() == pytest.approx(100.0) and np.allclose(w, w[0])
+    both = np.sort(np.concatenate([ref, data])[:, 0])
+    assert np.array_equal(both, np.sort(pool[:, 0]))  # without replacement: a partition
+
+
+def test_toy_counts_are_poisson(rng):
+    pool = rng.normal(size=(20000, 1))
+    engine = ToyEngine(PARAMS, 100.0, seed=1, pool=pool)
+    counts = [len(engine.sample(np.random.default_rng(i))[1]) for i in range(400)]
+    # mean of 400 Poisson(100) counts: standard error 0.5
+    assert abs(np.mean(counts) - 100.0) < 2.0
+    assert 60 < np.var(counts) < 150
+
+
+def test_weighted_pool_resampling_prefers_heavy_events(rng):
+    pool = np.arange(4000, dtype=float)[:, None]
+    wts = np.where(np.arange(4000) < 2000, 3.0, 1.0)  # first half 3x heavier
+    engine = ToyEngine(PARAMS, 200.0, seed=1, pool=pool, pool_weights=wts)
+    heavy = []
+    for i in range(50):
+        _, data, w = engine.sample(np.random.default_rng(i))
+        heavy.append(np.mean(data[:, 0] < 2000))
+        assert w.sum() == pytest.approx(200.0)
+    # expected fraction of heavy events among the pseudo-data: 3/4
+    assert abs(np.mean(heavy) - 0.75) < 0.02
+
+
+def test_user_generator_returning_reference_and_data():
+    gen = Exp1D("none", n_ref=10_000, expected=100.0)
+    rng = np.random.default_rng(4)
+    ref = gen.sample_reference_events(rng, 10_000)
+    res = nplm_test(ref, gen.sample_data(rng), expected=100.0, toy_generator=gen, n_toys=6,
+                    standardize=False, sigma=0.3, n_centers=300, lam=1e-8, workers=1)
+    assert [t.n_ref for t in res.toys] == [10_000] * 6  # fresh reference per toy
+    assert res.t_null.size == 6 and np.isfinite(res.t_null).all()
+
+
+def test_user_generator_data_only_in_worker_processes():
+    rng = np.random.default_rng(5)
+    gen = Exp1D("none", n_ref=10_000, expected=100.0)
+    ref = gen.sample_reference_events(rng, 10_000)
+    data = gen.sample_data(rng)
+    kw = dict(expected=100.0, toy_generator=data_only_generator, n_toys=4, sigma=0.3,
+              n_centers=300, lam=1e-8, standardize=False)
+    a = nplm_test(ref, data, workers=2, **kw)
+    assert [t.n_ref for t in a.toys] == [10_000] * 4  # the fixed reference
+    b = nplm_test(ref, data, workers=1, **kw)
+    assert np.array_equal(a.t_null, b.t_null)
+
+
+def test_unpicklable_generator_needs_one_worker():
+    rng = np.random.default_rng(5)
+    ref = rng.exponential(1 / 8, size=(5000, 1))
+    with pytest.raises(InputError, match="cannot be sent to worker processes"):
+        nplm_test(ref, ref[:50], toy_generator=lambda g: g.exponential(1 / 8, size=(50, 1)),
+                  n_toys=2, workers=2)
+
+
+def test_bad_generator_output_is_named():
+    rng = np.random.default_rng(5)
+    ref = rng.exponential(1 / 8, size=(5000, 1))
+    engine = ToyEngine(PARAMS, 50.0, seed=0, generator=lambda g: (ref, ref, ref, ref))
+    with pytest.raises(InputError, match="tuple of length 4"):
+        run_toys(engine, [0], workers=1)
+    engine = ToyEngine(PARAMS, 50.0, seed=0, generator=lambda g: (ref, np.ones((5, 2))))
+    with pytest.raises(InputError, match="toy data: has 2 feature column"):
+        run_toys(engine, [0], workers=1)
