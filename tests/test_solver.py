@@ -99,8 +99,8 @@ def test_float32_close_to_float64(rng):
     b = KernelLogisticRegression(dtype="float32", **kw).fit(X, y, sw)
     assert tol32 >= 1e-5
     # float32 kernel errors (~1e-7) amplified by <= 1/sqrt(rank_tol) ~ 3e2 in the
-    # features give |df| ~ 1e-3 on f values of order 1
-    np.testing.assert_allclose(a.train_decision_, b.train_decision_, atol=3e-3)
+    # features give |df| ~ 1e-3 on f values of order 1 (relative ~1e-3 for larger f)
+    np.testing.assert_allclose(a.train_decision_, b.train_decision_, atol=3e-3, rtol=2e-3)
 
 
 def test_decision_function_matches_training_values(rng):

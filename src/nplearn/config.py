@@ -57,7 +57,9 @@ class NPLMConfig:
     workers : int, optional
         Worker processes for the toys (default: all cores on CPU, 1 on CUDA).
     threads_per_worker : int, optional
-        Torch threads per worker (default: cores // workers).
+        Torch threads per toy (default 1). Toys are bit-identical for any number of
+        workers at a given ``threads_per_worker``; different thread counts can
+        change results in the last bits (BLAS reduction order).
     seed : int
         Master seed: the observed fit and toy ``i`` draw from independent streams
         derived from ``(seed, i)``.

@@ -284,7 +284,9 @@ def run_toys(
         Worker processes (spawned); default all cores, 1 on CUDA. With one worker
         the toys run in this process.
     threads_per_worker : int, optional
-        Torch threads in each worker (default ``cores // workers``).
+        Torch threads per toy (default 1, whatever the number of workers). BLAS
+        results can differ in the last bits between thread counts, so this number,
+        not the worker count, is what bit-identical toys require to be equal.
     progress : callable, optional
         Called as ``progress(done, total)`` after each finished chunk.
     """
@@ -294,7 +296,7 @@ def run_toys(
         return []
     device = str(engine.learner_params.get("device", "cpu"))
     nw = resolve_workers(workers, device, total)
-    threads = threads_per_worker or max(1, cpu_count() // nw)
+    threads = threads_per_worker or 1
     results: list[ToyResult] = []
     if nw == 1:
         with torch_threads(threads):
