@@ -89,3 +89,33 @@ def test_bad_generator_output_is_named():
     engine = ToyEngine(PARAMS, 50.0, seed=0, generator=lambda g: (ref, np.ones((5, 2))))
     with pytest.raises(InputError, match="toy data: has 2 feature column"):
         run_toys(engine, [0], workers=1)
+
+
+def test_shared_centres_never_become_pseudo_data(rng):
+    pool = rng.normal(size=(4000, 1))
+    engine = ToyEngine(PARAMS | {"n_centers": 200}, 100.0, seed=2, pool=pool,
+                       shared_centers=True)
+    _, basis, _, free = engine.shared_state()
+    assert basis.n_candidates == 200 and free.size == 3800
+    for i in range(20):
+        take = engine._draw_pseudo_data(np.random.default_rng(i), free)
+        assert not np.isin(take, basis.candidate_idx).any()
+
+
+def test_shared_centres_deterministic_across_workers(rng):
+    ref = rng.normal(size=(6000, 2))
+    data = rng.normal(size=(100, 2))
+    kw = dict(n_toys=6, n_centers=300, seed=9, centers="shared")
+    a = nplm_test(ref, data, workers=1, **kw)
+    b = nplm_test(ref, data, workers=2, **kw)
+    assert np.array_equal(a.t_null, b.t_null) and a.t_obs == b.t_obs
+    assert a.hyperparameters["centers"] == "shared"
+    # the observed fit's centres are reference events
+    assert (a.learner.center_indices_ < len(ref)).all()
+
+
+def test_shared_centres_refuse_a_generator(rng):
+    ref = rng.exponential(1 / 8, size=(5000, 1))
+    with pytest.raises(InputError, match="centers='shared'"):
+        nplm_test(ref, ref[:50], toy_generator=data_only_generator, centers="shared",
+                  n_toys=2, workers=1)

@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="percentile of reference pairwise distances for sigma (default 90)")
     t.add_argument("--no-standardize", action="store_true",
                    help="do not standardise features with the reference mean/std")
+    t.add_argument("--centers-mode", choices=("per-fit", "shared"), default="per-fit",
+                   help="per-fit (default): each fit draws its own centres; shared: one set "
+                        "of centres from the reference for the observed fit and all toys "
+                        "(faster toys)")
     _add_solver_args(t)
     _add_run_args(t, toys_default=100)
 
@@ -184,7 +188,7 @@ def cmd_test(a: argparse.Namespace) -> int:
     from .nplm import nplm_test
 
     cfg = _config_from_args(a, sigma_percentile=a.sigma_percentile,
-                            standardize=not a.no_standardize)
+                            standardize=not a.no_standardize, centers=a.centers_mode)
     ref, ref_cols = read_events(a.reference, a.columns)
     dat, dat_cols = read_events(a.data, a.columns)
     if ref.shape[1] != dat.shape[1]:

@@ -34,6 +34,13 @@ class NPLMConfig:
         Percentile used when ``sigma`` is not given (90 by default).
     n_centers : int, optional
         Candidate Nyström centres ``M``; default ``max(1000, 2 sqrt(n))``.
+    centers : {"per-fit", "shared"}
+        ``"per-fit"`` (default, the published procedure): every fit draws its ``M``
+        centres from its own training set. ``"shared"`` (resampled toys only): ``M``
+        centres are drawn once from the reference and used by the observed fit and
+        every toy; those events never become pseudo-data. Toys then reuse the
+        reference's kernel features and only re-solve, which is much faster when
+        the kernel work dominates (many centres, high dimension).
     lam : float
         Penalty strength (``1e-6`` by default; the 1D benchmark uses ``1e-10``).
     standardize : bool
@@ -73,6 +80,7 @@ class NPLMConfig:
     sigma: float | None = None
     sigma_percentile: float = 90.0
     n_centers: int | None = None
+    centers: str = "per-fit"
     lam: float = 1e-6
     standardize: bool = True
     schedule: str = "converged"
@@ -164,6 +172,8 @@ class NPLMConfig:
         if self.inner not in INNER_SOLVERS:
             raise InputError(f"inner must be one of {', '.join(INNER_SOLVERS)}, got "
                              f"{self.inner!r}")
+        if self.centers not in ("per-fit", "shared"):
+            raise InputError(f"centers must be 'per-fit' or 'shared', got {self.centers!r}")
         if self.dtype not in ("float64", "float32"):
             raise InputError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
         if not isinstance(self.device, str):

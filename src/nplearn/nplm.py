@@ -26,9 +26,11 @@ from .toys import (
     ToyResult,
     normalised_weights,
     nplm_fit,
+    nplm_fit_shared,
     observed_seed,
     resolve_workers,
     run_toys,
+    shared_basis,
 )
 
 __all__ = ["NPLMResult", "nplm_test", "provenance"]
@@ -278,10 +280,20 @@ def nplm_test(
         "lam": cfg.lam, "standardizer": std.to_dict(), "standardized": cfg.standardize,
     }
 
+    shared = cfg.centers == "shared"
+    if shared and toy_generator is not None:
+        raise InputError("centers='shared' works with toys resampled from the reference; "
+                         "it cannot be combined with a toy generator")
+    hyper["centers"] = cfg.centers
+
     # observed fit
     t0 = time.perf_counter()
     learner = KernelLogisticRegression(**params)
-    t_obs, n_w, info, learner = nplm_fit(ref, dat, w_ref, learner, observed_seed(cfg.seed))
+    if shared:
+        basis = shared_basis(ref, learner, cfg.seed)
+        t_obs, n_w, info, learner = nplm_fit_shared(ref, dat, w_ref, learner, basis)
+    else:
+        t_obs, n_w, info, learner = nplm_fit(ref, dat, w_ref, learner, observed_seed(cfg.seed))
     t_fit = time.perf_counter() - t0
     if not np.isfinite(t_obs):
         raise InputError(f"the observed fit gave a non-finite statistic ({info.message})")
@@ -295,7 +307,8 @@ def nplm_test(
                 f"with N(R) = {expected:g} events: it must hold at least "
                 f"{MIN_POOL_RATIO:g} x N(R); supply more reference events or a toy generator"
             )
-        engine = ToyEngine(params, expected, cfg.seed, pool=ref, pool_weights=rel)
+        engine = ToyEngine(params, expected, cfg.seed, pool=ref, pool_weights=rel,
+                           shared_centers=shared)
     else:
         engine = ToyEngine(params, expected, cfg.seed, generator=toy_generator,
                            standardizer=std, reference=ref, reference_weights=w_ref)

@@ -14,15 +14,22 @@ import pickle
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
+import torch
 
 from ._torch_utils import cpu_count, torch_threads
 from .errors import InputError
-from .learners.kernel import FitInfo, KernelLogisticRegression
+from .learners.kernel import (
+    FitInfo,
+    KernelLogisticRegression,
+    NystromBasis,
+    check_center_memory,
+    default_n_centers,
+)
 from .preprocess import Standardizer
 from .stats import nplm_statistic
 
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 _OBSERVED_KEY = 0
 _TOY_KEY = 1
 _STREAM_KEY = 3
+_SHARED_KEY = 4
 
 #: What a user toy generator may return: data only (against the fixed
 #: reference), ``(reference, data)`` or ``(reference, data, reference_weights)``.
@@ -91,6 +99,58 @@ def nplm_fit(
     f = learner.train_decision_
     t, n_w = nplm_statistic(f[: len(reference)], f[len(reference):], w_ref)
     return t, n_w, learner.fit_info_, learner
+
+
+def shared_basis(pool: np.ndarray, learner: KernelLogisticRegression, seed: int) -> NystromBasis:
+    """The basis of ``centers="shared"``: ``M`` candidates drawn once from the pool.
+
+    Drawn from the stream ``SeedSequence(seed, spawn_key=(4,))``, so the observed
+    fit and every toy of a calibration use the same centres.
+    """
+    n_pool = pool.shape[0]
+    M = min(int(learner.n_centers), n_pool) if learner.n_centers is not None else \
+        default_n_centers(n_pool)
+    device = learner._settings()[0]
+    check_center_memory(M, device)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SHARED_KEY,)))
+    idx = np.sort(rng.choice(n_pool, size=M, replace=False))
+    if isinstance(learner.sigma, str):
+        raise InputError("shared centres need a numeric sigma")
+    return NystromBasis.build(pool, idx, float(learner.sigma), learner.resolved_rank_tol(),
+                              device)
+
+
+def nplm_fit_shared(
+    reference: np.ndarray,
+    data: np.ndarray,
+    w_ref: np.ndarray,
+    learner: KernelLogisticRegression,
+    basis: NystromBasis,
+) -> tuple[float, float, FitInfo, KernelLogisticRegression]:
+    """Observed fit with a shared basis whose candidates index ``reference`` rows."""
+    X = np.concatenate([reference, data], axis=0)
+    y = np.concatenate([np.zeros(len(reference)), np.ones(len(data))])
+    sw = np.concatenate([w_ref, np.ones(len(data))])
+    learner._fit_basis(X, y, sw, basis)
+    f = learner.train_decision_
+    t, n_w = nplm_statistic(f[: len(reference)], f[len(reference):], w_ref)
+    return t, n_w, learner.fit_info_, learner
+
+
+def _fit_shared(pool, take, pool_weights, expected, learner, basis, feat):
+    """One shared-centre toy: the pool with ``take`` relabelled as pseudo-data."""
+    n_pool = pool.shape[0]
+    y = np.zeros(n_pool)
+    y[take] = 1.0
+    refmask = y == 0
+    rel = None if pool_weights is None else pool_weights[refmask]
+    w = normalised_weights(int(refmask.sum()), expected, rel)
+    sw = np.ones(n_pool)
+    sw[refmask] = w
+    learner._fit_basis(pool, y, sw, basis, feat=feat)
+    f = learner.train_decision_
+    t, n_w = nplm_statistic(f[refmask], f[take], w)
+    return t, n_w, learner.fit_info_
 
 
 @dataclass
@@ -146,6 +206,9 @@ class ToyEngine:
         Standardised fixed reference for generators that return data only.
     stream : int
         Random-stream family of these toys (0 for the null toys of a test).
+    shared_centers : bool
+        Resampling mode only: use one basis for all toys (see :func:`shared_basis`);
+        each toy then reuses the pool's features and only re-solves.
     """
 
     learner_params: dict[str, Any]
@@ -158,6 +221,36 @@ class ToyEngine:
     reference: np.ndarray | None = None
     reference_weights: np.ndarray | None = None
     stream: int = 0
+    shared_centers: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the per-process cache (basis, pool features) is rebuilt in each worker
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    def shared_state(self) -> tuple[Any, Any, Any, np.ndarray]:
+        """Shared-centre mode: ``(learner, basis, pool_features, free_indices)``.
+
+        Built once per process: the basis from :func:`shared_basis`, the features
+        of the whole pool, and the pool indices that may become pseudo-data (every
+        event except the candidate centres, which always stay in the reference, as
+        they do in the observed fit).
+        """
+        if "basis" not in self._cache:
+            if self.pool is None:
+                raise InputError("shared centres need a reference pool (resampled toys)")
+            learner = KernelLogisticRegression(**self.learner_params)
+            basis = shared_basis(self.pool, learner, self.seed)
+            device, dtype, _, _ = learner._settings()
+            _, mode = learner.feature_mode(self.pool.shape[0], basis.rank)
+            Xt = torch.as_tensor(self.pool, device=device).to(dtype)
+            feat = basis.features(Xt, mode, learner.block_bytes)
+            free = np.setdiff1d(np.arange(self.pool.shape[0]), basis.candidate_idx)
+            self._cache.update(learner=learner, basis=basis, feat=feat, free=free)
+        c = self._cache
+        return c["learner"], c["basis"], c["feat"], c["free"]
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Draw one toy: ``(reference, data, reference_weights)``, standardised."""
@@ -165,25 +258,35 @@ class ToyEngine:
             return self._sample_generator(rng)
         if self.pool is None:
             raise InputError("a ToyEngine needs a reference pool or a generator")
-        n_pool = self.pool.shape[0]
-        n_data = int(rng.poisson(self.expected))
-        if n_data >= n_pool:
-            raise InputError(
-                f"toy drew {n_data} data events from a reference pool of {n_pool}: the pool "
-                "must be much larger than the expected yield"
-            )
-        if self.pool_weights is None:
-            take = rng.choice(n_pool, size=n_data, replace=False)
-        else:
-            # weighted sampling without replacement (Efraimidis-Spirakis keys)
-            keys = np.log(rng.random(n_pool)) / self.pool_weights
-            take = np.argpartition(-keys, n_data)[:n_data] if n_data else np.array([], int)
-        mask = np.ones(n_pool, dtype=bool)
+        take = self._draw_pseudo_data(rng, None)
+        mask = np.ones(self.pool.shape[0], dtype=bool)
         mask[take] = False
         ref = self.pool[mask]
         rel = None if self.pool_weights is None else self.pool_weights[mask]
         w = normalised_weights(ref.shape[0], self.expected, rel)
-        return ref, self.pool[np.sort(take)], w
+        return ref, self.pool[take], w
+
+    def _draw_pseudo_data(self, rng: np.random.Generator, allowed: np.ndarray | None) -> np.ndarray:
+        """Sorted pool indices of ``Poisson(N(R))`` pseudo-data events, drawn without
+        replacement among ``allowed`` (default: the whole pool), with probability
+        proportional to the pool weights when there are any."""
+        n_pool = self.pool.shape[0]  # type: ignore[union-attr]
+        n_avail = n_pool if allowed is None else allowed.size
+        n_data = int(rng.poisson(self.expected))
+        if n_data >= n_avail:
+            raise InputError(
+                f"toy drew {n_data} data events from a reference pool of {n_avail} usable "
+                "events: the pool must be much larger than the expected yield"
+            )
+        if self.pool_weights is None:
+            take = rng.choice(n_avail, size=n_data, replace=False)
+        else:
+            # weighted sampling without replacement (Efraimidis-Spirakis keys)
+            wts = self.pool_weights if allowed is None else self.pool_weights[allowed]
+            keys = np.log(rng.random(n_avail)) / wts
+            take = np.argpartition(-keys, n_data)[:n_data] if n_data else np.array([], int)
+        take = np.sort(take)
+        return take if allowed is None else allowed[take]
 
     def _sample_generator(
         self, rng: np.random.Generator
@@ -220,18 +323,27 @@ class ToyEngine:
         ss = toy_seed(self.seed, index, self.stream)
         s_sample, s_fit = ss.spawn(2)
         t0 = time.perf_counter()
-        ref, data, w = self.sample(np.random.default_rng(s_sample))
-        learner = KernelLogisticRegression(**self.learner_params)
+        rng = np.random.default_rng(s_sample)
         try:
-            t, n_w, info, _ = nplm_fit(ref, data, w, learner, s_fit)
-        except (RuntimeError, ValueError, FloatingPointError) as exc:
-            # torch linear-algebra failures: report the toy, never count it
-            return ToyResult(index, math.nan, math.nan, len(data), len(ref), False, False, 0, 0,
+            if self.shared_centers:
+                learner, basis, feat, free = self.shared_state()
+                take = self._draw_pseudo_data(rng, free)
+                n_data, n_ref = take.size, self.pool.shape[0] - take.size  # type: ignore[union-attr]
+                t, n_w, info = _fit_shared(self.pool, take, self.pool_weights, self.expected,
+                                           learner, basis, feat)
+            else:
+                ref, data, w = self.sample(rng)
+                n_data, n_ref = len(data), len(ref)
+                learner = KernelLogisticRegression(**self.learner_params)
+                t, n_w, info, _ = nplm_fit(ref, data, w, learner, s_fit)
+        except (RuntimeError, FloatingPointError, torch.linalg.LinAlgError) as exc:
+            # numerical failures: report the toy, never count it
+            return ToyResult(index, math.nan, math.nan, 0, 0, False, False, 0, 0,
                              math.nan, math.nan, time.perf_counter() - t0,
                              f"fit failed: {type(exc).__name__}: {exc}")
         ok = math.isfinite(t)
         return ToyResult(
-            index=index, t=t, n_w=n_w, n_data=len(data), n_ref=len(ref), ok=ok,
+            index=index, t=t, n_w=n_w, n_data=n_data, n_ref=n_ref, ok=ok,
             converged=info.converged, n_iter=info.n_iter, rank=info.rank,
             grad_norm=info.grad_norm, suboptimality=info.suboptimality,
             time=time.perf_counter() - t0,

@@ -666,6 +666,84 @@ class _NewtonSolver:
         return beta, f, info
 
 
+# ------------------------------------------------------------------- basis
+
+
+def check_center_memory(M: int, device: torch.device) -> None:
+    """Refuse, with a clear message, a number of centres whose factor cannot fit."""
+    need = 8 * M * M  # worst case of the (M, r) float64 centre factor, r = M
+    available = device_memory_bytes(device)
+    if need > 0.8 * available:
+        raise InputError(
+            f"n_centers={M} needs up to {need / 1024**3:.1f} GiB for the centre factor "
+            f"but the {device.type} device has {available / 1024**3:.1f} GiB; "
+            "use fewer centres"
+        )
+
+
+@dataclass
+class NystromBasis:
+    """The pivot centres of a Nyström model and their Cholesky factors.
+
+    Built once by :meth:`build` from ``M`` candidate centres; a fit only needs the
+    basis and the training labels/weights, so a basis (and the features of a fixed
+    event pool computed from it) can be shared by many fits, e.g. the toys of one
+    calibration with ``centers="shared"``.
+
+    Attributes
+    ----------
+    sigma : float
+        Kernel width.
+    P : torch.Tensor
+        The ``r`` pivot centres, ``(r, d)``, float64.
+    L_P : torch.Tensor
+        Lower-triangular ``(r, r)`` factor with ``K(P, P) = L_P L_P^T``.
+    L : torch.Tensor
+        ``(M, r)`` factor on all candidates, ``K_MM ~= L L^T`` (preconditioner).
+    candidate_idx : numpy.ndarray
+        Row indices of the ``M`` candidates in the training set they were drawn from.
+    pivots : numpy.ndarray
+        Positions of the pivots among the candidates.
+    rank_tol, residual : float
+        Pivoted-Cholesky tolerance and the largest residual left.
+    """
+
+    sigma: float
+    P: torch.Tensor
+    L_P: torch.Tensor
+    L: torch.Tensor
+    candidate_idx: np.ndarray
+    pivots: np.ndarray
+    rank_tol: float
+    residual: float
+
+    @property
+    def rank(self) -> int:
+        """Number of pivot centres ``r``."""
+        return int(self.P.shape[0])
+
+    @property
+    def n_candidates(self) -> int:
+        """Number of candidate centres ``M``."""
+        return int(self.L.shape[0])
+
+    @classmethod
+    def build(
+        cls, X: np.ndarray, candidate_idx: np.ndarray, sigma: float, rank_tol: float,
+        device: torch.device,
+    ) -> NystromBasis:
+        """Pivoted Cholesky of the candidates ``X[candidate_idx]`` (float64 on ``device``)."""
+        C64 = torch.as_tensor(X[candidate_idx], dtype=torch.float64, device=device)
+        piv, L, residual = pivoted_cholesky(C64, sigma, rank_tol)
+        return cls(sigma=float(sigma), P=C64[piv], L_P=L[piv], L=L,
+                   candidate_idx=np.asarray(candidate_idx), pivots=piv.cpu().numpy(),
+                   rank_tol=float(rank_tol), residual=residual)
+
+    def features(self, X: torch.Tensor, mode: str, block_bytes: int) -> _Features:
+        """Feature map of the events ``X`` (already on the device, in the data dtype)."""
+        return _Features(X, self.P, self.L_P, self.sigma, mode, block_bytes)
+
+
 # ------------------------------------------------------------------- estimator
 
 
@@ -863,7 +941,7 @@ class KernelLogisticRegression:
         t0 = time.perf_counter()
         self._validate_params()
         X = _check_2d(X, "X")
-        n, d = X.shape
+        n = X.shape[0]
         y = np.asarray(y)
         if y.shape != (n,):
             raise InputError(f"y must have shape ({n},), got {y.shape}")
@@ -882,75 +960,98 @@ class KernelLogisticRegression:
             if sw.sum() <= 0:
                 raise InputError("sample_weight sums to zero")
 
-        device = resolve_device(self.device)
-        dtype = resolve_dtype(self.dtype)
+        device = self._settings()[0]
         rng = _as_generator(self.random_state)
         sigma = self._resolve_sigma(X, y, rng)
         M = default_n_centers(n) if self.n_centers is None else min(int(self.n_centers), n)
-        rank_tol = default_rank_tol(self.lam, dtype) if self.rank_tol is None else float(
-            self.rank_tol
-        )
-        budget = default_memory_budget(device) if self.memory_budget is None else int(
-            self.memory_budget
-        )
-        need = 8 * M * M  # worst case of the (M, r) float64 centre factor, r = M
-        available = device_memory_bytes(device)
-        if need > 0.8 * available:
-            raise InputError(
-                f"n_centers={M} needs up to {need / 1024**3:.1f} GiB for the centre factor "
-                f"but the {device.type} device has {available / 1024**3:.1f} GiB; "
-                "use fewer centres"
-            )
+        check_center_memory(M, device)
+        center_idx = np.sort(rng.choice(n, size=M, replace=False))
+        basis = NystromBasis.build(X, center_idx, sigma, self.resolved_rank_tol(), device)
+        return self._fit_basis(X, y, sw, basis, t0=t0)
 
-        center_idx_np = np.sort(rng.choice(n, size=M, replace=False))
-        Xt = torch.as_tensor(X, device=device).to(dtype)
-        C64 = torch.as_tensor(X[center_idx_np], dtype=torch.float64, device=device)
-        piv, L, residual = pivoted_cholesky(C64, sigma, rank_tol)
-        r = piv.numel()
-        L_P = L[piv]
-        P = C64[piv]
-        inner = self.inner
-        if inner == "auto":
-            inner = "direct" if (r <= AUTO_DIRECT_MAX_RANK) else "cg"
-        fits = n * r * Xt.element_size() <= budget
-        mode = ("phi" if inner == "direct" else "kernel") if fits else "lazy"
-        feat = _Features(Xt, P, L_P, sigma, mode, self.block_bytes)
+    def resolved_rank_tol(self) -> float:
+        """The pivoted-Cholesky tolerance this estimator uses."""
+        if self.rank_tol is not None:
+            return float(self.rank_tol)
+        return default_rank_tol(float(self.lam), resolve_dtype(self.dtype))
+
+    def _settings(self) -> tuple[torch.device, torch.dtype, int, float]:
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype)
+        budget = default_memory_budget(device) if self.memory_budget is None else int(
+            self.memory_budget)
         cg_tol = self.cg_tol
         if cg_tol is None:
             cg_tol = ONESTEP_CG_TOL if self.schedule == "onestep" else 1e-8
+        return device, dtype, budget, float(cg_tol)
+
+    def feature_mode(self, n: int, rank: int) -> tuple[str, str]:
+        """Inner solver and feature storage for ``n`` events and rank ``rank``."""
+        _, dtype, budget, _ = self._settings()
+        inner = self.inner
+        if inner == "auto":
+            inner = "direct" if rank <= AUTO_DIRECT_MAX_RANK else "cg"
+        item = torch.finfo(dtype).bits // 8
+        fits = n * rank * item <= budget
+        return inner, (("phi" if inner == "direct" else "kernel") if fits else "lazy")
+
+    def _fit_basis(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        sw: np.ndarray,
+        basis: NystromBasis,
+        *,
+        feat: _Features | None = None,
+        t0: float | None = None,
+    ) -> KernelLogisticRegression:
+        """Fit with a given basis (and optionally precomputed features of ``X``).
+
+        ``basis.candidate_idx`` must index rows of ``X``. Inputs are trusted (this is
+        the inner loop of :meth:`fit` and of shared-centre toys).
+        """
+        t0 = time.perf_counter() if t0 is None else t0
+        n, d = X.shape
+        device, dtype, _, cg_tol = self._settings()
+        r = basis.rank
+        inner, mode = self.feature_mode(n, r)
+        if feat is None:
+            Xt = torch.as_tensor(X, device=device).to(dtype)
+            feat = basis.features(Xt, mode, self.block_bytes)
         sign = torch.as_tensor(2.0 * y - 1.0, dtype=torch.float64, device=device)
         swt = torch.as_tensor(sw, dtype=torch.float64, device=device)
-        cidx = torch.as_tensor(center_idx_np, device=device)
+        cidx = torch.as_tensor(basis.candidate_idx, device=device)
         t_setup = time.perf_counter()
-        solver = _NewtonSolver(feat, sign, swt, float(self.lam), L, cidx, inner, cg_tol,
+        solver = _NewtonSolver(feat, sign, swt, float(self.lam), basis.L, cidx, inner, cg_tol,
                                int(self.cg_max_iter))
         beta, f, info = solver.solve(self.schedule, float(self.tol), int(self.max_iter), None)
         t_end = time.perf_counter()
-        info.n_centers, info.rank, info.rank_tol = M, r, rank_tol
-        info.rank_residual, info.materialised = residual, feat.materialised
+        M = basis.n_candidates
+        info.n_centers, info.rank, info.rank_tol = M, r, basis.rank_tol
+        info.rank_residual, info.materialised = basis.residual, feat.materialised
         info.time_setup, info.time_solve, info.time_total = (
             t_setup - t0, t_end - t_setup, t_end - t0)
-        log.debug("fit: n=%d M=%d rank=%d (residual %.2e) inner=%s materialised=%s "
-                  "setup %.3fs solve %.3fs: %s", n, M, r, residual, inner, feat.materialised,
+        log.debug("fit: n=%d M=%d rank=%d (residual %.2e) inner=%s features=%s "
+                  "setup %.3fs solve %.3fs: %s", n, M, r, basis.residual, inner, feat.mode,
                   info.time_setup, info.time_solve, info.message)
         if not info.converged:
             log.warning("kernel fit did not converge: %s", info.message)
 
         # fitted state
-        self.sigma_ = sigma
+        self.sigma_ = basis.sigma
         self.n_centers_ = M
         self.rank_ = r
         self.n_features_in_ = d
         self.classes_ = np.array([0, 1])
-        self._P = P
-        self._L_P = L_P
+        self._P = basis.P
+        self._L_P = basis.L_P
         self._beta = beta
         self.beta_ = beta.cpu().numpy()
         self.coef_ = torch.linalg.solve_triangular(
-            L_P.T, beta.unsqueeze(1), upper=True).squeeze(1).cpu().numpy()
-        self.centers_ = P.cpu().numpy()
-        self.center_indices_ = center_idx_np[piv.cpu().numpy()]
-        self.candidate_indices_ = center_idx_np
+            basis.L_P.T, beta.unsqueeze(1), upper=True).squeeze(1).cpu().numpy()
+        self.centers_ = basis.P.cpu().numpy()
+        self.center_indices_ = basis.candidate_idx[basis.pivots]
+        self.candidate_indices_ = basis.candidate_idx
         self.train_decision_ = f.cpu().numpy()
         self.fit_info_ = info
         return self
