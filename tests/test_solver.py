@@ -8,8 +8,9 @@ import torch
 
 from nplearn import InputError, KernelLogisticRegression
 from nplearn.learners.kernel import default_rank_tol, pivoted_cholesky
+from nplearn.learners.reference import dense_newton
+from nplearn.learners.reference import gaussian_kernel_np as gauss
 
-from _dense import dense_newton, gauss
 from conftest import make_classification
 
 

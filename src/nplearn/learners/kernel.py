@@ -342,6 +342,38 @@ class _Features:
             acc.addmv_(self._kT_block(sl), u[sl].to(self.dtype))
         return self._from_kernel_sum(acc)
 
+    def hvp(self, v: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """``Phi^T diag(d) Phi v`` (float64, length ``r``) in a single pass.
+
+        Each block of ``Phi`` (or of the kernel) is used for both halves of the
+        product while it is in cache, or computed once instead of twice (lazy mode).
+        """
+        dd = d.to(self.dtype)
+        acc = torch.zeros(self.r, dtype=self.dtype, device=self.X.device)
+        if self.mode == "phi":
+            vv = v.to(self.dtype)
+            for sl in self._chunks():
+                A = self.stored[:, sl]
+                acc.addmv_(A, (vv @ A).mul_(dd[sl]))
+            return acc.to(torch.float64)
+        a = self._to_alpha(v)
+        if self.mode == "kernel":
+            for sl in self._chunks():
+                A = self.stored[:, sl]
+                acc.addmv_(A, (a @ A).mul_(dd[sl]))
+        else:
+            for sl in self._slices():
+                A = self._kT_block(sl)
+                acc.addmv_(A, (a @ A).mul_(dd[sl]))
+        return self._from_kernel_sum(acc)
+
+    def _chunks(self):
+        """Column chunks of the stored matrix of about 4 MiB (cache-sized)."""
+        step = self.n if self.X.device.type != "cpu" else max(
+            1024, (4 << 20) // (self.r * self.stored.element_size()))
+        for s in range(0, self.n, step):
+            yield slice(s, min(s + step, self.n))
+
     def gram(self, d: torch.Tensor) -> torch.Tensor:
         """``Phi^T diag(d) Phi`` in float64, shape ``(r, r)``."""
         G = torch.zeros(self.r, self.r, dtype=self.dtype, device=self.X.device)
@@ -547,7 +579,7 @@ class _NewtonSolver:
             self._fresh_cg = -1
 
         def matvec(v: torch.Tensor) -> torch.Tensor:
-            return self.feat.rmv(d2 * self.feat.mv(v)) / self.n + self.lam * v
+            return self.feat.hvp(v, d2) / self.n + self.lam * v
 
         Pinv = self._precond
         delta, k = _pcg(matvec, -g, lambda v: Pinv @ v, cg_tol, self.cg_max_iter)

@@ -1,0 +1,77 @@
+"""Shared helpers of the benchmark scripts: machine description, commit, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def machine() -> str:
+    """CPU model, core count and GPU (if torch sees one)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    desc = f"{model}, {os.cpu_count()} cores"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            desc += ", GPU " + torch.cuda.get_device_name(0)
+        else:
+            desc += ", no GPU"
+    except ImportError:  # pragma: no cover
+        pass
+    return desc
+
+
+def commit() -> str:
+    """Short hash of HEAD (with '+dirty' for uncommitted changes)."""
+    try:
+        h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                           text=True, check=True, cwd=HERE).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, cwd=HERE).stdout
+        return h + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def save(name: str, payload: dict[str, Any], out_dir: str | Path = RESULTS) -> Path:
+    """Write ``payload`` plus machine/commit/command to ``out_dir/name.json``."""
+    from nplearn.io import write_json_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine(), "commit": commit(), "command": " ".join(sys.argv),
+               **payload}
+    path = out / f"{name}.json"
+    write_json_atomic(path, payload)
+    return path
+
+
+def run_json_subprocess(code: str, timeout: float | None = None) -> dict[str, Any]:
+    """Run ``python -c code`` in a fresh process; it must print one JSON line last."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=timeout, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"subprocess failed ({r.returncode}): {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
