@@ -11,7 +11,7 @@ See :func:`nplm_test`, :class:`NPLMConfig` and :class:`KernelLogisticRegression`
 
 from ._version import __version__
 from .config import NPLMConfig
-from .errors import ConvergenceWarning, InputError, MissingDependencyError, NplearnError
+from .errors import InputError, MissingDependencyError, NplearnError
 from .learners import FitInfo, KernelLogisticRegression, default_n_centers
 from .nplm import NPLMResult, nplm_test
 from .preprocess import Standardizer, sigma_from_percentile
@@ -29,7 +29,6 @@ from .toys import ToyEngine, ToyResult, run_toys, toy_seed
 
 __all__ = [
     "Calibration",
-    "ConvergenceWarning",
     "FitInfo",
     "InputError",
     "KernelLogisticRegression",

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ._version import __version__
-from .errors import InputError, MissingDependencyError
+from .errors import InputError, MissingDependencyError, NplearnError
 
 log = logging.getLogger("nplearn")
 
@@ -184,27 +184,28 @@ def _config_from_args(a: argparse.Namespace, **extra: Any):
 
 def cmd_test(a: argparse.Namespace) -> int:
     """``nplearn test``."""
-    from .io import read_events, sha256_file
+    from .io import check_writable, read_events, read_table, sha256_file
     from .nplm import nplm_test
 
     cfg = _config_from_args(a, sigma_percentile=a.sigma_percentile,
                             standardize=not a.no_standardize, centers=a.centers_mode)
-    ref, ref_cols = read_events(a.reference, a.columns)
-    dat, dat_cols = read_events(a.data, a.columns)
+    if a.json:
+        check_writable(a.json)
+    rt, dt = read_table(a.reference, a.columns), read_table(a.data, a.columns)
+    ref, ref_cols, dat, dat_cols = rt.events, rt.names, dt.events, dt.names
     if ref.shape[1] != dat.shape[1]:
         raise InputError(
             f"{a.data}: has {dat.shape[1]} feature column(s) but {a.reference} has "
             f"{ref.shape[1]}; select matching columns with --columns"
         )
-    if a.columns is None and ref_cols != dat_cols and not all(
-            c.startswith("x") for c in ref_cols + dat_cols):
+    if rt.has_header and dt.has_header and ref_cols != dat_cols:
         raise InputError(
             f"column names differ between {a.reference} ({', '.join(ref_cols)}) and "
             f"{a.data} ({', '.join(dat_cols)}); select them with --columns"
         )
     weights = None
     if a.ref_weights:
-        w, _ = read_events(a.ref_weights)
+        w, _ = read_events(a.ref_weights)  # one column, header optional
         if w.shape[1] != 1:
             raise InputError(f"{a.ref_weights}: expected one column of weights, got "
                              f"{w.shape[1]}")
@@ -240,6 +241,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from .benchmarks import Exp1D
     from .nplm import nplm_test
 
+    if a.json:
+        from .io import check_writable
+
+        check_writable(a.json)
     rng = np.random.default_rng(np.random.SeedSequence(a.seed, spawn_key=(7,)))
     print("nplearn demo: 1D exponential benchmark (reference density 8 exp(-8x)).")
     print("  reference: 200000 simulated events; data: Poisson(2000) background events")
@@ -280,8 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_test(a)
         if a.command == "bench":
             if a.bench == "exp1d":
+                if a.json:
+                    from .io import check_writable
+
+                    check_writable(a.json)
                 return cmd_bench_exp1d(a)
-            parser.parse_args(["bench", "--help"])
+            print("nplearn bench: choose a benchmark: exp1d (see nplearn bench --help)",
+                  file=sys.stderr)
             return EXIT_INPUT
         if a.command == "demo":
             return cmd_demo(a)
@@ -293,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nplearn: interrupted", file=sys.stderr)
         return EXIT_INTERRUPT
+    except NplearnError as exc:
+        print(f"nplearn: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:
         if logging.getLogger("nplearn").isEnabledFor(logging.DEBUG):
             raise

@@ -17,10 +17,6 @@ class InputError(NplearnError, ValueError):
     """Invalid user input: bad array, unreadable file, inconsistent option."""
 
 
-class ConvergenceWarning(UserWarning):
-    """A fit stopped before meeting its convergence criterion."""
-
-
 class MissingDependencyError(NplearnError, ImportError):
     """An optional dependency is needed for the requested feature."""
 

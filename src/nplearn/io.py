@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,12 @@ import numpy as np
 from .errors import InputError
 
 __all__ = [
+    "Table",
     "as_events",
     "as_weights",
+    "check_writable",
     "read_events",
+    "read_table",
     "sha256_file",
     "to_jsonable",
     "write_json_atomic",
@@ -130,6 +134,34 @@ def read_events(
     spec: str | os.PathLike[str],
     columns: list[str] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
+    """Read an events x features table (see :func:`read_table`): ``(events, names)``."""
+    table = read_table(spec, columns)
+    return table.events, table.names
+
+
+@dataclass(frozen=True)
+class Table:
+    """Events read from a file.
+
+    Attributes
+    ----------
+    events : numpy.ndarray
+        Float64 array, validated (2-D, non-empty, finite).
+    names : list of str
+        Column names (header names, or ``x0, x1, ...`` when the file has none).
+    has_header : bool
+        Whether the names come from the file.
+    """
+
+    events: np.ndarray
+    names: list[str]
+    has_header: bool
+
+
+def read_table(
+    spec: str | os.PathLike[str],
+    columns: list[str] | None = None,
+) -> Table:
     """Read an events x features table from a file.
 
     Supported: ``.npy`` (2-D array), ``.npz`` (``file.npz`` with one array or
@@ -146,10 +178,7 @@ def read_events(
 
     Returns
     -------
-    events : numpy.ndarray
-        Float64 array, validated (2-D, non-empty, finite).
-    names : list of str
-        Column names (header names, or ``x0, x1, ...``).
+    Table
     """
     path, key = _split_key(str(spec))
     name = str(spec)
@@ -180,13 +209,14 @@ def read_events(
             f"{name}: expected a 2-D array (events x features), got a {arr_np.ndim}-D array "
             f"of shape {arr_np.shape}"
         )
+    has_header = names is not None
     if names is None:
         names = [f"x{i}" for i in range(arr_np.shape[1])]
     if columns:
         idx = [_column_index(c, names, name) for c in columns]
         arr_np = arr_np[:, idx]
         names = [names[i] for i in idx]
-    return as_events(arr_np, name, columns=names), names
+    return Table(as_events(arr_np, name, columns=names), names, has_header)
 
 
 def _column_index(c: str, names: list[str], fname: str) -> int:
@@ -222,8 +252,8 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
         return z[key]
 
 
-def _read_text(path: Path) -> tuple[np.ndarray, list[str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
+def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # tolerate a BOM
         lines = [ln for ln in fh.read().splitlines() if ln.strip() and not ln.lstrip()
                  .startswith("#")]
     if not lines:
@@ -239,10 +269,12 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str]]:
         return [p.strip().strip('"').strip("'") for p in parts]
 
     first = split(lines[0])
-    header = not all(_is_number(v) for v in first)
-    names = first if header else [f"x{i}" for i in range(len(first))]
+    # a header has at least one non-empty, non-numeric field (an empty field in a
+    # data row is a missing value, reported as such below)
+    header = any(v != "" and not _is_number(v) for v in first)
+    names = first if header else None
     body = lines[1:] if header else lines
-    ncol = len(names)
+    ncol = len(first)
     out = np.empty((len(body), ncol), dtype=np.float64)
     for r, line in enumerate(body):
         vals = split(line)
@@ -255,8 +287,9 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str]]:
             try:
                 out[r, c] = float(v) if v != "" else math.nan
             except ValueError:
+                cname = f" ({names[c]!r})" if names else ""
                 raise InputError(
-                    f"{path}: non-numeric value {v!r} at row {r}, column {c} ({names[c]!r})"
+                    f"{path}: non-numeric value {v!r} at row {r}, column {c}{cname}"
                 ) from None
     return out, names
 
@@ -306,6 +339,18 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail early, before any work, if ``path`` cannot be written."""
+    p = Path(path)
+    directory = p.parent if str(p.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{p}: directory {directory} does not exist")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory")
+    if not os.access(directory, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise InputError(f"{p}: not writable")
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from ._torch_utils import resolve_device, torch_threads
 from ._version import __version__
 from .config import NPLMConfig
-from .errors import InputError
+from .errors import InputError, NplearnError
 from .io import as_events, as_weights, write_json_atomic
 from .learners.kernel import KernelLogisticRegression, default_n_centers
 from .preprocess import Standardizer, sigma_from_percentile
@@ -170,7 +171,9 @@ class NPLMResult:
             f"  data events N_D           {self.n_data}",
             f"  expected yield N(R)       {self.expected:.6g}",
             f"  kernel width sigma        {hp['sigma']:.4g} ({hp['sigma_source']})",
-            f"  centres M / kept rank r   {hp['n_centers']} / {self.fit['rank']}",
+            f"  centres M / kept rank r   {hp['n_centers']} / {self.fit['rank']} "
+            f"({hp.get('centers', 'per-fit')})",
+            f"  normalisation             {hp['normalisation'].split(':')[0]}",
             f"  penalty lambda            {hp['lam']:.3g}",
             f"  schedule                  {self.config.schedule}",
             f"  observed fit              {self.fit['n_iter']} Newton steps, "
@@ -185,14 +188,17 @@ class NPLMResult:
         else:
             lines += [
                 f"  null toys                 {c.n_toys} ok"
-                + (f", {self.n_failed_toys} failed" if self.n_failed_toys else ""),
+                + (f", {self.n_failed_toys} failed (conservative p counting them: "
+                   f"{c.p_conservative:.4g})" if self.n_failed_toys else ""),
                 f"  chi2 fit of the null      dof = {c.chi2_dof:.2f} "
                 f"(KS distance {c.chi2_ks_distance:.3f})",
                 f"  toys with t >= t_obs      {c.n_exceed}",
                 f"  p (toys)                  {c.p_empirical:.4g} +- {c.p_empirical_err:.2g}"
                 f"   Z = {c.z_empirical:.2f}"
                 + ("  (bound: no toy reached t_obs)" if c.n_exceed == 0 else ""),
-                f"  p (chi2 extrapolation)    {c.p_chi2:.4g}   Z = {c.z_chi2:.2f}",
+                f"  p (chi2 extrapolation)    {c.p_chi2:.4g}   Z = {c.z_chi2:.2f}"
+                + ("  (poor chi2 fit: KS p < 0.01, do not trust)"
+                   if c.chi2_ks_pvalue < 0.01 else ""),
                 f"  reported                  p = {self.p_value:.4g}, Z = {self.z:.2f} "
                 f"({c.method})",
             ]
@@ -207,8 +213,8 @@ def _prepare(
     dat = as_events(data, "data", n_features=ref.shape[1])
     rel = None if ref_weights is None else as_weights(ref_weights, ref.shape[0],
                                                       "reference weights")
-    if rel is not None and np.allclose(rel, rel[0]):
-        rel = None
+    if rel is not None and np.ptp(rel) <= 1e-12 * rel.max():
+        rel = None  # all equal: the uniform case
     std = Standardizer.fit(ref, rel) if cfg.standardize else Standardizer.identity(ref.shape[1])
     return std.transform(ref), std.transform(dat), rel, std
 
@@ -260,10 +266,12 @@ def nplm_test(
         cfg = cfg.replace(**options)
     ref, dat, rel, std = _prepare(reference, data, ref_weights, cfg)
     n_ref, n_data = ref.shape[0], dat.shape[0]
-    expected = float(cfg.expected) if cfg.expected is not None else float(n_data)
+    shape_only = cfg.expected is None
+    expected = float(n_data) if shape_only else float(cfg.expected)
     if expected <= 0:
         raise InputError("the expected yield N(R) must be positive (data set is empty?)")
     w_ref = normalised_weights(n_ref, expected, rel)
+    device = str(resolve_device(cfg.device))  # "auto" -> the actual device, once
 
     # hyperparameters from the reference only
     hp_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
@@ -273,11 +281,17 @@ def nplm_test(
     else:
         sigma, sigma_source = float(cfg.sigma), "user"
     n_centers = cfg.n_centers if cfg.n_centers is not None else default_n_centers(n_ref + n_data)
-    params = {**cfg.learner_params(), "sigma": sigma, "n_centers": int(n_centers)}
+    params = {**cfg.learner_params(), "sigma": sigma, "n_centers": int(n_centers),
+              "device": device}
     hyper = {
         "sigma": sigma, "sigma_source": sigma_source, "n_centers": int(n_centers),
         "n_centers_source": "user" if cfg.n_centers is not None else "max(1000, 2 sqrt(n))",
         "lam": cfg.lam, "standardizer": std.to_dict(), "standardized": cfg.standardize,
+        "normalisation": (
+            "shape-only: N(R) = N_D in every fit; resampled toys have exactly N_D events"
+            if shape_only else
+            "extended: N(R) = expected; resampled toys have Poisson(N(R)) events"),
+        "device": device,
     }
 
     shared = cfg.centers == "shared"
@@ -290,7 +304,16 @@ def nplm_test(
     t0 = time.perf_counter()
     learner = KernelLogisticRegression(**params)
     if shared:
-        basis = shared_basis(ref, learner, cfg.seed)
+        if n_ref - int(n_centers) < MIN_POOL_RATIO * expected:
+            raise InputError(
+                f"centers='shared' keeps the {int(n_centers)} centre events out of the "
+                f"pseudo-data, leaving {n_ref - int(n_centers)} of {n_ref} reference events: "
+                f"fewer than {MIN_POOL_RATIO:g} x N(R) = {MIN_POOL_RATIO * expected:g}; use "
+                "fewer centres or more reference events"
+            )
+        # built with the toys' thread count so that workers rebuild it bit for bit
+        with torch_threads(cfg.threads_per_worker or 1):
+            basis = shared_basis(ref, learner, cfg.seed)
         t_obs, n_w, info, learner = nplm_fit_shared(ref, dat, w_ref, learner, basis)
     else:
         t_obs, n_w, info, learner = nplm_fit(ref, dat, w_ref, learner, observed_seed(cfg.seed))
@@ -308,19 +331,33 @@ def nplm_test(
                 f"{MIN_POOL_RATIO:g} x N(R); supply more reference events or a toy generator"
             )
         engine = ToyEngine(params, expected, cfg.seed, pool=ref, pool_weights=rel,
-                           shared_centers=shared)
+                           shared_centers=shared, shape_only=shape_only)
+        if shared:
+            engine._cache["basis"] = basis  # in-process toys reuse it
+        if rel is not None:
+            ess = rel.sum() ** 2 / (rel**2).sum()
+            if expected > 0.1 * ess:
+                log.warning(
+                    "weighted reference: N(R) = %.0f is not small against the effective "
+                    "sample size %.0f of the weights; resampled toys are then only an "
+                    "approximation of pseudo-data", expected, ess)
     else:
         engine = ToyEngine(params, expected, cfg.seed, generator=toy_generator,
-                           standardizer=std, reference=ref, reference_weights=w_ref)
+                           standardizer=std, reference=ref, reference_weights=w_ref,
+                           shape_only=shape_only)
     t1 = time.perf_counter()
     toys = run_toys(engine, range(cfg.n_toys), workers=cfg.workers,
                     threads_per_worker=cfg.threads_per_worker, progress=progress)
     t_toys = time.perf_counter() - t1
     t_null = np.array([t.t for t in toys if t.ok], dtype=np.float64)
     n_failed = sum(not t.ok for t in toys)
+    if toys and not t_null.size:
+        raise NplearnError(f"all {len(toys)} toys failed; the first: {toys[0].message}")
     if n_failed:
-        log.warning("%d of %d toys failed and were excluded", n_failed, len(toys))
-    cal = calibrate(t_obs, t_null, min_exceed=cfg.min_exceed) if t_null.size else None
+        log.warning("%d of %d toys failed and were excluded (the conservative p-value "
+                    "counts them as exceeding t_obs)", n_failed, len(toys))
+    cal = calibrate(t_obs, t_null, min_exceed=cfg.min_exceed,
+                    n_failed=n_failed) if t_null.size else None
     prov = provenance()
     prov["workers"] = resolve_workers(cfg.workers, cfg.device, cfg.n_toys)
     return NPLMResult(

@@ -53,8 +53,14 @@ def nplm_statistic(
     return float(t), n_w
 
 
+def _check_t_obs(t_obs: float) -> None:
+    if math.isnan(t_obs):
+        raise InputError("the observed statistic is NaN: it cannot be calibrated")
+
+
 def empirical_pvalue(t_obs: float, t_null: np.ndarray) -> float:
     """``(1 + #{t_null >= t_obs}) / (1 + n_toys)``: never zero, exact for exchangeable toys."""
+    _check_t_obs(t_obs)
     t_null = np.asarray(t_null, dtype=np.float64)
     t_null = t_null[np.isfinite(t_null)]
     return float((1 + np.count_nonzero(t_null >= t_obs)) / (1 + t_null.size))
@@ -183,6 +189,11 @@ class Calibration:
         The fitted dof and its goodness of fit.
     n_toys : int
         Finite null values used.
+    n_failed : int
+        Toys that failed and are excluded from everything above.
+    p_conservative : float
+        The toy p-value counting every failed toy as exceeding ``t_obs``: a bound
+        that stays valid even if failures happen preferentially at large ``t``.
     """
 
     p_value: float
@@ -198,13 +209,17 @@ class Calibration:
     chi2_ks_distance: float
     chi2_ks_pvalue: float
     n_toys: int
+    n_failed: int = 0
+    p_conservative: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (for JSON)."""
         return asdict(self)
 
 
-def calibrate(t_obs: float, t_null: np.ndarray, *, min_exceed: int = 10) -> Calibration:
+def calibrate(
+    t_obs: float, t_null: np.ndarray, *, min_exceed: int = 10, n_failed: int = 0
+) -> Calibration:
     """Calibrate ``t_obs`` against null toys: empirical and chi-square p-values.
 
     Parameters
@@ -216,7 +231,10 @@ def calibrate(t_obs: float, t_null: np.ndarray, *, min_exceed: int = 10) -> Cali
     min_exceed : int
         Report the empirical p-value when at least this many toys are at or above
         ``t_obs``; otherwise report the chi-square extrapolation.
+    n_failed : int
+        Toys that failed (for the conservative p-value).
     """
+    _check_t_obs(t_obs)
     t_null = np.asarray(t_null, dtype=np.float64)
     t_null = t_null[np.isfinite(t_null)]
     n = t_null.size
@@ -246,4 +264,6 @@ def calibrate(t_obs: float, t_null: np.ndarray, *, min_exceed: int = 10) -> Cali
         chi2_ks_distance=ksd,
         chi2_ks_pvalue=ksp,
         n_toys=n,
+        n_failed=int(n_failed),
+        p_conservative=(1 + n_exceed + n_failed) / (1 + n + n_failed),
     )

@@ -14,7 +14,7 @@ import pickle
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from typing import Any
 
@@ -209,6 +209,11 @@ class ToyEngine:
     shared_centers : bool
         Resampling mode only: use one basis for all toys (see :func:`shared_basis`);
         each toy then reuses the pool's features and only re-solves.
+    shape_only : bool
+        The observed test normalised the reference to the observed count (no
+        ``expected`` given). Toys then do the same: resampled toys have exactly
+        ``round(expected)`` data events, generator toys normalise the reference to
+        their own data count.
     """
 
     learner_params: dict[str, Any]
@@ -222,6 +227,7 @@ class ToyEngine:
     reference_weights: np.ndarray | None = None
     stream: int = 0
     shared_centers: bool = False
+    shape_only: bool = False
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -238,11 +244,11 @@ class ToyEngine:
         event except the candidate centres, which always stay in the reference, as
         they do in the observed fit).
         """
-        if "basis" not in self._cache:
+        if "feat" not in self._cache:
             if self.pool is None:
                 raise InputError("shared centres need a reference pool (resampled toys)")
             learner = KernelLogisticRegression(**self.learner_params)
-            basis = shared_basis(self.pool, learner, self.seed)
+            basis = self._cache.get("basis") or shared_basis(self.pool, learner, self.seed)
             device, dtype, _, _ = learner._settings()
             _, mode = learner.feature_mode(self.pool.shape[0], basis.rank)
             Xt = torch.as_tensor(self.pool, device=device).to(dtype)
@@ -272,7 +278,7 @@ class ToyEngine:
         proportional to the pool weights when there are any."""
         n_pool = self.pool.shape[0]  # type: ignore[union-attr]
         n_avail = n_pool if allowed is None else allowed.size
-        n_data = int(rng.poisson(self.expected))
+        n_data = round(self.expected) if self.shape_only else int(rng.poisson(self.expected))
         if n_data >= n_avail:
             raise InputError(
                 f"toy drew {n_data} data events from a reference pool of {n_avail} usable "
@@ -310,13 +316,23 @@ class ToyEngine:
                 rel = as_weights(out[2], ref.shape[0], "toy reference weights")
             if std is not None:
                 ref, data = std.transform(ref), std.transform(data)
-            return ref, data, normalised_weights(ref.shape[0], self.expected, rel)
+            norm = float(len(data)) if self.shape_only else self.expected
+            if norm <= 0:
+                raise InputError("toy generator returned no data events in a shape-only "
+                                 "test (N(R) = N_D = 0); give the expected yield")
+            return ref, data, normalised_weights(ref.shape[0], norm, rel)
         data = as_events(out, "toy data", allow_empty=True)
         if self.reference is None or self.reference_weights is None:
             raise InputError("generator returned data only but no fixed reference was given")
         if std is not None:
             data = std.transform(data)
-        return self.reference, data, self.reference_weights
+        w = self.reference_weights
+        if self.shape_only:
+            if len(data) == 0:
+                raise InputError("toy generator returned no data events in a shape-only "
+                                 "test (N(R) = N_D = 0); give the expected yield")
+            w = w * (len(data) / w.sum())
+        return self.reference, data, w
 
     def run(self, index: int) -> ToyResult:
         """Run toy ``index``: sample, fit, compute ``t``."""
@@ -409,6 +425,13 @@ def run_toys(
     device = str(engine.learner_params.get("device", "cpu"))
     nw = resolve_workers(workers, device, total)
     threads = threads_per_worker or 1
+    if nw > 1 and engine.learner_params.get("memory_budget") is None:
+        # the workers share the machine: split the default cache budget between them
+        from ._torch_utils import default_memory_budget, resolve_device
+
+        budget = default_memory_budget(resolve_device(device)) // nw
+        engine = replace(engine, learner_params={**engine.learner_params,
+                                                 "memory_budget": int(budget)})
     results: list[ToyResult] = []
     if nw == 1:
         with torch_threads(threads):

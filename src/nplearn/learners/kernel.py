@@ -71,6 +71,8 @@ SCHEDULES = ("converged", "onestep")
 INNER_SOLVERS = ("auto", "direct", "cg")
 #: ``inner="auto"`` uses the direct solve up to this rank, PCG above it.
 AUTO_DIRECT_MAX_RANK = 512
+#: Smallest pivoted-Cholesky tolerance: residuals below it are float64 rounding noise.
+RANK_TOL_FLOOR = 1e-15
 #: Default CG relative tolerance of the published one-step schedule.
 ONESTEP_CG_TOL = math.sqrt(1e-7)
 
@@ -268,7 +270,13 @@ class _Features:
         sigma: float,
         mode: str,
         block_bytes: int,
+        shift: torch.Tensor | None = None,
     ) -> None:
+        # Translating events and centres by a common shift leaves the kernel
+        # unchanged but keeps |x|^2 + |c|^2 - 2 x.c accurate for data far from 0.
+        if shift is not None:
+            X = X - shift.to(X.dtype)
+            P = P - shift
         self.X, self.sigma, self.mode = X, sigma, mode
         self.n, self.r = X.shape[0], P.shape[0]
         self.dtype = X.dtype
@@ -379,7 +387,9 @@ class _Features:
         G = torch.zeros(self.r, self.r, dtype=self.dtype, device=self.X.device)
         dd = d.to(self.dtype)
         if self.mode == "phi":
-            step = self.GRAM_CHUNK if self.X.device.type == "cpu" else self.n
+            # cache-sized chunks on CPU; on a GPU chunks of ~256 MiB bound the temporary
+            step = self.GRAM_CHUNK if self.X.device.type == "cpu" else max(
+                self.GRAM_CHUNK, (256 << 20) // max(1, self.r * self.stored.element_size()))
             for s in range(0, self.n, step):
                 A = self.stored[:, s : s + step]
                 G.addmm_(A * dd[s : s + step], A.T)
@@ -484,24 +494,32 @@ class _Loss:
         return d1, d2
 
 
-def _pcg(matvec, b: torch.Tensor, precond, rtol: float, maxiter: int) -> tuple[torch.Tensor, int]:
-    """Preconditioned conjugate gradient for SPD systems (float64 vectors)."""
+def _pcg(
+    matvec, b: torch.Tensor, precond, rtol: float, maxiter: int
+) -> tuple[torch.Tensor, int, bool]:
+    """Preconditioned conjugate gradient for SPD systems (float64 vectors).
+
+    Returns the solution, the iterations taken and whether the relative residual
+    reached ``rtol`` (False when stopped by ``maxiter`` or lost curvature).
+    """
     x = torch.zeros_like(b)
     r = b.clone()
     bnorm = float(torch.linalg.vector_norm(b))
     if bnorm == 0.0:
-        return x, 0
+        return x, 0, True
     z = precond(r)
     p = z.clone()
     rz = float(r @ z)
     k = 0
-    while k < maxiter:
+    while True:
         if float(torch.linalg.vector_norm(r)) <= rtol * bnorm:
-            break
+            return x, k, True
+        if k >= maxiter:
+            return x, k, False
         Ap = matvec(p)
         pAp = float(p @ Ap)
         if pAp <= 0.0:  # lost positive curvature to rounding: stop with what we have
-            break
+            return x, k, False
         alpha = rz / pAp
         x.add_(p, alpha=alpha)
         r.sub_(Ap, alpha=alpha)
@@ -510,7 +528,6 @@ def _pcg(matvec, b: torch.Tensor, precond, rtol: float, maxiter: int) -> tuple[t
         p.mul_(rz_new / rz).add_(z)
         rz = rz_new
         k += 1
-    return x, k
 
 
 def _chol_with_jitter(A: torch.Tensor) -> torch.Tensor:
@@ -560,7 +577,8 @@ class _NewtonSolver:
 
     def direction(
         self, g: torch.Tensor, d2: torch.Tensor, cg_tol: float
-    ) -> tuple[torch.Tensor, int]:
+    ) -> tuple[torch.Tensor, int, bool]:
+        """Newton direction: ``(delta, cg_iterations, solved_to_tolerance)``."""
         r = g.shape[0]
         eye = torch.eye(r, dtype=torch.float64, device=g.device)
         if self.inner == "direct":
@@ -569,7 +587,7 @@ class _NewtonSolver:
             if int(info) != 0:  # numerically indefinite: fall back to PCG below
                 log.debug("Hessian Cholesky failed (info=%d), using PCG", int(info))
             else:
-                return -torch.cholesky_solve(g.unsqueeze(1), Lh).squeeze(1), 0
+                return -torch.cholesky_solve(g.unsqueeze(1), Lh).squeeze(1), 0, True
         # Falkon-style preconditioner: the Hessian estimated on the M candidate
         # centres. It costs M r^2, so it is built once and reused while PCG keeps
         # converging about as fast as with a fresh one; the CG solve is exact
@@ -582,11 +600,11 @@ class _NewtonSolver:
             return self.feat.hvp(v, d2) / self.n + self.lam * v
 
         Pinv = self._precond
-        delta, k = _pcg(matvec, -g, lambda v: Pinv @ v, cg_tol, self.cg_max_iter)
+        delta, k, ok = _pcg(matvec, -g, lambda v: Pinv @ v, cg_tol, self.cg_max_iter)
         self._last_cg = k
         if self._fresh_cg < 0:
             self._fresh_cg = k
-        return delta, k
+        return delta, k, ok
 
     def _build_preconditioner(self, d2: torch.Tensor) -> torch.Tensor:
         """Inverse of ``(1/M) L_M^T diag(d2_M) L_M + lam I`` (dense, float64)."""
@@ -628,7 +646,7 @@ class _NewtonSolver:
             # The one-step schedule always uses its fixed published tolerance.
             cg_tol = self.cg_tol if schedule == "onestep" else max(
                 self.cg_tol, min(0.1, g_norm / g0_norm if g0_norm > 0 else 0.0))
-            delta, ncg = self.direction(g, d2, cg_tol)
+            delta, ncg, cg_ok = self.direction(g, d2, cg_tol)
             info.n_cg += ncg
             dec2 = float(-(g @ delta))
             info.suboptimality = 0.5 * n * dec2
@@ -651,7 +669,7 @@ class _NewtonSolver:
             if dec2 < 0:
                 info.message = "Newton direction is not a descent direction (rounding)"
                 break
-            if info.suboptimality <= tol:
+            if info.suboptimality <= tol and cg_ok:
                 # converged: take the (tiny) step anyway if it does not increase J
                 beta_new, f_new = beta + delta, f + fdelta
                 J_new = self.objective(f_new, beta_new)
@@ -677,17 +695,22 @@ class _NewtonSolver:
                 step *= 0.5
             info.n_iter = it + 1
             if not accepted:
-                # no decrease is measurable: at the floor of floating-point precision
-                info.converged = info.suboptimality <= max(tol, 1e3 * tol)
+                # No decrease is measurable any more: the floor of floating-point
+                # precision. Accepted as converged only within 1000 x tol.
+                info.converged = cg_ok and info.suboptimality <= 1e3 * tol
                 info.message = (
-                    "stopped: no further decrease measurable (floating-point floor); "
+                    "stopped at the floating-point floor (no measurable decrease); "
                     f"estimated n*(J - J*) = {info.suboptimality:.3g}"
+                    + ("" if info.converged else " is above 1000 x tol: NOT converged")
                 )
                 break
             beta, f, J = beta_new, f_new, J_new
         else:
             if schedule != "onestep":
                 info.message = f"maximum number of Newton steps ({max_iter}) reached"
+        if schedule == "onestep" and not cg_ok:
+            info.converged = False
+            info.message = "one Newton step taken, but PCG stopped before its tolerance"
         if not info.converged and not info.message:
             info.message = "not converged"
         # final gradient at the returned point
@@ -748,6 +771,7 @@ class NystromBasis:
     pivots: np.ndarray
     rank_tol: float
     residual: float
+    shift: torch.Tensor
 
     @property
     def rank(self) -> int:
@@ -766,14 +790,15 @@ class NystromBasis:
     ) -> NystromBasis:
         """Pivoted Cholesky of the candidates ``X[candidate_idx]`` (float64 on ``device``)."""
         C64 = torch.as_tensor(X[candidate_idx], dtype=torch.float64, device=device)
-        piv, L, residual = pivoted_cholesky(C64, sigma, rank_tol)
+        shift = C64.mean(0)
+        piv, L, residual = pivoted_cholesky(C64 - shift, sigma, rank_tol)
         return cls(sigma=float(sigma), P=C64[piv], L_P=L[piv], L=L,
                    candidate_idx=np.asarray(candidate_idx), pivots=piv.cpu().numpy(),
-                   rank_tol=float(rank_tol), residual=residual)
+                   rank_tol=float(rank_tol), residual=residual, shift=shift)
 
     def features(self, X: torch.Tensor, mode: str, block_bytes: int) -> _Features:
         """Feature map of the events ``X`` (already on the device, in the data dtype)."""
-        return _Features(X, self.P, self.L_P, self.sigma, mode, block_bytes)
+        return _Features(X, self.P, self.L_P, self.sigma, mode, block_bytes, self.shift)
 
 
 # ------------------------------------------------------------------- estimator
@@ -852,8 +877,8 @@ class KernelLogisticRegression:
     cg_max_iter : int
         Maximum PCG iterations per Newton step.
     rank_tol : float, optional
-        Pivoted-Cholesky tolerance (see :func:`default_rank_tol`); ``0`` keeps
-        every numerically independent centre.
+        Pivoted-Cholesky tolerance (see :func:`default_rank_tol`); ``0`` keeps every
+        centre independent to float64 round-off (floored at ``1e-15``).
     dtype : {"float64", "float32"}
         Precision of the ``n x r`` kernel work (the ``r x r`` algebra is float64).
     device : str
@@ -944,8 +969,22 @@ class KernelLogisticRegression:
             raise InputError(f"sigma must be a positive finite number, got {self.sigma!r}")
         if self.n_centers is not None and int(self.n_centers) < 1:
             raise InputError(f"n_centers must be >= 1, got {self.n_centers!r}")
-        if self.max_iter < 1:
-            raise InputError(f"max_iter must be >= 1, got {self.max_iter!r}")
+        for name in ("max_iter", "cg_max_iter", "block_bytes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+        for name in ("tol", "cg_tol"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)
+                                      and v > 0):
+                raise InputError(f"{name} must be a positive finite number, got {v!r}")
+        rt = self.rank_tol
+        if rt is not None and not (isinstance(rt, (int, float)) and 0 <= rt < 1):
+            raise InputError(f"rank_tol must be a number in [0, 1), got {rt!r}")
+        if self.memory_budget is not None and not (
+                isinstance(self.memory_budget, (int, np.integer)) and self.memory_budget >= 0):
+            raise InputError(f"memory_budget must be a non-negative integer (bytes), got "
+                             f"{self.memory_budget!r}")
 
     # -- fitting ------------------------------------------------------------------
     def fit(
@@ -1002,9 +1041,13 @@ class KernelLogisticRegression:
         return self._fit_basis(X, y, sw, basis, t0=t0)
 
     def resolved_rank_tol(self) -> float:
-        """The pivoted-Cholesky tolerance this estimator uses."""
+        """The pivoted-Cholesky tolerance this estimator uses.
+
+        An explicit ``rank_tol`` is floored at ``RANK_TOL_FLOOR`` (float64 round-off
+        of the residual diagonal): pivots below it would be rounding noise.
+        """
         if self.rank_tol is not None:
-            return float(self.rank_tol)
+            return max(float(self.rank_tol), RANK_TOL_FLOOR)
         return default_rank_tol(float(self.lam), resolve_dtype(self.dtype))
 
     def _settings(self) -> tuple[torch.device, torch.dtype, int, float]:
@@ -1077,6 +1120,7 @@ class KernelLogisticRegression:
         self.classes_ = np.array([0, 1])
         self._P = basis.P
         self._L_P = basis.L_P
+        self._shift = basis.shift
         self._beta = beta
         self.beta_ = beta.cpu().numpy()
         self.coef_ = torch.linalg.solve_triangular(
@@ -1111,7 +1155,8 @@ class KernelLogisticRegression:
             )
         dtype = resolve_dtype(self.dtype)
         Xt = torch.as_tensor(X, device=self._P.device).to(dtype)
-        feat = _Features(Xt, self._P, self._L_P, self.sigma_, "lazy", self.block_bytes)
+        feat = _Features(Xt, self._P, self._L_P, self.sigma_, "lazy", self.block_bytes,
+                         self._shift)
         out = torch.empty(X.shape[0], dtype=torch.float64)
         for sl in feat._slices():
             out[sl] = (self._beta @ feat._phiT_block(sl).to(torch.float64)).cpu()
