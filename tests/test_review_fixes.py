@@ -146,3 +146,14 @@ def test_toy_engine_pickles_without_its_cache(rng):
     e.shared_state()
     assert "feat" in e._cache
     assert pickle.loads(pickle.dumps(e))._cache == {}
+
+
+def test_unreachable_tolerance_is_never_reported_converged(rng):
+    # Near the floating-point floor the solver stops on stagnation, but it only
+    # calls that convergence within 1000 x tol: an impossible tol stays unconverged.
+    X, y, sw = make_classification(rng)
+    for inner in ("direct", "cg"):
+        m = KernelLogisticRegression(sigma=1.0, n_centers=200, lam=1e-8, tol=1e-40, max_iter=12,
+                                     inner=inner, random_state=0).fit(X, y, sw)
+        assert not m.fit_info_.converged
+        assert m.fit_info_.n_iter <= 12

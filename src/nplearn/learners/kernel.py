@@ -71,6 +71,8 @@ SCHEDULES = ("converged", "onestep")
 INNER_SOLVERS = ("auto", "direct", "cg")
 #: ``inner="auto"`` uses the direct solve up to this rank, PCG above it.
 AUTO_DIRECT_MAX_RANK = 512
+#: Largest PCG relative residual at which a Newton decrement is trusted for stopping.
+CG_TRUST_RESIDUAL = 0.1
 #: Smallest pivoted-Cholesky tolerance: residuals below it are float64 rounding noise.
 RANK_TOL_FLOOR = 1e-15
 #: Default CG relative tolerance of the published one-step schedule.
@@ -496,30 +498,30 @@ class _Loss:
 
 def _pcg(
     matvec, b: torch.Tensor, precond, rtol: float, maxiter: int
-) -> tuple[torch.Tensor, int, bool]:
+) -> tuple[torch.Tensor, int, float]:
     """Preconditioned conjugate gradient for SPD systems (float64 vectors).
 
-    Returns the solution, the iterations taken and whether the relative residual
-    reached ``rtol`` (False when stopped by ``maxiter`` or lost curvature).
+    Returns the solution, the iterations taken and the relative residual
+    ``|b - A x| / |b|`` reached (above ``rtol`` when stopped by ``maxiter`` or by
+    lost curvature at the rounding floor).
     """
     x = torch.zeros_like(b)
     r = b.clone()
     bnorm = float(torch.linalg.vector_norm(b))
     if bnorm == 0.0:
-        return x, 0, True
+        return x, 0, 0.0
     z = precond(r)
     p = z.clone()
     rz = float(r @ z)
     k = 0
     while True:
-        if float(torch.linalg.vector_norm(r)) <= rtol * bnorm:
-            return x, k, True
-        if k >= maxiter:
-            return x, k, False
+        rel = float(torch.linalg.vector_norm(r)) / bnorm
+        if rel <= rtol or k >= maxiter:
+            return x, k, rel
         Ap = matvec(p)
         pAp = float(p @ Ap)
         if pAp <= 0.0:  # lost positive curvature to rounding: stop with what we have
-            return x, k, False
+            return x, k, rel
         alpha = rz / pAp
         x.add_(p, alpha=alpha)
         r.sub_(Ap, alpha=alpha)
@@ -577,8 +579,8 @@ class _NewtonSolver:
 
     def direction(
         self, g: torch.Tensor, d2: torch.Tensor, cg_tol: float
-    ) -> tuple[torch.Tensor, int, bool]:
-        """Newton direction: ``(delta, cg_iterations, solved_to_tolerance)``."""
+    ) -> tuple[torch.Tensor, int, float]:
+        """Newton direction: ``(delta, cg_iterations, relative_residual)``."""
         r = g.shape[0]
         eye = torch.eye(r, dtype=torch.float64, device=g.device)
         if self.inner == "direct":
@@ -587,7 +589,7 @@ class _NewtonSolver:
             if int(info) != 0:  # numerically indefinite: fall back to PCG below
                 log.debug("Hessian Cholesky failed (info=%d), using PCG", int(info))
             else:
-                return -torch.cholesky_solve(g.unsqueeze(1), Lh).squeeze(1), 0, True
+                return -torch.cholesky_solve(g.unsqueeze(1), Lh).squeeze(1), 0, 0.0
         # Falkon-style preconditioner: the Hessian estimated on the M candidate
         # centres. It costs M r^2, so it is built once and reused while PCG keeps
         # converging about as fast as with a fresh one; the CG solve is exact
@@ -600,11 +602,11 @@ class _NewtonSolver:
             return self.feat.hvp(v, d2) / self.n + self.lam * v
 
         Pinv = self._precond
-        delta, k, ok = _pcg(matvec, -g, lambda v: Pinv @ v, cg_tol, self.cg_max_iter)
+        delta, k, rel = _pcg(matvec, -g, lambda v: Pinv @ v, cg_tol, self.cg_max_iter)
         self._last_cg = k
         if self._fresh_cg < 0:
             self._fresh_cg = k
-        return delta, k, ok
+        return delta, k, rel
 
     def _build_preconditioner(self, d2: torch.Tensor) -> torch.Tensor:
         """Inverse of ``(1/M) L_M^T diag(d2_M) L_M + lam I`` (dense, float64)."""
@@ -646,7 +648,11 @@ class _NewtonSolver:
             # The one-step schedule always uses its fixed published tolerance.
             cg_tol = self.cg_tol if schedule == "onestep" else max(
                 self.cg_tol, min(0.1, g_norm / g0_norm if g0_norm > 0 else 0.0))
-            delta, ncg, cg_ok = self.direction(g, d2, cg_tol)
+            delta, ncg, cg_res = self.direction(g, d2, cg_tol)
+            # The decrement estimate -g.delta is trustworthy (to ~10%) once the inner
+            # solve's residual is below 0.1; a badly truncated solve (CG iteration cap)
+            # would underestimate it and must not be taken for convergence.
+            cg_ok = cg_res <= CG_TRUST_RESIDUAL
             info.n_cg += ncg
             dec2 = float(-(g @ delta))
             info.suboptimality = 0.5 * n * dec2
@@ -668,6 +674,18 @@ class _NewtonSolver:
                 break
             if dec2 < 0:
                 info.message = "Newton direction is not a descent direction (rounding)"
+                break
+            # Stagnation: no 4x improvement of the estimate over the last three steps
+            # means rounding noise dominates the gradient (the floating-point floor).
+            hist = info.history
+            stalled = (len(hist) >= 4 and cg_ok and info.suboptimality <= 1e3 * tol
+                       and info.suboptimality > 0.25 * hist[-4]["suboptimality"])
+            if stalled:
+                info.n_iter = it
+                info.converged = True
+                info.message = ("converged to the floating-point floor: estimated "
+                                f"n*(J - J*) = {info.suboptimality:.3g} stopped decreasing "
+                                "(within 1000 x tol)")
                 break
             if info.suboptimality <= tol and cg_ok:
                 # converged: take the (tiny) step anyway if it does not increase J
@@ -710,7 +728,8 @@ class _NewtonSolver:
                 info.message = f"maximum number of Newton steps ({max_iter}) reached"
         if schedule == "onestep" and not cg_ok:
             info.converged = False
-            info.message = "one Newton step taken, but PCG stopped before its tolerance"
+            info.message = ("one Newton step taken, but PCG stopped at its iteration cap "
+                            f"with relative residual {cg_res:.2g}")
         if not info.converged and not info.message:
             info.message = "not converged"
         # final gradient at the returned point
