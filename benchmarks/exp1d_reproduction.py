@@ -13,45 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from nplearn import NPLMConfig, calibrate, fit_chi2_dof
 from nplearn.benchmarks import PUBLISHED, Exp1D
 from nplearn.benchmarks.runner import exp1d_engine, signal_stream
-from nplearn.io import write_json_atomic
 from nplearn.nplm import provenance
 from nplearn.toys import run_toys
 
-HERE = Path(__file__).resolve().parent
-
-
-def machine() -> str:
-    """CPU model and core count (for the benchmark tables)."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
-def commit() -> str:
-    """Short hash of the checked-out commit (``unknown`` outside git)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=HERE).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+from _common import RESULTS, commit, machine, save
 
 
 def run(schedule: str, n_null: int, n_sig: int, args: argparse.Namespace) -> dict:
@@ -121,12 +94,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ideal-toys", type=int, default=20000)
-    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
     results = []
     for sched in args.schedules.split(","):
         r = run(sched, args.null_toys, args.signal_toys, args)
-        write_json_atomic(Path(args.out) / f"exp1d_{sched}.json", r)
+        save(f"exp1d_{sched}", r, args.out)
         results.append(r)
     print(f"machine: {results[0]['machine']}, commit {results[0]['commit']}")
     print(table(results))
