@@ -43,8 +43,13 @@ def commit() -> str:
     try:
         h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                            text=True, check=True, cwd=HERE).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # result files written earlier in the same run do not make the code dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
                                capture_output=True, text=True, check=True, cwd=HERE).stdout
+        dirty += subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                 "../src"], capture_output=True, text=True, check=True,
+                                cwd=HERE).stdout
         return h + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -43,6 +43,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float64")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument("--memory-budget", type=float, default=None,
+                   help="GiB allowed for cached kernel features (default: nplearn's)")
+    p.add_argument("--tag", default="", help="suffix of the result file name")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -56,8 +59,9 @@ def main() -> None:
     rows = []
     for M in centers:
         for mode in a.modes.split(","):
+            budget = None if a.memory_budget is None else int(a.memory_budget * 2**30)
             cfg = NPLMConfig(sigma=sigma, n_centers=M, lam=1e-6, device=a.device,
-                             dtype=a.dtype, standardize=False)
+                             dtype=a.dtype, standardize=False, memory_budget=budget)
             params = {**cfg.learner_params(), "sigma": sigma, "n_centers": M}
             if mode == "shared":
                 engine = ToyEngine(params, gen.expected, seed=0, pool=ref0, shared_centers=True)
@@ -77,9 +81,10 @@ def main() -> None:
                    "peak_rss_mib": peak_rss_mib()}
             rows.append(row)
             print(row, flush=True)
-    save(f"multivariate_{a.case}_{a.device.replace(':', '')}",
+    save(f"multivariate_{a.case}_{a.device.replace(':', '')}{a.tag}",
          {"case": a.case, **{k: v for k, v in case.items() if k != "centers"},
           "device": a.device, "dtype": a.dtype, "threads": torch.get_num_threads(),
+          "memory_budget_gib": a.memory_budget,
           "rows": rows})
 
 

@@ -1,0 +1,178 @@
+"""Render the Markdown tables of BENCHMARKS.md from ``benchmarks/results/*.json``.
+
+    python benchmarks/tables.py > /tmp/tables.md
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from _common import RESULTS
+
+
+def load(name: str) -> dict | None:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def fmt(v, nd=2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}" if abs(v) >= 10 ** (-nd) or v == 0 else f"{v:.1e}"
+    return str(v)
+
+
+def header(d: dict) -> str:
+    return f"_{d['machine']}; commit {d['commit']}; `{d.get('command', '')}`_\n"
+
+
+def speed_1d() -> None:
+    d = load("speed_1d")
+    if not d:
+        return
+    print("### Time per toy, 1D benchmark (one thread)\n")
+    print(header(d))
+    print("| M | schedule | toys | median s/toy | 90% s/toy | kept rank r | Newton steps |")
+    print("|---|---|---|---|---|---|---|")
+    for r in d["speed"]:
+        print(f"| {r['M']} | {r['schedule']} | {r['toys']} | {r['median_s']:.3f} | "
+              f"{r['p90_s']:.3f} | {r['median_rank']:.0f} | {r['median_newton']:.0f} |")
+    print("\n| toy | t nplearn | t dense (eig ≥ 1e-14) | t dense (eig ≥ 1e-16) | "
+          "J nplearn − min J dense |")
+    print("|---|---|---|---|---|")
+    for i, c in enumerate(d["exactness"]):
+        dj = c["J_nplearn"] - min(c["J_dense_1e-14"], c["J_dense_1e-16"])
+        print(f"| {i} | {c['t_nplearn']:.5f} | {c['t_dense_1e-14']:.5f} | "
+              f"{c['t_dense_1e-16']:.5f} | {dj:.1e} |")
+    print()
+
+
+def sklearn(M: int) -> None:
+    d = load(f"vs_sklearn_M{M}")
+    if not d:
+        return
+    print(f"### nplearn vs scikit-learn, M = {M}\n")
+    print(header(d))
+    print("| toy | nplearn s | sklearn tol 1e-4 s | sklearn tol 1e-6 s | t nplearn (same "
+          "centres) | t dense | t sklearn 1e-4 | t sklearn 1e-6 | lbfgs iters (1e-4 / 1e-6) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in d["toys"]:
+        print(f"| {r['toy']} | {r['nplearn_s']:.2f} | {r['sklearn_tol1e-4_s']:.1f} | "
+              f"{r['sklearn_tol1e-6_s']:.1f} | {r['t_nplearn']:.3f} | {fmt(r.get('t_dense'), 3)}"
+              f" | {r['t_sklearn_tol1e-4']:.3f} | {r['t_sklearn_tol1e-6']:.3f} | "
+              f"{r['sklearn_tol1e-4_iter']} / {r['sklearn_tol1e-6_iter']} |")
+    s = d["summary"]
+    print(f"\nMedian per toy: nplearn {s['nplearn_s']:.2f} s, scikit-learn "
+          f"{s['sklearn_tol1e-4_s']:.1f} s (tol 1e-4) and {s['sklearn_tol1e-6_s']:.1f} s "
+          f"(tol 1e-6): **{s['speedup_vs_tol1e-4']:.0f}× and {s['speedup_vs_tol1e-6']:.0f}× "
+          "faster**.\n")
+
+
+def many() -> None:
+    d = load("many_toys_cpu")
+    if not d:
+        return
+    print("### 1000-toy 1D calibration (resampled toys, all cores)\n")
+    print(header(d))
+    print("| M | centres | toys | workers | toys/s | toys/s incl. start-up | median s/toy | "
+          "null χ² dof |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in d["rows"]:
+        print(f"| {r['M']} | {r['mode']} | {r['toys']} | {r['workers']} | "
+              f"{r['toys_per_s']:.2f} | {r['toys_per_s_incl_startup']:.2f} | "
+              f"{r['median_toy_s']:.3f} | {r['chi2_dof']:.2f} |")
+    print()
+
+
+def multivariate() -> None:
+    for case in ("5d", "20d"):
+        d = load(f"multivariate_{case}_cpu")
+        if not d:
+            continue
+        print(f"### Multivariate {case.upper()} (N_R = {d['n_ref']:g}, N(R) = "
+              f"{d['expected']:g}), CPU, {d['threads']} threads\n")
+        print(header(d))
+        print("| M | centres | toys | median s/toy | one-off basis+features s | rank r | "
+              "Newton steps | peak RSS MiB |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in d["rows"]:
+            print(f"| {r['M']} | {r['mode']} | {r['toys']} | {r['median_toy_s']:.1f} | "
+                  f"{r['shared_build_s']:.1f} | {min(r['rank'])}–{max(r['rank'])} | "
+                  f"{min(r['newton'])}–{max(r['newton'])} | {r['peak_rss_mib']:.0f} |")
+        print()
+
+
+def scaling() -> None:
+    d = load("scaling_cpu")
+    if not d:
+        return
+    print("### Scaling of one fit (CPU, 2 threads)\n")
+    print(header(d))
+    for scan, pts in d["scans"].items():
+        print(f"**{scan}**\n")
+        print("| parameters | fit s | peak RSS MiB | input MiB | rank r | inner | features "
+              "held | Newton / CG |")
+        print("|---|---|---|---|---|---|---|---|")
+        for p in pts:
+            pr = p["params"]
+            par = f"d={pr['d']}, N_R={pr['n_ref']:g}, N(R)={pr['expected']:g}, M={pr['M']}"
+            if "error" in p:
+                print(f"| {par} | failed: {p['error'][:80]} | | | | | | |")
+                continue
+            print(f"| {par} | {p['wall_s']:.2f} | {p['peak_rss_mib']:.0f} | "
+                  f"{p['input_mib']:.0f} | {p['rank']} | {p['inner']} | "
+                  f"{'yes' if p['materialised'] else 'no (lazy)'} | {p['newton']} / "
+                  f"{p['cg']} |")
+        print()
+
+
+def profile() -> None:
+    d = load("profile_toy")
+    if not d:
+        return
+    print("### Where a toy's time goes\n")
+    print(header(d))
+    keys = [k for k in d["1d_paper"] if k != "total"]
+    cases = [c for c in ("1d_paper", "5d_M20000") if c in d]
+    print("| phase | " + " | ".join(cases) + " |")
+    print("|---|" + "---|" * len(cases))
+    for k in keys:
+        print(f"| {k} | " + " | ".join(
+            f"{d[c][k]:.3f} s ({100 * d[c][k] / d[c]['total']:.0f}%)" for c in cases) + " |")
+    print("| total per toy | " + " | ".join(f"{d[c]['total']:.3f} s" for c in cases) + " |\n")
+
+
+def reproduction() -> None:
+    rows = [load(f"exp1d_{s}") for s in ("converged", "onestep")]
+    rows = [r for r in rows if r]
+    if not rows:
+        return
+    print("### 1D reproduction of the published behaviour\n")
+    print(header(rows[0]))
+    print("| schedule | null toys | null χ² dof | signal | toys | median Z [16%, 84%] | "
+          "published kernel | ideal (ours) | ideal (published) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        for sig, s in r["signals"].items():
+            print(f"| {r['schedule']} | {r['null']['n']} | {r['null']['chi2_dof']:.2f} | {sig}"
+                  f" | {s['n']} | {s['median_z_chi2']:.2f} [{s['z_chi2_q16']:.2f}, "
+                  f"{s['z_chi2_q84']:.2f}] | {s['published_kernel']} | "
+                  f"{s['ideal_median_z']:.2f} | {s['published_ideal']} |")
+    for r in rows:
+        print(f"\n{r['schedule']}: median fit time per toy {r['null']['median_time_s']:.3f} s; "
+              f"negative null t: {r['null']['n_negative']} of {r['null']['n']}; "
+              f"not converged: {r['null']['n_not_converged']}; wall {r['wall_s']:.0f} s.")
+    print()
+
+
+if __name__ == "__main__":
+    reproduction()
+    speed_1d()
+    sklearn(1000)
+    sklearn(3000)
+    many()
+    multivariate()
+    scaling()
+    profile()
