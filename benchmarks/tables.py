@@ -110,7 +110,8 @@ def scaling() -> None:
         return
     print("### Scaling of one fit (CPU, 2 threads)\n")
     print(header(d))
-    for scan, pts in d["scans"].items():
+    for scan in ("n_ref_1d", "n_ref_5d", "centers_5d", "dim"):
+        pts = d["scans"].get(scan, [])
         print(f"**{scan}**\n")
         print("| parameters | fit s | peak RSS MiB | input MiB | rank r | inner | features "
               "held | Newton / CG |")
@@ -134,7 +135,9 @@ def profile() -> None:
         return
     print("### Where a toy's time goes\n")
     print(header(d))
-    keys = [k for k in d["1d_paper"] if k != "total"]
+    from profile_toy import PHASES
+
+    keys = [k for k in PHASES if k in d["1d_paper"]]
     cases = [c for c in ("1d_paper", "5d_M20000") if c in d]
     print("| phase | " + " | ".join(cases) + " |")
     print("|---|" + "---|" * len(cases))
@@ -155,7 +158,8 @@ def reproduction() -> None:
           "published kernel | ideal (ours) | ideal (published) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        for sig, s in r["signals"].items():
+        for sig in ("tail", "bulk", "nonres"):
+            s = r["signals"][sig]
             print(f"| {r['schedule']} | {r['null']['n']} | {r['null']['chi2_dof']:.2f} | {sig}"
                   f" | {s['n']} | {s['median_z_chi2']:.2f} [{s['z_chi2_q16']:.2f}, "
                   f"{s['z_chi2_q84']:.2f}] | {s['published_kernel']} | "
