@@ -55,6 +55,10 @@ def commit() -> str:
         return "unknown"
 
 
+#: The commit checked out when the script started (what the results were produced by).
+COMMIT_AT_START = commit()
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, in MiB (Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -66,7 +70,7 @@ def save(name: str, payload: dict[str, Any], out_dir: str | Path = RESULTS) -> P
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine(), "commit": commit(), "command": " ".join(sys.argv),
+    payload = {"machine": machine(), "commit": COMMIT_AT_START, "command": " ".join(sys.argv),
                **payload}
     path = out / f"{name}.json"
     write_json_atomic(path, payload)

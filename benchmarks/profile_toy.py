@@ -26,7 +26,7 @@ from _common import save
 
 # Top-level functions of each phase (cumulative times; none is nested in another).
 PHASES = {
-    "toy sampling": ("sample", "__call__"),
+    "toy sampling": ("sample",),
     "pivoted Cholesky (centres)": ("pivoted_cholesky",),
     "kernel features": ("features",),
     "Hessian (direct solve)": ("gram",),

@@ -87,12 +87,12 @@ def many() -> None:
 
 
 def multivariate() -> None:
-    for case in ("5d", "20d"):
-        d = load(f"multivariate_{case}_cpu")
-        if not d:
-            continue
-        print(f"### Multivariate {case.upper()} (N_R = {d['n_ref']:g}, N(R) = "
-              f"{d['expected']:g}), CPU, {d['threads']} threads\n")
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("multivariate_*_cpu*.json"))]
+    for d in sorted(runs, key=lambda d: d["d"]):
+        budget = d.get("memory_budget_gib")
+        extra = f", memory budget {budget:g} GiB" if budget else ""
+        print(f"### Multivariate {d['case'].upper()} (N_R = {d['n_ref']:g}, N(R) = "
+              f"{d['expected']:g}), CPU, {d['threads']} threads{extra}\n")
         print(header(d))
         print("| M | centres | toys | median s/toy | one-off basis+features s | rank r | "
               "Newton steps | peak RSS MiB |")

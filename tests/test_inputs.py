@@ -190,3 +190,15 @@ def test_atomic_writer_keeps_old_file_on_error(tmp_path):
         write_json_atomic(out, {"a": object()})
     assert json.loads(out.read_text()) == {"a": 1}
     assert list(tmp_path.iterdir()) == [out]  # no temp files left behind
+
+
+def test_result_files_get_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        out = tmp_path / "r.json"
+        write_json_atomic(out, {"a": 1})
+        assert (out.stat().st_mode & 0o777) == 0o644
+    finally:
+        os.umask(mask)

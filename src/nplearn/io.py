@@ -341,6 +341,12 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_writable(path: str | os.PathLike[str]) -> None:
     """Fail early, before any work, if ``path`` cannot be written."""
     p = Path(path)
@@ -369,6 +375,8 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates the file private (0600); give it the usual permissions
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -967,10 +967,10 @@ class KernelLogisticRegression:
 
     def __repr__(self) -> str:
         defaults = KernelLogisticRegression().get_params()
-        changed = [
-            f"{k}={v!r}" for k, v in self.get_params().items() if v is not defaults[k] and
-            not (isinstance(v, (int, float, str)) and v == defaults[k])
-        ]
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not (v is defaults[k] or (isinstance(v, (int, float, str))
+                                               and type(v) is type(defaults[k])
+                                               and v == defaults[k]))]
         return f"KernelLogisticRegression({', '.join(changed)})"
 
     # -- validation ---------------------------------------------------------------
