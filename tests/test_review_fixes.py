@@ -144,7 +144,7 @@ def test_toy_engine_pickles_without_its_cache(rng):
     e = ToyEngine({"sigma": 1.0, "n_centers": 100, "lam": 1e-6}, 50.0, 0, pool=pool,
                   shared_centers=True)
     e.shared_state()
-    assert "feat" in e._cache
+    assert ("shared", 1.0) in e._cache
     assert pickle.loads(pickle.dumps(e))._cache == {}
 
 

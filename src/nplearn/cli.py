@@ -18,6 +18,7 @@ import numpy as np
 
 from ._version import __version__
 from .errors import InputError, MissingDependencyError, NplearnError
+from .multitest import COMBINATIONS
 
 log = logging.getLogger("nplearn")
 
@@ -70,12 +71,25 @@ def _float_list(s: str) -> list[str]:
     return [c.strip() for c in s.split(",") if c.strip()]
 
 
+def _number_list(s: str) -> list[float]:
+    """``"0.3"`` or ``"0.1,0.3,0.7"`` -> list of floats (argparse type)."""
+    try:
+        out = [float(c) for c in _float_list(s)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got "
+                                         f"{s!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return out
+
+
 def _add_solver_args(p: argparse.ArgumentParser, *, sigma_default: Any = None,
                      centers_default: Any = None, lam_default: float = 1e-6) -> None:
     g = p.add_argument_group("kernel learner")
-    g.add_argument("--sigma", type=float, default=sigma_default,
-                   help="Gaussian kernel width (standardised units for `test`); default: the "
-                        "90th percentile of reference pairwise distances")
+    g.add_argument("--sigma", type=_number_list, default=sigma_default,
+                   help="Gaussian kernel width (standardised units for `test`), or several "
+                        "comma-separated widths for a multiple test (e.g. 0.1,0.3,0.7,1.4,2.4);"
+                        " default: the 90th percentile of reference pairwise distances")
     g.add_argument("--centers", type=int, default=centers_default, metavar="M",
                    help="candidate Nystrom centres (default max(1000, 2 sqrt(n)))")
     g.add_argument("--lam", type=float, default=lam_default, metavar="L",
@@ -128,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-event reference weights (one column, same row order)")
     t.add_argument("--sigma-percentile", type=float, default=90.0,
                    help="percentile of reference pairwise distances for sigma (default 90)")
+    t.add_argument("--sigma-percentiles", type=_number_list, default=None, metavar="Q,Q,...",
+                   help="several widths as percentiles of reference pairwise distances "
+                        "(e.g. 1,10,50,90,99): a multiple test over widths")
+    t.add_argument("--combine", choices=COMBINATIONS, default="min-p",
+                   help="multi-width runs: the combination reported (all are computed; "
+                        "default min-p)")
+    t.add_argument("--temperature", type=float, default=1.0,
+                   help="temperature of the fused-p and fused-t combinations (default 1)")
     t.add_argument("--no-standardize", action="store_true",
                    help="do not standardise features with the reference mean/std")
     t.add_argument("--centers-mode", choices=("per-fit", "shared"), default="per-fit",
@@ -155,6 +177,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_solver_args(e, sigma_default=0.3, centers_default=3000, lam_default=1e-10)
     _add_run_args(e, toys_default=100)
 
+    pw = sub.add_parser(
+        "power", help="power of single widths, combinations and comparison tests",
+        description="Power study on a benchmark with exact densities: null toys calibrate "
+                    "every test (each kernel width, each combination over widths, the "
+                    "comparison tests); signal toys give the power at Z >= 2 and 3 with "
+                    "68%% Clopper-Pearson intervals and the median Z; the ideal "
+                    "Neyman-Pearson test is computed from the exact densities.")
+    pw.add_argument("--benchmark", default="exp1d8",
+                    help="exp1d8 (1D exponential on the x'=8x scale, five signals) or "
+                         "gauss<d>d, e.g. gauss2d, gauss5d, gauss10d (default exp1d8)")
+    pw.add_argument("--signals", type=_float_list, default=None,
+                    help="comma-separated signals (default: all of the benchmark's)")
+    pw.add_argument("--null-toys", type=int, default=1000, metavar="N")
+    pw.add_argument("--signal-toys", type=int, default=300, metavar="N")
+    pw.add_argument("--n-ref", type=int, default=None, help="reference events per toy "
+                    "(default: the benchmark's)")
+    pw.add_argument("--expected", type=float, default=None,
+                    help="expected yield N(R) (default: the benchmark's)")
+    pw.add_argument("--sigma", type=_number_list, default=[0.1, 0.3, 0.7, 1.4, 2.3, 4.5],
+                    help="kernel widths in benchmark units (default 0.1,0.3,0.7,1.4,2.3,4.5)")
+    pw.add_argument("--centers", type=int, default=1000, metavar="M")
+    pw.add_argument("--lam", type=float, default=1e-6)
+    pw.add_argument("--schedule", choices=("converged", "onestep"), default="converged")
+    pw.add_argument("--temperature", type=float, default=1.0)
+    pw.add_argument("--baselines", type=_float_list, default=None,
+                    help="comparison tests (default all applicable; 'none' for none)")
+    pw.add_argument("--ideal-toys", type=int, default=20000)
+    pw.add_argument("--workers", type=int, default=None)
+    pw.add_argument("--seed", type=int, default=0)
+    pw.add_argument("--json", default=None, metavar="FILE")
+    pw.add_argument("-q", "--quiet", action="store_true")
+    pw.add_argument("-v", "--verbose", action="count", default=0)
+
     d = sub.add_parser("demo", help="a one-minute demonstration on the 1D benchmark",
                        description="Generate a reference and a data set with a bump (the "
                                    "1D exponential benchmark, 150 signal events), run the "
@@ -174,8 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _config_from_args(a: argparse.Namespace, **extra: Any):
     from .config import NPLMConfig
 
+    sig = a.sigma
+    if isinstance(sig, list):
+        extra = {**extra, "sigmas": sig} if len(sig) > 1 else extra
+        sig = sig[0] if len(sig) == 1 else None
     return NPLMConfig(
-        expected=getattr(a, "expected", None), n_toys=a.toys, sigma=a.sigma,
+        expected=getattr(a, "expected", None), n_toys=a.toys, sigma=sig,
         n_centers=a.centers, lam=a.lam, schedule=a.schedule, inner=a.inner, tol=a.tol,
         rank_tol=a.rank_tol, device=a.device, dtype=a.dtype, workers=a.workers, seed=a.seed,
         **extra,
@@ -188,6 +247,8 @@ def cmd_test(a: argparse.Namespace) -> int:
     from .nplm import nplm_test
 
     cfg = _config_from_args(a, sigma_percentile=a.sigma_percentile,
+                            sigma_percentiles=a.sigma_percentiles, combine=a.combine,
+                            temperature=a.temperature,
                             standardize=not a.no_standardize, centers=a.centers_mode)
     if a.json:
         check_writable(a.json)
@@ -265,6 +326,47 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_power(a: argparse.Namespace) -> int:
+    """``nplearn power``."""
+    import dataclasses
+
+    from .benchmarks.suite import get_benchmark
+    from .io import check_writable, write_json_atomic
+    from .nplm import provenance
+    from .power import format_power_table, power_study
+
+    if a.json:
+        check_writable(a.json)
+    bench = get_benchmark(a.benchmark)
+    changes = {k: v for k, v in (("n_ref", a.n_ref), ("expected", a.expected)) if v is not None}
+    if changes:
+        bench = dataclasses.replace(bench, **changes)
+    baselines = a.baselines
+    if baselines is not None and [b.lower() for b in baselines] == ["none"]:
+        baselines = []
+    bars: dict[str, Progress] = {}
+
+    def progress(label: str, done: int, total: int) -> None:
+        if a.quiet:
+            return
+        bars.setdefault(label, Progress(label))(done, total)
+
+    res = power_study(bench, signals=a.signals, n_null=a.null_toys, n_signal=a.signal_toys,
+                      sigmas=a.sigma, n_centers=a.centers, lam=a.lam, schedule=a.schedule,
+                      temperature=a.temperature, baselines=baselines,
+                      ideal_toys=a.ideal_toys, seed=a.seed, workers=a.workers,
+                      progress=progress)
+    res["provenance"] = {**provenance(), "command": " ".join(sys.argv)}
+    if a.json:
+        write_json_atomic(a.json, res)
+    print(f"nplearn power: {res['benchmark']}, {res['null']['n_ok']} null toys, "
+          f"{a.signal_toys} toys per signal, widths {', '.join(f'{s:g}' for s in a.sigma)}")
+    print(format_power_table(res))
+    if a.json:
+        print(f"result written to {a.json}")
+    return EXIT_OK
+
+
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else \
         logging.DEBUG
@@ -295,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_INPUT
         if a.command == "demo":
             return cmd_demo(a)
+        if a.command == "power":
+            return cmd_power(a)
         parser.print_help()
         return EXIT_INPUT
     except (InputError, MissingDependencyError) as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import InputError
 from .learners.kernel import INNER_SOLVERS, SCHEDULES
+from .multitest import COMBINATIONS
 
 __all__ = ["NPLMConfig"]
 
@@ -32,6 +33,17 @@ class NPLMConfig:
         ``sigma_percentile`` percentile of reference pairwise distances.
     sigma_percentile : float
         Percentile used when ``sigma`` is not given (90 by default).
+    sigmas : list of float, optional
+        Several kernel widths fitted on the same data and toys (multiple testing);
+        excludes ``sigma``. The reported p-value is that of ``combine``.
+    sigma_percentiles : list of float, optional
+        Several widths as percentiles of reference pairwise distances (e.g.
+        ``[1, 10, 50, 90, 99]``); excludes ``sigma`` and ``sigmas``.
+    combine : str
+        Multi-width runs: the combination reported, one of ``min-p``, ``fused-p``,
+        ``product-p``, ``fused-t`` (all are computed and stored).
+    temperature : float
+        Temperature ``T`` of the ``fused-p`` and ``fused-t`` combinations.
     n_centers : int, optional
         Candidate Nyström centres ``M``; default ``max(1000, 2 sqrt(n))``.
     centers : {"per-fit", "shared"}
@@ -79,6 +91,10 @@ class NPLMConfig:
     n_toys: int = 100
     sigma: float | None = None
     sigma_percentile: float = 90.0
+    sigmas: list[float] | None = None
+    sigma_percentiles: list[float] | None = None
+    combine: str = "min-p"
+    temperature: float = 1.0
     n_centers: int | None = None
     centers: str = "per-fit"
     lam: float = 1e-6
@@ -125,6 +141,11 @@ class NPLMConfig:
         """Plain-dict view (for JSON)."""
         return asdict(self)
 
+    @property
+    def multi_width(self) -> bool:
+        """True when several kernel widths are tested."""
+        return bool(self.sigmas) or bool(self.sigma_percentiles)
+
     def learner_params(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~nplearn.KernelLogisticRegression` (no sigma/M)."""
         return {
@@ -153,6 +174,29 @@ class NPLMConfig:
         positive("sigma_percentile", self.sigma_percentile)
         if self.sigma_percentile > 100:
             raise InputError(f"sigma_percentile must be <= 100, got {self.sigma_percentile}")
+        for name in ("sigmas", "sigma_percentiles"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, tuple):
+                v = list(v)
+                setattr(self, name, v)
+            if not isinstance(v, list) or not v:
+                raise InputError(f"{name} must be a non-empty list of numbers, got {v!r}")
+            for x in v:
+                positive(name, x)
+            if len(set(v)) != len(v):
+                raise InputError(f"{name} lists a value twice: {v}")
+        if self.sigma_percentiles and any(x > 100 for x in self.sigma_percentiles):
+            raise InputError(f"sigma_percentiles must be <= 100, got {self.sigma_percentiles}")
+        given = [n for n in ("sigma", "sigmas", "sigma_percentiles") if getattr(self, n)]
+        if len(given) > 1:
+            raise InputError(f"give only one of sigma, sigmas, sigma_percentiles (got "
+                             f"{', '.join(given)})")
+        if self.combine not in COMBINATIONS:
+            raise InputError(f"combine must be one of {', '.join(COMBINATIONS)}, got "
+                             f"{self.combine!r}")
+        positive("temperature", self.temperature)
         positive("n_centers", self.n_centers, integer=True, allow_none=True)
         positive("lam", self.lam)
         positive("tol", self.tol)

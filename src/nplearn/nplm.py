@@ -19,6 +19,7 @@ from .config import NPLMConfig
 from .errors import InputError, NplearnError
 from .io import as_events, as_weights, write_json_atomic
 from .learners.kernel import KernelLogisticRegression, default_n_centers
+from .multitest import COMBINATIONS, CombinedResult, combine_all
 from .preprocess import Standardizer, sigma_from_percentile
 from .stats import Calibration, calibrate
 from .toys import (
@@ -93,6 +94,17 @@ class NPLMResult:
         Seconds spent in the observed fit, the toys, and in total.
     provenance : dict
         Versions, platform, date; the CLI adds the input files and their hashes.
+    widths : list of dict, optional
+        Multi-width runs: per width its ``sigma``, ``t_obs``, ``n_w``, observed fit
+        diagnostics and calibration (the local p-value is ``p_empirical``). The
+        top-level ``t_obs``, ``n_w``, ``fit``, ``calibration`` and ``t_null`` are
+        those of the first width; ``p_value`` and ``z`` those of the reported
+        combination (``config.combine``).
+    combinations : dict, optional
+        Multi-width runs: every combination (min-p, fused-p, product-p, fused-t)
+        with its observed statistic and toy-calibrated p-value and Z.
+    t_null_widths : numpy.ndarray, optional
+        Multi-width runs: null statistics, shape ``(n_ok_toys, n_widths)``.
     """
 
     t_obs: float
@@ -111,6 +123,17 @@ class NPLMResult:
     timings: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
     learner: KernelLogisticRegression | None = field(default=None, repr=False)
+    widths: list[dict[str, Any]] | None = None
+    combinations: dict[str, CombinedResult] | None = None
+    t_null_widths: np.ndarray | None = None
+
+    @property
+    def reported_method(self) -> str | None:
+        """Where ``p_value``/``z`` come from: ``"empirical"``, ``"chi2"`` or the
+        combination (``"min-p"``...) of a multi-width run."""
+        if self.combinations:
+            return self.config.combine
+        return self.calibration.method if self.calibration else None
 
     @property
     def chi2_dof(self) -> float:
@@ -143,7 +166,7 @@ class NPLMResult:
             "n_w": self.n_w,
             "p_value": self.p_value,
             "z": self.z,
-            "z_method": self.calibration.method if self.calibration else None,
+            "z_method": self.reported_method,
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "n_data": self.n_data,
             "n_ref": self.n_ref,
@@ -156,6 +179,11 @@ class NPLMResult:
             "config": self.config.to_dict(),
             "timings": self.timings,
             "provenance": self.provenance,
+            "widths": self.widths,
+            "combinations": ({k: v.to_dict() for k, v in self.combinations.items()}
+                             if self.combinations else None),
+            "t_null_widths": (self.t_null_widths.tolist() if self.t_null_widths is not None
+                              else None),
         }
 
     def save_json(self, path: str) -> None:
@@ -183,8 +211,30 @@ class NPLMResult:
             f"  N_w (fitted yield)        {self.n_w:.2f}",
         ]
         c = self.calibration
+        if self.widths:
+            lines[4] = (f"  kernel widths sigma       {len(self.widths)}: "
+                        + ", ".join(f"{w['sigma']:.3g}" for w in self.widths))
+            lines[-2] = ("  t_obs (first width)       " + f"{self.t_obs:.4f}")
         if c is None:
             lines.append("  no toys run: no p-value (use n_toys > 0)")
+        elif self.widths and self.combinations:
+            lines += [
+                f"  null toys                 {c.n_toys} ok"
+                + (f", {self.n_failed_toys} failed" if self.n_failed_toys else ""),
+                "  per width:     sigma        t_obs   chi2 dof   local p (toys)   Z local",
+            ]
+            for w in self.widths:
+                wc = w["calibration"]
+                lines.append(f"  {w['sigma']:>20.4g} {w['t_obs']:>12.3f} {wc['chi2_dof']:>10.2f} "
+                             f"{wc['p_empirical']:>16.4g} {wc['z_empirical']:>9.2f}"
+                             + ("  (bound)" if wc["n_exceed"] == 0 else ""))
+            lines.append("  combined (calibrated on the toys):")
+            for m, cr in self.combinations.items():
+                lines.append(f"  {m:>20s}  statistic {cr.statistic:8.3f}   p = {cr.p_value:.4g}"
+                             f"   Z = {cr.z:.2f}" + ("  (bound: no toy reached it)"
+                                                    if cr.n_exceed == 0 else ""))
+            lines.append(f"  reported                  p = {self.p_value:.4g}, Z = {self.z:.2f} "
+                         f"({self.config.combine} over {len(self.widths)} widths)")
         else:
             lines += [
                 f"  null toys                 {c.n_toys} ok"
@@ -274,12 +324,8 @@ def nplm_test(
     device = str(resolve_device(cfg.device))  # "auto" -> the actual device, once
 
     # hyperparameters from the reference only
-    hp_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
-    if cfg.sigma is None:
-        sigma = sigma_from_percentile(ref, cfg.sigma_percentile, rng=hp_rng)
-        sigma_source = f"{cfg.sigma_percentile:g}th percentile of reference pairwise distances"
-    else:
-        sigma, sigma_source = float(cfg.sigma), "user"
+    widths, sources = _resolve_widths(ref, cfg)
+    sigma, sigma_source = widths[0], sources[0]
     n_centers = cfg.n_centers if cfg.n_centers is not None else default_n_centers(n_ref + n_data)
     params = {**cfg.learner_params(), "sigma": sigma, "n_centers": int(n_centers),
               "device": device}
@@ -299,8 +345,11 @@ def nplm_test(
         raise InputError("centers='shared' works with toys resampled from the reference; "
                          "it cannot be combined with a toy generator")
     hyper["centers"] = cfg.centers
+    if cfg.multi_width:
+        hyper["sigmas"] = widths
+        hyper["sigma_sources"] = sources
 
-    # observed fit
+    # observed fit (every width on the same data, with the same centres)
     t0 = time.perf_counter()
     learner = KernelLogisticRegression(**params)
     if shared:
@@ -311,18 +360,27 @@ def nplm_test(
                 f"fewer than {MIN_POOL_RATIO:g} x N(R) = {MIN_POOL_RATIO * expected:g}; use "
                 "fewer centres or more reference events"
             )
-        # built with the toys' thread count so that workers rebuild it bit for bit
-        with torch_threads(cfg.threads_per_worker or 1):
-            basis = shared_basis(ref, learner, cfg.seed)
-        t_obs, n_w, info, learner = nplm_fit_shared(ref, dat, w_ref, learner, basis)
-    else:
-        t_obs, n_w, info, learner = nplm_fit(ref, dat, w_ref, learner, observed_seed(cfg.seed))
+    observed = []  # (t, n_w, info, learner) per width
+    bases = {}
+    for s in widths:
+        lw = KernelLogisticRegression(**{**params, "sigma": s})
+        if shared:
+            # built with the toys' thread count so that workers rebuild it bit for bit
+            with torch_threads(cfg.threads_per_worker or 1):
+                bases[s] = shared_basis(ref, lw, cfg.seed)
+            observed.append(nplm_fit_shared(ref, dat, w_ref, lw, bases[s]))
+        else:
+            observed.append(nplm_fit(ref, dat, w_ref, lw, observed_seed(cfg.seed)))
+        t_s, _, info_s, _ = observed[-1]
+        if not np.isfinite(t_s):
+            raise InputError(f"the observed fit at sigma = {s:g} gave a non-finite statistic "
+                             f"({info_s.message})")
+        log.info("observed t = %.4f at sigma = %.4g (%s)", t_s, s, info_s.message)
+    t_obs, n_w, info, learner = observed[0]
     t_fit = time.perf_counter() - t0
-    if not np.isfinite(t_obs):
-        raise InputError(f"the observed fit gave a non-finite statistic ({info.message})")
-    log.info("observed t = %.4f (%s)", t_obs, info.message)
 
     # toys
+    sigmas = tuple(widths) if cfg.multi_width else ()
     if toy_generator is None:
         if n_ref < MIN_POOL_RATIO * expected:
             raise InputError(
@@ -331,9 +389,9 @@ def nplm_test(
                 f"{MIN_POOL_RATIO:g} x N(R); supply more reference events or a toy generator"
             )
         engine = ToyEngine(params, expected, cfg.seed, pool=ref, pool_weights=rel,
-                           shared_centers=shared, shape_only=shape_only)
-        if shared:
-            engine._cache["basis"] = basis  # in-process toys reuse it
+                           shared_centers=shared, shape_only=shape_only, sigmas=sigmas)
+        for s, b in bases.items():
+            engine._cache[("basis", s)] = b  # in-process toys reuse it
         if rel is not None:
             ess = rel.sum() ** 2 / (rel**2).sum()
             if expected > 0.1 * ess:
@@ -344,7 +402,7 @@ def nplm_test(
     else:
         engine = ToyEngine(params, expected, cfg.seed, generator=toy_generator,
                            standardizer=std, reference=ref, reference_weights=w_ref,
-                           shape_only=shape_only)
+                           shape_only=shape_only, sigmas=sigmas)
     t1 = time.perf_counter()
     toys = run_toys(engine, range(cfg.n_toys), workers=cfg.workers,
                     threads_per_worker=cfg.threads_per_worker, progress=progress)
@@ -358,13 +416,33 @@ def nplm_test(
                     "counts them as exceeding t_obs)", n_failed, len(toys))
     cal = calibrate(t_obs, t_null, min_exceed=cfg.min_exceed,
                     n_failed=n_failed) if t_null.size else None
+    p_value, z = (cal.p_value, cal.z) if cal else (float("nan"), float("nan"))
+    width_info = combos = t_null_widths = None
+    if cfg.multi_width:
+        t_null_widths = np.array([t.t_widths for t in toys if t.ok],
+                                 dtype=np.float64).reshape(-1, len(widths))
+        width_info = []
+        for k, (s, src) in enumerate(zip(widths, sources, strict=True)):
+            t_k, n_w_k, info_k, _ = observed[k]
+            cal_k = calibrate(t_k, t_null_widths[:, k], min_exceed=cfg.min_exceed,
+                              n_failed=n_failed) if t_null.size else None
+            width_info.append({"sigma": s, "sigma_source": src, "t_obs": t_k, "n_w": n_w_k,
+                               "fit": info_k.to_dict(),
+                               "calibration": cal_k.to_dict() if cal_k else None})
+        if t_null_widths.shape[0] >= 3:
+            combos = combine_all(np.array([o[0] for o in observed]), t_null_widths,
+                                 COMBINATIONS, cfg.temperature)
+            p_value, z = combos[cfg.combine].p_value, combos[cfg.combine].z
+        elif t_null.size:
+            log.warning("fewer than 3 successful toys: no combined p-value")
+            p_value = z = float("nan")
     prov = provenance()
     prov["workers"] = resolve_workers(cfg.workers, cfg.device, cfg.n_toys)
     return NPLMResult(
         t_obs=t_obs,
         n_w=n_w,
-        p_value=cal.p_value if cal else float("nan"),
-        z=cal.z if cal else float("nan"),
+        p_value=p_value,
+        z=z,
         calibration=cal,
         t_null=t_null,
         toys=toys,
@@ -378,4 +456,36 @@ def nplm_test(
                  "per_toy_median": float(np.median([t.time for t in toys])) if toys else 0.0},
         provenance=prov,
         learner=learner,
+        widths=width_info,
+        combinations=combos,
+        t_null_widths=t_null_widths,
     )
+
+
+def _resolve_widths(ref: np.ndarray, cfg: NPLMConfig) -> tuple[list[float], list[str]]:
+    """Kernel widths of the test and how each was chosen (reference only).
+
+    Percentile widths all use the same random subsample of reference pairs (the
+    stream ``SeedSequence(seed, spawn_key=(2,))``), so the 90th-percentile width
+    of a multi-width run equals that of the single-width default.
+    """
+
+    def from_percentile(q: float) -> float:
+        rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
+        return sigma_from_percentile(ref, q, rng=rng)
+
+    def label(q: float) -> str:
+        return f"{q:g}th percentile of reference pairwise distances"
+
+    if cfg.sigmas:
+        return [float(s) for s in cfg.sigmas], ["user"] * len(cfg.sigmas)
+    if cfg.sigma_percentiles:
+        qs = list(cfg.sigma_percentiles)
+        widths = [from_percentile(q) for q in qs]
+        if len(set(widths)) != len(widths):
+            raise InputError(f"sigma percentiles {qs} give coinciding widths {widths}: "
+                             "choose more distinct percentiles")
+        return widths, [label(q) for q in qs]
+    if cfg.sigma is not None:
+        return [float(cfg.sigma)], ["user"]
+    return [from_percentile(cfg.sigma_percentile)], [label(cfg.sigma_percentile)]

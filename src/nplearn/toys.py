@@ -159,6 +159,13 @@ class ToyResult:
 
     ``ok`` is False when the fit failed or gave a non-finite statistic; such toys
     are reported and never enter the null distribution.
+
+    With several kernel widths every width is fitted on the same sample;
+    ``t_widths``/``n_w_widths``/``converged_widths``/``rank_widths`` hold one
+    entry per width (in the order of ``ToyEngine.sigmas``), ``t`` and ``n_w``
+    are those of the first width, ``converged`` is true when every width
+    converged, ``n_iter`` and ``time`` are totals and ``rank`` the largest rank.
+    ``ok`` requires every width to give a finite statistic.
     """
 
     index: int
@@ -174,6 +181,11 @@ class ToyResult:
     suboptimality: float
     time: float
     message: str
+    t_widths: list[float] = field(default_factory=list)
+    n_w_widths: list[float] = field(default_factory=list)
+    converged_widths: list[bool] = field(default_factory=list)
+    rank_widths: list[int] = field(default_factory=list)
+    extra: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (for JSON)."""
@@ -214,6 +226,14 @@ class ToyEngine:
         ``expected`` given). Toys then do the same: resampled toys have exactly
         ``round(expected)`` data events, generator toys normalise the reference to
         their own data count.
+    sigmas : tuple of float
+        Several kernel widths fitted on every toy's sample (multiple testing);
+        empty for the single width ``learner_params["sigma"]``. In per-fit mode
+        every width uses the same centres (drawn from the toy's fit stream).
+    extra_stats : tuple of str
+        Comparison tests (:data:`nplearn.baselines.BASELINES`) evaluated on each
+        toy's sample, stored in ``ToyResult.extra``; their random subsampling uses
+        a third child of the toy's stream.
     """
 
     learner_params: dict[str, Any]
@@ -228,6 +248,8 @@ class ToyEngine:
     stream: int = 0
     shared_centers: bool = False
     shape_only: bool = False
+    sigmas: tuple[float, ...] = ()
+    extra_stats: tuple[str, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -236,27 +258,43 @@ class ToyEngine:
         state["_cache"] = {}
         return state
 
-    def shared_state(self) -> tuple[Any, Any, Any, np.ndarray]:
+    @property
+    def widths(self) -> tuple[float, ...]:
+        """The kernel widths every toy fits (one unless ``sigmas`` is given)."""
+        return tuple(self.sigmas) if self.sigmas else (float(self.learner_params["sigma"]),)
+
+    def width_params(self, sigma: float) -> dict[str, Any]:
+        """Learner parameters of one width (the memory budget split between widths
+        whose features are cached at the same time in shared-centre mode)."""
+        params = {**self.learner_params, "sigma": float(sigma)}
+        if self.shared_centers and len(self.widths) > 1 and params.get("memory_budget"):
+            params["memory_budget"] = int(params["memory_budget"]) // len(self.widths)
+        return params
+
+    def shared_state(self, sigma: float | None = None) -> tuple[Any, Any, Any, np.ndarray]:
         """Shared-centre mode: ``(learner, basis, pool_features, free_indices)``.
 
-        Built once per process: the basis from :func:`shared_basis`, the features
-        of the whole pool, and the pool indices that may become pseudo-data (every
-        event except the candidate centres, which always stay in the reference, as
-        they do in the observed fit).
+        Built once per process and width: the basis from :func:`shared_basis`, the
+        features of the whole pool, and the pool indices that may become
+        pseudo-data (every event except the candidate centres, which always stay in
+        the reference, as they do in the observed fit; the candidates are the same
+        for every width).
         """
-        if "feat" not in self._cache:
+        sigma = self.widths[0] if sigma is None else float(sigma)
+        key = ("shared", sigma)
+        if key not in self._cache:
             if self.pool is None:
                 raise InputError("shared centres need a reference pool (resampled toys)")
-            learner = KernelLogisticRegression(**self.learner_params)
-            basis = self._cache.get("basis") or shared_basis(self.pool, learner, self.seed)
+            learner = KernelLogisticRegression(**self.width_params(sigma))
+            basis = self._cache.get(("basis", sigma)) or shared_basis(self.pool, learner,
+                                                                      self.seed)
             device, dtype, _, _ = learner._settings()
             _, mode = learner.feature_mode(self.pool.shape[0], basis.rank)
             Xt = torch.as_tensor(self.pool, device=device).to(dtype)
             feat = basis.features(Xt, mode, learner.block_bytes)
             free = np.setdiff1d(np.arange(self.pool.shape[0]), basis.candidate_idx)
-            self._cache.update(learner=learner, basis=basis, feat=feat, free=free)
-        c = self._cache
-        return c["learner"], c["basis"], c["feat"], c["free"]
+            self._cache[key] = (learner, basis, feat, free)
+        return self._cache[key]
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Draw one toy: ``(reference, data, reference_weights)``, standardised."""
@@ -337,34 +375,69 @@ class ToyEngine:
     def run(self, index: int) -> ToyResult:
         """Run toy ``index``: sample, fit, compute ``t``."""
         ss = toy_seed(self.seed, index, self.stream)
-        s_sample, s_fit = ss.spawn(2)
+        s_sample, s_fit, s_extra = ss.spawn(3)  # the first two as with spawn(2)
         t0 = time.perf_counter()
         rng = np.random.default_rng(s_sample)
+        fits: list[tuple[float, float, FitInfo]] = []
+        extra: dict[str, float] = {}
         try:
             if self.shared_centers:
-                learner, basis, feat, free = self.shared_state()
+                free = self.shared_state()[3]
                 take = self._draw_pseudo_data(rng, free)
                 n_data, n_ref = take.size, self.pool.shape[0] - take.size  # type: ignore[union-attr]
-                t, n_w, info = _fit_shared(self.pool, take, self.pool_weights, self.expected,
-                                           learner, basis, feat)
+                for sigma in self.widths:
+                    learner, basis, feat, _ = self.shared_state(sigma)
+                    fits.append(_fit_shared(self.pool, take, self.pool_weights, self.expected,
+                                            learner, basis, feat))
+                if self.extra_stats:
+                    mask = np.ones(self.pool.shape[0], dtype=bool)  # type: ignore[union-attr]
+                    mask[take] = False
+                    rel = None if self.pool_weights is None else self.pool_weights[mask]
+                    w = normalised_weights(int(mask.sum()), self.expected, rel)
+                    extra = self._extra(self.pool[mask], self.pool[take], w, s_extra)  # type: ignore[index]
             else:
                 ref, data, w = self.sample(rng)
                 n_data, n_ref = len(data), len(ref)
-                learner = KernelLogisticRegression(**self.learner_params)
-                t, n_w, info, _ = nplm_fit(ref, data, w, learner, s_fit)
+                for sigma in self.widths:
+                    learner = KernelLogisticRegression(**self.width_params(sigma))
+                    fits.append(nplm_fit(ref, data, w, learner, s_fit)[:3])
+                extra = self._extra(ref, data, w, s_extra)
         except (RuntimeError, FloatingPointError, torch.linalg.LinAlgError) as exc:
             # numerical failures: report the toy, never count it
             return ToyResult(index, math.nan, math.nan, 0, 0, False, False, 0, 0,
                              math.nan, math.nan, time.perf_counter() - t0,
                              f"fit failed: {type(exc).__name__}: {exc}")
-        ok = math.isfinite(t)
+        ts = [f[0] for f in fits]
+        infos = [f[2] for f in fits]
+        bad = [k for k, t in enumerate(ts) if not math.isfinite(t)]
+        ok = not bad
+        if ok:
+            message = "; ".join(dict.fromkeys(i.message for i in infos))
+        else:
+            message = ("non-finite test statistic" if len(ts) == 1 else
+                       "non-finite test statistic at width(s) "
+                       + ", ".join(f"{self.widths[k]:g}" for k in bad))
         return ToyResult(
-            index=index, t=t, n_w=n_w, n_data=n_data, n_ref=n_ref, ok=ok,
-            converged=info.converged, n_iter=info.n_iter, rank=info.rank,
-            grad_norm=info.grad_norm, suboptimality=info.suboptimality,
-            time=time.perf_counter() - t0,
-            message=info.message if ok else "non-finite test statistic",
+            index=index, t=ts[0], n_w=fits[0][1], n_data=n_data, n_ref=n_ref, ok=ok,
+            converged=all(i.converged for i in infos),
+            n_iter=sum(i.n_iter for i in infos), rank=max(i.rank for i in infos),
+            grad_norm=max(i.grad_norm for i in infos),
+            suboptimality=max(i.suboptimality for i in infos),
+            time=time.perf_counter() - t0, message=message,
+            t_widths=ts, n_w_widths=[f[1] for f in fits],
+            converged_widths=[i.converged for i in infos],
+            rank_widths=[i.rank for i in infos], extra=extra,
         )
+
+    def _extra(self, ref: np.ndarray, data: np.ndarray, w: np.ndarray,
+               ss: np.random.SeedSequence) -> dict[str, float]:
+        """The comparison tests' statistics on one toy's sample."""
+        if not self.extra_stats:
+            return {}
+        from .baselines import BASELINES
+
+        rng = np.random.default_rng(ss)
+        return {name: float(BASELINES[name](ref, data, w, rng)) for name in self.extra_stats}
 
 
 # ---------------------------------------------------------------- parallel run

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..config import NPLMConfig
+from ..errors import InputError
 from ..stats import calibrate, fit_chi2_dof
 from ..toys import ToyEngine, ToyResult, resolve_workers, run_toys
 from .exp1d import PUBLISHED, SIGNALS, Exp1D
@@ -117,7 +118,13 @@ def run_exp1d(a: argparse.Namespace) -> int:
     from ..nplm import provenance
 
     n_null = a.null_toys if a.null_toys is not None else a.toys
-    cfg = NPLMConfig(n_toys=n_null, sigma=a.sigma, n_centers=a.centers, lam=a.lam,
+    sigma = a.sigma
+    if isinstance(sigma, list):
+        if len(sigma) > 1:
+            raise InputError("bench exp1d takes one kernel width; several widths are for "
+                             "`nplearn test` and `nplearn power`")
+        sigma = sigma[0]
+    cfg = NPLMConfig(n_toys=n_null, sigma=sigma, n_centers=a.centers, lam=a.lam,
                      schedule=a.schedule, inner=a.inner, tol=a.tol, rank_tol=a.rank_tol,
                      device=a.device, dtype=a.dtype, workers=a.workers, seed=a.seed,
                      standardize=False, expected=a.expected)

@@ -1,0 +1,255 @@
+"""Power of the NPLM test (single widths and their combinations) on benchmarks.
+
+:func:`power_study` runs ``n_null`` null toys and ``n_signal`` toys per signal of
+a benchmark with exact densities (:mod:`nplearn.benchmarks.suite`). Every toy
+draws a fresh reference sample and data set, fits every kernel width on them and
+evaluates the comparison tests (:mod:`nplearn.baselines`) on the same sample.
+Everything is calibrated on the same null toys:
+
+* a single width: ``p = (1 + #{t_null >= t}) / (1 + n_null)``;
+* a combination: the same with the combined statistic, whose null distribution
+  uses the null toys' leave-one-out local p-values (:mod:`nplearn.multitest`);
+* a comparison test: its own statistic against its own null values.
+
+Power at ``Z >= z`` is the fraction of signal toys whose p-value is at most
+``1 - Phi(z)``, with a Clopper-Pearson 68% interval. Because p-values come from
+``n_null`` toys, ``Z >= 3`` (p <= 1.35e-3) needs a signal toy beyond all but
+``floor(1.35e-3 (1 + n_null)) - 1`` null toys: with 1000 null toys, beyond all
+of them (p = 1/1001, a slightly stricter threshold than 1.35e-3). The ideal
+Neyman-Pearson test is computed exactly from the benchmark's densities.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from .errors import InputError
+from .multitest import COMBINATIONS, combined_statistic, empirical_p, null_combined
+from .stats import p_to_z
+from .toys import ToyEngine, ToyResult, run_toys
+
+__all__ = ["BenchmarkToy", "clopper_pearson", "power_study", "power_summary"]
+
+
+@dataclass(frozen=True)
+class BenchmarkToy:
+    """Toy generator of a benchmark: a fresh reference sample and one data set.
+
+    Picklable (module level), so toys run in worker processes.
+    """
+
+    benchmark: Any
+    signal: str
+
+    def __call__(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        ref = self.benchmark.sample_reference_events(rng, self.benchmark.n_ref)
+        return ref, self.benchmark.sample_data(rng, self.signal)
+
+
+def clopper_pearson(k: int, n: int, cl: float = 0.68) -> tuple[float, float]:
+    """Central Clopper-Pearson interval of a binomial fraction ``k / n``."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    a = (1.0 - cl) / 2.0
+    lo = 0.0 if k == 0 else float(sps.beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(sps.beta.ppf(1.0 - a, k + 1, n - k))
+    return lo, hi
+
+
+def power_summary(p: np.ndarray, z_thresholds: Sequence[float] = (2.0, 3.0)) -> dict[str, Any]:
+    """Power at each Z threshold (with 68% Clopper-Pearson intervals) and the median
+    Z with its 16/84% quantiles, from the signal toys' p-values."""
+    p = np.asarray(p, dtype=np.float64)
+    z = np.array([p_to_z(float(x)) for x in p])
+    out: dict[str, Any] = {"n_toys": int(p.size), "power": {}}
+    for zt in z_thresholds:
+        k = int(np.count_nonzero(p <= sps.norm.sf(zt)))
+        lo, hi = clopper_pearson(k, p.size)
+        out["power"][f"{zt:g}"] = {"value": k / p.size if p.size else math.nan,
+                                   "lo68": lo, "hi68": hi, "k": k}
+    q16, q50, q84 = (np.quantile(z, [0.16, 0.5, 0.84]) if p.size else (math.nan,) * 3)
+    out.update(median_z=float(q50), z16=float(q16), z84=float(q84))
+    return out
+
+
+def _engine(params: dict[str, Any], bench: Any, signal: str, stream: int, seed: int,
+            sigmas: tuple[float, ...], baselines: tuple[str, ...]) -> ToyEngine:
+    return ToyEngine(params, float(bench.expected), seed, generator=BenchmarkToy(bench, signal),
+                     stream=stream, sigmas=sigmas if len(sigmas) > 1 else (),
+                     extra_stats=baselines)
+
+
+def _t_matrix(toys: list[ToyResult], k: int) -> np.ndarray:
+    return np.array([t.t_widths if t.t_widths else [t.t] for t in toys],
+                    dtype=np.float64).reshape(-1, k)
+
+
+def power_study(
+    benchmark: Any,
+    *,
+    signals: Sequence[str] | None = None,
+    n_null: int = 1000,
+    n_signal: int = 300,
+    sigmas: Sequence[float] = (0.1, 0.3, 0.7, 1.4, 2.3, 4.5),
+    n_centers: int = 1000,
+    lam: float = 1e-6,
+    schedule: str = "converged",
+    combinations: Sequence[str] = COMBINATIONS,
+    temperature: float = 1.0,
+    baselines: Sequence[str] | None = None,
+    ideal_toys: int = 20000,
+    z_thresholds: Sequence[float] = (2.0, 3.0),
+    seed: int = 0,
+    workers: int | None = None,
+    learner_options: dict[str, Any] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Power of every single width, every combination, the comparison tests and
+    the ideal test on a benchmark.
+
+    Parameters
+    ----------
+    benchmark : PowerBenchmark
+        Generator with exact densities (see :mod:`nplearn.benchmarks.suite`).
+    signals : sequence of str, optional
+        Signals to study (default all of the benchmark's).
+    n_null, n_signal : int
+        Null toys (calibration) and toys per signal.
+    sigmas : sequence of float
+        Kernel widths, in the benchmark's units (no standardisation).
+    n_centers, lam, schedule : learner settings (same for every width).
+    combinations : sequence of str
+        Combinations over the widths (ignored with a single width).
+    temperature : float
+        ``T`` of fused-p and fused-t.
+    baselines : sequence of str, optional
+        Comparison tests (default: all applicable, see
+        :func:`nplearn.baselines.available_baselines`); ``[]`` for none.
+    ideal_toys : int
+        Toys of the ideal Neyman-Pearson test per signal (0 to skip).
+    z_thresholds : sequence of float
+        Significances at which the power is reported.
+    seed : int
+        Master seed: null toys use stream 0, signal ``j`` stream ``j + 1``.
+    workers : int, optional
+        Worker processes (default all cores).
+    learner_options : dict, optional
+        Further :class:`~nplearn.KernelLogisticRegression` parameters.
+    progress : callable, optional
+        ``progress(label, done, total)``.
+
+    Returns
+    -------
+    dict
+        JSON-ready: settings, null summaries (chi2 dof per width), and per signal
+        the power of every test.
+    """
+    from .baselines import available_baselines
+    from .stats import fit_chi2_dof
+
+    all_signals = list(benchmark.signals())
+    signals = all_signals if signals is None else list(signals)
+    unknown = [s for s in signals if s not in all_signals]
+    if unknown:
+        raise InputError(f"unknown signal(s) {', '.join(unknown)} for {benchmark.name}; "
+                         f"choose from {', '.join(all_signals)}")
+    if n_null < 3 or n_signal < 1:
+        raise InputError("a power study needs at least 3 null toys and 1 toy per signal")
+    sigmas = tuple(float(s) for s in sigmas)
+    if not sigmas or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
+        raise InputError(f"kernel widths must be positive numbers, got {sigmas}")
+    k = len(sigmas)
+    combos = tuple(combinations) if k > 1 else ()
+    bl = tuple(available_baselines(benchmark.d) if baselines is None else baselines)
+    params = {"sigma": sigmas[0], "n_centers": int(n_centers), "lam": float(lam),
+              "schedule": schedule, **(learner_options or {})}
+
+    def prog(label: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda d, t: progress(label, d, t))
+
+    t_start = time.perf_counter()
+    null = run_toys(_engine(params, benchmark, "none", 0, seed, sigmas, bl), range(n_null),
+                    workers=workers, progress=prog("null toys"))
+    ok_null = [t for t in null if t.ok]
+    if len(ok_null) < 3:
+        raise InputError(f"only {len(ok_null)} null toys succeeded; the first failure: "
+                         f"{next((t.message for t in null if not t.ok), '')}")
+    T0 = _t_matrix(ok_null, k)
+    extra0 = {b: np.array([t.extra[b] for t in ok_null]) for b in bl}
+    combo_null = {m: null_combined(T0, m, temperature) for m in combos}
+
+    result: dict[str, Any] = {
+        "benchmark": benchmark.name, "d": int(benchmark.d), "n_ref": int(benchmark.n_ref),
+        "expected": float(benchmark.expected), "sigmas": list(sigmas),
+        "n_centers": int(n_centers), "lam": float(lam), "schedule": schedule,
+        "temperature": temperature, "combinations": list(combos), "baselines": list(bl),
+        "seed": seed, "z_thresholds": list(z_thresholds),
+        "null": {
+            "n_requested": n_null, "n_ok": len(ok_null),
+            "n_not_converged": sum(not t.converged for t in ok_null),
+            "chi2_dof": [fit_chi2_dof(T0[:, j])[0] for j in range(k)],
+            "median_t": [float(np.median(T0[:, j])) for j in range(k)],
+            "median_time_s": float(np.median([t.time for t in ok_null])),
+        },
+        "signals": {},
+    }
+    for j, sig in enumerate(signals):
+        toys = run_toys(_engine(params, benchmark, sig, j + 1, seed, sigmas, bl),
+                        range(n_signal), workers=workers, progress=prog(f"{sig} toys"))
+        ok = [t for t in toys if t.ok]
+        T1 = _t_matrix(ok, k)
+        tests: dict[str, Any] = {}
+        for w, s in enumerate(sigmas):
+            p, _ = empirical_p(T1[:, w], T0[:, w])
+            tests[f"sigma={s:g}"] = power_summary(p, z_thresholds)
+        for m in combos:
+            p, _ = empirical_p(combined_statistic(T1, T0, m, temperature), combo_null[m])
+            tests[m] = power_summary(p, z_thresholds)
+        for b in bl:
+            p, _ = empirical_p(np.array([t.extra[b] for t in ok]), extra0[b])
+            tests[b] = power_summary(p, z_thresholds)
+        entry: dict[str, Any] = {"description": benchmark.describe(sig), "n_requested": n_signal,
+                                 "n_ok": len(ok), "tests": tests}
+        if ideal_toys:
+            from .benchmarks.suite import ideal_power
+
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(5, j)))
+            entry["ideal"] = ideal_power(benchmark, sig, rng, n_toys=ideal_toys,
+                                         z_thresholds=tuple(z_thresholds))
+        result["signals"][sig] = entry
+    result["wall_s"] = time.perf_counter() - t_start
+    return result
+
+
+def format_power_table(result: dict[str, Any], z: str = "3") -> str:
+    """Markdown table: one row per test, one column per signal, ``power@Z>=2 /
+    power@Z>=3`` (68% intervals in the JSON)."""
+    sigs = list(result["signals"])
+    if not sigs:
+        return "(no signals)"
+    tests = list(next(iter(result["signals"].values()))["tests"])
+    zs = [f"{x:g}" for x in result["z_thresholds"]]
+    head = "| test | " + " | ".join(
+        f"{s} ({result['signals'][s]['description']})" for s in sigs) + " |"
+    lines = [f"power at Z >= {' / '.join(zs)} (median Z)", "", head,
+             "|---|" + "---|" * len(sigs)]
+
+    def cell(e: dict[str, Any]) -> str:
+        vals = [e["power"][k] for k in zs]
+        pw = " / ".join(f"{v['value'] if isinstance(v, dict) else v:.3f}" for v in vals)
+        return f"{pw} ({e['median_z']:.2f})"
+
+    for tname in tests:
+        lines.append(f"| {tname} | " + " | ".join(
+            cell(result["signals"][s]["tests"][tname]) for s in sigs) + " |")
+    if all("ideal" in result["signals"][s] for s in sigs):
+        lines.append("| ideal (Neyman-Pearson) | " + " | ".join(
+            cell(result["signals"][s]["ideal"]) for s in sigs) + " |")
+    return "\n".join(lines)
