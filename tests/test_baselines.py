@@ -156,6 +156,23 @@ def test_energy_blocked_matches_pairwise() -> None:
     )
 
 
+@pytest.mark.usefixtures("small_blocks")
+def test_worker_threads_give_identical_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(18)
+    ref = rng.normal(size=(80, 2))
+    dat = rng.normal(size=(30, 2))
+    ref1 = rng.normal(size=(300, 1))
+    dat1 = rng.normal(size=(40, 1))
+    single = [bl.energy_distance(ref, dat), bl.mmd(ref, dat), bl.mmd(ref1, dat1, sigma=0.1),
+              bl.mmd(ref1, dat1, sigma=1.0)]
+    monkeypatch.setattr(bl, "_SMALL_PAIRS", 0)
+    monkeypatch.setattr(bl, "_max_workers", lambda: 3)
+    threaded = [bl.energy_distance(ref, dat), bl.mmd(ref, dat), bl.mmd(ref1, dat1, sigma=0.1),
+                bl.mmd(ref1, dat1, sigma=1.0)]
+    assert threaded == single
+    assert single[0] == pytest.approx(_energy_brute(ref, dat), rel=1e-9)
+
+
 def test_energy_subsampling_reproducible() -> None:
     rng = np.random.default_rng(8)
     ref = rng.normal(size=(500, 2))

@@ -12,7 +12,9 @@ with ``reference`` of shape ``(N_R, d)``, ``data`` of shape ``(N_D, d)``,
 ``ref_weights`` of shape ``(N_R,)`` (``None``: uniform) and ``rng`` a
 :class:`numpy.random.Generator` used for every random choice (subsampling);
 ``None`` means ``numpy.random.default_rng(0)``, so results are reproducible.
-The global numpy random state is never used.
+The global numpy random state is never used. The torch computations run on
+the CPU in float64; while they run, torch's intra-op thread count is set to one
+and the work is shared among ``torch.get_num_threads()`` Python threads.
 
 Available statistics (see :data:`BASELINES`):
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,7 @@ import torch
 from scipy import stats as sps
 from scipy.spatial.distance import pdist
 
+from ._torch_utils import torch_threads
 from .errors import InputError
 from .io import as_events
 
@@ -56,6 +60,10 @@ __all__ = [
 #: Elements (float64) of one block of a pairwise matrix: 2 MiB, cache friendly
 #: and far below the 256 MiB that a block may take at most.
 _BLOCK_ELEMS = 1 << 18
+
+#: Jobs with fewer kernel evaluations than this (a few milliseconds) run on
+#: the calling thread only.
+_SMALL_PAIRS = 1 << 22
 
 #: Reference events used for the median-distance choice of the MMD kernel width.
 _SIGMA_SUBSAMPLE = 2000
@@ -249,39 +257,70 @@ def _augment(a: torch.Tensor, left: bool) -> torch.Tensor:
     return torch.cat([a, sq, one] if left else [-2.0 * a, one, sq], dim=1)
 
 
-def _pair_sum(
-    a: torch.Tensor,
-    pa: torch.Tensor,
-    b: torch.Tensor | None,
-    pb: torch.Tensor | None,
+def _max_workers() -> int:
+    """Worker threads for blocked computations: torch's intra-op thread setting."""
+    return torch.get_num_threads()
+
+
+def _run_tasks(fn: Callable[[Any], Any], tasks: list[Any], n_evals: float) -> list[Any]:
+    """``[fn(t) for t in tasks]``, in order, spread over worker threads.
+
+    Each worker runs torch on one intra-op thread and takes the next task when
+    it is free, so a worker that the operating system pauses (cores shared with
+    other jobs) does not stall the others as the barriers of a multi-threaded
+    torch operation would. The number of workers is torch's thread setting
+    (one for jobs under ``_SMALL_PAIRS`` evaluations). Every task is computed
+    the same way whatever the number of workers, so results do not depend on
+    it.
+    """
+    workers = min(len(tasks), _max_workers())
+    if n_evals < _SMALL_PAIRS:
+        workers = 1
+    with torch_threads(1):
+        if workers <= 1:
+            return [fn(t) for t in tasks]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(fn, tasks))
+
+
+def _pair_sums(
+    jobs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]],
     kind: str,
     gamma: float = 0.0,
-) -> float:
-    """``sum_ij pa_i pb_j k(a_i, b_j)``, computed in row blocks.
+) -> list[float]:
+    """``sum_ij pa_i pb_j k(a_i, b_j)`` for each job ``(a, pa, b, pb)``, in row blocks.
 
     Parameters
     ----------
-    a, b : torch.Tensor
-        ``(n, d)`` and ``(m, d)`` float64 samples; ``b=None`` means ``b = a``
-        (then only the upper triangle is computed and ``k(a_i, a_i)`` uses an
-        exact zero distance).
-    pa, pb : torch.Tensor
-        Weights of the rows of ``a`` and ``b``.
+    jobs : list of tuple
+        ``a, b`` are ``(n, d)`` and ``(m, d)`` float64 samples, ``pa, pb``
+        the weights of their rows; ``b = pb = None`` means ``b = a`` (only the
+        upper triangle is computed, and ``k(a_i, a_i)`` uses an exact zero
+        distance).
     kind : {"dist", "gauss"}
         ``k = |x - y|`` or ``k = exp(-gamma |x - y|^2)``.
     """
-    symmetric = b is None
-    if symmetric:
-        b, pb = a, pa
-    assert b is not None and pb is not None
-    left, right = _augment(a, True), _augment(b, False)
-    n, m = a.shape[0], b.shape[0]
-    total = 0.0
-    start = 0
-    while start < n:
-        c0 = start if symmetric else 0
-        rows = max(1, min(n - start, _BLOCK_ELEMS // max(1, m - c0)))
-        stop = start + rows
+    prepared = []
+    tasks = []
+    n_evals = 0.0
+    for j, (a, pa, b, pb) in enumerate(jobs):
+        symmetric = b is None
+        if b is None or pb is None:
+            b, pb = a, pa
+        prepared.append((_augment(a, True), pa, _augment(b, False), pb, symmetric))
+        n, m = a.shape[0], b.shape[0]
+        n_evals += 0.5 * n * n if symmetric else float(n) * m
+        start = 0
+        while start < n:
+            c0 = start if symmetric else 0
+            stop = start + max(1, min(n - start, _BLOCK_ELEMS // max(1, m - c0)))
+            tasks.append((j, start, stop, c0))
+            start = stop
+
+    def block(task: tuple[int, int, int, int]) -> float:
+        j, start, stop, c0 = task
+        left, pa, right, pb, symmetric = prepared[j]
+        rows = stop - start
         blk = left[start:stop] @ right[c0:].T
         if symmetric:
             blk[:, :rows].diagonal().zero_()
@@ -290,14 +329,18 @@ def _pair_sum(
         else:
             blk.mul_(-gamma).exp_()
         if symmetric:
-            # diagonal square once, the part right of it twice (k is symmetric)
+            # the diagonal square once, the part right of it twice (k is symmetric)
             q = 2.0 * pb[c0:]
             q[:rows] = pb[start:stop]
         else:
             q = pb
-        total += float(pa[start:stop] @ (blk @ q))
-        start = stop
-    return total
+        return float(pa[start:stop] @ (blk @ q))
+
+    values = _run_tasks(block, tasks, n_evals)
+    return [
+        math.fsum(v for (j, *_), v in zip(tasks, values, strict=True) if j == k)
+        for k in range(len(jobs))
+    ]
 
 
 def _as_tensor(x: np.ndarray) -> torch.Tensor:
@@ -396,10 +439,13 @@ def energy_distance(
     * ``d == 1``: exact for the full reference via
       ``E = 2 int (F_D(x) - F_R(x))^2 dx`` on the pooled sorted sample,
       ``O(n log n)``; ``max_ref`` and ``rng`` are not used.
-    * ``d > 1``: pairwise sums in float64 with torch, in blocks of 2 MiB, on
-      the whole reference if ``N_R <= max_ref`` and otherwise on a subsample
-      of ``max_ref`` events drawn with ``rng`` (with replacement, proportional
-      to the weights, when weighted; without replacement when unweighted).
+    * ``d > 1``: pairwise sums in float64 with torch, in blocks of 2 MiB
+      shared among ``torch.get_num_threads()`` worker threads, on the whole
+      reference if ``N_R <= max_ref`` and otherwise on a subsample of
+      ``max_ref`` events drawn with ``rng`` (with replacement, proportional to
+      the weights, when weighted; without replacement when unweighted). The
+      data are never subsampled: the cost grows like
+      ``max_ref^2 / 2 + max_ref N_D + N_D^2 / 2``.
 
     Parameters
     ----------
@@ -430,10 +476,8 @@ def energy_distance(
     center = ref.mean(axis=0)
     r, x = _as_tensor(ref - center), _as_tensor(dat - center)
     pr, px = _as_tensor(p), torch.full((n_d,), 1.0 / n_d, dtype=torch.float64)
-    with torch.inference_mode():
-        s_rd = _pair_sum(r, pr, x, px, "dist")
-        s_rr = _pair_sum(r, pr, None, None, "dist")
-        s_dd = _pair_sum(x, px, None, None, "dist")
+    s_rd, s_rr, s_dd = _pair_sums([(r, pr, x, px), (r, pr, None, None), (x, px, None, None)],
+                                  "dist")
     return float(n_d * (2.0 * s_rd - s_rr - s_dd))
 
 
@@ -481,22 +525,26 @@ def _gauss_sums_spectral(
     pt = _as_tensor(p)
     qt = torch.full((x.shape[0],), 1.0 / x.shape[0], dtype=torch.float64)
 
-    def char(values: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        re = torch.empty(n_freq, dtype=torch.float64)
-        im = torch.empty(n_freq, dtype=torch.float64)
+    samples = [(rt, pt), (xt, qt)]
+    tasks = []
+    for j, (values, _) in enumerate(samples):
         step = max(1, _BLOCK_ELEMS // values.shape[0])
-        for s in range(0, n_freq, step):
-            theta = torch.outer(omega[s:s + step], values)
-            re[s:s + step] = torch.cos(theta) @ weights
-            im[s:s + step] = theta.sin_() @ weights
-        return re, im
+        tasks += [(j, s, min(s + step, n_freq)) for s in range(0, n_freq, step)]
 
-    with torch.inference_mode():
-        r_re, r_im = char(rt, pt)
-        x_re, x_im = char(xt, qt)
-        s_rr = float(coef @ (r_re * r_re + r_im * r_im))
-        s_dd = float(coef @ (x_re * x_re + x_im * x_im))
-        s_rd = float(coef @ (r_re * x_re + r_im * x_im))
+    def block(task: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        j, start, stop = task
+        values, weights = samples[j]
+        theta = torch.outer(omega[start:stop], values)
+        return torch.cos(theta) @ weights, theta.sin_() @ weights
+
+    parts = _run_tasks(block, tasks, 2.0 * n_freq * (r.shape[0] + x.shape[0]))
+    re = [torch.cat([v[0] for t, v in zip(tasks, parts, strict=True) if t[0] == j])
+          for j in (0, 1)]
+    im = [torch.cat([v[1] for t, v in zip(tasks, parts, strict=True) if t[0] == j])
+          for j in (0, 1)]
+    s_rr = float(coef @ (re[0] * re[0] + im[0] * im[0]))
+    s_dd = float(coef @ (re[1] * re[1] + im[1] * im[1]))
+    s_rd = float(coef @ (re[0] * re[1] + im[0] * im[1]))
     return s_rr, s_dd, s_rd
 
 
@@ -527,10 +575,9 @@ def _gauss_sums_blocked(
     rt, xt = _as_tensor(r - center), _as_tensor(x - center)
     pt, qt = _as_tensor(p), torch.full((n_d,), 1.0 / n_d, dtype=torch.float64)
     gamma = 0.5 / sigma**2
-    with torch.inference_mode():
-        s_rr = _pair_sum(rt, pt, None, None, "gauss", gamma)
-        s_dd = _pair_sum(xt, qt, None, None, "gauss", gamma)
-        s_rd = _pair_sum(rt, pt, xt, qt, "gauss", gamma)
+    s_rr, s_dd, s_rd = _pair_sums(
+        [(rt, pt, None, None), (xt, qt, None, None), (rt, pt, xt, qt)], "gauss", gamma
+    )
     return s_rr, s_dd, s_rd
 
 
@@ -559,7 +606,8 @@ def mmd(
     subsample of ``max_ref`` events drawn with ``rng`` (with replacement,
     proportional to the weights, when weighted -- repeated events then count
     as distinct pairs; without replacement when unweighted). The sums run in
-    float64 with torch, in blocks of 2 MiB. In 1D they are evaluated instead
+    float64 with torch, in blocks of 2 MiB shared among
+    ``torch.get_num_threads()`` worker threads. In 1D they are evaluated instead
     through the empirical characteristic functions (exact to rounding, linear
     cost), so there ``max_ref`` can be raised to ``N_R`` cheaply.
 

@@ -67,15 +67,18 @@ def power_summary(p: np.ndarray, z_thresholds: Sequence[float] = (2.0, 3.0)) -> 
     """Power at each Z threshold (with 68% Clopper-Pearson intervals) and the median
     Z with its 16/84% quantiles, from the signal toys' p-values."""
     p = np.asarray(p, dtype=np.float64)
-    z = np.array([p_to_z(float(x)) for x in p])
     out: dict[str, Any] = {"n_toys": int(p.size), "power": {}}
     for zt in z_thresholds:
         k = int(np.count_nonzero(p <= sps.norm.sf(zt)))
         lo, hi = clopper_pearson(k, p.size)
         out["power"][f"{zt:g}"] = {"value": k / p.size if p.size else math.nan,
                                    "lo68": lo, "hi68": hi, "k": k}
-    q16, q50, q84 = (np.quantile(z, [0.16, 0.5, 0.84]) if p.size else (math.nan,) * 3)
-    out.update(median_z=float(q50), z16=float(q16), z84=float(q84))
+    # quantiles of p (Z is decreasing in p; a toy with p = 1 has Z = -inf)
+    if p.size:
+        p84, p50, p16 = np.quantile(p, [0.84, 0.5, 0.16])
+        out.update(median_z=p_to_z(float(p50)), z16=p_to_z(float(p84)), z84=p_to_z(float(p16)))
+    else:
+        out.update(median_z=math.nan, z16=math.nan, z84=math.nan)
     return out
 
 

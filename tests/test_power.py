@@ -1,0 +1,82 @@
+"""The power harness: Clopper-Pearson intervals, power summaries, a small study."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from nplearn import InputError
+from nplearn.benchmarks.suite import Exp1DScaled
+from nplearn.cli import main
+from nplearn.power import clopper_pearson, format_power_table, power_study, power_summary
+
+
+def test_clopper_pearson_known_values():
+    # k = 0: the upper limit solves (1 - p)^n = 0.16
+    lo, hi = clopper_pearson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.16 ** (1 / 10))
+    lo, hi = clopper_pearson(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.16 ** (1 / 10))
+    lo, hi = clopper_pearson(30, 100)
+    assert lo < 0.30 < hi
+    # coverage of the 68% interval: binomial probability of the interval's acceptance
+    assert sps.binom.cdf(30, 100, hi) == pytest.approx(0.16, abs=1e-6)
+
+
+def test_power_summary_by_hand():
+    p = np.array([1e-4, 1e-3, 0.01, 0.2, 0.5])
+    s = power_summary(p, (2.0, 3.0))
+    # Z >= 2 <=> p <= 0.02275: three toys; Z >= 3 <=> p <= 0.00135: two toys
+    assert s["power"]["2"]["k"] == 3 and s["power"]["2"]["value"] == pytest.approx(0.6)
+    assert s["power"]["3"]["k"] == 2
+    assert s["median_z"] == pytest.approx(sps.norm.isf(0.01))
+
+
+SMALL = dict(n_null=50, n_signal=12, sigmas=(0.3, 1.5), n_centers=100, lam=1e-6,
+             ideal_toys=400, seed=3)
+
+
+def test_small_power_study(tmp_path):
+    bench = Exp1DScaled(n_ref=4000, expected=200.0, n_signal_scale=4.0)
+    res = power_study(bench, signals=["bulk"], workers=1, **SMALL)
+    assert res["null"]["n_ok"] == 50 and len(res["null"]["chi2_dof"]) == 2
+    sig = res["signals"]["bulk"]
+    names = set(sig["tests"])
+    assert {"sigma=0.3", "sigma=1.5", "min-p", "fused-p", "product-p", "fused-t",
+            "ks_bonferroni", "energy", "mmd", "binned_chi2"} <= names
+    for entry in sig["tests"].values():
+        for v in entry["power"].values():
+            assert 0.0 <= v["lo68"] <= v["value"] <= v["hi68"] <= 1.0
+    # 360 signal events on 200 expected: beyond every one of the 50 null toys (p = 1/51)
+    assert sig["tests"]["min-p"]["power"]["2"]["value"] == 1.0
+    assert sig["ideal"]["median_z"] > 5
+    assert "min-p" in format_power_table(res)
+    json.dumps(res)
+    # the same study with two workers gives the same numbers
+    res2 = power_study(bench, signals=["bulk"], workers=2, **SMALL)
+    assert res2["signals"] == res["signals"] or \
+        json.dumps(res2["signals"], sort_keys=True) == json.dumps(res["signals"], sort_keys=True)
+
+
+def test_power_study_bad_input():
+    bench = Exp1DScaled(n_ref=2000, expected=100.0)
+    with pytest.raises(InputError, match="unknown signal"):
+        power_study(bench, signals=["bump"], n_null=5, n_signal=1)
+    with pytest.raises(InputError, match="at least 3 null"):
+        power_study(bench, n_null=2, n_signal=1)
+
+
+def test_cli_power(tmp_path, capsys):
+    out = tmp_path / "power.json"
+    rc = main(["power", "--benchmark", "exp1d8", "--signals", "tail", "--null-toys", "12",
+               "--signal-toys", "4", "--n-ref", "3000", "--expected", "150", "--sigma",
+               "0.5,2", "--centers", "80", "--ideal-toys", "200", "--baselines", "none",
+               "--workers", "1", "--json", str(out), "-q"])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert d["benchmark"] == "exp1d8" and d["baselines"] == []
+    assert "tail" in capsys.readouterr().out
+    assert main(["power", "--benchmark", "gauss0d", "--null-toys", "3"]) == 2
