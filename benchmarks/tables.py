@@ -171,6 +171,53 @@ def reproduction() -> None:
     print()
 
 
+def _pw(x: dict) -> str:
+    return f"{x['power']['2']['value']:.3f} / {x['power']['3']['value']:.3f}"
+
+
+def power() -> None:
+    from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
+    from nplearn.power import format_power_table
+
+    for path in sorted(RESULTS.glob("power_*.json")):
+        d = json.loads(path.read_text())
+        nsig = {s: e["n_ok"] for s, e in d["signals"].items()}
+        print(f"### Power: {d['benchmark']} (N_R = {d['n_ref']:g}, N(R) = {d['expected']:g}, "
+              f"M = {d['n_centers']}, λ = {d['lam']:g}, {d['schedule']})\n")
+        print(header(d))
+        print(f"{d['null']['n_ok']} null toys; signal toys: "
+              + ", ".join(f"{s} {n}" for s, n in nsig.items())
+              + f"; widths {', '.join(f'{s:g}' for s in d['sigmas'])}; null χ² dof per "
+              "width " + ", ".join(f"{x:.1f}" for x in d["null"]["chi2_dof"])
+              + f"; T = {d['temperature']:g}; wall {d['wall_s'] / 60:.0f} min.\n")
+        print(format_power_table(d))
+        print()
+        if d["benchmark"] == "exp1d8":
+            combos = d["combinations"]
+            print("Against the published powers (Z ≥ 2 / Z ≥ 3; ± is the 68% Clopper–Pearson "
+                  "half-width of our best combination at Z ≥ 3):\n")
+            print("| signal | published min-p | published best single σ | ours: best "
+                  "combination | ours: σ = 2.3 (90th pct) | ideal |")
+            print("|---|---|---|---|---|---|")
+            for s, e in d["signals"].items():
+                pub = EXP1D8_PUBLISHED_POWER.get(s)
+                if pub is None or not combos:
+                    continue
+                t = e["tests"]
+                best = max(combos, key=lambda m, t=t: t[m]["power"]["3"]["value"])
+                b = t[best]["power"]["3"]
+                err = (b["hi68"] - b["lo68"]) / 2
+                single = t.get("sigma=2.3")
+                ideal = e.get("ideal")
+                ideal_s = (f"{ideal['power']['2']:.3f} / {ideal['power']['3']:.3f}"
+                           if ideal else "–")
+                print(f"| {s} | {pub['min-p'][0]:.3f} / {pub['min-p'][1]:.3f} | "
+                      f"{pub['best single'][0]:.3f} / {pub['best single'][1]:.3f} | "
+                      f"{best}: {_pw(t[best])} ± {err:.3f} | "
+                      f"{_pw(single) if single else '–'} | {ideal_s} |")
+            print()
+
+
 if __name__ == "__main__":
     reproduction()
     speed_1d()
@@ -180,3 +227,4 @@ if __name__ == "__main__":
     multivariate()
     scaling()
     profile()
+    power()

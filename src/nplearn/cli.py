@@ -131,9 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("test", help="test a data sample against a reference sample",
                        description="Run the NPLM goodness-of-fit test: fit, toys, p-value, Z.")
-    t.add_argument("--reference", required=True, metavar="REF",
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="run configuration (.toml, .yaml, or a result .json to rerun it); "
+                        "options given on the command line override it")
+    t.add_argument("--reference", default=None, metavar="REF",
                    help="reference events (.npy, .npz, .csv/.tsv/.txt)")
-    t.add_argument("--data", required=True, metavar="DATA", help="data events (same formats)")
+    t.add_argument("--data", default=None, metavar="DATA", help="data events (same formats)")
     t.add_argument("--columns", type=_float_list, default=None,
                    help="comma-separated columns to use (names or 0-based indices)")
     t.add_argument("--expected", type=float, default=None, metavar="N",
@@ -158,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(faster toys)")
     _add_solver_args(t)
     _add_run_args(t, toys_default=100)
+    t.add_argument("--plots", default=None, metavar="DIR",
+                   help="write the figures (PNG and PDF) to this folder (needs matplotlib)")
 
     b = sub.add_parser("bench", help="built-in benchmarks",
                        description="Benchmarks with exact densities.")
@@ -210,6 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("-q", "--quiet", action="store_true")
     pw.add_argument("-v", "--verbose", action="count", default=0)
 
+    p.set_defaults(_test_parser=t)
+
+    pl = sub.add_parser("plot", help="figures of a result JSON",
+                        description="Draw the null distribution with the chi2 fit and the "
+                                    "observed t, Z versus kernel width (multi-width runs) and "
+                                    "the learned f (refitting the observed data when the "
+                                    "result's input files are still there).")
+    pl.add_argument("result", metavar="RESULT.json")
+    pl.add_argument("--out", default=None, metavar="DIR",
+                    help="output folder (default: RESULT's name without .json, + _plots)")
+    pl.add_argument("--no-refit", action="store_true",
+                    help="do not refit the observed data (no f plots)")
+    pl.add_argument("-v", "--verbose", action="count", default=0)
+
     d = sub.add_parser("demo", help="a one-minute demonstration on the 1D benchmark",
                        description="Generate a reference and a data set with a bump (the "
                                    "1D exponential benchmark, 150 signal events), run the "
@@ -218,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=None)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", default="nplearn-demo.json", metavar="FILE")
+    d.add_argument("--plots", default=None, metavar="DIR",
+                   help="also write the figures to this folder (needs matplotlib)")
     d.add_argument("-q", "--quiet", action="store_true")
     d.add_argument("-v", "--verbose", action="count", default=0)
     return p
@@ -241,15 +262,67 @@ def _config_from_args(a: argparse.Namespace, **extra: Any):
     )
 
 
+#: NPLMConfig field -> ``nplearn test`` argument that sets it (sigma handled apart).
+_FIELD_DEST = {
+    "expected": "expected", "n_toys": "toys", "sigma_percentile": "sigma_percentile",
+    "combine": "combine", "temperature": "temperature", "n_centers": "centers",
+    "centers": "centers_mode", "lam": "lam", "standardize": "no_standardize",
+    "schedule": "schedule", "inner": "inner", "tol": "tol", "rank_tol": "rank_tol",
+    "device": "device", "dtype": "dtype", "workers": "workers", "seed": "seed",
+}
+
+
+def _resolve_test_args(a: argparse.Namespace):
+    """Merge ``--config FILE`` with the command line (explicit options win).
+
+    Returns the :class:`NPLMConfig` and updates ``a.reference``, ``a.data``,
+    ``a.columns``, ``a.ref_weights`` and ``a.json`` from the file where the command
+    line does not give them.
+    """
+    from .config import NPLMConfig
+    from .runconfig import RunConfig, load_run_config
+
+    cli = _config_from_args(a, sigma_percentile=a.sigma_percentile,
+                            sigma_percentiles=a.sigma_percentiles, combine=a.combine,
+                            temperature=a.temperature,
+                            standardize=not a.no_standardize, centers=a.centers_mode).to_dict()
+    if not a.config:
+        cfg, file = NPLMConfig.from_dict(cli), RunConfig()
+    else:
+        file = load_run_config(a.config)
+        parser = a._test_parser
+        explicit = {k for k, v in vars(a).items()
+                    if not k.startswith("_") and v != parser.get_default(k)}
+        opts = {**cli, **file.options}
+        for fld, dest in _FIELD_DEST.items():
+            if dest in explicit:
+                opts[fld] = cli[fld]
+        if "sigma" in explicit or "sigma_percentiles" in explicit:
+            for fld in ("sigma", "sigmas", "sigma_percentiles"):
+                opts[fld] = cli[fld]
+        try:
+            cfg = NPLMConfig.from_dict(opts)
+        except InputError as exc:
+            raise InputError(f"{a.config} with the command-line options: {exc}") from None
+    for key in ("reference", "data", "columns", "ref_weights", "json"):
+        if getattr(a, key) is None and key in file:
+            setattr(a, key, file[key])
+    for key in ("reference", "data"):
+        if getattr(a, key) is None:
+            raise InputError(f"no {key} sample: give --{key} FILE or '{key}' in --config")
+    return cfg
+
+
 def cmd_test(a: argparse.Namespace) -> int:
     """``nplearn test``."""
+    import os
+
     from .io import check_writable, read_events, read_table, sha256_file
     from .nplm import nplm_test
 
-    cfg = _config_from_args(a, sigma_percentile=a.sigma_percentile,
-                            sigma_percentiles=a.sigma_percentiles, combine=a.combine,
-                            temperature=a.temperature,
-                            standardize=not a.no_standardize, centers=a.centers_mode)
+    cfg = _resolve_test_args(a)
+    if a.plots:
+        _check_plot_dir(a.plots)
     if a.json:
         check_writable(a.json)
     rt, dt = read_table(a.reference, a.columns), read_table(a.data, a.columns)
@@ -283,10 +356,88 @@ def cmd_test(a: argparse.Namespace) -> int:
         res.provenance["inputs"]["reference_weights"] = {
             "path": a.ref_weights, "sha256": sha256_file(a.ref_weights)}
     res.provenance["command"] = " ".join(sys.argv)
+    res.run = {
+        "reference": os.path.abspath(a.reference), "data": os.path.abspath(a.data),
+        "columns": a.columns,
+        "ref_weights": os.path.abspath(a.ref_weights) if a.ref_weights else None,
+    }
     print(res.summary())
     if a.json:
         res.save_json(a.json)
         print(f"result written to {a.json}")
+    if a.plots:
+        _plots_of(res, a.plots, ref, dat, weights, ref_cols)
+    return EXIT_OK
+
+
+def _check_plot_dir(path: str) -> None:
+    """Fail before a long run when the figures could not be written."""
+    import os
+
+    from .plots import _pyplot
+
+    _pyplot()  # matplotlib present?
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(f"{path}: exists and is not a folder (--plots needs a folder)")
+
+
+def _plots_of(res: Any, outdir: str, ref: np.ndarray, dat: np.ndarray,
+              weights: np.ndarray | None, names: Sequence[str] | None) -> None:
+    """Figures of a fresh result (with its observed fit's f)."""
+    from .plots import make_plots
+    from .toys import normalised_weights
+
+    w = normalised_weights(len(ref), res.expected, weights)
+    f_ref = res.learner.train_decision_[: len(ref)] if res.learner is not None else None
+    paths = make_plots(res.to_dict(), outdir, reference=ref, data=dat, w_ref=w, f_ref=f_ref,
+                       names=names)
+    print(f"{len(paths)} figure files written to {outdir}")
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    """``nplearn plot``."""
+    import json
+    import os
+
+    from .config import NPLMConfig
+    from .io import read_events, read_table
+    from .nplm import nplm_test
+    from .plots import make_plots
+    from .toys import normalised_weights
+
+    try:
+        with open(a.result, encoding="utf-8") as fh:
+            res = json.load(fh)
+    except OSError as exc:
+        raise InputError(f"{a.result}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise InputError(f"{a.result}: not a valid JSON file ({exc})") from None
+    if not isinstance(res, dict) or not str(res.get("format", "")).startswith("nplearn-result"):
+        raise InputError(f"{a.result}: not an nplearn result file")
+    out = a.out or (os.path.splitext(a.result)[0] + "_plots")
+    run = res.get("run") or {}
+    extra: dict[str, Any] = {}
+    have_inputs = all(run.get(k) and os.path.exists(str(run[k]).split(":")[0])
+                      for k in ("reference", "data"))
+    if not a.no_refit and have_inputs:
+        rt = read_table(run["reference"], run.get("columns"))
+        dt = read_table(run["data"], run.get("columns"))
+        weights = None
+        if run.get("ref_weights"):
+            weights = read_events(run["ref_weights"])[0][:, 0]
+        cfg = NPLMConfig.from_dict({**res["config"], "n_toys": 0})
+        fit = nplm_test(rt.events, dt.events, cfg, ref_weights=weights)
+        if fit.t_obs != res["t_obs"]:
+            print(f"nplearn plot: warning: the refit gives t = {fit.t_obs:.6g}, the result "
+                  f"says {res['t_obs']:.6g} (inputs or software changed?)", file=sys.stderr)
+        extra = dict(reference=rt.events, data=dt.events,
+                     w_ref=normalised_weights(len(rt.events), fit.expected, weights),
+                     f_ref=fit.learner.train_decision_[: len(rt.events)], names=rt.names)
+    elif not a.no_refit:
+        print("nplearn plot: the result's input files are not available: drawing the "
+              "calibration only (no f plots)", file=sys.stderr)
+    paths = make_plots(res, out, **extra)
+    print(f"{len(paths)} figure files written to {out}")
     return EXIT_OK
 
 
@@ -306,6 +457,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
         from .io import check_writable
 
         check_writable(a.json)
+    if a.plots:
+        _check_plot_dir(a.plots)
     rng = np.random.default_rng(np.random.SeedSequence(a.seed, spawn_key=(7,)))
     print("nplearn demo: 1D exponential benchmark (reference density 8 exp(-8x)).")
     print("  reference: 200000 simulated events; data: Poisson(2000) background events")
@@ -323,6 +476,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     if a.json:
         res.save_json(a.json)
         print(f"result written to {a.json}")
+    if a.plots:
+        _plots_of(res, a.plots, ref, data, None, ["x"])
     return EXIT_OK
 
 
@@ -399,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_demo(a)
         if a.command == "power":
             return cmd_power(a)
+        if a.command == "plot":
+            return cmd_plot(a)
         parser.print_help()
         return EXIT_INPUT
     except (InputError, MissingDependencyError) as exc:

@@ -105,6 +105,9 @@ class NPLMResult:
         with its observed statistic and toy-calibrated p-value and Z.
     t_null_widths : numpy.ndarray, optional
         Multi-width runs: null statistics, shape ``(n_ok_toys, n_widths)``.
+    run : dict, optional
+        Set by the command line: the input files (absolute paths) and columns, so
+        that ``nplearn test --config result.json`` reruns the test.
     """
 
     t_obs: float
@@ -126,6 +129,7 @@ class NPLMResult:
     widths: list[dict[str, Any]] | None = None
     combinations: dict[str, CombinedResult] | None = None
     t_null_widths: np.ndarray | None = None
+    run: dict[str, Any] | None = None
 
     @property
     def reported_method(self) -> str | None:
@@ -184,6 +188,7 @@ class NPLMResult:
                              if self.combinations else None),
             "t_null_widths": (self.t_null_widths.tolist() if self.t_null_widths is not None
                               else None),
+            "run": self.run,
         }
 
     def save_json(self, path: str) -> None:

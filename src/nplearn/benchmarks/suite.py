@@ -44,6 +44,7 @@ from ..errors import InputError
 from ..stats import p_to_z
 
 __all__ = [
+    "EXP1D8_PUBLISHED_POWER",
     "EXP1D8_SIGNALS",
     "GAUSS_SIGNALS",
     "SUITE",
@@ -717,3 +718,20 @@ def ideal_power(
         "t_median": float(t_q[1]),
         "n_toys": int(n_toys),
     }
+
+
+#: Published powers at Z >= 2 / Z >= 3 on the x' = 8x 1D suite (arXiv:2408.12296,
+#: N(R) = 2000, N_R = 2e5, M = 1000, lambda = 1e-6, widths 0.01 ... 9.0; "90th pct" is
+#: the single width 2.3): signal -> test -> (power at Z >= 2, power at Z >= 3).
+EXP1D8_PUBLISHED_POWER: dict[str, dict[str, tuple[float, float]]] = {
+    "narrow4": {"best single": (0.083, 0.012), "min-p": (0.063, 0.008),
+                "product-p": (0.065, 0.005), "90th pct": (0.039, 0.002)},
+    "mid4": {"best single": (0.367, 0.123), "min-p": (0.314, 0.103),
+             "product-p": (0.318, 0.083), "90th pct": (0.207, 0.044)},
+    "wide4": {"best single": (0.082, 0.012), "min-p": (0.066, 0.007),
+              "product-p": (0.085, 0.012), "90th pct": (0.079, 0.013)},
+    "bulk": {"best single": (0.913, 0.702), "min-p": (0.877, 0.659),
+             "product-p": (0.897, 0.652), "90th pct": (0.686, 0.364)},
+    "tail": {"best single": (0.664, 0.360), "min-p": (0.581, 0.316),
+             "product-p": (0.584, 0.261), "90th pct": (0.476, 0.193)},
+}

@@ -1,0 +1,273 @@
+"""Plots of an NPLM result: null distribution, significance per width, learned f.
+
+Every figure is written as PNG and PDF. Needs matplotlib (``pip install
+nplearn[plot]``); uses the mplhep CMS style when mplhep is installed.
+
+* ``null_distribution``: histogram of the null ``t`` with the fitted chi-square
+  density, the observed ``t`` and the p-value/Z (one panel per width in a
+  multi-width run);
+* ``z_vs_width``: multi-width runs: local Z per kernel width and every combined Z;
+* ``f_1d``: 1D data: the learned log density ratio ``f(x)`` over the data and
+  reference histograms;
+* ``features``: nD data: per feature, data and weighted reference histograms with
+  their ratio, and the mean of ``f`` in each bin (``f`` projected on the feature).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from .errors import InputError, MissingDependencyError
+
+__all__ = ["make_plots"]
+
+#: Events drawn for the f(x) curves (the curve is evaluated on sorted events).
+_CURVE_POINTS = 4000
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingDependencyError("matplotlib", "plot", "plotting") from None
+    try:
+        import mplhep
+
+        plt.style.use(mplhep.style.CMS)
+    except Exception:  # mplhep is optional; any failure leaves the default style
+        pass
+    return plt
+
+
+def _save(fig: Any, outdir: Path, name: str) -> list[Path]:
+    out = []
+    for ext in ("png", "pdf"):
+        path = outdir / f"{name}.{ext}"
+        tmp = outdir / f".{name}.tmp.{ext}"
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        tmp.replace(path)  # atomic: a crash never leaves half a figure
+        out.append(path)
+    return out
+
+
+def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] | None,
+                title: str) -> None:
+    t_null = np.asarray(t_null, dtype=np.float64)
+    hi = max(float(t_null.max()), t_obs) * 1.08 + 1e-9
+    lo = min(0.0, float(t_null.min()))
+    bins = np.linspace(lo, hi, max(10, min(60, t_null.size // 8)))
+    ax.hist(t_null, bins=bins, density=True, histtype="stepfilled", alpha=0.35,
+            color="tab:blue", label=f"null toys ({t_null.size})")
+    if cal and cal.get("chi2_dof") is not None and math.isfinite(cal["chi2_dof"]):
+        x = np.linspace(max(lo, 1e-6), hi, 400)
+        ax.plot(x, sps.chi2.pdf(x, cal["chi2_dof"]), color="tab:blue",
+                label=f"χ² fit, dof = {cal['chi2_dof']:.2f}")
+    ax.axvline(t_obs, color="tab:red", lw=2, label=f"t_obs = {t_obs:.2f}")
+    if cal:
+        bound = " (bound)" if cal.get("n_exceed") == 0 else ""
+        text = (f"p (toys) = {cal['p_empirical']:.3g}, Z = {cal['z_empirical']:.2f}{bound}\n"
+                f"p (χ²) = {cal['p_chi2']:.3g}, Z = {cal['z_chi2']:.2f}")
+        ax.text(0.97, 0.6, text, transform=ax.transAxes, ha="right", va="top", fontsize=9)
+    ax.set_xlabel("t")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+
+
+def plot_null(res: dict[str, Any], outdir: Path) -> list[Path]:
+    """Null-distribution figure(s) of a result dictionary."""
+    plt = _pyplot()
+    widths = res.get("widths")
+    if widths:
+        T = np.asarray(res["t_null_widths"], dtype=np.float64)
+        n = len(widths)
+        cols = min(n, 3)
+        rows = math.ceil(n / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+        for k, w in enumerate(widths):
+            _null_panel(axes.flat[k], T[:, k], w["t_obs"], w["calibration"],
+                        f"σ = {w['sigma']:.3g}")
+        for ax in list(axes.flat)[n:]:
+            ax.set_visible(False)
+    else:
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        _null_panel(ax, np.asarray(res["t_null"]), res["t_obs"], res["calibration"],
+                    f"σ = {res['hyperparameters']['sigma']:.3g}; reported Z = "
+                    f"{res['z']:.2f} ({res['z_method']})")
+    fig.tight_layout()
+    paths = _save(fig, outdir, "null_distribution")
+    plt.close(fig)
+    return paths
+
+
+def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
+    """Local Z per kernel width and the combined Z of a multi-width result."""
+    plt = _pyplot()
+    widths = res["widths"]
+    s = np.array([w["sigma"] for w in widths])
+    z = np.array([w["calibration"]["z_empirical"] for w in widths])
+    bound = np.array([w["calibration"]["n_exceed"] == 0 for w in widths])
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot(s, z, "o-", color="tab:blue", label="local Z (toys)")
+    if bound.any():
+        ax.plot(s[bound], z[bound], "^", color="tab:blue", ms=9,
+                label="lower bound (no toy reached t_obs)")
+    styles = ["--", ":", "-.", (0, (5, 1))]
+    for k, (m, c) in enumerate((res.get("combinations") or {}).items()):
+        ax.axhline(c["z"], ls=styles[k % len(styles)], color=f"C{k + 1}",
+                   label=f"{m}: Z = {c['z']:.2f}" + (" (bound)" if c["n_exceed"] == 0 else ""))
+    ax.set_xscale("log")
+    ax.set_xlabel("kernel width σ")
+    ax.set_ylabel("Z")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = _save(fig, outdir, "z_vs_width")
+    plt.close(fig)
+    return paths
+
+
+def _weighted_hist(x: np.ndarray, bins: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    return np.histogram(x, bins=bins, weights=w)[0]
+
+
+def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref: np.ndarray,
+              outdir: Path, name: str = "x") -> list[Path]:
+    """Learned ``f(x)`` over the data and weighted reference histograms (1D)."""
+    plt = _pyplot()
+    x_r, x_d = reference[:, 0], data[:, 0]
+    lo, hi = np.quantile(np.concatenate([x_r, x_d]), [0.0, 1.0])
+    bins = np.linspace(lo, hi, 60)
+    h_r = _weighted_hist(x_r, bins, w_ref)
+    h_d = _weighted_hist(x_d, bins, None)
+    centers = 0.5 * (bins[1:] + bins[:-1])
+    fig, (ax, axf) = plt.subplots(2, 1, figsize=(6.4, 6), sharex=True,
+                                  gridspec_kw={"height_ratios": [2, 1.3]})
+    ax.stairs(h_r, bins, color="tab:blue", label="reference (weighted)")
+    ax.errorbar(centers, h_d, yerr=np.sqrt(h_d), fmt="o", ms=3, color="k", label="data")
+    ax.set_yscale("log")
+    ax.set_ylabel("events / bin")
+    ax.legend(fontsize=8)
+    idx = np.argsort(x_r)
+    step = max(1, idx.size // _CURVE_POINTS)
+    sel = idx[::step]
+    axf.plot(x_r[sel], f_ref[sel], color="tab:red", label="learned f(x)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(h_d / h_r)
+    ok = np.isfinite(ratio)
+    axf.plot(centers[ok], ratio[ok], "o", ms=3, color="k", label="log(data / reference)")
+    axf.axhline(0.0, color="gray", lw=0.8)
+    axf.set_xlabel(name)
+    axf.set_ylabel("log n_data / n_ref")
+    axf.legend(fontsize=8)
+    fig.tight_layout()
+    paths = _save(fig, outdir, "f_1d")
+    plt.close(fig)
+    return paths
+
+
+def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
+                  f_ref: np.ndarray, outdir: Path,
+                  names: Sequence[str] | None = None) -> list[Path]:
+    """Per feature: data vs weighted reference, their ratio, and the mean learned ``f``
+    per bin (``f`` projected on the feature)."""
+    plt = _pyplot()
+    d = reference.shape[1]
+    names = list(names) if names else [f"x{j}" for j in range(d)]
+    fig, axes = plt.subplots(2, d, figsize=(3.6 * d, 5.4), squeeze=False,
+                             gridspec_kw={"height_ratios": [2, 1.3]})
+    for j in range(d):
+        x_r, x_d = reference[:, j], data[:, j]
+        lo, hi = np.quantile(x_r, [0.001, 0.999])
+        lo, hi = min(lo, x_d.min()), max(hi, x_d.max())
+        bins = np.linspace(lo, hi, 40)
+        h_r = _weighted_hist(x_r, bins, w_ref)
+        h_d = _weighted_hist(x_d, bins, None)
+        sw = _weighted_hist(x_r, bins, w_ref * f_ref)
+        centers = 0.5 * (bins[1:] + bins[:-1])
+        ax, axr = axes[0, j], axes[1, j]
+        ax.stairs(h_r, bins, color="tab:blue", label="reference")
+        ax.errorbar(centers, h_d, yerr=np.sqrt(h_d), fmt="o", ms=2, color="k", label="data")
+        ax.set_title(names[j], fontsize=10)
+        if j == 0:
+            ax.set_ylabel("events / bin")
+            ax.legend(fontsize=7)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = h_d / h_r
+            err = np.sqrt(h_d) / h_r
+            f_mean = sw / h_r
+        ok = np.isfinite(ratio) & (h_r > 0)
+        axr.errorbar(centers[ok], ratio[ok], yerr=err[ok], fmt="o", ms=2, color="k",
+                     label="data / reference")
+        axr.plot(centers[ok], np.exp(f_mean[ok]), color="tab:red", label="exp(mean f)")
+        axr.axhline(1.0, color="gray", lw=0.8)
+        top = float(np.nanmax(np.exp(f_mean[ok]))) if ok.any() else 1.0
+        axr.set_ylim(0.0, min(5.0, max(2.0, 1.3 * top)))  # tails with few events clipped
+        axr.set_xlabel(names[j])
+        if j == 0:
+            axr.set_ylabel("ratio")
+            axr.legend(fontsize=7)
+    fig.tight_layout()
+    paths = _save(fig, outdir, "features")
+    plt.close(fig)
+    return paths
+
+
+def make_plots(
+    result: dict[str, Any],
+    outdir: str | Path,
+    *,
+    reference: np.ndarray | None = None,
+    data: np.ndarray | None = None,
+    w_ref: np.ndarray | None = None,
+    f_ref: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
+) -> list[Path]:
+    """Write every applicable figure of a result to ``outdir`` (PNG and PDF).
+
+    Parameters
+    ----------
+    result : dict
+        :meth:`NPLMResult.to_dict` (or a loaded result JSON).
+    outdir : str or Path
+        Output folder (created if missing).
+    reference, data : numpy.ndarray, optional
+        The raw (unstandardised) events, for the ``f`` plots.
+    w_ref : numpy.ndarray, optional
+        Reference weights (summing to ``N(R)``).
+    f_ref : numpy.ndarray, optional
+        The learned ``f`` at the reference events (first width).
+    names : sequence of str, optional
+        Feature names.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    if result.get("t_null"):
+        paths += plot_null(result, out)
+    if result.get("widths") and result.get("combinations"):
+        paths += plot_widths(result, out)
+    if reference is not None and data is not None and f_ref is not None:
+        w = (np.full(len(reference), result["expected"] / len(reference)) if w_ref is None
+             else np.asarray(w_ref))
+        if reference.shape[1] == 1:
+            paths += plot_f_1d(reference, w, data, f_ref, out,
+                               names[0] if names else "x")
+        else:
+            paths += plot_features(reference, w, data, f_ref, out, names)
+    return paths

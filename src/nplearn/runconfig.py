@@ -1,0 +1,145 @@
+"""Run configurations for ``nplearn test --config FILE`` (TOML, YAML or a result JSON).
+
+A run configuration names the inputs and the options of one test with the field
+names of :class:`~nplearn.NPLMConfig` plus the input keys::
+
+    # run.toml
+    reference = "mc.npy"            # paths are relative to this file
+    data = "data.csv"
+    columns = ["pt1", "pt2"]        # optional
+    ref_weights = "mc_weights.npy"  # optional
+    json = "result.json"            # optional output
+    expected = 2000
+    n_toys = 300
+    sigma_percentiles = [10, 50, 90]
+    lam = 1e-6
+    seed = 1
+
+A result JSON written by ``nplearn test`` holds the same information (its
+``run`` and ``config`` sections), so ``nplearn test --config result.json``
+reruns the test that produced it. Options given on the command line override
+the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import NPLMConfig
+from .errors import InputError, MissingDependencyError
+
+__all__ = ["INPUT_KEYS", "RunConfig", "load_run_config"]
+
+#: Keys of a run configuration that are not options of :class:`NPLMConfig`.
+INPUT_KEYS: tuple[str, ...] = ("reference", "data", "columns", "ref_weights", "json")
+
+
+class RunConfig(dict):
+    """A validated run configuration: ``inputs`` (paths, columns) and ``options``."""
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Input keys present in the file."""
+        return {k: v for k, v in self.items() if k in INPUT_KEYS}
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """:class:`NPLMConfig` options present in the file."""
+        return {k: v for k, v in self.items() if k not in INPUT_KEYS}
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    suffix = path.suffix.lower()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(raw.decode("utf-8"))
+        if suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise MissingDependencyError("pyyaml", "yaml", "YAML config files") from None
+            out = yaml.safe_load(raw.decode("utf-8"))
+            return {} if out is None else out
+        if suffix == ".json":
+            return json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # tomllib/json/yaml parse errors
+        raise InputError(f"{path}: not a valid {suffix[1:].upper()} file: {exc}") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("yaml"):
+            raise InputError(f"{path}: not a valid YAML file: {exc}") from None
+        raise
+    raise InputError(f"{path}: unknown config format {suffix or '(no suffix)'}; use .toml, "
+                     ".yaml/.yml or a result .json")
+
+
+def _from_result(d: dict[str, Any], path: Path) -> dict[str, Any]:
+    run = d.get("run")
+    cfg = d.get("config")
+    if not isinstance(run, dict) or not isinstance(cfg, dict):
+        raise InputError(f"{path}: this result file has no 'run'/'config' section (written by "
+                         "an older nplearn or not by `nplearn test`); cannot rerun it")
+    return {**cfg, **{k: v for k, v in run.items() if v is not None}}
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a run configuration.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.toml``, ``.yaml``/``.yml``, or a ``.json`` that is either a plain mapping
+        or a result written by ``nplearn test``.
+
+    Returns
+    -------
+    RunConfig
+        Keys as in the file, with input paths made absolute (relative paths are
+        taken relative to the config file's folder). Options are validated by
+        building an :class:`NPLMConfig`.
+
+    Raises
+    ------
+    InputError
+        Unreadable or malformed file, unknown keys, invalid values.
+    """
+    p = Path(path)
+    d = _read_mapping(p)
+    if not isinstance(d, dict):
+        raise InputError(f"{p}: a config file must hold a mapping of keys to values, got "
+                         f"{type(d).__name__}")
+    if str(d.get("format", "")).startswith("nplearn-result"):
+        d = _from_result(d, p)
+    known = set(NPLMConfig.field_names()) | set(INPUT_KEYS)
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise InputError(f"{p}: unknown config key(s): {', '.join(unknown)}; known keys: "
+                         f"{', '.join(sorted(known))}")
+    out = RunConfig(d)
+    for key in ("reference", "data", "ref_weights", "json"):
+        v = out.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, str) or not v:
+            raise InputError(f"{p}: '{key}' must be a file path (a string), got {v!r}")
+        # keep a ROOT-style "file.root:tree" or "file.npz:array" suffix intact
+        out[key] = str((p.parent / v) if not Path(v).is_absolute() else Path(v))
+    cols = out.get("columns")
+    if cols is not None:
+        if isinstance(cols, str):
+            cols = [c.strip() for c in cols.split(",") if c.strip()]
+        if not isinstance(cols, list) or not all(isinstance(c, (str, int)) for c in cols):
+            raise InputError(f"{p}: 'columns' must be a list of names or indices, got {cols!r}")
+        out["columns"] = [str(c) for c in cols]
+    try:
+        NPLMConfig.from_dict(out.options)
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from None
+    return out

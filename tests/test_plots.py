@@ -1,0 +1,104 @@
+"""Figures: produced by the API and the CLI, with the expected content."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from nplearn import nplm_test
+from nplearn import plots as plots_mod
+from nplearn.cli import main
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Record every figure saved (title texts, legend labels, line count) and still
+    write the files."""
+    seen: dict[str, dict] = {}
+    real_save = plots_mod._save
+
+    def save(fig, outdir, name):
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        seen[name] = {
+            "titles": [ax.get_title() for ax in axes],
+            "legend": [t.get_text() for ax in axes if ax.get_legend()
+                       for t in ax.get_legend().get_texts()],
+            "texts": [t.get_text() for ax in axes for t in ax.texts],
+            "n_lines": sum(len(ax.lines) for ax in axes),
+            "xlabels": [ax.get_xlabel() for ax in axes],
+        }
+        return real_save(fig, outdir, name)
+
+    monkeypatch.setattr(plots_mod, "_save", save)
+    return seen
+
+
+def _check_files(paths):
+    import matplotlib.image as mpimg
+
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 1000
+        if p.suffix == ".png":
+            img = mpimg.imread(p)
+            assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 0.01  # not blank
+        else:
+            assert p.read_bytes()[:5] == b"%PDF-"
+
+
+def test_single_width_1d_plots(tmp_path, rng, captured):
+    ref = rng.exponential(size=(20000, 1))
+    data = np.concatenate([rng.exponential(size=(480, 1)), rng.normal(1.0, 0.05, (40, 1))])
+    res = nplm_test(ref, data, expected=500.0, n_toys=30, n_centers=200, workers=1)
+    paths = plots_mod.make_plots(res.to_dict(), tmp_path / "p", reference=ref, data=data,
+                                 f_ref=res.learner.train_decision_[:20000], names=["mass"])
+    assert sorted(p.name for p in paths) == sorted(
+        f"{n}.{e}" for n in ("null_distribution", "f_1d") for e in ("png", "pdf"))
+    _check_files(paths)
+    null = captured["null_distribution"]
+    assert any(lbl.startswith("χ² fit, dof =") for lbl in null["legend"])
+    assert f"t_obs = {res.t_obs:.2f}" in null["legend"]
+    assert any(f"Z = {res.calibration.z_empirical:.2f}" in t for t in null["texts"])
+    f1 = captured["f_1d"]
+    assert "learned f(x)" in f1["legend"] and "mass" in f1["xlabels"]
+
+
+def test_multi_width_cli_plots_and_replot(tmp_path, rng, captured):
+    np.save(tmp_path / "ref.npy", rng.normal(size=(3000, 2)))
+    np.save(tmp_path / "dat.npy", rng.normal(size=(120, 2)))
+    out = tmp_path / "r.json"
+    assert main(["test", "--reference", str(tmp_path / "ref.npy"), "--data",
+                 str(tmp_path / "dat.npy"), "--sigma-percentiles", "10,90", "--toys", "8",
+                 "--centers", "60", "--workers", "1", "--json", str(out), "--plots",
+                 str(tmp_path / "figs"), "-q"]) == 0
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert names == sorted(f"{n}.{e}" for n in ("null_distribution", "z_vs_width", "features")
+                           for e in ("png", "pdf"))
+    _check_files(list((tmp_path / "figs").iterdir()))
+    assert len(captured["null_distribution"]["titles"]) == 2  # one panel per width
+    d = json.loads(out.read_text())
+    assert any(lbl.startswith("min-p: Z =") for lbl in captured["z_vs_width"]["legend"])
+    assert captured["features"]["xlabels"][-2:] == ["x0", "x1"]  # columns of a .npy file
+    captured.clear()
+    # replot from the JSON (refits the observed data from the recorded inputs)
+    assert main(["plot", str(out), "--out", str(tmp_path / "again")]) == 0
+    assert set(captured) == {"null_distribution", "z_vs_width", "features"}
+    assert d["run"]["reference"].endswith("ref.npy")
+    # without the inputs: calibration plots only
+    (tmp_path / "ref.npy").unlink()
+    captured.clear()
+    assert main(["plot", str(out), "--out", str(tmp_path / "third")]) == 0
+    assert set(captured) == {"null_distribution", "z_vs_width"}
+
+
+def test_plot_bad_inputs(tmp_path, capsys):
+    assert main(["plot", str(tmp_path / "missing.json")]) == 2
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    assert main(["plot", str(tmp_path / "x.json")]) == 2
+    assert "not an nplearn result" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main(["test", "--reference", "r.npy", "--data", "d.npy", "--plots",
+                 str(tmp_path / "afile")]) == 2

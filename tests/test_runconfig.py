@@ -1,0 +1,99 @@
+"""Run configurations: ``nplearn test --config`` with TOML, YAML and a result JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nplearn.cli import main
+
+
+@pytest.fixture
+def samples(tmp_path, rng):
+    np.save(tmp_path / "ref.npy", rng.normal(size=(2000, 2)))
+    np.save(tmp_path / "dat.npy", rng.normal(0.2, 1.0, size=(100, 2)))
+    return tmp_path
+
+
+TOML = """
+reference = "ref.npy"
+data = "dat.npy"
+n_toys = 6
+n_centers = 50
+workers = 1
+seed = 3
+sigma_percentiles = [20, 90]
+combine = "fused-p"
+"""
+
+
+def test_toml_config_equals_command_line(samples):
+    (samples / "run.toml").write_text(TOML)
+    out_cfg, out_cli = samples / "a.json", samples / "b.json"
+    assert main(["test", "--config", str(samples / "run.toml"), "--json", str(out_cfg),
+                 "-q"]) == 0
+    assert main(["test", "--reference", str(samples / "ref.npy"), "--data",
+                 str(samples / "dat.npy"), "--toys", "6", "--centers", "50", "--workers", "1",
+                 "--seed", "3", "--sigma-percentiles", "20,90", "--combine", "fused-p",
+                 "--json", str(out_cli), "-q"]) == 0
+    a, b = json.loads(out_cfg.read_text()), json.loads(out_cli.read_text())
+    assert a["t_obs"] == b["t_obs"] and a["t_null_widths"] == b["t_null_widths"]
+    assert a["config"] == b["config"] and a["z_method"] == "fused-p"
+
+
+def test_result_json_reruns_the_test(samples):
+    (samples / "run.toml").write_text(TOML)
+    first, second = samples / "first.json", samples / "second.json"
+    assert main(["test", "--config", str(samples / "run.toml"), "--json", str(first),
+                 "-q"]) == 0
+    assert main(["test", "--config", str(first), "--json", str(second), "-q"]) == 0
+    a, b = json.loads(first.read_text()), json.loads(second.read_text())
+    assert a["t_obs"] == b["t_obs"] and a["t_null_widths"] == b["t_null_widths"]
+    assert a["run"] == b["run"]
+
+
+def test_command_line_overrides_the_file(samples):
+    (samples / "run.toml").write_text(TOML)
+    out = samples / "o.json"
+    assert main(["test", "--config", str(samples / "run.toml"), "--toys", "3", "--sigma",
+                 "0.7", "--json", str(out), "-q"]) == 0
+    d = json.loads(out.read_text())
+    assert d["config"]["n_toys"] == 3 and d["config"]["sigma"] == 0.7
+    assert d["config"]["sigma_percentiles"] is None and d["config"]["n_centers"] == 50
+
+
+def test_yaml_config(samples):
+    pytest.importorskip("yaml")
+    (samples / "run.yaml").write_text("reference: ref.npy\ndata: dat.npy\nn_toys: 2\n"
+                                      "n_centers: 40\nworkers: 1\n")
+    out = samples / "y.json"
+    assert main(["test", "--config", str(samples / "run.yaml"), "--json", str(out),
+                 "-q"]) == 0
+    assert json.loads(out.read_text())["config"]["n_toys"] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "suffix", "message"),
+    [
+        ('reference = "ref.npy"\ndata = "dat.npy"\nn_toyz = 3\n', ".toml",
+         "unknown config key(s): n_toyz"),
+        ('reference = "ref.npy"\ndata = \n', ".toml", "not a valid TOML"),
+        ('reference = "ref.npy"\ndata = "dat.npy"\nlam = -1\n', ".toml", "lam must be > 0"),
+        ('data = "dat.npy"\n', ".toml", "no reference sample"),
+        ('{"reference": "ref.npy"', ".json", "not a valid JSON"),
+        ("n_toys = 3", ".ini", "unknown config format"),
+    ],
+)
+def test_bad_config_files(samples, capsys, text, suffix, message):
+    path = samples / f"bad{suffix}"
+    path.write_text(text)
+    assert main(["test", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_config_file(samples, capsys):
+    assert main(["test", "--config", str(samples / "nope.toml")]) == 2
+    assert "cannot read the config file" in capsys.readouterr().err
