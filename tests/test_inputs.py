@@ -135,7 +135,7 @@ def test_cli_bad_weights_exit_2(files, capsys):
 
 def test_cli_usage_errors_exit_2(capsys):
     code, _, err = _run_cli(["test", "--reference", "x.npy"], capsys)
-    assert code == 2 and "required" in err
+    assert code == 2 and "no data sample: give --data FILE" in err
     code, _, err = _run_cli(["bench", "exp1d", "--signal", "wiggle"], capsys)
     assert code == 2 and "invalid choice" in err
     code, _, err = _run_cli(["test", "--reference", "a.npy", "--data", "b.npy", "--toys",
@@ -168,9 +168,9 @@ def test_reader_column_selection(tmp_path):
         read_events(tmp_path / "z.npz")
     arr, _ = read_events(f"{tmp_path / 'z.npz'}:b")
     assert arr.shape == (3, 2) and not arr.any()
-    (tmp_path / "t.root").write_bytes(b"")
+    (tmp_path / "t.xlsx").write_bytes(b"")
     with pytest.raises(InputError, match="unsupported file type"):
-        read_events(tmp_path / "t.root")
+        read_events(tmp_path / "t.xlsx")
 
 
 def test_failed_run_leaves_existing_json_untouched(files, capsys):

@@ -135,8 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run configuration (.toml, .yaml, or a result .json to rerun it); "
                         "options given on the command line override it")
     t.add_argument("--reference", default=None, metavar="REF",
-                   help="reference events (.npy, .npz, .csv/.tsv/.txt)")
+                   help="reference events: .npy, .npz[:array], .csv/.tsv/.txt, "
+                        "file.root:tree, file.h5[:dataset-or-group], .parquet")
     t.add_argument("--data", default=None, metavar="DATA", help="data events (same formats)")
+    t.add_argument("--selection", default=None, metavar="EXPR",
+                   help="keep events passing this cut in both samples, e.g. "
+                        "'pt1 > 20 && abs(eta1) < 2.4'")
+    t.add_argument("--ref-weight-branch", "--ref-weight-column", dest="ref_weight_branch",
+                   default=None, metavar="NAME",
+                   help="column/branch of the reference file holding per-event weights")
     t.add_argument("--columns", type=_float_list, default=None,
                    help="comma-separated columns to use (names or 0-based indices)")
     t.add_argument("--expected", type=float, default=None, metavar="N",
@@ -304,7 +311,8 @@ def _resolve_test_args(a: argparse.Namespace):
             cfg = NPLMConfig.from_dict(opts)
         except InputError as exc:
             raise InputError(f"{a.config} with the command-line options: {exc}") from None
-    for key in ("reference", "data", "columns", "ref_weights", "json"):
+    for key in ("reference", "data", "columns", "ref_weights", "json", "selection",
+                "ref_weight_branch"):
         if getattr(a, key) is None and key in file:
             setattr(a, key, file[key])
     for key in ("reference", "data"):
@@ -325,7 +333,11 @@ def cmd_test(a: argparse.Namespace) -> int:
         _check_plot_dir(a.plots)
     if a.json:
         check_writable(a.json)
-    rt, dt = read_table(a.reference, a.columns), read_table(a.data, a.columns)
+    if a.ref_weights and a.ref_weight_branch:
+        raise InputError("give either --ref-weights FILE or --ref-weight-branch NAME, not both")
+    rt = read_table(a.reference, a.columns, selection=a.selection,
+                    weight_column=a.ref_weight_branch)
+    dt = read_table(a.data, a.columns, selection=a.selection)
     ref, ref_cols, dat, dat_cols = rt.events, rt.names, dt.events, dt.names
     if ref.shape[1] != dat.shape[1]:
         raise InputError(
@@ -337,7 +349,7 @@ def cmd_test(a: argparse.Namespace) -> int:
             f"column names differ between {a.reference} ({', '.join(ref_cols)}) and "
             f"{a.data} ({', '.join(dat_cols)}); select them with --columns"
         )
-    weights = None
+    weights = rt.weights
     if a.ref_weights:
         w, _ = read_events(a.ref_weights)  # one column, header optional
         if w.shape[1] != 1:
@@ -351,6 +363,8 @@ def cmd_test(a: argparse.Namespace) -> int:
                       "shape": list(ref.shape), "columns": ref_cols},
         "data": {"path": a.data, "sha256": sha256_file(a.data), "shape": list(dat.shape),
                  "columns": dat_cols},
+        "selection": a.selection, "ref_weight_branch": a.ref_weight_branch,
+        "events_read": {"reference": rt.n_read, "data": dt.n_read},
     }
     if a.ref_weights:
         res.provenance["inputs"]["reference_weights"] = {
@@ -360,6 +374,7 @@ def cmd_test(a: argparse.Namespace) -> int:
         "reference": os.path.abspath(a.reference), "data": os.path.abspath(a.data),
         "columns": a.columns,
         "ref_weights": os.path.abspath(a.ref_weights) if a.ref_weights else None,
+        "selection": a.selection, "ref_weight_branch": a.ref_weight_branch,
     }
     print(res.summary())
     if a.json:
@@ -420,9 +435,10 @@ def cmd_plot(a: argparse.Namespace) -> int:
     have_inputs = all(run.get(k) and os.path.exists(str(run[k]).split(":")[0])
                       for k in ("reference", "data"))
     if not a.no_refit and have_inputs:
-        rt = read_table(run["reference"], run.get("columns"))
-        dt = read_table(run["data"], run.get("columns"))
-        weights = None
+        rt = read_table(run["reference"], run.get("columns"), selection=run.get("selection"),
+                        weight_column=run.get("ref_weight_branch"))
+        dt = read_table(run["data"], run.get("columns"), selection=run.get("selection"))
+        weights = rt.weights
         if run.get("ref_weights"):
             weights = read_events(run["ref_weights"])[0][:, 0]
         cfg = NPLMConfig.from_dict({**res["config"], "n_toys": 0})

@@ -32,8 +32,10 @@ __all__ = [
     "write_json_atomic",
 ]
 
-#: File suffixes understood by :func:`read_events`.
-SUFFIXES = (".npy", ".npz", ".csv", ".txt", ".tsv", ".dat")
+#: File suffixes understood by :func:`read_events` (ROOT, HDF5 and Parquet need the
+#: ``root``, ``hdf5`` and ``parquet`` extras).
+SUFFIXES = (".npy", ".npz", ".csv", ".txt", ".tsv", ".dat", ".root", ".h5", ".hdf5", ".hdf",
+            ".parquet", ".pq")
 
 
 # ------------------------------------------------------------------ validation
@@ -62,6 +64,7 @@ def as_events(
     columns : list of str, optional
         Column names, used to name the column of a bad value.
     """
+    x = _tabular_to_array(x, name)
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:
@@ -94,6 +97,41 @@ def as_events(
             f"({int(bad.sum())} bad value(s) in total)"
         )
     return arr
+
+
+def _tabular_to_array(x: Any, name: str) -> Any:
+    """pandas DataFrames, awkward record arrays and structured numpy arrays -> 2-D
+    float arrays (one column per field); anything else passes through."""
+    module = type(x).__module__
+    if module.startswith("pandas") and hasattr(x, "columns") and hasattr(x, "dtypes"):
+        for col, dt in zip(x.columns, x.dtypes, strict=True):
+            if not (np.issubdtype(np.dtype(dt), np.number) if isinstance(dt, np.dtype)
+                    else str(dt).lower().startswith(("int", "float", "uint", "bool"))):
+                raise InputError(f"{name}: column {col!r} is not numeric (dtype {dt})")
+        return x.to_numpy(dtype=np.float64, na_value=np.nan)
+    if module.startswith("awkward"):
+        import awkward as ak
+
+        fields = ak.fields(x)
+        if not fields:
+            try:
+                return ak.to_numpy(x)
+            except Exception as exc:
+                raise InputError(f"{name}: awkward array is not a regular 2-D array "
+                                 f"({exc})") from None
+        cols = []
+        for f in fields:
+            try:
+                cols.append(np.asarray(ak.to_numpy(x[f]), dtype=np.float64))
+            except Exception:
+                raise InputError(f"{name}: field {f!r} is not a flat numeric column (jagged "
+                                 "or non-numeric)") from None
+            if cols[-1].ndim != 1:
+                raise InputError(f"{name}: field {f!r} has more than one value per event")
+        return np.column_stack(cols)
+    if isinstance(x, np.ndarray) and x.dtype.names:
+        return np.column_stack([np.asarray(x[f], dtype=np.float64) for f in x.dtype.names])
+    return x
 
 
 def as_weights(w: Any, n: int, name: str) -> np.ndarray:
@@ -151,30 +189,47 @@ class Table:
         Column names (header names, or ``x0, x1, ...`` when the file has none).
     has_header : bool
         Whether the names come from the file.
+    weights : numpy.ndarray, optional
+        Per-event weights read from a weight column (``weight_column``).
+    n_read : int
+        Events in the file before the selection.
     """
 
     events: np.ndarray
     names: list[str]
     has_header: bool
+    weights: np.ndarray | None = None
+    n_read: int = 0
 
 
 def read_table(
     spec: str | os.PathLike[str],
     columns: list[str] | None = None,
+    *,
+    selection: str | None = None,
+    weight_column: str | None = None,
 ) -> Table:
     """Read an events x features table from a file.
 
     Supported: ``.npy`` (2-D array), ``.npz`` (``file.npz`` with one array or
-    ``file.npz:name``), and delimited text (``.csv``, ``.tsv``, ``.txt``,
-    ``.dat``; comma, tab, semicolon or whitespace separated, with or without a
-    header row).
+    ``file.npz:name``), delimited text (``.csv``, ``.tsv``, ``.txt``, ``.dat``;
+    comma, tab, semicolon or whitespace separated, with or without a header row),
+    ROOT TTrees (``file.root:tree``, flat branches; needs uproot), HDF5
+    (``file.h5:dataset`` with a 2-D or compound dataset, or ``file.h5:group`` with
+    one 1-D dataset per column; needs h5py) and Parquet (needs pyarrow).
 
     Parameters
     ----------
     spec : path
-        The file (optionally with ``:key`` for ``.npz``).
+        The file, optionally with ``:key`` (npz array, ROOT tree, HDF5 path).
     columns : list of str, optional
-        Columns to keep, by header name or by 0-based index.
+        Columns to keep, by name or by 0-based index (default: all but the weight
+        column).
+    selection : str, optional
+        Keep the events passing this expression over column names
+        (:func:`nplearn.formats.evaluate_selection`).
+    weight_column : str, optional
+        A column holding per-event weights (returned in ``Table.weights``).
 
     Returns
     -------
@@ -192,31 +247,73 @@ def read_table(
             f"{name}: unsupported file type {suffix or '(none)'}; supported: "
             f"{', '.join(SUFFIXES)}"
         )
-    try:
-        if suffix == ".npy":
-            arr, names = _read_npy(path), None
-        elif suffix == ".npz":
-            arr, names = _read_npz(path, key), None
-        else:
-            arr, names = _read_text(path)
-    except InputError:
-        raise
-    except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
-        raise InputError(f"{name}: cannot be read ({type(exc).__name__}: {exc})") from exc
-    arr_np = np.asarray(arr)
-    if arr_np.ndim != 2:
-        raise InputError(
-            f"{name}: expected a 2-D array (events x features), got a {arr_np.ndim}-D array "
-            f"of shape {arr_np.shape}"
-        )
-    has_header = names is not None
-    if names is None:
-        names = [f"x{i}" for i in range(arr_np.shape[1])]
+    from .formats import COLUMNAR_SUFFIXES, evaluate_selection, open_columns, selection_names
+
+    if suffix in COLUMNAR_SUFFIXES:
+        src = open_columns(path, key, name)
+        all_names, has_header, arr_np = src.names, True, None
+    else:
+        try:
+            if suffix == ".npy":
+                arr, names = _read_npy(path), None
+            elif suffix == ".npz":
+                arr, names = _read_npz(path, key), None
+            else:
+                arr, names = _read_text(path)
+        except InputError:
+            raise
+        except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
+            raise InputError(f"{name}: cannot be read ({type(exc).__name__}: {exc})") from exc
+        arr_np = np.asarray(arr)
+        if arr_np.ndim != 2:
+            raise InputError(
+                f"{name}: expected a 2-D array (events x features), got a {arr_np.ndim}-D "
+                f"array of shape {arr_np.shape}"
+            )
+        has_header = names is not None
+        all_names = names if names is not None else [f"x{i}" for i in range(arr_np.shape[1])]
+    if weight_column is not None:
+        weight_column = all_names[_column_index(weight_column, all_names, name)]
     if columns:
-        idx = [_column_index(c, names, name) for c in columns]
-        arr_np = arr_np[:, idx]
-        names = [names[i] for i in idx]
-    return Table(as_events(arr_np, name, columns=names), names, has_header)
+        wanted = [all_names[_column_index(c, all_names, name)] for c in columns]
+    else:
+        wanted = [c for c in all_names if c != weight_column]
+    if not wanted:
+        raise InputError(f"{name}: no feature columns left")
+    sel_cols = selection_names(selection) if selection else []
+    for c in sel_cols:
+        if c not in all_names:
+            raise InputError(f"{name}: the selection uses column {c!r}, which the file does "
+                             f"not have; available: {', '.join(all_names)}")
+    need = list(dict.fromkeys([*wanted, *sel_cols, *([weight_column] if weight_column else [])]))
+    if arr_np is None:
+        cols = src.load(need)
+    else:
+        cols = {c: arr_np[:, all_names.index(c)] for c in need}
+    n_read = len(next(iter(cols.values())))
+    mask = None
+    if selection:
+        for c in sel_cols:
+            bad = ~np.isfinite(np.asarray(cols[c], dtype=np.float64))
+            if bad.any():
+                raise InputError(f"{name}: non-finite value in column {c!r} (used by the "
+                                 f"selection) at row {int(np.flatnonzero(bad)[0])}")
+        mask = evaluate_selection(selection, cols, n_read)
+        if not mask.any():
+            raise InputError(f"{name}: no event passes the selection {selection!r} "
+                             f"({n_read} events read)")
+    events = np.column_stack([np.asarray(cols[c]) for c in wanted])
+    weights = None
+    if weight_column is not None:
+        weights = np.asarray(cols[weight_column], dtype=np.float64)
+    if mask is not None:
+        events = events[mask]
+        weights = None if weights is None else weights[mask]
+    events = as_events(events, name, columns=wanted)
+    if weights is not None:
+        weights = as_weights(weights, events.shape[0], f"{name}: weight column "
+                                                       f"{weight_column!r}")
+    return Table(events, wanted, has_header, weights, n_read)
 
 
 def _column_index(c: str, names: list[str], fname: str) -> int:

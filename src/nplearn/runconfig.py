@@ -33,7 +33,8 @@ from .errors import InputError, MissingDependencyError
 __all__ = ["INPUT_KEYS", "RunConfig", "load_run_config"]
 
 #: Keys of a run configuration that are not options of :class:`NPLMConfig`.
-INPUT_KEYS: tuple[str, ...] = ("reference", "data", "columns", "ref_weights", "json")
+INPUT_KEYS: tuple[str, ...] = ("reference", "data", "columns", "ref_weights", "json",
+                               "selection", "ref_weight_branch")
 
 
 class RunConfig(dict):
@@ -131,6 +132,10 @@ def load_run_config(path: str | Path) -> RunConfig:
             raise InputError(f"{p}: '{key}' must be a file path (a string), got {v!r}")
         # keep a ROOT-style "file.root:tree" or "file.npz:array" suffix intact
         out[key] = str((p.parent / v) if not Path(v).is_absolute() else Path(v))
+    for key in ("selection", "ref_weight_branch"):
+        v = out.get(key)
+        if v is not None and (not isinstance(v, str) or not v):
+            raise InputError(f"{p}: '{key}' must be a non-empty string, got {v!r}")
     cols = out.get("columns")
     if cols is not None:
         if isinstance(cols, str):

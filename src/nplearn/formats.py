@@ -1,0 +1,270 @@
+"""Columnar input formats (ROOT TTrees/RNTuples, HDF5, Parquet) and event selections.
+
+Each reader returns a :class:`Columns` source: the available column names and a
+way to load some of them as 1-D float arrays, so only the columns a test needs
+are read. The optional packages are imported lazily; a missing one gives an
+error naming the extra to install.
+
+Selections (``--selection``) are expressions over column names, evaluated
+element-wise with numpy: comparisons (``<``, ``<=``, ``>``, ``>=``, ``==``,
+``!=``), ``and``/``or``/``not`` (also written ``&&``, ``||``, ``!``), ``&``/``|``
+with parentheses, arithmetic (``+ - * / ** %``) and the functions ``abs``,
+``sqrt``, ``log``, ``exp``, ``sin``, ``cos``, ``tan``, ``sinh``, ``cosh``,
+``tanh``, ``arctan2``, ``hypot``, ``minimum``, ``maximum``. Nothing else is
+evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, MissingDependencyError
+
+__all__ = ["COLUMNAR_SUFFIXES", "Columns", "evaluate_selection", "open_columns",
+           "selection_names"]
+
+COLUMNAR_SUFFIXES = (".root", ".h5", ".hdf5", ".hdf", ".parquet", ".pq")
+
+
+@dataclass
+class Columns:
+    """A source of named 1-D columns.
+
+    Attributes
+    ----------
+    names : list of str
+        Available columns, in file order.
+    load : callable
+        ``load(names) -> dict name -> 1-D numpy array`` (same length).
+    """
+
+    names: list[str]
+    load: Callable[[list[str]], dict[str, np.ndarray]]
+
+
+def _numeric_1d(arr: Any, label: str) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.dtype == object:
+        raise InputError(f"{label}: has a variable number of values per event (jagged); "
+                         "select a fixed element or a flat column")
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+        raise InputError(f"{label}: values must be numeric, got dtype {a.dtype}")
+    if a.ndim != 1:
+        raise InputError(f"{label}: expected one value per event, got shape {a.shape}")
+    return a.astype(np.float64, copy=False)
+
+
+# ----------------------------------------------------------------------------- ROOT
+def _root(path: Path, key: str | None, spec: str) -> Columns:
+    try:
+        import uproot
+    except ImportError:
+        raise MissingDependencyError("uproot", "root", "reading ROOT files") from None
+    try:
+        f = uproot.open(path)
+    except Exception as exc:
+        raise InputError(f"{spec}: cannot be read as a ROOT file ({type(exc).__name__}: "
+                         f"{exc})") from None
+    trees = [k.split(";")[0] for k, cls in f.classnames().items()
+             if cls in ("TTree", "TNtuple", "ROOT::RNTuple")]
+    trees = list(dict.fromkeys(trees))
+    if key is None:
+        if len(trees) != 1:
+            raise InputError(f"{spec}: holds {len(trees)} trees ({', '.join(trees) or 'none'}); "
+                             f"choose one with {path}:TREE")
+        key = trees[0]
+    if key not in trees:
+        raise InputError(f"{spec}: no tree named {key!r}; trees in the file: "
+                         f"{', '.join(trees) or 'none'}")
+    tree = f[key]
+    try:
+        names = [str(b) for b in tree.keys(recursive=False)]
+    except TypeError:  # RNTuple: keys() takes no recursion option
+        names = [str(b) for b in tree.keys()]
+
+    def load(cols: list[str]) -> dict[str, np.ndarray]:
+        try:
+            arrays = tree.arrays(cols, library="np")
+        except Exception as exc:
+            raise InputError(f"{spec}: cannot read branches {', '.join(cols)} "
+                             f"({type(exc).__name__}: {exc})") from None
+        return {c: _numeric_1d(arrays[c], f"{spec}: branch {c!r}") for c in cols}
+
+    return Columns(names, load)
+
+
+# ----------------------------------------------------------------------------- HDF5
+def _hdf5(path: Path, key: str | None, spec: str) -> Columns:
+    try:
+        import h5py
+    except ImportError:
+        raise MissingDependencyError("h5py", "hdf5", "reading HDF5 files") from None
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{spec}: cannot be read as an HDF5 file ({exc})") from None
+    obj = f if key is None else f.get(key)
+    if obj is None:
+        raise InputError(f"{spec}: no dataset or group {key!r}; top level: "
+                         f"{', '.join(f.keys()) or 'empty'}")
+    if key is None:
+        two_d = [k for k, v in f.items() if isinstance(v, h5py.Dataset) and v.ndim == 2]
+        one_d = [k for k, v in f.items() if isinstance(v, h5py.Dataset) and v.ndim == 1]
+        if len(two_d) == 1 and not one_d:
+            obj = f[two_d[0]]
+        elif not one_d:
+            raise InputError(f"{spec}: choose a dataset or group with {path}:NAME (top level: "
+                             f"{', '.join(f.keys()) or 'empty'})")
+    if isinstance(obj, h5py.Dataset):
+        if obj.dtype.names:  # compound: one field per column
+            names = list(obj.dtype.names)
+            return Columns(names, lambda cols: {c: _numeric_1d(obj[c], f"{spec}: field {c!r}")
+                                                for c in cols})
+        if obj.ndim != 2:
+            raise InputError(f"{spec}: dataset has shape {obj.shape}; expected a 2-D "
+                             "events x features dataset or a group of 1-D datasets")
+        names = [f"x{i}" for i in range(obj.shape[1])]
+        data = np.asarray(obj[()])
+        return Columns(names, lambda cols: {c: _numeric_1d(data[:, names.index(c)],
+                                                           f"{spec}: column {c!r}")
+                                            for c in cols})
+    names = [k for k, v in obj.items() if isinstance(v, h5py.Dataset) and v.ndim == 1]
+    if not names:
+        raise InputError(f"{spec}: the group holds no 1-D datasets (one per column expected)")
+
+    def load(cols: list[str]) -> dict[str, np.ndarray]:
+        return {c: _numeric_1d(obj[c][()], f"{spec}: dataset {c!r}") for c in cols}
+
+    return Columns(names, load)
+
+
+# -------------------------------------------------------------------------- Parquet
+def _parquet(path: Path, key: str | None, spec: str) -> Columns:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingDependencyError("pyarrow", "parquet", "reading Parquet files") from None
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:
+        raise InputError(f"{spec}: cannot be read as a Parquet file ({type(exc).__name__}: "
+                         f"{exc})") from None
+    names = list(schema.names)
+
+    def load(cols: list[str]) -> dict[str, np.ndarray]:
+        table = pq.read_table(path, columns=cols)
+        out = {}
+        for c in cols:
+            col = table.column(c)
+            if col.null_count:
+                raise InputError(f"{spec}: column {c!r} has {col.null_count} missing value(s)")
+            try:
+                arr = col.to_numpy()
+            except Exception as exc:
+                raise InputError(f"{spec}: column {c!r} cannot be read as numbers "
+                                 f"({type(exc).__name__}: {exc})") from None
+            out[c] = _numeric_1d(arr, f"{spec}: column {c!r}")
+        return out
+
+    return Columns(names, load)
+
+
+def open_columns(path: Path, key: str | None, spec: str) -> Columns:
+    """A :class:`Columns` source for a ROOT, HDF5 or Parquet file."""
+    suffix = path.suffix.lower()
+    if suffix == ".root":
+        return _root(path, key, spec)
+    if suffix in (".h5", ".hdf5", ".hdf"):
+        return _hdf5(path, key, spec)
+    if suffix in (".parquet", ".pq"):
+        return _parquet(path, key, spec)
+    raise InputError(f"{spec}: not a columnar format")
+
+
+# ----------------------------------------------------------------------- selections
+_FUNCS: dict[str, Callable[..., Any]] = {
+    "abs": np.abs, "sqrt": np.sqrt, "log": np.log, "exp": np.exp, "sin": np.sin,
+    "cos": np.cos, "tan": np.tan, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh,
+    "arctan2": np.arctan2, "hypot": np.hypot, "minimum": np.minimum, "maximum": np.maximum,
+}
+_BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply,
+           ast.Div: np.true_divide, ast.Pow: np.power, ast.Mod: np.mod,
+           ast.BitAnd: np.logical_and, ast.BitOr: np.logical_or}
+_CMPOPS = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater,
+           ast.GtE: np.greater_equal, ast.Eq: np.equal, ast.NotEq: np.not_equal}
+
+
+def _parse(expr: str) -> ast.Expression:
+    text = expr.replace("&&", " and ").replace("||", " or ")
+    text = re.sub(r"!(?!=)", " not ", text)
+    try:
+        return ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise InputError(f"selection {expr!r} is not a valid expression ({exc.msg})") from None
+
+
+def selection_names(expr: str) -> list[str]:
+    """Column names an expression refers to (function names excluded)."""
+    tree = _parse(expr)
+    funcs = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Name)}
+    return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - funcs)
+
+
+def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Boolean mask of the events passing ``expr`` (see the module docstring)."""
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool)):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in columns:
+                raise InputError(f"selection {expr!r}: unknown column {node.id!r}")
+            return columns[node.id]
+        if isinstance(node, ast.BoolOp):
+            vals = [ev(v) for v in node.values]
+            f = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+            out = vals[0]
+            for v in vals[1:]:
+                out = f(out, v)
+            return out
+        if isinstance(node, ast.UnaryOp):
+            v = ev(node.operand)
+            if isinstance(node.op, (ast.Not, ast.Invert)):
+                return np.logical_not(v)
+            if isinstance(node.op, ast.USub):
+                return np.negative(v)
+            if isinstance(node.op, ast.UAdd):
+                return v
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.Compare):
+            left, out = ev(node.left), True
+            for op, comp in zip(node.ops, node.comparators, strict=True):
+                if type(op) not in _CMPOPS:
+                    break
+                right = ev(comp)
+                out = np.logical_and(out, _CMPOPS[type(op)](left, right))
+                left = right
+            else:
+                return out
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in _FUNCS and not node.keywords):
+            return _FUNCS[node.func.id](*[ev(a) for a in node.args])
+        raise InputError(f"selection {expr!r}: unsupported element "
+                         f"{ast.unparse(node)!r}")
+
+    with np.errstate(all="ignore"):
+        mask = np.broadcast_to(np.asarray(ev(_parse(expr))), (n,))
+    if mask.dtype != np.bool_:
+        raise InputError(f"selection {expr!r} does not give true/false per event")
+    return np.array(mask)

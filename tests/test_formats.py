@@ -1,0 +1,176 @@
+"""Input formats: round trips through ROOT, HDF5, Parquet, CSV and npy files;
+selections, weight columns, DataFrames and awkward arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nplearn import InputError, nplm_test
+from nplearn.cli import main
+from nplearn.formats import evaluate_selection, selection_names
+from nplearn.io import as_events, read_table
+
+COLS = ["pt", "eta", "w"]
+
+
+@pytest.fixture
+def table(rng):
+    pt = rng.exponential(30.0, size=500)
+    eta = rng.normal(size=500)
+    w = rng.uniform(0.5, 1.5, size=500)
+    return {"pt": pt, "eta": eta, "w": w}
+
+
+def _write(kind, path, t):
+    if kind == "root":
+        uproot = pytest.importorskip("uproot")
+        _write_ttree(uproot, path, "events", {c: t[c] for c in COLS})
+        return f"{path}:events"
+    if kind == "hdf5-group":
+        h5py = pytest.importorskip("h5py")
+        with h5py.File(path, "w") as f:
+            g = f.create_group("events")
+            for c in COLS:
+                g.create_dataset(c, data=t[c])
+        return f"{path}:events"
+    if kind == "hdf5-2d":
+        h5py = pytest.importorskip("h5py")
+        with h5py.File(path, "w") as f:
+            f.create_dataset("x", data=np.column_stack([t[c] for c in COLS]))
+        return str(path)
+    if kind == "parquet":
+        pa = pytest.importorskip("pyarrow")
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({c: t[c] for c in COLS}), path)
+        return str(path)
+    if kind == "csv":
+        np.savetxt(path, np.column_stack([t[c] for c in COLS]), delimiter=",",
+                   header=",".join(COLS), comments="", fmt="%.17g")
+        return str(path)
+    np.save(path, np.column_stack([t[c] for c in COLS]))
+    return str(path)
+
+
+def _write_ttree(uproot, path, name, branches, extra=None):
+    """A TTree (what experiments' ntuples are); ``extra`` adds more trees."""
+    with uproot.recreate(path) as f:
+        for tname, br in {name: branches, **(extra or {})}.items():
+            f.mktree(tname, {k: np.float64 for k in br})
+            f[tname].extend(br)
+
+
+SUFFIX = {"root": "root", "hdf5-group": "h5", "hdf5-2d": "h5", "parquet": "parquet",
+          "csv": "csv", "npy": "npy"}
+
+
+@pytest.mark.parametrize("kind", list(SUFFIX))
+def test_round_trip(tmp_path, table, kind):
+    spec = _write(kind, tmp_path / f"ev.{SUFFIX[kind]}", table)
+    named = kind not in ("hdf5-2d", "npy")
+    cols = ["pt", "eta"] if named else ["0", "1"]
+    t = read_table(spec, cols)
+    np.testing.assert_array_equal(t.events, np.column_stack([table["pt"], table["eta"]]))
+    # selection and weight column
+    sel = "pt > 20 && abs(eta) < 1.5" if named else "x0 > 20 && abs(x1) < 1.5"
+    wcol = "w" if named else "x2"
+    t = read_table(spec, cols, selection=sel, weight_column=wcol)
+    mask = (table["pt"] > 20) & (np.abs(table["eta"]) < 1.5)
+    np.testing.assert_array_equal(t.events[:, 0], table["pt"][mask])
+    np.testing.assert_array_equal(t.weights, table["w"][mask])
+    assert t.n_read == 500
+
+
+def test_root_errors(tmp_path, table):
+    uproot = pytest.importorskip("uproot")
+    path = tmp_path / "two.root"
+    _write_ttree(uproot, path, "a", {"x": table["pt"]}, {"b": {"x": table["eta"]}})
+    with pytest.raises(InputError, match="holds 2 trees"):
+        read_table(path)
+    with pytest.raises(InputError, match="no tree named 'c'; trees in the file: a, b"):
+        read_table(f"{path}:c")
+    with pytest.raises(InputError, match="no column named 'y'"):
+        read_table(f"{path}:a", ["y"])
+    (tmp_path / "bad.root").write_bytes(b"not a root file at all")
+    with pytest.raises(InputError, match="cannot be read as a ROOT file"):
+        read_table(tmp_path / "bad.root")
+
+
+def test_bad_values_named_by_column_and_row(tmp_path, table):
+    pytest.importorskip("pyarrow")
+    table = dict(table)
+    table["eta"] = table["eta"].copy()
+    table["eta"][7] = np.inf
+    spec = _write("parquet", tmp_path / "bad.parquet", table)
+    with pytest.raises(InputError, match=r"non-finite value inf at row 7, column 1 \('eta'\)"):
+        read_table(spec, ["pt", "eta"])
+
+
+def test_negative_weight_column_refused(tmp_path, table):
+    table = dict(table)
+    table["w"] = table["w"].copy()
+    table["w"][3] = -0.5
+    spec = _write("csv", tmp_path / "neg.csv", table)
+    with pytest.raises(InputError, match=r"negative weight -0\.5 at row 3"):
+        read_table(spec, ["pt"], weight_column="w")
+
+
+def test_selection_language():
+    cols = {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([0.0, 1.0, 0.0])}
+    assert selection_names("abs(a) > 1 and !(b == 1)") == ["a", "b"]
+    np.testing.assert_array_equal(evaluate_selection("a > 1 && !(b == 1)", cols, 3),
+                                  [False, False, True])
+    np.testing.assert_array_equal(evaluate_selection("(a < 2) | (b > 0.5)", cols, 3),
+                                  [True, True, False])
+    np.testing.assert_array_equal(evaluate_selection("1 < a <= 3", cols, 3), [False, True, True])
+    with pytest.raises(InputError, match="unsupported element"):
+        evaluate_selection("__import__('os').system('true')", cols, 3)
+    with pytest.raises(InputError, match="unknown column 'c'"):
+        evaluate_selection("c > 1", cols, 3)
+    with pytest.raises(InputError, match="not a valid expression"):
+        evaluate_selection("a >", cols, 3)
+    with pytest.raises(InputError, match="true/false"):
+        evaluate_selection("a + 1", cols, 3)
+
+
+def test_dataframes_and_awkward_arrays(rng):
+    pd = pytest.importorskip("pandas")
+    ak = pytest.importorskip("awkward")
+    x = rng.normal(size=(50, 2))
+    df = pd.DataFrame({"a": x[:, 0], "b": x[:, 1]})
+    np.testing.assert_array_equal(as_events(df, "df"), x)
+    rec = ak.zip({"a": x[:, 0], "b": x[:, 1]})
+    np.testing.assert_array_equal(as_events(rec, "ak"), x)
+    with pytest.raises(InputError, match="field 'j' is not a flat numeric column"):
+        as_events(ak.zip({"j": ak.Array([[1.0], [2.0, 3.0]])}, depth_limit=1), "jag")
+    with pytest.raises(InputError, match="column 's' is not numeric"):
+        as_events(pd.DataFrame({"s": ["a", "b"]}), "df")
+    ref = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(size=2000)})
+    res = nplm_test(ref, df, n_toys=0, n_centers=50, workers=1)
+    assert np.isfinite(res.t_obs)
+
+
+def test_cli_reads_root_with_selection_and_weights(tmp_path, rng, capsys):
+    uproot = pytest.importorskip("uproot")
+    n = 4000
+    _write_ttree(uproot, tmp_path / "mc.root", "tree",
+                 {"pt": rng.exponential(30.0, n), "eta": rng.normal(size=n),
+                  "weight": rng.uniform(0.5, 1.5, n)})
+    # the data as an RNTuple (uproot's default for new files)
+    with uproot.recreate(tmp_path / "data.root") as f:
+        f["tree"] = {"pt": rng.exponential(30.0, 300), "eta": rng.normal(size=300)}
+    out = tmp_path / "r.json"
+    rc = main(["test", "--reference", f"{tmp_path / 'mc.root'}:tree", "--data",
+               f"{tmp_path / 'data.root'}:tree", "--columns", "pt,eta", "--selection",
+               "pt > 10", "--ref-weight-branch", "weight", "--toys", "4", "--centers", "50",
+               "--workers", "1", "--json", str(out), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    import json
+
+    d = json.loads(out.read_text())
+    assert d["provenance"]["inputs"]["selection"] == "pt > 10"
+    assert d["n_ref"] < n and d["provenance"]["inputs"]["events_read"]["reference"] == n
+    rc = main(["test", "--reference", f"{tmp_path / 'mc.root'}:nope", "--data",
+               f"{tmp_path / 'data.root'}:tree"])
+    assert rc == 2 and "no tree named 'nope'" in capsys.readouterr().err
