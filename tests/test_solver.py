@@ -203,3 +203,35 @@ def test_bad_fit_inputs(rng):
         m.fit(X, y, sw * 0)
     with pytest.raises(InputError, match="not fitted"):
         m.decision_function(X)
+
+
+def test_grid_search_on_reference_only_data(rng):
+    # model selection on reference-only data: two halves of the reference labelled
+    # 0/1 are indistinguishable, so the best (least overfitting) settings win
+    ms = pytest.importorskip("sklearn.model_selection")
+    X = rng.normal(size=(1200, 1))
+    y = (np.arange(1200) % 2).astype(int)
+    grid = ms.GridSearchCV(KernelLogisticRegression(n_centers=100, random_state=0),
+                           {"sigma": [0.02, 1.0], "lam": [1e-9, 1e-3]}, cv=3)
+    grid.fit(X, y)
+    assert grid.best_params_["sigma"] == 1.0 and grid.best_params_["lam"] == 1e-3
+    m = grid.best_estimator_
+    assert m.score(X, y) == pytest.approx(-np.mean(np.logaddexp(0.0, -m.decision_function(X))
+                                                   * y + np.logaddexp(0.0, m.decision_function(X))
+                                                   * (1 - y)))
+
+
+def test_progress_line(monkeypatch):
+    import io
+
+    from nplearn.cli import Progress
+
+    buf = io.StringIO()
+    p = Progress("toys", stream=buf, enabled=True)
+    p(5, 10)
+    p(10, 10)
+    out = buf.getvalue()
+    assert "5/10" in out and "10/10" in out and "/s ETA" in out and out.endswith("\n")
+    quiet = io.StringIO()  # not a terminal: no progress line by default
+    Progress("toys", stream=quiet)(10, 10)
+    assert quiet.getvalue() == ""

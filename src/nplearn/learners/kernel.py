@@ -965,6 +965,16 @@ class KernelLogisticRegression:
             setattr(self, k, v)
         return self
 
+    #: scikit-learn < 1.6 reads the estimator type from this attribute
+    _estimator_type = "classifier"
+
+    def __sklearn_tags__(self) -> Any:
+        """Estimator tags for scikit-learn >= 1.6 (a binary classifier)."""
+        from sklearn.utils import ClassifierTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(multi_class=False))
+
     def __repr__(self) -> str:
         defaults = KernelLogisticRegression().get_params()
         changed = [f"{k}={v!r}" for k, v in self.get_params().items()
@@ -1137,6 +1147,7 @@ class KernelLogisticRegression:
         self.rank_ = r
         self.n_features_in_ = d
         self.classes_ = np.array([0, 1])
+        self.classes_ = np.array([0, 1])
         self._P = basis.P
         self._L_P = basis.L_P
         self._shift = basis.shift
@@ -1190,3 +1201,19 @@ class KernelLogisticRegression:
     def predict(self, X: Any) -> np.ndarray:
         """Class labels (``f > 0``)."""
         return (self.decision_function(X) > 0).astype(int)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Minus the mean weighted logistic loss on ``(X, y)`` (higher is better).
+
+        The loss the fit minimises, without the penalty: what a model selection
+        (e.g. ``sklearn.model_selection.GridSearchCV`` over ``sigma``, ``n_centers``,
+        ``lam`` on held-out reference-only data) should compare.
+        """
+        f = self.decision_function(X)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if y.shape[0] != f.shape[0]:
+            raise InputError(f"y has {y.shape[0]} labels for {f.shape[0]} events")
+        w = np.ones_like(f) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        # y log(1 + e^-f) + (1 - y) log(1 + e^f), stable softplus forms
+        loss = y * np.logaddexp(0.0, -f) + (1.0 - y) * np.logaddexp(0.0, f)
+        return float(-(w * loss).mean())
