@@ -1,0 +1,46 @@
+"""The README's workflow examples run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCK = re.compile(r"<!-- readme-test: (\w+) -->\n```(python|bash)\n(.*?)```", re.S)
+
+
+def _examples() -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, lang, code in BLOCK.findall(README.read_text(encoding="utf-8")):
+        out.setdefault(name, []).append((lang, code))
+    return out
+
+
+def test_readme_has_the_workflow_examples():
+    assert set(_examples()) == {"search", "generator", "monitoring"}
+
+
+@pytest.mark.parametrize("name", sorted(_examples()))
+def test_readme_example_runs(name, tmp_path):
+    pytest.importorskip("uproot")
+    pytest.importorskip("matplotlib")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    bindir = str(Path(sys.executable).parent)  # the `nplearn` script of this environment
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    for lang, code in _examples()[name]:
+        cmd = [sys.executable, "-c", code] if lang == "python" else ["bash", "-e", "-c", code]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, f"{lang} block of {name!r} failed:\n{proc.stderr[-3000:]}"
+    if name == "search":
+        assert (tmp_path / "search.json").exists()
+        assert (tmp_path / "search_plots" / "z_vs_width.png").exists()
+        assert (tmp_path / "search_plots_again" / "features.pdf").exists()
+    if name == "monitoring":
+        lines = proc.stdout.strip().splitlines()
+        assert len(lines) == 4 and all(ln.startswith("block") for ln in lines)
