@@ -6,8 +6,9 @@ The 1D suite at the published multiple-testing settings (x' = 8x scale,
 N_R = 2e5, N(R) = 2000, M = 1000, lambda = 1e-6):
 
     python benchmarks/power.py --benchmark exp1d8 --null-toys 1000 --signal-toys 300
-    python benchmarks/power.py --benchmark gauss5d --null-toys 300 --signal-toys 100 \\
-        --sigma 0.5,1,2,4 --centers 1000
+    python benchmarks/power.py --benchmark gauss2d --n-ref 20000 --expected 1000 \\
+        --signal-scale 0.45 --null-toys 300 --signal-toys 100 --sigma 0.7,1.5,3 \\
+        --centers 300 --tag _small
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main() -> None:
     p.add_argument("--signal-toys", type=int, default=300)
     p.add_argument("--n-ref", type=int, default=None)
     p.add_argument("--expected", type=float, default=None)
+    p.add_argument("--signal-scale", type=float, default=None,
+                   help="multiply the benchmark's signal yields (n_signal_scale)")
     p.add_argument("--sigma", default="0.1,0.3,0.7,1.4,2.3,4.5")
     p.add_argument("--centers", type=int, default=1000)
     p.add_argument("--lam", type=float, default=1e-6)
@@ -42,7 +45,8 @@ def main() -> None:
     p.add_argument("--tag", default="")
     a = p.parse_args()
     bench = get_benchmark(a.benchmark)
-    changes = {k: v for k, v in (("n_ref", a.n_ref), ("expected", a.expected)) if v is not None}
+    changes = {k: v for k, v in (("n_ref", a.n_ref), ("expected", a.expected),
+                                 ("n_signal_scale", a.signal_scale)) if v is not None}
     if changes:
         bench = dataclasses.replace(bench, **changes)
     baselines = None if a.baselines is None else (
