@@ -118,6 +118,17 @@ class PowerBenchmark(Protocol):
 
 
 # -- helpers ---------------------------------------------------------------------------
+def _check_sizes(n_ref: int, expected: float, n_signal_scale: float) -> None:
+    """Validate the sample-size fields shared by the benchmarks."""
+    if int(n_ref) != n_ref or n_ref < 1:
+        raise InputError(f"n_ref must be an integer >= 1, got {n_ref!r}")
+    if not (expected > 0 and math.isfinite(expected)):
+        raise InputError(f"expected must be positive and finite, got {expected!r}")
+    if not (n_signal_scale >= 0 and math.isfinite(n_signal_scale)):
+        raise InputError(f"n_signal_scale must be non-negative and finite, got "
+                         f"{n_signal_scale!r}")
+
+
 def _check_signal(signal: str, names: Collection[str], bench: str) -> None:
     if signal != "none" and signal not in names:
         raise InputError(
@@ -197,14 +208,7 @@ class Exp1DScaled:
     n_signal_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if int(self.n_ref) != self.n_ref or self.n_ref < 1:
-            raise InputError(f"n_ref must be an integer >= 1, got {self.n_ref!r}")
-        if not (self.expected > 0 and math.isfinite(self.expected)):
-            raise InputError(f"expected must be positive and finite, got {self.expected!r}")
-        if not (self.n_signal_scale >= 0 and math.isfinite(self.n_signal_scale)):
-            raise InputError(
-                f"n_signal_scale must be non-negative and finite, got {self.n_signal_scale!r}"
-            )
+        _check_sizes(self.n_ref, self.expected, self.n_signal_scale)
 
     @property
     def name(self) -> str:
@@ -418,14 +422,7 @@ class GaussSuite:
         if isinstance(self.d, bool) or int(self.d) != self.d or self.d < 2:
             raise InputError(f"d must be an integer >= 2, got {self.d!r}")
         object.__setattr__(self, "d", int(self.d))
-        if int(self.n_ref) != self.n_ref or self.n_ref < 1:
-            raise InputError(f"n_ref must be an integer >= 1, got {self.n_ref!r}")
-        if not (self.expected > 0 and math.isfinite(self.expected)):
-            raise InputError(f"expected must be positive and finite, got {self.expected!r}")
-        if not (self.n_signal_scale >= 0 and math.isfinite(self.n_signal_scale)):
-            raise InputError(
-                f"n_signal_scale must be non-negative and finite, got {self.n_signal_scale!r}"
-            )
+        _check_sizes(self.n_ref, self.expected, self.n_signal_scale)
 
     @property
     def name(self) -> str:
