@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(t, toys_default=100)
     t.add_argument("--plots", default=None, metavar="DIR",
                    help="write the figures (PNG and PDF) to this folder (needs matplotlib)")
+    t.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="record every finished toy in this folder; rerunning the same test "
+                        "skips the recorded toys (resume after an interruption)")
 
     b = sub.add_parser("bench", help="built-in benchmarks",
                        description="Benchmarks with exact densities.")
@@ -357,7 +360,8 @@ def cmd_test(a: argparse.Namespace) -> int:
                              f"{w.shape[1]}")
         weights = w[:, 0]
     progress = Progress("toys", enabled=None if not a.quiet else False)
-    res = nplm_test(ref, dat, cfg, ref_weights=weights, progress=progress)
+    res = nplm_test(ref, dat, cfg, ref_weights=weights, progress=progress,
+                    checkpoint=a.checkpoint)
     res.provenance["inputs"] = {
         "reference": {"path": a.reference, "sha256": sha256_file(a.reference),
                       "shape": list(ref.shape), "columns": ref_cols},

@@ -282,6 +282,7 @@ def nplm_test(
     ref_weights: Any = None,
     toy_generator: ToyGenerator | None = None,
     progress: Callable[[int, int], None] | None = None,
+    checkpoint: Any = None,
     **options: Any,
 ) -> NPLMResult:
     """Run the NPLM goodness-of-fit test of ``data`` against ``reference``.
@@ -310,6 +311,11 @@ def nplm_test(
         must be defined at module level to run in worker processes.
     progress : callable, optional
         ``progress(done, total)`` called as toys finish.
+    checkpoint : str or Path, optional
+        Folder where every finished toy is recorded at once; a rerun of the same
+        test (same inputs, options and seed) skips the toys already recorded, so
+        an interrupted calibration resumes where it stopped with identical
+        results (:mod:`nplearn.checkpoint`).
 
     Returns
     -------
@@ -410,7 +416,8 @@ def nplm_test(
                            shape_only=shape_only, sigmas=sigmas)
     t1 = time.perf_counter()
     toys = run_toys(engine, range(cfg.n_toys), workers=cfg.workers,
-                    threads_per_worker=cfg.threads_per_worker, progress=progress)
+                    threads_per_worker=cfg.threads_per_worker, progress=progress,
+                    checkpoint=checkpoint)
     t_toys = time.perf_counter() - t1
     t_null = np.array([t.t for t in toys if t.ok], dtype=np.float64)
     n_failed = sum(not t.ok for t in toys)

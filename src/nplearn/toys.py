@@ -443,19 +443,28 @@ class ToyEngine:
 # ---------------------------------------------------------------- parallel run
 
 _WORKER_ENGINE: ToyEngine | None = None
+_WORKER_CHECKPOINT: Any = None
 
 
-def _init_worker(engine_bytes: bytes, threads: int) -> None:
+def _init_worker(engine_bytes: bytes, threads: int, checkpoint: Any = None) -> None:
     import torch
 
-    global _WORKER_ENGINE
+    global _WORKER_ENGINE, _WORKER_CHECKPOINT
     torch.set_num_threads(threads)
     _WORKER_ENGINE = pickle.loads(engine_bytes)
+    _WORKER_CHECKPOINT = checkpoint
+
+
+def _run_one(engine: ToyEngine, index: int, checkpoint: Any) -> ToyResult:
+    res = engine.run(index)
+    if checkpoint is not None:
+        checkpoint.write(res)  # persisted as soon as it is done
+    return res
 
 
 def _run_chunk(indices: Sequence[int]) -> list[ToyResult]:
     assert _WORKER_ENGINE is not None
-    return [_WORKER_ENGINE.run(i) for i in indices]
+    return [_run_one(_WORKER_ENGINE, i, _WORKER_CHECKPOINT) for i in indices]
 
 
 def resolve_workers(workers: int | None, device: str, n_tasks: int) -> int:
@@ -472,6 +481,7 @@ def run_toys(
     workers: int | None = None,
     threads_per_worker: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    checkpoint: Any = None,
 ) -> list[ToyResult]:
     """Run toys ``indices`` and return their results ordered by index.
 
@@ -490,13 +500,33 @@ def run_toys(
         not the worker count, is what bit-identical toys require to be equal.
     progress : callable, optional
         Called as ``progress(done, total)`` after each finished chunk.
+    checkpoint : str or Path, optional
+        Folder for per-toy records (:mod:`nplearn.checkpoint`): toys already
+        recorded for this calibration are loaded instead of run, and every
+        finished toy is written at once (a killed run loses only the toys in
+        flight).
     """
     indices = list(indices)
     total = len(indices)
     if total == 0:
         return []
+    done: dict[int, ToyResult] = {}
+    ckpt = None
+    if checkpoint is not None:
+        from .checkpoint import ToyCheckpoint, engine_fingerprint
+
+        ckpt = ToyCheckpoint(checkpoint, engine_fingerprint(engine))
+        done = ckpt.load(indices)
+        if done:
+            log.info("checkpoint %s: %d of %d toys already done", ckpt.dir, len(done), total)
+        indices = [i for i in indices if i not in done]
+        if not indices:
+            if progress is not None:
+                progress(total, total)
+            return sorted(done.values(), key=lambda r: r.index)
+    n_done = len(done)
     device = str(engine.learner_params.get("device", "cpu"))
-    nw = resolve_workers(workers, device, total)
+    nw = resolve_workers(workers, device, len(indices))
     threads = threads_per_worker or 1
     if nw > 1 and engine.learner_params.get("memory_budget") is None:
         # the workers share the machine: split the default cache budget between them
@@ -505,13 +535,13 @@ def run_toys(
         budget = default_memory_budget(resolve_device(device)) // nw
         engine = replace(engine, learner_params={**engine.learner_params,
                                                  "memory_budget": int(budget)})
-    results: list[ToyResult] = []
+    results: list[ToyResult] = list(done.values())
     if nw == 1:
         with torch_threads(threads):
             for k, i in enumerate(indices):
-                results.append(engine.run(i))
+                results.append(_run_one(engine, i, ckpt))
                 if progress is not None:
-                    progress(k + 1, total)
+                    progress(n_done + k + 1, total)
         return sorted(results, key=lambda r: r.index)
 
     try:
@@ -521,11 +551,11 @@ def run_toys(
             "the toy definition cannot be sent to worker processes "
             f"({exc}); define the toy generator at module level or use workers=1"
         ) from exc
-    chunk = max(1, min(16, total // (nw * 4) or 1))
-    chunks = [indices[i : i + chunk] for i in range(0, total, chunk)]
+    chunk = max(1, min(16, len(indices) // (nw * 4) or 1))
+    chunks = [indices[i : i + chunk] for i in range(0, len(indices), chunk)]
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
-                             initargs=(engine_bytes, threads)) as pool:
+                             initargs=(engine_bytes, threads, ckpt)) as pool:
         futures = [pool.submit(_run_chunk, c) for c in chunks]
         try:
             for fut in as_completed(futures):

@@ -1,0 +1,145 @@
+"""Checkpoints of toy calibrations: one small record per finished toy.
+
+With a checkpoint folder, every toy is written as soon as it finishes, as
+``DIR/<fingerprint>/toy_<index>.json`` (temporary file + rename, so a record is
+either complete or absent, whatever kills the run). The fingerprint hashes
+everything that defines a toy: the learner settings, the expected yield, the
+master seed, the toy family (stream), the widths, the comparison tests, the
+reference pool (its bytes) or the toy generator (its pickle), and the nplearn
+version. A rerun with the same definition finds its folder and skips the toys
+already there; a different definition gets a different folder, so records of
+different calibrations never mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .errors import InputError
+from .io import write_json_atomic
+
+__all__ = ["ToyCheckpoint", "engine_fingerprint"]
+
+log = logging.getLogger(__name__)
+
+_FLOAT_FIELDS = ("t", "n_w", "grad_norm", "suboptimality", "time")
+
+
+def _array_digest(h: Any, a: np.ndarray | None) -> None:
+    if a is None:
+        h.update(b"none")
+        return
+    a = np.ascontiguousarray(a)
+    h.update(str(a.dtype).encode() + str(a.shape).encode())
+    h.update(a.tobytes())
+
+
+def engine_fingerprint(engine: Any) -> str:
+    """SHA-256 (hex) of everything that determines the toys of ``engine``."""
+    h = hashlib.sha256()
+    spec = {
+        "nplearn": __version__,
+        "learner_params": {k: repr(v) for k, v in sorted(engine.learner_params.items())
+                           if k != "memory_budget"},
+        "expected": repr(float(engine.expected)), "seed": int(engine.seed),
+        "stream": int(engine.stream), "shared_centers": bool(engine.shared_centers),
+        "shape_only": bool(engine.shape_only), "sigmas": [repr(float(s)) for s in engine.sigmas],
+        "extra_stats": list(engine.extra_stats),
+    }
+    h.update(json.dumps(spec, sort_keys=True).encode())
+    _array_digest(h, engine.pool)
+    _array_digest(h, engine.pool_weights)
+    _array_digest(h, engine.reference)
+    _array_digest(h, engine.reference_weights)
+    if engine.generator is not None:
+        try:
+            h.update(pickle.dumps(engine.generator))
+        except Exception as exc:
+            raise InputError(f"the toy generator cannot be fingerprinted for checkpoints "
+                             f"({exc}); define it at module level") from None
+    if engine.standardizer is not None:
+        h.update(json.dumps(engine.standardizer.to_dict(), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+class ToyCheckpoint:
+    """The record folder of one calibration.
+
+    Parameters
+    ----------
+    root : str or Path
+        The checkpoint folder given by the user (created if missing).
+    fingerprint : str
+        :func:`engine_fingerprint` of the calibration.
+    """
+
+    def __init__(self, root: str | Path, fingerprint: str) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"{self.root}: exists and is not a folder (--checkpoint needs a "
+                             "folder)")
+        self.fingerprint = fingerprint
+        self.dir = self.root / fingerprint[:16]
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{self.dir}: cannot create the checkpoint folder "
+                             f"({exc.strerror or exc})") from None
+        marker = self.dir / "fingerprint.txt"
+        if marker.exists():
+            if marker.read_text().strip() != fingerprint:
+                raise InputError(f"{self.dir}: holds records of a different calibration "
+                                 "(fingerprint mismatch); use another checkpoint folder")
+        else:
+            tmp = self.dir / ".fingerprint.tmp"
+            tmp.write_text(fingerprint + "\n")
+            tmp.replace(marker)
+
+    def path(self, index: int) -> Path:
+        """Record file of toy ``index``."""
+        return self.dir / f"toy_{int(index):09d}.json"
+
+    def write(self, result: Any) -> None:
+        """Persist one finished toy (atomically)."""
+        write_json_atomic(self.path(result.index), {"fingerprint": self.fingerprint,
+                                                    "toy": result.to_dict()})
+
+    def load(self, indices: list[int]) -> dict[int, Any]:
+        """Records present for ``indices`` (unreadable or foreign ones are skipped)."""
+        from .toys import ToyResult
+
+        out: dict[int, Any] = {}
+        for i in indices:
+            p = self.path(i)
+            if not p.exists():
+                continue
+            try:
+                rec = json.loads(p.read_text(encoding="utf-8"))
+                if rec.get("fingerprint") != self.fingerprint:
+                    raise ValueError("fingerprint mismatch")
+                d = rec["toy"]
+                for k in _FLOAT_FIELDS:
+                    d[k] = math.nan if d[k] is None else float(d[k])
+                d["t_widths"] = [math.nan if v is None else float(v) for v in d["t_widths"]]
+                d["n_w_widths"] = [math.nan if v is None else float(v)
+                                   for v in d["n_w_widths"]]
+                d["extra"] = {k: math.nan if v is None else float(v)
+                              for k, v in d["extra"].items()}
+                res = ToyResult(**d)
+                if res.index != i:
+                    raise ValueError("index mismatch")
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring unreadable checkpoint record %s (%s); the toy reruns",
+                            p, exc)
+                continue
+            out[i] = res
+        return out

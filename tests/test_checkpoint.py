@@ -1,0 +1,118 @@
+"""Checkpoints: every finished toy is recorded; reruns resume with identical results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nplearn import InputError, nplm_test
+from nplearn.toys import ToyEngine
+
+OPTS = dict(expected=200.0, n_toys=12, n_centers=80, workers=1, seed=5)
+
+
+@pytest.fixture
+def samples(rng):
+    return rng.normal(size=(4000, 2)), rng.normal(size=(200, 2))
+
+
+def _records(root: Path) -> list[Path]:
+    return sorted(root.glob("*/toy_*.json"))
+
+
+def test_resume_gives_identical_results(tmp_path, samples, monkeypatch):
+    ref, data = samples
+    plain = nplm_test(ref, data, **OPTS)
+    ck = tmp_path / "ck"
+    first = nplm_test(ref, data, checkpoint=ck, **OPTS)
+    np.testing.assert_array_equal(first.t_null, plain.t_null)
+    recs = _records(ck)
+    assert len(recs) == 12
+    # lose some toys, as a killed run would; the rerun runs exactly those
+    for p in recs[3:7]:
+        p.unlink()
+    ran = []
+    real_run = ToyEngine.run
+    monkeypatch.setattr(ToyEngine, "run", lambda self, i: ran.append(i) or real_run(self, i))
+    again = nplm_test(ref, data, checkpoint=ck, **OPTS)
+    assert ran == [3, 4, 5, 6]
+    np.testing.assert_array_equal(again.t_null, plain.t_null)
+    assert [t.to_dict() for t in again.toys][:3] == [t.to_dict() for t in first.toys][:3]
+    # nothing left to do: no toy runs at all
+    ran.clear()
+    nplm_test(ref, data, checkpoint=ck, **OPTS)
+    assert ran == []
+
+
+def test_different_calibrations_never_mix(tmp_path, samples):
+    ref, data = samples
+    ck = tmp_path / "ck"
+    nplm_test(ref, data, checkpoint=ck, **OPTS)
+    nplm_test(ref, data, checkpoint=ck, **{**OPTS, "seed": 6})
+    nplm_test(ref, data, checkpoint=ck, **{**OPTS, "sigma": 0.5})
+    assert len([p for p in ck.iterdir() if p.is_dir()]) == 3
+    # a record moved into another calibration's folder is refused and rerun
+    folders = sorted(p for p in ck.iterdir() if p.is_dir())
+    src = next(folders[0].glob("toy_*.json"))
+    dst = folders[1] / src.name
+    dst.write_bytes(src.read_bytes())
+    res = nplm_test(ref, data, checkpoint=ck, **{**OPTS, "seed": 6})
+    ref_run = nplm_test(ref, data, **{**OPTS, "seed": 6})
+    np.testing.assert_array_equal(res.t_null, ref_run.t_null)
+
+
+def test_corrupt_record_is_rerun(tmp_path, samples, caplog):
+    ref, data = samples
+    ck = tmp_path / "ck"
+    first = nplm_test(ref, data, checkpoint=ck, **OPTS)
+    rec = _records(ck)[2]
+    rec.write_text(rec.read_text()[:40])  # a truncated file (not what we write, but possible)
+    again = nplm_test(ref, data, checkpoint=ck, **OPTS)
+    np.testing.assert_array_equal(again.t_null, first.t_null)
+    assert "ignoring unreadable checkpoint record" in caplog.text
+    json.loads(rec.read_text())  # rewritten whole
+
+
+def test_checkpoint_must_be_a_folder(tmp_path, samples):
+    ref, data = samples
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match="not a folder"):
+        nplm_test(ref, data, checkpoint=tmp_path / "f", **OPTS)
+
+
+def test_sigkill_mid_run_then_resume(tmp_path, rng):
+    # a real run in worker processes, killed with SIGKILL while toys are in flight,
+    # resumes to exactly the result of an uninterrupted run
+    np.save(tmp_path / "ref.npy", rng.normal(size=(12000, 2)))
+    np.save(tmp_path / "dat.npy", rng.normal(size=(500, 2)))
+    base = [sys.executable, "-m", "nplearn", "test", "--reference", str(tmp_path / "ref.npy"),
+            "--data", str(tmp_path / "dat.npy"), "--toys", "80", "--centers", "200",
+            "--workers", "2", "-q"]
+    ck = tmp_path / "ck"
+    proc = subprocess.Popen([*base, "--checkpoint", str(ck)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while len(_records(ck)) < 10 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_killed = len(_records(ck))
+    assert 10 <= n_killed < 80, n_killed
+    for p in _records(ck):  # every record on disk is complete
+        json.loads(p.read_text())
+    out = tmp_path / "resumed.json"
+    subprocess.run([*base, "--checkpoint", str(ck), "--json", str(out)], check=True,
+                   timeout=600)
+    full = tmp_path / "full.json"
+    subprocess.run([*base, "--json", str(full)], check=True, timeout=600)
+    a, b = json.loads(out.read_text()), json.loads(full.read_text())
+    assert a["t_null"] == b["t_null"] and a["t_obs"] == b["t_obs"]
+    assert len(_records(ck)) == 80
