@@ -116,3 +116,32 @@ def test_sigkill_mid_run_then_resume(tmp_path, rng):
     a, b = json.loads(out.read_text()), json.loads(full.read_text())
     assert a["t_null"] == b["t_null"] and a["t_obs"] == b["t_obs"]
     assert len(_records(ck)) == 80
+
+
+def test_shards_merge_to_the_direct_result(tmp_path, rng, capsys):
+    from nplearn.cli import main
+
+    np.save(tmp_path / "ref.npy", rng.normal(size=(3000, 2)))
+    np.save(tmp_path / "dat.npy", rng.normal(size=(150, 2)))
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('reference = "ref.npy"\ndata = "dat.npy"\nn_toys = 20\nn_centers = 60\n'
+                   'seed = 2\nworkers = 1\nsigmas = [0.5, 2.0]\n')
+    shards = tmp_path / "shards"
+    # shards in any order, one of them twice (a resubmitted batch job)
+    for rng_spec in ("12:20", "0:7", "7:12", "0:7"):
+        assert main(["toys", "--config", str(cfg), "--toys", rng_spec, "--out", str(shards),
+                     "-q"]) == 0
+    merged, direct = tmp_path / "merged.json", tmp_path / "direct.json"
+    assert main(["merge", str(shards), "--config", str(cfg), "--json", str(merged)]) == 0
+    assert main(["test", "--config", str(cfg), "--json", str(direct), "-q"]) == 0
+    a, b = json.loads(merged.read_text()), json.loads(direct.read_text())
+    assert a["t_null_widths"] == b["t_null_widths"] and a["p_value"] == b["p_value"]
+    capsys.readouterr()
+    # a missing toy, or records of another configuration, are refused
+    assert main(["merge", str(shards), "--config", str(cfg), "--toys", "25"]) == 2
+    assert "5 of 25 toys have no record" in capsys.readouterr().err
+    other = tmp_path / "other.toml"
+    other.write_text(cfg.read_text().replace("seed = 2", "seed = 3"))
+    assert main(["merge", str(shards), "--config", str(other)]) == 2
+    assert "20 of 20 toys have no record" in capsys.readouterr().err
+    assert main(["toys", "--config", str(cfg), "--toys", "5:2", "--out", str(shards)]) == 2

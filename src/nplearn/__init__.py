@@ -13,7 +13,7 @@ from ._version import __version__
 from .config import NPLMConfig
 from .errors import InputError, MissingDependencyError, NplearnError
 from .learners import FitInfo, KernelLogisticRegression, default_n_centers
-from .nplm import NPLMResult, nplm_test
+from .nplm import NPLMResult, nplm_test, nplm_toys
 from .preprocess import Standardizer, sigma_from_percentile
 from .stats import (
     Calibration,
@@ -47,6 +47,7 @@ __all__ = [
     "fit_chi2_dof",
     "nplm_statistic",
     "nplm_test",
+    "nplm_toys",
     "p_to_z",
     "run_toys",
     "sigma_from_percentile",

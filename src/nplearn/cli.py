@@ -227,6 +227,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.set_defaults(_test_parser=t)
 
+    ty = sub.add_parser(
+        "toys", help="run a shard of null toys of a configured test (batch systems)",
+        description="Run toys A..B-1 of the test defined by --config and record them in "
+                    "--out; `nplearn merge` collects the shards. Toys are identical to those "
+                    "`nplearn test` runs (same configuration, same random streams).")
+    ty.add_argument("--config", required=True, metavar="FILE",
+                    help="run configuration (.toml, .yaml or a result .json)")
+    ty.add_argument("--toys", required=True, metavar="A:B",
+                    help="toy indices A (included) to B (excluded), e.g. 1000:2000")
+    ty.add_argument("--out", required=True, metavar="DIR", help="record folder (shared)")
+    ty.add_argument("--workers", type=int, default=None)
+    ty.add_argument("-q", "--quiet", action="store_true")
+    ty.add_argument("-v", "--verbose", action="count", default=0)
+
+    mg = sub.add_parser(
+        "merge", help="collect recorded toy shards into the result of a test",
+        description="Fit the observed data of the test defined by --config and calibrate it "
+                    "with the toys recorded in DIR (by `nplearn toys` or `nplearn test "
+                    "--checkpoint`); refuses records of another configuration and fails if "
+                    "a toy is missing.")
+    mg.add_argument("dir", metavar="DIR")
+    mg.add_argument("--config", required=True, metavar="FILE")
+    mg.add_argument("--toys", type=int, default=None, metavar="N",
+                    help="number of toys (indices 0..N-1; default: the config's n_toys)")
+    mg.add_argument("--json", default=None, metavar="FILE")
+    mg.add_argument("--plots", default=None, metavar="DIR")
+    mg.add_argument("-v", "--verbose", action="count", default=0)
+
     pl = sub.add_parser("plot", help="figures of a result JSON",
                         description="Draw the null distribution with the chi2 fit and the "
                                     "observed t, Z versus kernel width (multi-width runs) and "
@@ -324,18 +352,10 @@ def _resolve_test_args(a: argparse.Namespace):
     return cfg
 
 
-def cmd_test(a: argparse.Namespace) -> int:
-    """``nplearn test``."""
-    import os
+def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
+    """Read the reference and data tables and the reference weights of a test."""
+    from .io import read_events, read_table
 
-    from .io import check_writable, read_events, read_table, sha256_file
-    from .nplm import nplm_test
-
-    cfg = _resolve_test_args(a)
-    if a.plots:
-        _check_plot_dir(a.plots)
-    if a.json:
-        check_writable(a.json)
     if a.ref_weights and a.ref_weight_branch:
         raise InputError("give either --ref-weights FILE or --ref-weight-branch NAME, not both")
     rt = read_table(a.reference, a.columns, selection=a.selection,
@@ -359,9 +379,26 @@ def cmd_test(a: argparse.Namespace) -> int:
             raise InputError(f"{a.ref_weights}: expected one column of weights, got "
                              f"{w.shape[1]}")
         weights = w[:, 0]
+    return rt, dt, weights
+
+
+def cmd_test(a: argparse.Namespace) -> int:
+    """``nplearn test``."""
+    import os
+
+    from .io import check_writable, sha256_file
+    from .nplm import nplm_test
+
+    cfg = _resolve_test_args(a)
+    if a.plots:
+        _check_plot_dir(a.plots)
+    if a.json:
+        check_writable(a.json)
+    rt, dt, weights = _read_inputs(a)
+    ref, ref_cols, dat, dat_cols = rt.events, rt.names, dt.events, dt.names
     progress = Progress("toys", enabled=None if not a.quiet else False)
     res = nplm_test(ref, dat, cfg, ref_weights=weights, progress=progress,
-                    checkpoint=a.checkpoint)
+                    checkpoint=a.checkpoint, resume_only=getattr(a, "resume_only", False))
     res.provenance["inputs"] = {
         "reference": {"path": a.reference, "sha256": sha256_file(a.reference),
                       "shape": list(ref.shape), "columns": ref_cols},
@@ -411,6 +448,59 @@ def _plots_of(res: Any, outdir: str, ref: np.ndarray, dat: np.ndarray,
     paths = make_plots(res.to_dict(), outdir, reference=ref, data=dat, w_ref=w, f_ref=f_ref,
                        names=names)
     print(f"{len(paths)} figure files written to {outdir}")
+
+
+def _test_namespace(parser: argparse.ArgumentParser, config: str,
+                    extra: Sequence[str] = ()) -> argparse.Namespace:
+    """The arguments of ``nplearn test --config FILE [extra]`` (for toys/merge)."""
+    return parser.parse_args(["test", "--config", config, "-q", *extra])
+
+
+def _toy_range(spec: str) -> range:
+    try:
+        a_s, b_s = spec.split(":")
+        a, b = int(a_s), int(b_s)
+    except ValueError:
+        raise InputError(f"--toys must be A:B with integers A < B, got {spec!r}") from None
+    if not 0 <= a < b:
+        raise InputError(f"--toys must be A:B with 0 <= A < B, got {spec!r}")
+    return range(a, b)
+
+
+def cmd_toys(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``nplearn toys``: one shard."""
+    from .nplm import nplm_toys
+
+    indices = _toy_range(a.toys)
+    extra = ["--workers", str(a.workers)] if a.workers else []
+    t = _test_namespace(parser, a.config, extra)
+    cfg = _resolve_test_args(t)
+    rt, dt, weights = _read_inputs(t)
+    progress = Progress("toys", enabled=None if not a.quiet else False)
+    res = nplm_toys(rt.events, dt.events, cfg, indices=indices, out=a.out,
+                    ref_weights=weights, progress=progress)
+    n_ok = sum(r.ok for r in res)
+    print(f"toys {indices.start}..{indices.stop - 1}: {n_ok} ok, {len(res) - n_ok} failed; "
+          f"records in {a.out}")
+    return EXIT_OK
+
+
+def cmd_merge(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``nplearn merge``: the test with every toy taken from the records."""
+    import os
+
+    if not os.path.isdir(a.dir):
+        raise InputError(f"{a.dir}: no such record folder")
+    extra = ["--checkpoint", a.dir]
+    if a.toys is not None:
+        extra += ["--toys", str(a.toys)]
+    if a.json:
+        extra += ["--json", a.json]
+    if a.plots:
+        extra += ["--plots", a.plots]
+    t = _test_namespace(parser, a.config, extra)
+    t.resume_only = True
+    return cmd_test(t)
 
 
 def cmd_plot(a: argparse.Namespace) -> int:
@@ -576,6 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_power(a)
         if a.command == "plot":
             return cmd_plot(a)
+        if a.command == "toys":
+            return cmd_toys(a, parser)
+        if a.command == "merge":
+            return cmd_merge(a, parser)
         parser.print_help()
         return EXIT_INPUT
     except (InputError, MissingDependencyError) as exc:

@@ -35,7 +35,7 @@ from .toys import (
     shared_basis,
 )
 
-__all__ = ["NPLMResult", "nplm_test", "provenance"]
+__all__ = ["NPLMResult", "nplm_test", "nplm_toys", "provenance"]
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +283,7 @@ def nplm_test(
     toy_generator: ToyGenerator | None = None,
     progress: Callable[[int, int], None] | None = None,
     checkpoint: Any = None,
+    resume_only: bool = False,
     **options: Any,
 ) -> NPLMResult:
     """Run the NPLM goodness-of-fit test of ``data`` against ``reference``.
@@ -316,6 +317,9 @@ def nplm_test(
         test (same inputs, options and seed) skips the toys already recorded, so
         an interrupted calibration resumes where it stopped with identical
         results (:mod:`nplearn.checkpoint`).
+    resume_only : bool
+        With ``checkpoint``: take every toy from the records (e.g. shards run by
+        :func:`nplm_toys` on a batch farm) and fail if one is missing.
 
     Returns
     -------
@@ -325,40 +329,10 @@ def nplm_test(
     cfg = config if config is not None else NPLMConfig()
     if options:
         cfg = cfg.replace(**options)
-    ref, dat, rel, std = _prepare(reference, data, ref_weights, cfg)
-    n_ref, n_data = ref.shape[0], dat.shape[0]
-    shape_only = cfg.expected is None
-    expected = float(n_data) if shape_only else float(cfg.expected)
-    if expected <= 0:
-        raise InputError("the expected yield N(R) must be positive (data set is empty?)")
-    w_ref = normalised_weights(n_ref, expected, rel)
-    device = str(resolve_device(cfg.device))  # "auto" -> the actual device, once
-
-    # hyperparameters from the reference only
-    widths, sources = _resolve_widths(ref, cfg)
-    sigma, sigma_source = widths[0], sources[0]
-    n_centers = cfg.n_centers if cfg.n_centers is not None else default_n_centers(n_ref + n_data)
-    params = {**cfg.learner_params(), "sigma": sigma, "n_centers": int(n_centers),
-              "device": device}
-    hyper = {
-        "sigma": sigma, "sigma_source": sigma_source, "n_centers": int(n_centers),
-        "n_centers_source": "user" if cfg.n_centers is not None else "max(1000, 2 sqrt(n))",
-        "lam": cfg.lam, "standardizer": std.to_dict(), "standardized": cfg.standardize,
-        "normalisation": (
-            "shape-only: N(R) = N_D in every fit; resampled toys have exactly N_D events"
-            if shape_only else
-            "extended: N(R) = expected; resampled toys have Poisson(N(R)) events"),
-        "device": device,
-    }
-
-    shared = cfg.centers == "shared"
-    if shared and toy_generator is not None:
-        raise InputError("centers='shared' works with toys resampled from the reference; "
-                         "it cannot be combined with a toy generator")
-    hyper["centers"] = cfg.centers
-    if cfg.multi_width:
-        hyper["sigmas"] = widths
-        hyper["sigma_sources"] = sources
+    S = _setup(reference, data, ref_weights, cfg, toy_generator)
+    ref, dat, n_ref, n_data = S["ref"], S["dat"], S["n_ref"], S["n_data"]
+    expected, w_ref, params, hyper = S["expected"], S["w_ref"], S["params"], S["hyper"]
+    widths, sources, n_centers, shared = S["widths"], S["sources"], S["n_centers"], S["shared"]
 
     # observed fit (every width on the same data, with the same centres)
     t0 = time.perf_counter()
@@ -391,33 +365,11 @@ def nplm_test(
     t_fit = time.perf_counter() - t0
 
     # toys
-    sigmas = tuple(widths) if cfg.multi_width else ()
-    if toy_generator is None:
-        if n_ref < MIN_POOL_RATIO * expected:
-            raise InputError(
-                f"the reference sample ({n_ref} events) is too small to resample null toys "
-                f"with N(R) = {expected:g} events: it must hold at least "
-                f"{MIN_POOL_RATIO:g} x N(R); supply more reference events or a toy generator"
-            )
-        engine = ToyEngine(params, expected, cfg.seed, pool=ref, pool_weights=rel,
-                           shared_centers=shared, shape_only=shape_only, sigmas=sigmas)
-        for s, b in bases.items():
-            engine._cache[("basis", s)] = b  # in-process toys reuse it
-        if rel is not None:
-            ess = rel.sum() ** 2 / (rel**2).sum()
-            if expected > 0.1 * ess:
-                log.warning(
-                    "weighted reference: N(R) = %.0f is not small against the effective "
-                    "sample size %.0f of the weights; resampled toys are then only an "
-                    "approximation of pseudo-data", expected, ess)
-    else:
-        engine = ToyEngine(params, expected, cfg.seed, generator=toy_generator,
-                           standardizer=std, reference=ref, reference_weights=w_ref,
-                           shape_only=shape_only, sigmas=sigmas)
+    engine = _make_engine(S, cfg, toy_generator, bases)
     t1 = time.perf_counter()
     toys = run_toys(engine, range(cfg.n_toys), workers=cfg.workers,
                     threads_per_worker=cfg.threads_per_worker, progress=progress,
-                    checkpoint=checkpoint)
+                    checkpoint=checkpoint, resume_only=resume_only)
     t_toys = time.perf_counter() - t1
     t_null = np.array([t.t for t in toys if t.ok], dtype=np.float64)
     n_failed = sum(not t.ok for t in toys)
@@ -472,6 +424,122 @@ def nplm_test(
         combinations=combos,
         t_null_widths=t_null_widths,
     )
+
+
+def nplm_toys(
+    reference: Any,
+    data: Any,
+    config: NPLMConfig | None = None,
+    *,
+    indices: Any,
+    out: Any,
+    ref_weights: Any = None,
+    toy_generator: ToyGenerator | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> list[ToyResult]:
+    """Run some null toys of a test and record them (a shard of a calibration).
+
+    The toys are exactly those :func:`nplm_test` runs with the same inputs and
+    options (same fingerprint, same random streams); they are written to the
+    checkpoint folder ``out``, where ``nplm_test(..., checkpoint=out,
+    resume_only=True)`` (``nplearn merge``) collects them. No observed fit is
+    made. Shards may run anywhere, in any order, any number of times.
+
+    Parameters
+    ----------
+    reference, data, config, ref_weights, toy_generator, progress, options
+        As for :func:`nplm_test`.
+    indices : iterable of int
+        Toy indices of this shard, e.g. ``range(1000, 2000)``.
+    out : str or Path
+        Checkpoint folder for the records.
+    """
+    cfg = config if config is not None else NPLMConfig()
+    if options:
+        cfg = cfg.replace(**options)
+    S = _setup(reference, data, ref_weights, cfg, toy_generator)
+    engine = _make_engine(S, cfg, toy_generator, {})
+    return run_toys(engine, list(indices), workers=cfg.workers,
+                    threads_per_worker=cfg.threads_per_worker, progress=progress,
+                    checkpoint=out)
+
+
+_SETUP_KEYS = ("ref", "dat", "rel", "std", "n_ref", "n_data", "shape_only", "expected",
+               "w_ref", "device", "widths", "sources", "n_centers", "params", "hyper", "shared")
+
+
+def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
+           toy_generator: ToyGenerator | None) -> dict[str, Any]:
+    """Validated inputs and everything fixed before any fit (reference only)."""
+    ref, dat, rel, std = _prepare(reference, data, ref_weights, cfg)
+    n_ref, n_data = ref.shape[0], dat.shape[0]
+    shape_only = cfg.expected is None
+    expected = float(n_data) if shape_only else float(cfg.expected)
+    if expected <= 0:
+        raise InputError("the expected yield N(R) must be positive (data set is empty?)")
+    w_ref = normalised_weights(n_ref, expected, rel)
+    device = str(resolve_device(cfg.device))  # "auto" -> the actual device, once
+
+    # hyperparameters from the reference only
+    widths, sources = _resolve_widths(ref, cfg)
+    sigma, sigma_source = widths[0], sources[0]
+    n_centers = cfg.n_centers if cfg.n_centers is not None else default_n_centers(n_ref + n_data)
+    params = {**cfg.learner_params(), "sigma": sigma, "n_centers": int(n_centers),
+              "device": device}
+    hyper = {
+        "sigma": sigma, "sigma_source": sigma_source, "n_centers": int(n_centers),
+        "n_centers_source": "user" if cfg.n_centers is not None else "max(1000, 2 sqrt(n))",
+        "lam": cfg.lam, "standardizer": std.to_dict(), "standardized": cfg.standardize,
+        "normalisation": (
+            "shape-only: N(R) = N_D in every fit; resampled toys have exactly N_D events"
+            if shape_only else
+            "extended: N(R) = expected; resampled toys have Poisson(N(R)) events"),
+        "device": device,
+    }
+
+    shared = cfg.centers == "shared"
+    if shared and toy_generator is not None:
+        raise InputError("centers='shared' works with toys resampled from the reference; "
+                         "it cannot be combined with a toy generator")
+    hyper["centers"] = cfg.centers
+    if cfg.multi_width:
+        hyper["sigmas"] = widths
+        hyper["sigma_sources"] = sources
+
+    return {k: v for k, v in locals().items() if k in _SETUP_KEYS}
+
+
+def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator | None,
+                 bases: dict[float, Any]) -> ToyEngine:
+    """The toy definition of a test (identical for the observed fit's procedure)."""
+    ref, rel, std, w_ref, params = S["ref"], S["rel"], S["std"], S["w_ref"], S["params"]
+    n_ref, expected, shape_only = S["n_ref"], S["expected"], S["shape_only"]
+    widths, shared = S["widths"], S["shared"]
+    sigmas = tuple(widths) if cfg.multi_width else ()
+    if toy_generator is None:
+        if n_ref < MIN_POOL_RATIO * expected:
+            raise InputError(
+                f"the reference sample ({n_ref} events) is too small to resample null toys "
+                f"with N(R) = {expected:g} events: it must hold at least "
+                f"{MIN_POOL_RATIO:g} x N(R); supply more reference events or a toy generator"
+            )
+        engine = ToyEngine(params, expected, cfg.seed, pool=ref, pool_weights=rel,
+                           shared_centers=shared, shape_only=shape_only, sigmas=sigmas)
+        for s, b in bases.items():
+            engine._cache[("basis", s)] = b  # in-process toys reuse it
+        if rel is not None:
+            ess = rel.sum() ** 2 / (rel**2).sum()
+            if expected > 0.1 * ess:
+                log.warning(
+                    "weighted reference: N(R) = %.0f is not small against the effective "
+                    "sample size %.0f of the weights; resampled toys are then only an "
+                    "approximation of pseudo-data", expected, ess)
+    else:
+        engine = ToyEngine(params, expected, cfg.seed, generator=toy_generator,
+                           standardizer=std, reference=ref, reference_weights=w_ref,
+                           shape_only=shape_only, sigmas=sigmas)
+    return engine
 
 
 def _resolve_widths(ref: np.ndarray, cfg: NPLMConfig) -> tuple[list[float], list[str]]:

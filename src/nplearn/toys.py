@@ -482,6 +482,7 @@ def run_toys(
     threads_per_worker: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     checkpoint: Any = None,
+    resume_only: bool = False,
 ) -> list[ToyResult]:
     """Run toys ``indices`` and return their results ordered by index.
 
@@ -505,6 +506,9 @@ def run_toys(
         recorded for this calibration are loaded instead of run, and every
         finished toy is written at once (a killed run loses only the toys in
         flight).
+    resume_only : bool
+        With ``checkpoint``: run nothing, and fail when a toy has no record (how
+        shards computed elsewhere are merged).
     """
     indices = list(indices)
     total = len(indices)
@@ -520,6 +524,12 @@ def run_toys(
         if done:
             log.info("checkpoint %s: %d of %d toys already done", ckpt.dir, len(done), total)
         indices = [i for i in indices if i not in done]
+        if indices and resume_only:
+            raise InputError(
+                f"{len(indices)} of {total} toys have no record in {ckpt.dir} (first missing: "
+                f"{indices[0]}); run them (nplearn toys) or check that the configuration is "
+                "the one the shards were run with"
+            )
         if not indices:
             if progress is not None:
                 progress(total, total)
