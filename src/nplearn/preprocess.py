@@ -16,6 +16,15 @@ from .errors import InputError
 __all__ = ["Standardizer", "pairwise_distance_percentile", "sigma_from_percentile"]
 
 
+def _moments(x: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (weighted) mean and standard deviation."""
+    if weights is None:
+        return x.mean(axis=0), np.sqrt(x.var(axis=0))
+    w = weights / weights.sum()
+    mean = w @ x
+    return mean, np.sqrt(w @ (x - mean) ** 2)
+
+
 @dataclass(frozen=True)
 class Standardizer:
     """Per-feature affine map ``(x - mean) / scale`` fitted on the reference.
@@ -40,15 +49,26 @@ class Standardizer:
             If a feature is constant in the reference (zero variance): it carries
             no information and would divide by zero.
         """
-        if weights is None:
-            mean = reference.mean(axis=0)
-            var = reference.var(axis=0)
-        else:
-            w = weights / weights.sum()
-            mean = w @ reference
-            var = w @ (reference - mean) ** 2
-        scale = np.sqrt(var)
-        tiny = scale <= 1e-12 * np.maximum(1.0, np.abs(mean))
+        size = np.abs(reference).max(axis=0)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            mean, scale = _moments(reference, weights)
+            odd = ~np.isfinite(scale) | ((scale == 0) & (size > 0))
+            if odd.any():
+                # extreme magnitudes (|x| ~ 1e300 overflows the variance, ~1e-300
+                # underflows it): the moments of x / max|x|, then scaled back
+                unit = np.where(size > 0, size, 1.0)
+                m_s, s_s = _moments(reference / unit, weights)
+                mean = np.where(odd, m_s * unit, mean)
+                scale = np.where(odd, s_s * unit, scale)
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            cols = ", ".join(str(i) for i in np.flatnonzero(~(np.isfinite(mean)
+                                                              & np.isfinite(scale)))[:10])
+            raise InputError(
+                f"reference feature(s) {cols} have values so large that their variance "
+                "overflows float64 (|x| above ~1e150): rescale them (e.g. change units)"
+            )
+        # constant relative to the feature's own magnitude (tiny units are fine)
+        tiny = (scale == 0) | (scale <= 1e-12 * size)
         if tiny.any():
             cols = ", ".join(str(i) for i in np.flatnonzero(tiny)[:10])
             raise InputError(
