@@ -130,3 +130,31 @@ def test_huge_values_are_standardised_not_overflowed():
     a = nplm_test(ref, data, n_toys=0, n_centers=30, workers=1)
     b = nplm_test(ref * 1e300, data * 1e300, n_toys=0, n_centers=30, workers=1)
     assert b.t_obs == pytest.approx(a.t_obs, rel=1e-6)
+
+
+@pytest.mark.parametrize("case", ["duplicate-centres", "tiny-sigma", "huge-sigma",
+                                  "lambda-1e-12", "ratio-1e-4", "ratio-1"])
+def test_solver_robustness(case):
+    # ill-conditioned kernels, extreme weight ratios and tiny penalties either converge
+    # or say so in the result; a toy never enters the null with a NaN statistic
+    r = np.random.default_rng(8)
+    ref, data, kw = r.normal(size=(3000, 2)), r.normal(size=(60, 2)), {}
+    if case == "duplicate-centres":
+        ref = np.repeat(ref[:300], 10, axis=0)
+    elif case == "tiny-sigma":
+        kw["sigma"] = 1e-4
+    elif case == "huge-sigma":
+        kw["sigma"] = 1e4
+    elif case == "lambda-1e-12":
+        kw["lam"] = 1e-12
+    elif case == "ratio-1e-4":
+        ref, data, kw["expected"] = r.normal(size=(100_000, 2)), r.normal(size=(10, 2)), 10.0
+    else:
+        data, kw["expected"] = r.normal(size=(1500, 2)), 1500.0
+    res = nplm_test(ref, data, n_toys=3, n_centers=200, workers=1, **kw)
+    assert math.isfinite(res.t_obs)
+    assert res.fit["converged"] or res.fit["message"]
+    assert all(math.isfinite(t) for t in res.t_null)
+    for toy in res.toys:
+        assert toy.ok or not math.isfinite(toy.t)
+        assert toy.converged or toy.message
