@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(t, toys_default=100)
     t.add_argument("--plots", default=None, metavar="DIR",
                    help="write the figures (PNG and PDF) to this folder (needs matplotlib)")
+    t.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="where toys run: local worker processes (default) or a Dask cluster")
+    t.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler address (tcp://host:port) for --executor dask")
     t.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="record every finished toy in this folder; rerunning the same test "
                         "skips the recorded toys (resume after an interruption)")
@@ -382,6 +386,23 @@ def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
     return rt, dt, weights
 
 
+def _dask_client(a: argparse.Namespace) -> Any:
+    """A Dask client for ``--executor dask`` (None for the local pool)."""
+    if getattr(a, "executor", "local") != "dask":
+        return None
+    if not a.scheduler:
+        raise InputError("--executor dask needs --scheduler tcp://HOST:PORT (the address of "
+                         "a running Dask scheduler)")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise MissingDependencyError("distributed", "dask", "--executor dask") from None
+    try:
+        return Client(a.scheduler, timeout=30)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot connect to the Dask scheduler {a.scheduler} ({exc})") from None
+
+
 def cmd_test(a: argparse.Namespace) -> int:
     """``nplearn test``."""
     import os
@@ -397,8 +418,14 @@ def cmd_test(a: argparse.Namespace) -> int:
     rt, dt, weights = _read_inputs(a)
     ref, ref_cols, dat, dat_cols = rt.events, rt.names, dt.events, dt.names
     progress = Progress("toys", enabled=None if not a.quiet else False)
-    res = nplm_test(ref, dat, cfg, ref_weights=weights, progress=progress,
-                    checkpoint=a.checkpoint, resume_only=getattr(a, "resume_only", False))
+    client = _dask_client(a)
+    try:
+        res = nplm_test(ref, dat, cfg, ref_weights=weights, progress=progress,
+                        checkpoint=a.checkpoint, resume_only=getattr(a, "resume_only", False),
+                        executor=client)
+    finally:
+        if client is not None:
+            client.close()
     res.provenance["inputs"] = {
         "reference": {"path": a.reference, "sha256": sha256_file(a.reference),
                       "shape": list(ref.shape), "columns": ref_cols},

@@ -284,6 +284,7 @@ def nplm_test(
     progress: Callable[[int, int], None] | None = None,
     checkpoint: Any = None,
     resume_only: bool = False,
+    executor: Any = None,
     **options: Any,
 ) -> NPLMResult:
     """Run the NPLM goodness-of-fit test of ``data`` against ``reference``.
@@ -320,6 +321,9 @@ def nplm_test(
     resume_only : bool
         With ``checkpoint``: take every toy from the records (e.g. shards run by
         :func:`nplm_toys` on a batch farm) and fail if one is missing.
+    executor : distributed.Client, optional
+        Run the toys on a Dask cluster (failed tasks are retried); results are
+        identical to a local run.
 
     Returns
     -------
@@ -369,7 +373,7 @@ def nplm_test(
     t1 = time.perf_counter()
     toys = run_toys(engine, range(cfg.n_toys), workers=cfg.workers,
                     threads_per_worker=cfg.threads_per_worker, progress=progress,
-                    checkpoint=checkpoint, resume_only=resume_only)
+                    checkpoint=checkpoint, resume_only=resume_only, executor=executor)
     t_toys = time.perf_counter() - t1
     t_null = np.array([t.t for t in toys if t.ok], dtype=np.float64)
     n_failed = sum(not t.ok for t in toys)

@@ -467,6 +467,45 @@ def _run_chunk(indices: Sequence[int]) -> list[ToyResult]:
     return [_run_one(_WORKER_ENGINE, i, _WORKER_CHECKPOINT) for i in indices]
 
 
+_DASK_ENGINES: dict[str, ToyEngine] = {}
+
+
+def _dask_chunk(engine_bytes: bytes, indices: Sequence[int], threads: int,
+                checkpoint: Any) -> list[ToyResult]:
+    """A chunk of toys on a Dask worker (the engine is unpickled once per worker)."""
+    import hashlib
+
+    key = hashlib.sha256(engine_bytes).hexdigest()
+    engine = _DASK_ENGINES.get(key)
+    if engine is None:
+        _DASK_ENGINES.clear()  # keep one calibration's cache per worker process
+        engine = _DASK_ENGINES[key] = pickle.loads(engine_bytes)
+    with torch_threads(threads):
+        return [_run_one(engine, i, checkpoint) for i in indices]
+
+
+def _is_dask_client(executor: Any) -> bool:
+    return type(executor).__module__.startswith("distributed") and hasattr(executor, "submit")
+
+
+def _run_dask(client: Any, engine_bytes: bytes, chunks: list[list[int]], threads: int,
+              ckpt: Any, results: list[ToyResult], total: int,
+              progress: Callable[[int, int], None] | None, retries: int) -> None:
+    from distributed import as_completed as dask_as_completed
+
+    eng = client.scatter(engine_bytes, broadcast=True)
+    futures = [client.submit(_dask_chunk, eng, c, threads, ckpt, retries=retries, pure=False)
+               for c in chunks]
+    try:
+        for fut in dask_as_completed(futures):
+            results.extend(fut.result())
+            if progress is not None:
+                progress(len(results), total)
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
 def resolve_workers(workers: int | None, device: str, n_tasks: int) -> int:
     """Worker processes actually used: default all cores (1 on CUDA), at most the tasks."""
     if workers is None:
@@ -483,6 +522,8 @@ def run_toys(
     progress: Callable[[int, int], None] | None = None,
     checkpoint: Any = None,
     resume_only: bool = False,
+    executor: Any = None,
+    retries: int = 2,
 ) -> list[ToyResult]:
     """Run toys ``indices`` and return their results ordered by index.
 
@@ -509,6 +550,12 @@ def run_toys(
     resume_only : bool
         With ``checkpoint``: run nothing, and fail when a toy has no record (how
         shards computed elsewhere are merged).
+    executor : distributed.Client, optional
+        Run the toys on a Dask cluster instead of local worker processes (each
+        chunk of toys is a task, retried ``retries`` times if its worker dies).
+        Results are identical to a local run.
+    retries : int
+        Dask only: retries of a failed task.
     """
     indices = list(indices)
     total = len(indices)
@@ -536,7 +583,12 @@ def run_toys(
             return sorted(done.values(), key=lambda r: r.index)
     n_done = len(done)
     device = str(engine.learner_params.get("device", "cpu"))
+    if executor is not None and not _is_dask_client(executor):
+        raise InputError(f"executor must be a dask distributed.Client, got "
+                         f"{type(executor).__name__}")
     nw = resolve_workers(workers, device, len(indices))
+    if executor is not None:
+        nw = max(2, nw)  # never the in-process path
     threads = threads_per_worker or 1
     if nw > 1 and engine.learner_params.get("memory_budget") is None:
         # the workers share the machine: split the default cache budget between them
@@ -563,6 +615,10 @@ def run_toys(
         ) from exc
     chunk = max(1, min(16, len(indices) // (nw * 4) or 1))
     chunks = [indices[i : i + chunk] for i in range(0, len(indices), chunk)]
+    if executor is not None:
+        _run_dask(executor, engine_bytes, chunks, threads, ckpt, results, total, progress,
+                  retries)
+        return sorted(results, key=lambda r: r.index)
     ctx = get_context("spawn")
     with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
                              initargs=(engine_bytes, threads, ckpt)) as pool:
