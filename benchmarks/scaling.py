@@ -55,6 +55,8 @@ SCANS = {
                    for M in (100, 300, 1000, 3000, 10_000, 20_000)],
     "dim": [dict(d=d, n_ref=100_000, expected=2000, M=2000, lam=1e-6)
             for d in (1, 2, 5, 10, 20, 30)],
+    # the memory-safety point of the cluster issue: 1e6 events x 5 features on 24 GiB
+    "large_5d": [dict(d=5, n_ref=1_000_000, expected=200_000, M=1000, lam=1e-6)],
 }
 
 
@@ -89,6 +91,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--tag", default="", help="suffix of the result file name")
     a = p.parse_args()
     scans = SCANS if a.scan == "all" else {a.scan: SCANS[a.scan]}
     results: dict = {}
@@ -104,9 +107,10 @@ def main() -> None:
             results[name].append({"params": params, **out})
             print(name, json.dumps(results[name][-1]), flush=True)
     tag = a.device.replace(":", "")
-    save(f"scaling_{tag}", {"threads": a.threads, "device": a.device, "scans": results})
+    save(f"scaling_{tag}{a.tag}", {"threads": a.threads, "device": a.device,
+                                    "scans": results})
     try:
-        plot(results, RESULTS / f"scaling_{tag}.png")
+        plot(results, RESULTS / f"scaling_{tag}{a.tag}.png")
     except ImportError:
         print("matplotlib not installed: no figure")
 

@@ -105,13 +105,17 @@ def multivariate() -> None:
 
 
 def scaling() -> None:
-    d = load("scaling_cpu")
-    if not d:
-        return
-    print("### Scaling of one fit (CPU, 2 threads)\n")
+    for path in sorted(RESULTS.glob("scaling_cpu*.json")):
+        _scaling(json.loads(path.read_text()))
+
+
+def _scaling(d: dict) -> None:
+    print(f"### Scaling of one fit (CPU, {d['threads']} threads)\n")
     print(header(d))
-    for scan in ("n_ref_1d", "n_ref_5d", "centers_5d", "dim"):
-        pts = d["scans"].get(scan, [])
+    for scan in ("n_ref_1d", "n_ref_5d", "centers_5d", "dim", "large_5d"):
+        if scan not in d["scans"]:
+            continue
+        pts = d["scans"][scan]
         print(f"**{scan}**\n")
         print("| parameters | fit s | peak RSS MiB | input MiB | rank r | inner | features "
               "held | Newton / CG |")
