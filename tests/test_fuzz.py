@@ -158,3 +158,14 @@ def test_solver_robustness(case):
     for toy in res.toys:
         assert toy.ok or not math.isfinite(toy.t)
         assert toy.converged or toy.message
+
+
+def test_too_many_centres_is_a_clear_error(monkeypatch):
+    # a request that cannot fit the device memory stops with a message, not an OOM kill
+    import nplearn.learners.kernel as kernel
+
+    monkeypatch.setattr(kernel, "device_memory_bytes", lambda device: 4 * 1024**2)
+    r = np.random.default_rng(4)
+    with pytest.raises(NplearnError, match="use fewer centres"):
+        nplm_test(r.normal(size=(3000, 2)), r.normal(size=(50, 2)), n_toys=0,
+                  n_centers=1000, workers=1)
