@@ -66,7 +66,8 @@ def plot(results: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = {"n_ref_1d": "n_ref", "n_ref_5d": "n_ref", "centers_5d": "M", "dim": "d"}
+    keys = {"n_ref_1d": "n_ref", "n_ref_5d": "n_ref", "centers_5d": "M", "dim": "d",
+            "large_5d": "n_ref"}
     fig, axes = plt.subplots(2, len(results), figsize=(4 * len(results), 6.5), squeeze=False)
     for j, (scan, pts) in enumerate(results.items()):
         x = [p["params"][keys[scan]] for p in pts]
