@@ -102,3 +102,10 @@ def test_plot_bad_inputs(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     assert main(["test", "--reference", "r.npy", "--data", "d.npy", "--plots",
                  str(tmp_path / "afile")]) == 2
+
+
+def test_mplhep_style_used_when_installed():
+    pytest.importorskip("mplhep")
+    plt = plots_mod._pyplot()
+    # the CMS style sets inward ticks on all sides (matplotlib's default is outward)
+    assert plt.rcParams["xtick.direction"] == "in" and plt.rcParams["xtick.top"]
