@@ -44,3 +44,15 @@ def test_readme_example_runs(name, tmp_path):
     if name == "monitoring":
         lines = proc.stdout.strip().splitlines()
         assert len(lines) == 4 and all(ln.startswith("block") for ln in lines)
+
+
+def test_quick_start_is_two_commands():
+    text = README.read_text(encoding="utf-8")
+    quick = text[text.index("## Quick start"):text.index("\n## ", text.index("## Quick start") + 5)]
+    blocks = re.findall(r"```bash\n(.*?)```", quick, re.S)
+    assert [b.strip() for b in blocks] == [
+        "pip install torch==2.13.0 . && nplearn demo",
+        'pip install torch==2.13.0 -e ".[test]" && python -m pytest',
+    ]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert 'pip install torch==2.13.0 -e ".[test]" && python -m pytest' in ci
