@@ -118,6 +118,19 @@ class PowerBenchmark(Protocol):
 
 
 # -- helpers ---------------------------------------------------------------------------
+def _background_plus_signal(
+    bench: Any, rng: np.random.Generator, signal: str, n_toys: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n_toys`` data sets of ``Poisson(N(R))`` reference events plus
+    ``Poisson(N(S))`` signal events: all events and the data-set index of each."""
+    nb = rng.poisson(bench.expected, size=n_toys)
+    ns = bench.signal_yield(signal)
+    nsig = rng.poisson(ns, size=n_toys) if ns > 0 else np.zeros(n_toys, dtype=np.int64)
+    x = np.concatenate([bench.sample_reference_events(rng, int(nb.sum())),
+                        bench.sample_signal_events(rng, signal, int(nsig.sum()))])
+    return x, np.concatenate([_toy_index(nb), _toy_index(nsig)])
+
+
 def _check_sizes(n_ref: int, expected: float, n_signal_scale: float) -> None:
     """Validate the sample-size fields shared by the benchmarks."""
     if int(n_ref) != n_ref or n_ref < 1:
@@ -326,13 +339,8 @@ class Exp1DScaled:
         toy : numpy.ndarray
             Index of the data set of each event, shape ``(M,)``.
         """
-        ns = self.signal_yield(signal)
-        n_toys = _check_count(n_toys)
-        nb = rng.poisson(self.expected, size=n_toys)
-        nsig = rng.poisson(ns, size=n_toys) if ns > 0 else np.zeros(n_toys, dtype=np.int64)
-        x = np.concatenate([self.sample_reference_events(rng, int(nb.sum())),
-                            self.sample_signal_events(rng, signal, int(nsig.sum()))])
-        return x, np.concatenate([_toy_index(nb), _toy_index(nsig)])
+        self.signal_yield(signal)  # validates the name
+        return _background_plus_signal(self, rng, signal, _check_count(n_toys))
 
     def sample_data(self, rng: np.random.Generator, signal: str) -> np.ndarray:
         """One data set: ``Poisson(N(R))`` reference + ``Poisson(N(S))`` signal events.
@@ -555,12 +563,7 @@ class GaussSuite:
         if signal == "norm":
             nb = rng.poisson(self.expected * (1.0 + self.eps), size=n_toys)
             return self.sample_reference_events(rng, int(nb.sum())), _toy_index(nb)
-        nb = rng.poisson(self.expected, size=n_toys)
-        ns = self.signal_yield(signal)
-        nsig = rng.poisson(ns, size=n_toys) if ns > 0 else np.zeros(n_toys, dtype=np.int64)
-        x = np.concatenate([self.sample_reference_events(rng, int(nb.sum())),
-                            self.sample_signal_events(rng, signal, int(nsig.sum()))])
-        return x, np.concatenate([_toy_index(nb), _toy_index(nsig)])
+        return _background_plus_signal(self, rng, signal, n_toys)
 
     def sample_data(self, rng: np.random.Generator, signal: str) -> np.ndarray:
         """One data set under ``signal`` (``"none"``: ``Poisson(N(R))`` reference events).
