@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--schedule", default="converged")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--baselines", default=None, help="comma-separated, 'none' or default all")
+    p.add_argument("--baseline-max-ref", type=int, default=None,
+                   help="reference subsample of the energy and MMD tests (default 20000)")
     p.add_argument("--ideal-toys", type=int, default=20000)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -60,7 +62,8 @@ def main() -> None:
                       n_null=a.null_toys, n_signal=a.signal_toys,
                       sigmas=[float(s) for s in a.sigma.split(",")], n_centers=a.centers,
                       lam=a.lam, schedule=a.schedule, temperature=a.temperature,
-                      baselines=baselines, ideal_toys=a.ideal_toys, seed=a.seed,
+                      baselines=baselines, baseline_max_ref=a.baseline_max_ref,
+                      ideal_toys=a.ideal_toys, seed=a.seed,
                       workers=a.workers, progress=progress)
     save(f"power_{a.benchmark}{a.tag}", res)
     print(format_power_table(res))

@@ -16,7 +16,7 @@ from nplearn.cli import main  # noqa: E402
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as c:
+                                  dashboard_address=":0") as c:
         yield c
 
 
@@ -43,3 +43,47 @@ def test_cli_dask_executor(cluster, rng, tmp_path, capsys):
     assert json.loads(out_d.read_text())["t_null"] == json.loads(out_l.read_text())["t_null"]
     assert main([*base, "--executor", "dask"]) == 2
     assert "needs --scheduler" in capsys.readouterr().err
+
+
+class CrashOnce:
+    """Toy generator that fails the first time toy data is drawn after ``marker`` is
+    armed (the marker is removed first, so it happens once): ``kill`` ends the worker
+    process, ``raise`` raises an I/O error (a transient failure the task retries)."""
+
+    def __init__(self, marker: str, mode: str = "kill") -> None:
+        self.marker, self.mode = marker, mode
+
+    def __call__(self, rng):
+        import os
+
+        ref, data = rng.normal(size=(2000, 2)), rng.normal(size=(rng.poisson(80), 2))
+        try:
+            os.remove(self.marker)
+        except FileNotFoundError:
+            return ref, data
+        if self.mode == "raise":
+            raise OSError("transient: network file system went away")
+        os._exit(17)  # the worker dies mid-task, as on a preempted batch node
+
+
+def test_dask_survives_a_killed_worker_and_a_failed_task(rng, tmp_path):
+    """A worker dying mid-calibration, a task raising once: both are rerun, and the
+    toys are those of the local run."""
+    from nplearn.toys import ToyEngine, run_toys
+
+    marker = tmp_path / "armed"
+    params = {"sigma": 1.0, "n_centers": 60, "lam": 1e-6}
+    engines = {mode: ToyEngine(params, 80.0, seed=5, generator=CrashOnce(str(marker), mode))
+               for mode in ("kill", "raise")}
+    local = [r.t for r in run_toys(engines["kill"], range(12), workers=1)]  # not armed
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as c, distributed.Client(c) as client:
+        for mode, engine in engines.items():
+            marker.write_text("")
+            remote = run_toys(engine, range(12), executor=client)
+            assert not marker.exists(), mode  # the failure did happen
+            assert [r.t for r in remote] == local, mode
+            assert all(r.ok for r in remote)
+        marker.write_text("")
+        with pytest.raises(OSError, match="transient"):  # no retries: the error surfaces
+            run_toys(engines["raise"], range(12), executor=client, retries=0)

@@ -36,3 +36,59 @@ def test_toy_results_do_not_depend_on_the_subset_or_order():
     assert [r.index for r in part] == [2, 5, 6]
     for r in part:
         assert r.t == full[r.index].t
+
+
+def test_default_workers_one_per_gpu():
+    from nplearn.toys import resolve_workers, worker_devices
+
+    assert resolve_workers(None, "cuda", 100, n_gpus=4) == 4
+    assert resolve_workers(None, "auto", 100, n_gpus=2) == 2
+    assert resolve_workers(None, "cuda:1", 100, n_gpus=4) == 1
+    assert resolve_workers(None, "cuda", 3, n_gpus=4) == 3  # never more than the tasks
+    assert resolve_workers(3, "cuda", 100, n_gpus=4) == 3
+    assert worker_devices("cuda", 4, n_gpus=4) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert worker_devices("cuda", 3, n_gpus=2) == ["cuda:0", "cuda:1", "cuda:0"]
+    assert worker_devices("cuda:1", 4, n_gpus=4) is None  # a named GPU stays as given
+    assert worker_devices("cuda", 4, n_gpus=1) is None
+    assert worker_devices("cpu", 4, n_gpus=4) is None
+    assert worker_devices("cuda", 1, n_gpus=4) is None
+
+
+def test_per_worker_devices_keep_toys_identical(monkeypatch):
+    """The per-GPU worker path (slots handed out through a queue) on CPU "devices"."""
+    import nplearn.toys as toys
+
+    rng = np.random.default_rng(1)
+    pool = rng.normal(size=(3000, 1))
+    engine = ToyEngine({"sigma": 1.0, "n_centers": 100, "lam": 1e-6}, 80.0, seed=4, pool=pool)
+    plain = run_toys(engine, range(6), workers=1)
+    seen: list[int] = []
+
+    def fake(device, n_workers, n_gpus=None):
+        seen.append(n_workers)
+        return ["cpu"] * n_workers
+
+    monkeypatch.setattr(toys, "worker_devices", fake)
+    pinned = run_toys(engine, range(6), workers=2)
+    assert seen == [2]
+    assert [r.t for r in pinned] == [r.t for r in plain]
+
+
+def test_user_executor_equals_local_run(tmp_path):
+    """Any concurrent.futures executor runs the same toys (here a spawn process pool)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    import pytest
+
+    from nplearn.errors import InputError
+
+    ref, data = _problem()
+    kw = dict(n_toys=10, seed=7, n_centers=150, lam=1e-6)
+    local = nplm_test(ref, data, workers=1, **kw)
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as ex:
+        remote = nplm_test(ref, data, executor=ex, checkpoint=tmp_path / "ck", **kw)
+    assert np.array_equal(remote.t_null, local.t_null)
+    assert len(list((tmp_path / "ck").glob("*/toy_*.json"))) == 10
+    with pytest.raises(InputError, match=r"concurrent\.futures"):
+        nplm_test(ref, data, executor=object(), **kw)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from nplearn import InputError
-from nplearn.benchmarks.suite import Exp1DScaled
+from nplearn.benchmarks.suite import Exp1DScaled, GaussSuite
 from nplearn.cli import main
 from nplearn.power import clopper_pearson, format_power_table, power_study, power_summary
 
@@ -59,6 +59,26 @@ def test_small_power_study(tmp_path):
     res2 = power_study(bench, signals=["bulk"], workers=2, **SMALL)
     assert res2["signals"] == res["signals"] or \
         json.dumps(res2["signals"], sort_keys=True) == json.dumps(res["signals"], sort_keys=True)
+
+
+def test_baseline_subsample_is_used_and_recorded():
+    from nplearn.power import BenchmarkToy
+    from nplearn.toys import ToyEngine
+
+    bench = GaussSuite(d=2, n_ref=3000, expected=150.0)  # 1D energy is exact: not subsampled
+    kw = dict(generator=BenchmarkToy(bench, "tail"), extra_stats=("energy", "mmd", "ks_bonferroni"))
+    params = {"sigma": 1.0, "n_centers": 50, "lam": 1e-6}
+    full = ToyEngine(params, 150.0, 0, **kw).run(0)
+    sub = ToyEngine(params, 150.0, 0, extra_max_ref=500, **kw).run(0)
+    assert sub.t == full.t  # the same toy and fit
+    assert sub.extra["ks_bonferroni"] == full.extra["ks_bonferroni"]  # not subsampled
+    for name in ("energy", "mmd"):
+        assert sub.extra[name] != full.extra[name]
+    opts = dict(signals=["tail"], n_null=5, n_signal=2, sigmas=[1.0], n_centers=50,
+                ideal_toys=0, baselines=["energy"], workers=1)
+    assert power_study(bench, baseline_max_ref=500, **opts)["baseline_max_ref"] == 500
+    with pytest.raises(InputError, match="baseline_max_ref"):
+        power_study(bench, baseline_max_ref=1, **opts)
 
 
 def test_power_study_bad_input():

@@ -54,6 +54,7 @@ def engine_fingerprint(engine: Any) -> str:
         "stream": int(engine.stream), "shared_centers": bool(engine.shared_centers),
         "shape_only": bool(engine.shape_only), "sigmas": [repr(float(s)) for s in engine.sigmas],
         "extra_stats": list(engine.extra_stats),
+        "extra_max_ref": engine.extra_max_ref,
     }
     h.update(json.dumps(spec, sort_keys=True).encode())
     _array_digest(h, engine.pool)

@@ -112,7 +112,8 @@ def _add_run_args(p: argparse.ArgumentParser, toys_default: int) -> None:
     g.add_argument("--toys", type=int, default=toys_default, metavar="N",
                    help=f"null pseudo-experiments (default {toys_default})")
     g.add_argument("--workers", type=int, default=None,
-                   help="worker processes for the toys (default: all cores; 1 on CUDA)")
+                   help="worker processes for the toys (default: all cores; on --device cuda "
+                        "one per visible GPU)")
     g.add_argument("--seed", type=int, default=0, help="master random seed (default 0)")
     g.add_argument("--json", default=None, metavar="FILE", help="write the result JSON here")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -222,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--temperature", type=float, default=1.0)
     pw.add_argument("--baselines", type=_float_list, default=None,
                     help="comparison tests (default all applicable; 'none' for none)")
+    pw.add_argument("--baseline-max-ref", type=int, default=None, metavar="N",
+                    help="reference subsample of the energy and MMD tests (default 20000)")
     pw.add_argument("--ideal-toys", type=int, default=20000)
     pw.add_argument("--workers", type=int, default=None)
     pw.add_argument("--seed", type=int, default=0)
@@ -646,6 +649,7 @@ def cmd_power(a: argparse.Namespace) -> int:
     res = power_study(bench, signals=a.signals, n_null=a.null_toys, n_signal=a.signal_toys,
                       sigmas=a.sigma, n_centers=a.centers, lam=a.lam, schedule=a.schedule,
                       temperature=a.temperature, baselines=baselines,
+                      baseline_max_ref=a.baseline_max_ref,
                       ideal_toys=a.ideal_toys, seed=a.seed, workers=a.workers,
                       progress=progress)
     res["provenance"] = {**provenance(), "command": " ".join(sys.argv)}

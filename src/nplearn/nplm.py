@@ -321,8 +321,9 @@ def nplm_test(
     resume_only : bool
         With ``checkpoint``: take every toy from the records (e.g. shards run by
         :func:`nplm_toys` on a batch farm) and fail if one is missing.
-    executor : distributed.Client, optional
-        Run the toys on a Dask cluster (failed tasks are retried); results are
+    executor : concurrent.futures.Executor or distributed.Client, optional
+        Run the toys as tasks of this executor (a Dask cluster, with failed tasks
+        retried, or any ``concurrent.futures``-style executor); results are
         identical to a local run.
 
     Returns

@@ -83,10 +83,11 @@ def power_summary(p: np.ndarray, z_thresholds: Sequence[float] = (2.0, 3.0)) -> 
 
 
 def _engine(params: dict[str, Any], bench: Any, signal: str, stream: int, seed: int,
-            sigmas: tuple[float, ...], baselines: tuple[str, ...]) -> ToyEngine:
+            sigmas: tuple[float, ...], baselines: tuple[str, ...],
+            max_ref: int | None) -> ToyEngine:
     return ToyEngine(params, float(bench.expected), seed, generator=BenchmarkToy(bench, signal),
                      stream=stream, sigmas=sigmas if len(sigmas) > 1 else (),
-                     extra_stats=baselines)
+                     extra_stats=baselines, extra_max_ref=max_ref)
 
 
 def _t_matrix(toys: list[ToyResult], k: int) -> np.ndarray:
@@ -107,6 +108,7 @@ def power_study(
     combinations: Sequence[str] = COMBINATIONS,
     temperature: float = 1.0,
     baselines: Sequence[str] | None = None,
+    baseline_max_ref: int | None = None,
     ideal_toys: int = 20000,
     z_thresholds: Sequence[float] = (2.0, 3.0),
     seed: int = 0,
@@ -135,6 +137,9 @@ def power_study(
     baselines : sequence of str, optional
         Comparison tests (default: all applicable, see
         :func:`nplearn.baselines.available_baselines`); ``[]`` for none.
+    baseline_max_ref : int, optional
+        Reference subsample of the energy-distance and MMD tests (default
+        20 000 events); their cost grows like its square.
     ideal_toys : int
         Toys of the ideal Neyman-Pearson test per signal (0 to skip).
     z_thresholds : sequence of float
@@ -168,6 +173,10 @@ def power_study(
     sigmas = tuple(float(s) for s in sigmas)
     if not sigmas or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
         raise InputError(f"kernel widths must be positive numbers, got {sigmas}")
+    if baseline_max_ref is not None and (isinstance(baseline_max_ref, bool)
+                                         or int(baseline_max_ref) != baseline_max_ref
+                                         or baseline_max_ref < 2):
+        raise InputError(f"baseline_max_ref must be an integer >= 2, got {baseline_max_ref!r}")
     k = len(sigmas)
     combos = tuple(combinations) if k > 1 else ()
     bl = tuple(available_baselines(benchmark.d) if baselines is None else baselines)
@@ -178,7 +187,8 @@ def power_study(
         return None if progress is None else (lambda d, t: progress(label, d, t))
 
     t_start = time.perf_counter()
-    null = run_toys(_engine(params, benchmark, "none", 0, seed, sigmas, bl), range(n_null),
+    null = run_toys(_engine(params, benchmark, "none", 0, seed, sigmas, bl, baseline_max_ref),
+                    range(n_null),
                     workers=workers, progress=prog("null toys"))
     ok_null = [t for t in null if t.ok]
     if len(ok_null) < 3:
@@ -193,6 +203,7 @@ def power_study(
         "expected": float(benchmark.expected), "sigmas": list(sigmas),
         "n_centers": int(n_centers), "lam": float(lam), "schedule": schedule,
         "temperature": temperature, "combinations": list(combos), "baselines": list(bl),
+        "baseline_max_ref": baseline_max_ref,
         "seed": seed, "z_thresholds": list(z_thresholds),
         "null": {
             "n_requested": n_null, "n_ok": len(ok_null),
@@ -204,7 +215,8 @@ def power_study(
         "signals": {},
     }
     for j, sig in enumerate(signals):
-        toys = run_toys(_engine(params, benchmark, sig, j + 1, seed, sigmas, bl),
+        toys = run_toys(_engine(params, benchmark, sig, j + 1, seed, sigmas, bl,
+                                baseline_max_ref),
                         range(n_signal), workers=workers, progress=prog(f"{sig} toys"))
         ok = [t for t in toys if t.ok]
         T1 = _t_matrix(ok, k)

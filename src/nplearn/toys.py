@@ -234,6 +234,10 @@ class ToyEngine:
         Comparison tests (:data:`nplearn.baselines.BASELINES`) evaluated on each
         toy's sample, stored in ``ToyResult.extra``; their random subsampling uses
         a third child of the toy's stream.
+    extra_max_ref : int, optional
+        Reference subsample size of the energy-distance and MMD tests (their
+        default, 20 000, otherwise). Any fixed size gives a valid test, since
+        each is calibrated on its own null toys; smaller is faster.
     """
 
     learner_params: dict[str, Any]
@@ -250,6 +254,7 @@ class ToyEngine:
     shape_only: bool = False
     sigmas: tuple[float, ...] = ()
     extra_stats: tuple[str, ...] = ()
+    extra_max_ref: int | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -437,7 +442,18 @@ class ToyEngine:
         from .baselines import BASELINES
 
         rng = np.random.default_rng(ss)
-        return {name: float(BASELINES[name](ref, data, w, rng)) for name in self.extra_stats}
+        out = {}
+        for name in self.extra_stats:
+            fn = BASELINES[name]
+            if self.extra_max_ref is not None and name in _SUBSAMPLED_BASELINES:
+                out[name] = float(fn(ref, data, w, rng, max_ref=self.extra_max_ref))
+            else:
+                out[name] = float(fn(ref, data, w, rng))
+        return out
+
+
+#: Comparison tests whose reference can be subsampled (``max_ref``).
+_SUBSAMPLED_BASELINES = ("energy", "mmd")
 
 
 # ---------------------------------------------------------------- parallel run
@@ -446,12 +462,20 @@ _WORKER_ENGINE: ToyEngine | None = None
 _WORKER_CHECKPOINT: Any = None
 
 
-def _init_worker(engine_bytes: bytes, threads: int, checkpoint: Any = None) -> None:
+def _init_worker(engine_bytes: bytes, threads: int, checkpoint: Any = None,
+                 devices: Sequence[str] | None = None, slots: Any = None) -> None:
     import torch
 
     global _WORKER_ENGINE, _WORKER_CHECKPOINT
     torch.set_num_threads(threads)
-    _WORKER_ENGINE = pickle.loads(engine_bytes)
+    engine = pickle.loads(engine_bytes)
+    if devices:
+        # one GPU per worker: each worker takes the next free slot
+        dev = devices[int(slots.get()) % len(devices)]
+        engine = replace(engine, learner_params={**engine.learner_params, "device": dev})
+        if dev.startswith("cuda"):
+            torch.cuda.set_device(torch.device(dev))
+    _WORKER_ENGINE = engine
     _WORKER_CHECKPOINT = checkpoint
 
 
@@ -467,19 +491,20 @@ def _run_chunk(indices: Sequence[int]) -> list[ToyResult]:
     return [_run_one(_WORKER_ENGINE, i, _WORKER_CHECKPOINT) for i in indices]
 
 
-_DASK_ENGINES: dict[str, ToyEngine] = {}
+_EXECUTOR_ENGINES: dict[str, ToyEngine] = {}
 
 
-def _dask_chunk(engine_bytes: bytes, indices: Sequence[int], threads: int,
-                checkpoint: Any) -> list[ToyResult]:
-    """A chunk of toys on a Dask worker (the engine is unpickled once per worker)."""
+def _executor_chunk(engine_bytes: bytes, indices: Sequence[int], threads: int,
+                    checkpoint: Any) -> list[ToyResult]:
+    """A chunk of toys on an executor's worker (the engine is unpickled once per
+    worker process and calibration)."""
     import hashlib
 
     key = hashlib.sha256(engine_bytes).hexdigest()
-    engine = _DASK_ENGINES.get(key)
+    engine = _EXECUTOR_ENGINES.get(key)
     if engine is None:
-        _DASK_ENGINES.clear()  # keep one calibration's cache per worker process
-        engine = _DASK_ENGINES[key] = pickle.loads(engine_bytes)
+        _EXECUTOR_ENGINES.clear()  # keep one calibration's cache per worker process
+        engine = _EXECUTOR_ENGINES[key] = pickle.loads(engine_bytes)
     with torch_threads(threads):
         return [_run_one(engine, i, checkpoint) for i in indices]
 
@@ -488,13 +513,35 @@ def _is_dask_client(executor: Any) -> bool:
     return type(executor).__module__.startswith("distributed") and hasattr(executor, "submit")
 
 
+def _run_executor(executor: Any, engine_bytes: bytes, chunks: list[list[int]], threads: int,
+                  ckpt: Any, results: list[ToyResult], total: int,
+                  progress: Callable[[int, int], None] | None) -> None:
+    """Chunks as tasks of a ``concurrent.futures.Executor`` given by the user."""
+    from concurrent.futures import wait
+
+    futures = [executor.submit(_executor_chunk, engine_bytes, c, threads, ckpt) for c in chunks]
+    try:
+        for fut in as_completed(futures):
+            results.extend(fut.result())
+            if progress is not None:
+                progress(len(results), total)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        wait(futures)  # let running chunks finish their records before returning
+        raise
+
+
 def _run_dask(client: Any, engine_bytes: bytes, chunks: list[list[int]], threads: int,
               ckpt: Any, results: list[ToyResult], total: int,
               progress: Callable[[int, int], None] | None, retries: int) -> None:
     from distributed import as_completed as dask_as_completed
 
-    eng = client.scatter(engine_bytes, broadcast=True)
-    futures = [client.submit(_dask_chunk, eng, c, threads, ckpt, retries=retries, pure=False)
+    # a fresh key per call (hash=False): a content-hashed key could be released by the
+    # previous call of the same calibration while this one still needs it
+    eng = client.scatter(engine_bytes, broadcast=True, hash=False)
+    futures = [client.submit(_executor_chunk, eng, c, threads, ckpt, retries=retries,
+                             pure=False)
                for c in chunks]
     try:
         for fut in dask_as_completed(futures):
@@ -506,11 +553,46 @@ def _run_dask(client: Any, engine_bytes: bytes, chunks: list[list[int]], threads
         raise
 
 
-def resolve_workers(workers: int | None, device: str, n_tasks: int) -> int:
-    """Worker processes actually used: default all cores (1 on CUDA), at most the tasks."""
+def visible_gpus() -> int:
+    """Number of CUDA devices this process can use (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _all_gpus(device: str, n_gpus: int) -> bool:
+    """Whether ``device`` asks for CUDA without naming one GPU, and CUDA is there."""
+    d = str(device)
+    return n_gpus > 0 and (d == "cuda" or d == "auto")
+
+
+def resolve_workers(workers: int | None, device: str, n_tasks: int,
+                    n_gpus: int | None = None) -> int:
+    """Worker processes actually used, at most the number of tasks.
+
+    Default: all cores on CPU; on CUDA one worker per visible GPU when the device
+    is ``"cuda"`` (or ``"auto"`` with CUDA present) and one for ``"cuda:N"``.
+    ``n_gpus`` overrides the visible GPU count (for tests).
+    """
     if workers is None:
-        workers = 1 if str(device).startswith("cuda") else cpu_count()
+        gpus = visible_gpus() if n_gpus is None else n_gpus
+        if _all_gpus(device, gpus):
+            workers = gpus
+        elif str(device).startswith("cuda"):
+            workers = 1
+        else:
+            workers = cpu_count()
     return max(1, min(int(workers), max(1, n_tasks)))
+
+
+def worker_devices(device: str, n_workers: int, n_gpus: int | None = None) -> list[str] | None:
+    """The device of each local worker: ``cuda:k`` round-robin over the visible GPUs.
+
+    ``None`` when every worker uses ``device`` as given (CPU, a named GPU, one
+    worker, or a single visible GPU).
+    """
+    gpus = visible_gpus() if n_gpus is None else n_gpus
+    if n_workers < 2 or gpus < 2 or not _all_gpus(device, gpus):
+        return None
+    return [f"cuda:{k % gpus}" for k in range(n_workers)]
 
 
 def run_toys(
@@ -534,8 +616,9 @@ def run_toys(
     indices : sequence of int
         Toy indices to run.
     workers : int, optional
-        Worker processes (spawned); default all cores, 1 on CUDA. With one worker
-        the toys run in this process.
+        Worker processes (spawned); default all cores on CPU, one per visible GPU
+        on ``device="cuda"`` (each worker pinned to its own ``cuda:k``), one on
+        ``cuda:N``. With one worker the toys run in this process.
     threads_per_worker : int, optional
         Torch threads per toy (default 1, whatever the number of workers). BLAS
         results can differ in the last bits between thread counts, so this number,
@@ -550,10 +633,14 @@ def run_toys(
     resume_only : bool
         With ``checkpoint``: run nothing, and fail when a toy has no record (how
         shards computed elsewhere are merged).
-    executor : distributed.Client, optional
-        Run the toys on a Dask cluster instead of local worker processes (each
-        chunk of toys is a task, retried ``retries`` times if its worker dies).
-        Results are identical to a local run.
+    executor : concurrent.futures.Executor or distributed.Client, optional
+        Run the toys as tasks of this executor instead of local worker processes
+        (each chunk of toys is one task; the engine is sent with every task and
+        unpickled once per worker process). Any ``concurrent.futures``-style
+        executor works (``ProcessPoolExecutor``, ``mpi4py.futures``, loky, ...);
+        on a Dask cluster the engine is scattered once and a task is retried
+        ``retries`` times if it fails or its worker dies. Results are identical to
+        a local run.
     retries : int
         Dask only: retries of a failed task.
     """
@@ -583,15 +670,16 @@ def run_toys(
             return sorted(done.values(), key=lambda r: r.index)
     n_done = len(done)
     device = str(engine.learner_params.get("device", "cpu"))
-    if executor is not None and not _is_dask_client(executor):
-        raise InputError(f"executor must be a dask distributed.Client, got "
-                         f"{type(executor).__name__}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise InputError("executor must be a concurrent.futures.Executor or a dask "
+                         f"distributed.Client, got {type(executor).__name__}")
     nw = resolve_workers(workers, device, len(indices))
     if executor is not None:
         nw = max(2, nw)  # never the in-process path
     threads = threads_per_worker or 1
-    if nw > 1 and engine.learner_params.get("memory_budget") is None:
-        # the workers share the machine: split the default cache budget between them
+    devices = worker_devices(device, nw) if executor is None else None
+    if nw > 1 and not devices and engine.learner_params.get("memory_budget") is None:
+        # the workers share the machine (or the GPU): split the default cache budget
         from ._torch_utils import default_memory_budget, resolve_device
 
         budget = default_memory_budget(resolve_device(device)) // nw
@@ -616,12 +704,22 @@ def run_toys(
     chunk = max(1, min(16, len(indices) // (nw * 4) or 1))
     chunks = [indices[i : i + chunk] for i in range(0, len(indices), chunk)]
     if executor is not None:
-        _run_dask(executor, engine_bytes, chunks, threads, ckpt, results, total, progress,
-                  retries)
+        if _is_dask_client(executor):
+            _run_dask(executor, engine_bytes, chunks, threads, ckpt, results, total, progress,
+                      retries)
+        else:
+            _run_executor(executor, engine_bytes, chunks, threads, ckpt, results, total,
+                          progress)
         return sorted(results, key=lambda r: r.index)
     ctx = get_context("spawn")
+    slots = None
+    if devices:
+        log.info("one toy worker per GPU: %s", ", ".join(devices))
+        slots = ctx.Queue()
+        for k in range(nw):
+            slots.put(k)
     with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
-                             initargs=(engine_bytes, threads, ckpt)) as pool:
+                             initargs=(engine_bytes, threads, ckpt, devices, slots)) as pool:
         futures = [pool.submit(_run_chunk, c) for c in chunks]
         try:
             for fut in as_completed(futures):
