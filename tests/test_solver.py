@@ -63,6 +63,50 @@ def test_matches_dense_newton_rank_deficient_1d(rng):
     assert abs(t_ours - t_dense) < 1e-4
 
 
+@pytest.mark.parametrize("lam", [1e-3, 1e-5])
+def test_hessian_reuse_reaches_the_dense_solution(rng, lam, monkeypatch):
+    """Chord steps (a reused Hessian factor) converge to the dense Newton optimum, and
+    the reuse does happen on an NPLM-like problem (many weighted reference events)."""
+    import nplearn.learners.kernel as kernel
+
+    X, y, sw = make_classification(rng, n_ref=20000, n_data=400, shift=0.2, scale=1.1)
+    sw = np.where(y == 0, 400 / 20000, 1.0)
+    opts = dict(sigma=1.0, n_centers=40, lam=lam, inner="direct", rank_tol=0.0, tol=1e-12,
+                random_state=7)
+    m = KernelLogisticRegression(**opts).fit(X, y, sw)
+    info = m.fit_info_
+    assert info.converged and 1 <= info.n_hessian < info.n_iter
+    _, f, J = dense_newton(X, y, sw, X[m.candidate_indices_], 1.0, lam)
+    assert abs(info.objective - J) <= 1e-10 * abs(J)
+    np.testing.assert_allclose(m.train_decision_, f, rtol=0, atol=1e-6 * np.abs(f).max())
+    # without reuse (a fresh Hessian at every step) the same optimum
+    monkeypatch.setattr(kernel, "HESSIAN_REUSE_FACTOR", 1.0)
+    fresh = KernelLogisticRegression(**opts).fit(X, y, sw)
+    assert fresh.fit_info_.n_hessian == fresh.fit_info_.n_iter
+    np.testing.assert_allclose(m.train_decision_, fresh.train_decision_, rtol=0,
+                               atol=1e-7 * np.abs(f).max())
+
+
+def test_curvature_bound_refuses_a_stale_hessian():
+    from nplearn.learners.kernel import HESSIAN_REUSE_FACTOR, _NewtonSolver
+
+    s = _NewtonSolver.__new__(_NewtonSolver)
+    s._hess_d2 = None
+    assert s._curvature_bound(torch.ones(4, dtype=torch.float64)) == 0.0  # nothing to reuse
+    s._hess_d2 = torch.tensor([1.0, 2.0, 0.0, 4.0], dtype=torch.float64)
+    same = s._hess_d2.clone()
+    assert s._curvature_bound(same) == 1.0
+    lower = same * 0.9  # 10% less curvature everywhere: bound 0.9
+    assert s._curvature_bound(lower) == pytest.approx(0.9)
+    assert s._curvature_bound(same * 1.2) == 1.0  # more curvature: the old H is smaller
+    far = same.clone()
+    far[3] = 4.0 * HESSIAN_REUSE_FACTOR * 1.01  # one event beyond the factor: rebuild
+    assert s._curvature_bound(far) == 0.0
+    far = same.clone()
+    far[0] = 1.0 / (HESSIAN_REUSE_FACTOR * 1.01)
+    assert s._curvature_bound(far) == 0.0
+
+
 def test_onestep_schedule_is_one_exact_newton_step(rng):
     X, y, sw = make_classification(rng, n_ref=2000, n_data=200)
     m = KernelLogisticRegression(sigma=1.0, n_centers=30, lam=1e-4, schedule="onestep",

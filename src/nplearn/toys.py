@@ -519,16 +519,27 @@ def _run_executor(executor: Any, engine_bytes: bytes, chunks: list[list[int]], t
     """Chunks as tasks of a ``concurrent.futures.Executor`` given by the user."""
     from concurrent.futures import wait
 
+    def cancel(futures: list[Any]) -> None:
+        for fut in futures:
+            fut.cancel()
+        wait(futures)  # let running chunks finish their records before returning
+
     futures = [executor.submit(_executor_chunk, engine_bytes, c, threads, ckpt) for c in chunks]
+    _gather(futures, as_completed, results, total, progress, cancel)
+
+
+def _gather(futures: list[Any], completed: Callable[[list[Any]], Any],
+            results: list[ToyResult], total: int,
+            progress: Callable[[int, int], None] | None,
+            cancel: Callable[[list[Any]], None]) -> None:
+    """Collect chunk results as they complete; on any error cancel the rest and re-raise."""
     try:
-        for fut in as_completed(futures):
+        for fut in completed(futures):
             results.extend(fut.result())
             if progress is not None:
                 progress(len(results), total)
     except BaseException:
-        for fut in futures:
-            fut.cancel()
-        wait(futures)  # let running chunks finish their records before returning
+        cancel(futures)
         raise
 
 
@@ -543,14 +554,7 @@ def _run_dask(client: Any, engine_bytes: bytes, chunks: list[list[int]], threads
     futures = [client.submit(_executor_chunk, eng, c, threads, ckpt, retries=retries,
                              pure=False)
                for c in chunks]
-    try:
-        for fut in dask_as_completed(futures):
-            results.extend(fut.result())
-            if progress is not None:
-                progress(len(results), total)
-    except BaseException:
-        client.cancel(futures)
-        raise
+    _gather(futures, dask_as_completed, results, total, progress, client.cancel)
 
 
 def visible_gpus() -> int:
@@ -721,13 +725,6 @@ def run_toys(
     with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
                              initargs=(engine_bytes, threads, ckpt, devices, slots)) as pool:
         futures = [pool.submit(_run_chunk, c) for c in chunks]
-        try:
-            for fut in as_completed(futures):
-                results.extend(fut.result())
-                if progress is not None:
-                    progress(len(results), total)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+        _gather(futures, as_completed, results, total, progress,
+                lambda fs: [f.cancel() for f in fs])
     return sorted(results, key=lambda r: r.index)

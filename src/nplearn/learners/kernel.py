@@ -73,6 +73,9 @@ INNER_SOLVERS = ("auto", "direct", "cg")
 AUTO_DIRECT_MAX_RANK = 512
 #: Largest PCG relative residual at which a Newton decrement is trusted for stopping.
 CG_TRUST_RESIDUAL = 0.1
+#: Direct inner solve: a factorised Hessian is reused for later Newton steps while
+#: every event's loss curvature is within this factor of the one it was built with.
+HESSIAN_REUSE_FACTOR = 2.0
 #: Smallest pivoted-Cholesky tolerance: residuals below it are float64 rounding noise.
 RANK_TOL_FLOOR = 1e-15
 #: Default CG relative tolerance of the published one-step schedule.
@@ -424,6 +427,10 @@ class FitInfo:
         Newton steps taken.
     n_cg : int
         Conjugate-gradient iterations summed over Newton steps (0 for direct).
+    n_hessian : int
+        Hessians formed and factorised by the direct inner solve (a Hessian is
+        reused across steps while the curvature has changed little, see
+        :data:`HESSIAN_REUSE_FACTOR`; 0 with PCG).
     grad_norm : float
         Euclidean norm of the gradient of ``J`` in the orthonormal (beta) basis
         at the returned solution.
@@ -453,6 +460,7 @@ class FitInfo:
     inner: str = "direct"
     n_iter: int = 0
     n_cg: int = 0
+    n_hessian: int = 0
     grad_norm: float = float("nan")
     suboptimality: float = float("nan")
     objective: float = float("nan")
@@ -573,23 +581,54 @@ class _NewtonSolver:
         self._precond: torch.Tensor | None = None
         self._fresh_cg = -1
         self._last_cg = 0
+        self._hess_factor: torch.Tensor | None = None  # direct: Cholesky factor in use
+        self._hess_d2: torch.Tensor | None = None  # the curvature it was built with
+        self.n_hessian = 0
 
     def objective(self, f: torch.Tensor, beta: torch.Tensor) -> float:
         return self.loss.value(f) / self.n + 0.5 * self.lam * float(beta @ beta)
 
+    def _curvature_bound(self, d2: torch.Tensor) -> float:
+        """``c`` with ``H(d2) >= c H_used`` for the factorised Hessian in use.
+
+        ``c = min(1, min_i d2_i / d2_used_i)``: the Hessians share ``Phi`` and
+        ``lam``, so the true Newton decrement is at most the one computed with the
+        reused Hessian divided by ``c``; ``c = 0`` asks for a fresh Hessian.
+        """
+        if self._hess_d2 is None:
+            return 0.0
+        old = self._hess_d2
+        ratio = torch.where(old > 0, d2 / torch.where(old > 0, old, 1.0), math.inf)
+        lo = float(ratio.min())
+        hi = float(torch.where(old > 0, ratio, 0.0).max())
+        if not (lo * HESSIAN_REUSE_FACTOR >= 1.0 and hi <= HESSIAN_REUSE_FACTOR):
+            return 0.0
+        return min(1.0, lo)
+
     def direction(
-        self, g: torch.Tensor, d2: torch.Tensor, cg_tol: float
+        self, g: torch.Tensor, d2: torch.Tensor, cg_tol: float, reuse: bool = False
     ) -> tuple[torch.Tensor, int, float]:
-        """Newton direction: ``(delta, cg_iterations, relative_residual)``."""
+        """Newton direction: ``(delta, cg_iterations, relative_residual)``.
+
+        With ``reuse`` the direct solve takes the Hessian factor of an earlier step
+        (a chord step; the caller bounds its decrement with
+        :meth:`_curvature_bound`).
+        """
         r = g.shape[0]
         eye = torch.eye(r, dtype=torch.float64, device=g.device)
         if self.inner == "direct":
-            H = self.feat.gram(d2) / self.n + self.lam * eye
-            Lh, info = torch.linalg.cholesky_ex(H)
-            if int(info) != 0:  # numerically indefinite: fall back to PCG below
-                log.debug("Hessian Cholesky failed (info=%d), using PCG", int(info))
-            else:
-                return -torch.cholesky_solve(g.unsqueeze(1), Lh).squeeze(1), 0, 0.0
+            if not (reuse and self._hess_factor is not None):
+                H = self.feat.gram(d2) / self.n + self.lam * eye
+                Lh, info = torch.linalg.cholesky_ex(H)
+                self.n_hessian += 1
+                if int(info) != 0:  # numerically indefinite: fall back to PCG below
+                    log.debug("Hessian Cholesky failed (info=%d), using PCG", int(info))
+                    self._hess_factor = self._hess_d2 = None
+                else:
+                    self._hess_factor, self._hess_d2 = Lh, d2
+            if self._hess_factor is not None:
+                return (-torch.cholesky_solve(g.unsqueeze(1), self._hess_factor).squeeze(1),
+                        0, 0.0)
         # Falkon-style preconditioner: the Hessian estimated on the M candidate
         # centres. It costs M r^2, so it is built once and reused while PCG keeps
         # converging about as fast as with a fresh one; the CG solve is exact
@@ -648,14 +687,19 @@ class _NewtonSolver:
             # The one-step schedule always uses its fixed published tolerance.
             cg_tol = self.cg_tol if schedule == "onestep" else max(
                 self.cg_tol, min(0.1, g_norm / g0_norm if g0_norm > 0 else 0.0))
-            delta, ncg, cg_res = self.direction(g, d2, cg_tol)
+            # Direct solve: reuse the last Hessian factor while the curvature is
+            # within HESSIAN_REUSE_FACTOR of it (never for the one-step schedule).
+            c = 0.0 if (schedule == "onestep" or self.inner != "direct" or it == 0) \
+                else self._curvature_bound(d2)
+            delta, ncg, cg_res = self.direction(g, d2, cg_tol, reuse=c > 0)
             # The decrement estimate -g.delta is trustworthy (to ~10%) once the inner
             # solve's residual is below 0.1; a badly truncated solve (CG iteration cap)
             # would underestimate it and must not be taken for convergence.
             cg_ok = cg_res <= CG_TRUST_RESIDUAL
             info.n_cg += ncg
             dec2 = float(-(g @ delta))
-            info.suboptimality = 0.5 * n * dec2
+            # with a reused Hessian H_used <= H / c: dec2 / c bounds the true decrement
+            info.suboptimality = 0.5 * n * dec2 / (c if c > 0 else 1.0)
             info.grad_norm = g_norm
             info.history.append(
                 {"objective": J, "grad_norm": info.grad_norm, "suboptimality": info.suboptimality,
@@ -737,6 +781,7 @@ class _NewtonSolver:
         g = self.feat.rmv(d1) / n + self.lam * beta
         info.grad_norm = float(torch.linalg.vector_norm(g))
         info.objective = J
+        info.n_hessian = self.n_hessian
         return beta, f, info
 
 
