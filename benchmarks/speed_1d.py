@@ -53,7 +53,7 @@ def main() -> None:
     m_rule = default_n_centers(202_000)
     for M in (3000, m_rule):
         for schedule in ("converged", "onestep"):
-            times, ranks, iters = [], [], []
+            times, ranks, iters, hess = [], [], [], []
             for i in range(a.toys):
                 X, y, sw, s_fit = toy(i, a.seed)
                 t0 = time.perf_counter()
@@ -65,11 +65,13 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
                 ranks.append(m.rank_)
                 iters.append(m.fit_info_.n_iter)
+                hess.append(m.fit_info_.n_hessian)
             rows.append({"M": M, "schedule": schedule, "toys": a.toys,
                          "median_s": float(np.median(times)),
                          "p90_s": float(np.quantile(times, 0.9)),
                          "median_rank": float(np.median(ranks)),
-                         "median_newton": float(np.median(iters))})
+                         "median_newton": float(np.median(iters)),
+                         "median_hessians": float(np.median(hess))})
             print(rows[-1], flush=True)
     checks = []
     for i in range(a.check_toys):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from _common import RESULTS
 
@@ -34,11 +35,14 @@ def speed_1d() -> None:
         return
     print("### Time per toy, 1D benchmark (one thread)\n")
     print(header(d))
-    print("| M | schedule | toys | median s/toy | 90% s/toy | kept rank r | Newton steps |")
-    print("|---|---|---|---|---|---|---|")
+    print("| M | schedule | toys | median s/toy | 90% s/toy | kept rank r | Newton steps | "
+          "Hessians formed |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in d["speed"]:
+        hess = r.get("median_hessians")
         print(f"| {r['M']} | {r['schedule']} | {r['toys']} | {r['median_s']:.3f} | "
-              f"{r['p90_s']:.3f} | {r['median_rank']:.0f} | {r['median_newton']:.0f} |")
+              f"{r['p90_s']:.3f} | {r['median_rank']:.0f} | {r['median_newton']:.0f} | "
+              f"{'–' if hess is None else f'{hess:.0f}'} |")
     print("\n| toy | t nplearn | t dense (eig ≥ 1e-14) | t dense (eig ≥ 1e-16) | "
           "J nplearn − min J dense |")
     print("|---|---|---|---|---|")
@@ -184,6 +188,8 @@ def power() -> None:
     from nplearn.power import format_power_table
 
     for path in sorted(RESULTS.glob("power_*.json")):
+        if "_lamscan_" in path.name:
+            continue
         d = json.loads(path.read_text())
         nsig = {s: e["n_ok"] for s, e in d["signals"].items()}
         print(f"### Power: {d['benchmark']} (N_R = {d['n_ref']:g}, N(R) = {d['expected']:g}, "
@@ -229,6 +235,41 @@ def power() -> None:
             print()
 
 
+def lam_scan() -> None:
+    """One table per benchmark from the single-width runs tagged ``_lamscan_<lam>``."""
+    runs: dict[str, list[dict]] = {}
+    for path in RESULTS.glob("power_*_lamscan_*.json"):
+        d = json.loads(path.read_text())
+        runs.setdefault(d["benchmark"], []).append(d)
+    for bench, ds in sorted(runs.items()):
+        ds.sort(key=lambda d: d["lam"])
+        d0 = ds[0]
+        sigs = list(d0["signals"])
+        print(f"### Regularisation scan: {bench} (N_R = {d0['n_ref']:g}, "
+              f"N(R) = {d0['expected']:g}, M = {d0['n_centers']}, "
+              f"σ = {', '.join(f'{s:g}' for s in d0['sigmas'])}, {d0['schedule']})\n")
+        cmd = re.sub(r"(--lam |_lamscan_)\S+", r"\1LAM", d0["command"])
+        lams = ", ".join(f"{d['lam']:g}" for d in ds)
+        print(f"_{d0['machine']}; commit {d0['commit']}; `{cmd}` for LAM in {lams}_\n")
+        print(f"{d0['null']['n_ok']} null toys, "
+              + ", ".join(f"{e['n_ok']} {s}" for s, e in d0["signals"].items())
+              + " toys per λ. Power at Z ≥ 2 (median Z); with this many null toys "
+              "Z ≥ 3 is out of reach.\n")
+        print("| λ | null χ² dof | median null t | "
+              + " | ".join(f"{s}: power Z ≥ 2 (median Z)" for s in sigs) + " |")
+        print("|---" * (3 + len(sigs)) + "|")
+        for d in ds:
+            cells = []
+            for s in sigs:
+                (t,) = d["signals"][s]["tests"].values()
+                b = t["power"]["2"]
+                cells.append(f"{b['value']:.3f} ± {(b['hi68'] - b['lo68']) / 2:.3f} "
+                             f"({t['median_z']:.2f})")
+            print(f"| {d['lam']:g} | {d['null']['chi2_dof'][0]:.1f} | "
+                  f"{d['null']['median_t'][0]:.1f} | " + " | ".join(cells) + " |")
+        print()
+
+
 def _pw_err(x: dict) -> str:
     b = x["power"]["3"]
     return f"{_pw(x)} ± {(b['hi68'] - b['lo68']) / 2:.3f}"
@@ -244,3 +285,4 @@ if __name__ == "__main__":
     scaling()
     profile()
     power()
+    lam_scan()
