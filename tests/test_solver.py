@@ -37,7 +37,12 @@ def test_matches_dense_newton_well_conditioned(rng, inner, lam):
     # paths differ at ~1e-12 relative even for the same alpha
     assert abs(m.fit_info_.objective - J) <= 1e-10 * abs(J)
     np.testing.assert_allclose(m.train_decision_, f, rtol=0, atol=1e-7 * np.abs(f).max())
-    np.testing.assert_allclose(_full_alpha(m), alpha, rtol=0, atol=1e-6 * np.abs(alpha).max())
+    # alpha itself is determined only to ~cond(K_MM) * eps relative (1.7e-5 here): two
+    # backward-stable float64 solvers agree to ~1e-6, the exact digits depend on the
+    # host's BLAS kernels
+    bound = np.linalg.cond(gauss(C, C, 1.0)) * np.finfo(np.float64).eps
+    assert 1e-6 < bound < 1e-4
+    np.testing.assert_allclose(_full_alpha(m), alpha, rtol=0, atol=bound * np.abs(alpha).max())
 
 
 def test_matches_dense_newton_rank_deficient_1d(rng):
