@@ -4,10 +4,20 @@ A single kernel width makes the test most sensitive to structures of about that
 size. Fitting several widths on the same observed data and the same null toys
 gives one statistic per width; this module turns them into one calibrated test.
 
-Local p-values
-    For the observed data (or a signal toy): ``p_k = (1 + #{t_null,k >= t_k}) /
-    (1 + n)`` for width ``k``. For null toy ``i`` the same, leave-one-out: against
-    the other ``n - 1`` null toys, ``p_ik = (1 + #{j != i: t_jk >= t_ik}) / n``.
+Exchangeable ranks
+    The observed data set and the ``n`` null toys form a pool of ``n + 1`` data
+    sets that are exchangeable under the null hypothesis. Every member of the
+    pool is treated alike: its local p-value at width ``k`` is its rank among
+    all ``n + 1`` members, ``p_k = (1 + #{other members with t_k >= its t_k}) /
+    (1 + n)``. For the observed data the "other members" are the ``n`` null
+    toys; for null toy ``i`` they are the other ``n - 1`` toys **and the
+    observed data**. Both are therefore on the same grid ``{1, ..., n + 1} /
+    (n + 1)`` and ties count against the member being tested, which makes the
+    calibrated p-value below valid (``P(p <= a) <= a`` under the null) for any
+    combination. (Leave-one-out values ``#{j != i: ...} / n`` for the toys
+    would put them on a coarser grid than the observed data; a data set tied
+    with a toy at the best rank would then look more extreme than that toy, and
+    min-p would be anti-conservative by up to a factor of the number of widths.)
 
 Combinations (every statistic is "larger = less compatible with the reference")
     ``min-p``      ``-log min_k p_k``
@@ -17,14 +27,16 @@ Combinations (every statistic is "larger = less compatible with the reference")
                    chi-square reference: the widths are strongly correlated, so
                    it is calibrated on the toys like the others).
     ``fused-t``    ``T log mean_k exp(z_k / T)`` with ``z_k = (t_k - mean_k) /
-                   std_k`` standardised by the null toys (leave-one-out for the
-                   null toys themselves). Without standardisation a soft maximum
-                   of raw ``t`` is dominated by the narrowest width, whose null
-                   ``t`` is largest.
+                   std_k``, the mean and standard deviation taken over the other
+                   ``n`` members of the pool. Without standardisation a soft
+                   maximum of raw ``t`` is dominated by the narrowest width,
+                   whose null ``t`` is largest.
 
 Each combined statistic is calibrated on its own null distribution: the same
-combination applied to the null toys' leave-one-out local p-values (or
-standardised ``t``). Its p-value is ``(1 + #{s_null >= s}) / (1 + n)``.
+combination applied to the null toys' values in the same pool. The p-value of a
+data set is ``(1 + #{toys i: s_i >= s}) / (1 + n)``. Because the toys' values
+depend on the data set in the pool, this is computed per data set
+(:func:`combined_pvalues`).
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ __all__ = [
     "CombinedResult",
     "combine",
     "combine_all",
+    "combined_pvalues",
     "local_pvalues",
     "local_pvalues_null",
     "standardise",
@@ -99,19 +112,48 @@ def local_pvalues(t: np.ndarray, t_null: np.ndarray) -> np.ndarray:
     return out[0] if one else out
 
 
-def local_pvalues_null(t_null: np.ndarray) -> np.ndarray:
-    """Leave-one-out local p-values of the null toys themselves.
-
-    Returns ``p_ik = (1 + #{j != i: t_jk >= t_ik}) / n``, shape ``(n, n_widths)``.
-    """
-    T = _null_matrix(t_null)
+def _loo_counts(T: np.ndarray) -> np.ndarray:
+    """``#{j != i: T_jk >= T_ik}`` for every toy ``i`` and width ``k``."""
     n = T.shape[0]
     out = np.empty_like(T)
     for k in range(T.shape[1]):
         s = np.sort(T[:, k])
-        n_ge = n - np.searchsorted(s, T[:, k], side="left")  # includes the toy itself
-        out[:, k] = n_ge / n
+        out[:, k] = n - np.searchsorted(s, T[:, k], side="left") - 1  # minus the toy itself
     return out
+
+
+def local_pvalues_null(t_null: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Local p-values of the null toys in the pool with the data set ``t``.
+
+    Parameters
+    ----------
+    t_null : numpy.ndarray, shape (n, n_widths)
+        Null statistics.
+    t : numpy.ndarray, shape (n_widths,)
+        The data set that completes the pool (observed data or a signal toy).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``p_ik = (1 + #{j != i: t_jk >= t_ik} + [t_k >= t_ik]) / (1 + n)``, shape
+        ``(n, n_widths)``: every toy's rank among all ``n + 1`` members.
+    """
+    T = _null_matrix(t_null)
+    x = _rows(t, T)
+    if x.shape[0] != 1:
+        raise InputError("local_pvalues_null takes one data set")
+    n = T.shape[0]
+    return (1.0 + _loo_counts(T) + (x >= T)) / (1.0 + n)
+
+
+def _rows(t: np.ndarray, T: np.ndarray) -> np.ndarray:
+    X = np.atleast_2d(np.asarray(t, dtype=np.float64))
+    if X.ndim != 2 or X.shape[1] != T.shape[1]:
+        raise InputError(f"{X.shape[-1]} statistics per data set but {T.shape[1]} widths in "
+                         "the null toys")
+    if not np.isfinite(X).all():
+        raise InputError("data-set statistics contain NaN or inf")
+    return X
 
 
 def standardise(t: np.ndarray, t_null: np.ndarray) -> np.ndarray:
@@ -124,21 +166,28 @@ def standardise(t: np.ndarray, t_null: np.ndarray) -> np.ndarray:
     return (np.asarray(t, dtype=np.float64) - mu) / sd
 
 
-def standardise_null(t_null: np.ndarray) -> np.ndarray:
-    """Leave-one-out standardisation of the null toys (each toy excluded from its own
-    mean and standard deviation)."""
+def standardise_null(t_null: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Standardised null toys in the pool with the data set ``t``: toy ``i`` is
+    standardised with the mean and standard deviation of the other ``n - 1`` toys
+    and ``t`` (``n`` values, like the data set's own standardisation by the ``n``
+    toys)."""
     T = _null_matrix(t_null)
+    x = _rows(t, T)
+    if x.shape[0] != 1:
+        raise InputError("standardise_null takes one data set")
     n = T.shape[0]
-    if n < 3:
-        raise InputError("leave-one-out standardisation needs at least 3 null toys")
-    s1, s2 = T.sum(0), (T * T).sum(0)
-    mu = (s1 - T) / (n - 1)
-    var = (s2 - T * T - (n - 1) * mu * mu) / (n - 2)
+    c = T.mean(0)  # centring keeps the sums of squares accurate
+    D, xd = T - c, x - c
+    s1, s2 = D.sum(0), (D * D).sum(0)
+    o1 = s1 - D + xd
+    o2 = s2 - D * D + xd * xd
+    mu = o1 / n
+    var = (o2 - n * mu * mu) / (n - 1)
     sd = np.sqrt(np.clip(var, 0.0, None))
     if (sd <= 0).any():
         raise InputError("a width has identical null statistics in every toy; cannot "
                          "standardise")
-    return (T - mu) / sd
+    return (D - mu) / sd
 
 
 def combine(values: np.ndarray, method: str, temperature: float = 1.0) -> np.ndarray:
@@ -212,11 +261,12 @@ class CombinedResult:
         return asdict(self)
 
 
-def null_combined(t_null: np.ndarray, method: str, temperature: float = 1.0) -> np.ndarray:
-    """The combined statistic of every null toy (leave-one-out inputs)."""
+def null_combined(t_null: np.ndarray, t: np.ndarray, method: str,
+                  temperature: float = 1.0) -> np.ndarray:
+    """The combined statistic of every null toy in the pool with the data set ``t``."""
     if method == "fused-t":
-        return combine(standardise_null(t_null), method, temperature)
-    return combine(local_pvalues_null(t_null), method, temperature)
+        return combine(standardise_null(t_null, t), method, temperature)
+    return combine(local_pvalues_null(t_null, t), method, temperature)
 
 
 def combined_statistic(
@@ -227,6 +277,34 @@ def combined_statistic(
     if method == "fused-t":
         return combine(standardise(t2, t_null), method, temperature)
     return combine(local_pvalues(t2, t_null), method, temperature)
+
+
+def combined_pvalues(
+    t: np.ndarray, t_null: np.ndarray, method: str, temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Combined statistic and calibrated p-value of each data set (row of ``t``).
+
+    Each data set is pooled with the null toys on its own (see the module notes),
+    so the toys' combined values are recomputed per data set.
+
+    Returns
+    -------
+    (statistic, p, n_exceed) : tuple of numpy.ndarray, one entry per data set
+        ``p = (1 + n_exceed) / (1 + n)`` with ``n_exceed = #{toys: s_i >= s}``.
+    """
+    T = _null_matrix(t_null)
+    X = _rows(t, T)
+    n = T.shape[0]
+    stat = combined_statistic(X, T, method, temperature)
+    counts = None if method == "fused-t" else _loo_counts(T)  # shared by every data set
+    n_ge = np.empty(X.shape[0], dtype=np.int64)
+    for b in range(X.shape[0]):
+        if counts is None:
+            s_null = null_combined(T, X[b], method, temperature)
+        else:
+            s_null = combine((1.0 + counts + (X[b] >= T)) / (1.0 + n), method, temperature)
+        n_ge[b] = int(np.count_nonzero(s_null >= stat[b]))
+    return stat, (1.0 + n_ge) / (1.0 + n), n_ge
 
 
 def empirical_p(s: np.ndarray, s_null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,9 +338,7 @@ def combine_all(
     T = _null_matrix(t_null)
     out: dict[str, CombinedResult] = {}
     for m in methods:
-        s_null = null_combined(T, m, temperature)
-        s = float(combined_statistic(t_obs, T, m, temperature)[0])
-        p, n_ge = empirical_p(np.array([s]), s_null)
-        out[m] = CombinedResult(m, s, float(p[0]), p_to_z(float(p[0])), int(n_ge[0]),
-                                int(T.shape[0]))
+        s, p, n_ge = combined_pvalues(t_obs, T, m, temperature)
+        out[m] = CombinedResult(m, float(s[0]), float(p[0]), p_to_z(float(p[0])),
+                                int(n_ge[0]), int(T.shape[0]))
     return out
