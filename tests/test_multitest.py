@@ -13,11 +13,9 @@ from nplearn.multitest import (
     COMBINATIONS,
     combine,
     combine_all,
-    combined_statistic,
-    empirical_p,
+    combined_pvalues,
     local_pvalues,
     local_pvalues_null,
-    null_combined,
     standardise_null,
 )
 
@@ -27,10 +25,36 @@ def test_local_pvalues_by_hand():
     # observed 2.5 at width 0: toys 3, 4 are >= -> (1 + 2) / 5
     # observed 4.0 at width 1: toys 5, 4 are >= (ties count) -> (1 + 2) / 5
     np.testing.assert_allclose(local_pvalues(np.array([2.5, 4.0]), t_null), [0.6, 0.6])
-    # leave-one-out: toy with t = 1 at width 0 has 3 others >= -> (1 + 3) / 4
-    loo = local_pvalues_null(t_null)
-    np.testing.assert_allclose(loo[:, 0], [1.0, 0.75, 0.5, 0.25])
-    np.testing.assert_allclose(loo[:, 1], [0.25, 0.5, 0.75, 1.0])
+    # the toys in the pool with that data set: toy t = 1 at width 0 has the 3 other
+    # toys and the data set (2.5) at or above it -> (1 + 4) / 5
+    pool = local_pvalues_null(t_null, np.array([2.5, 4.0]))
+    np.testing.assert_allclose(pool[:, 0], [1.0, 0.8, 0.4, 0.2])
+    # width 1: the data set (4.0) ties with the toy at 4.0, and the tie counts against it
+    np.testing.assert_allclose(pool[:, 1], [0.2, 0.6, 0.8, 1.0])
+
+
+def test_min_p_symmetric_data_set_and_toy_share_the_p_value():
+    # the data set is the most extreme member at width 0, toy 0 at width 1, in mirror
+    # positions: they are exchangeable, so the data set must not be called more extreme
+    # than toy 0 (p = 2/5). Leave-one-out toy ranks gave p = 1/5 here.
+    t_obs = np.array([10.0, 0.0])
+    t_null = np.array([[0.0, 10.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    res = combine_all(t_obs, t_null)
+    assert res["min-p"].p_value == pytest.approx(0.4) and res["min-p"].n_exceed == 1
+    # every combination counts toy 0 (its mirror image) as at least as extreme;
+    # product-p also counts the toy at (3, 3), whose ranks are (2, 2) of 5
+    assert {m: r.n_exceed for m, r in res.items()} == {
+        "min-p": 1, "fused-p": 1, "product-p": 2, "fused-t": 1}
+
+
+def test_min_p_ties_broken_by_the_standardised_statistic():
+    # data set and toy 0 both rank first at one width each; the data set lies further
+    # out (in null standard deviations), so it is the more extreme of the two
+    t_null = np.array([[0.0, 4.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    _, p, n_ge = combined_pvalues(np.array([10.0, 0.0]), t_null, "min-p")
+    assert n_ge[0] == 0 and p[0] == pytest.approx(0.2)
+    _, p, n_ge = combined_pvalues(np.array([3.5, 0.0]), t_null, "min-p")
+    assert n_ge[0] == 1 and p[0] == pytest.approx(0.4)
 
 
 def test_combinations_by_hand():
@@ -48,12 +72,13 @@ def test_combinations_by_hand():
     assert combine(z, "fused-t", 1.0)[0] == pytest.approx(math.log(np.mean(np.exp(z[0]))))
 
 
-def test_leave_one_out_standardisation_by_hand():
+def test_pooled_standardisation_by_hand():
     T = np.array([[1.0], [2.0], [4.0], [7.0]])
-    z = standardise_null(T)
-    others = T[1:, 0]
+    x = np.array([5.0])
+    z = standardise_null(T, x)
+    others = np.r_[T[1:, 0], x]  # the other toys and the data set
     assert z[0, 0] == pytest.approx((1.0 - others.mean()) / others.std(ddof=1))
-    others = T[[0, 1, 2], 0]
+    others = np.r_[T[[0, 1, 2], 0], x]
     assert z[3, 0] == pytest.approx((7.0 - others.mean()) / others.std(ddof=1))
 
 
@@ -87,12 +112,24 @@ def test_combined_p_uniform_under_null(method):
     rng = np.random.default_rng(11)
     T0 = _correlated_null(rng, 2000)
     T1 = _correlated_null(rng, 1000)
-    p, _ = empirical_p(combined_statistic(T1, T0, method, 1.0), null_combined(T0, method, 1.0))
+    _, p, _ = combined_pvalues(T1, T0, method, 1.0)
     assert sps.kstest(p, "uniform").pvalue > 0.01
     # and a shifted set (every width's t larger) must give small p-values
-    p_sig, _ = empirical_p(combined_statistic(T1 + 15.0, T0, method, 1.0),
-                           null_combined(T0, method, 1.0))
+    _, p_sig, _ = combined_pvalues(T1 + 15.0, T0, method, 1.0)
     assert np.median(p_sig) < 0.05
+
+
+@pytest.mark.parametrize("method", COMBINATIONS)
+def test_small_combined_p_values_are_valid(method):
+    # the small-p end, where a KS test is blind: 2000 pools of 1 + 99 exchangeable
+    # data sets with six independent widths. A valid p-value has P(p <= 0.01) <= 0.01
+    # (20 of 2000 expected, binomial sd 4.4); the limit 35 is 3.4 sd above. Leave-one-out
+    # toy ranks gave 114 for min-p here.
+    rng = np.random.default_rng(21)
+    p = np.array([combined_pvalues(Z[0], Z[1:], method)[1][0]
+                  for Z in rng.chisquare(3.0, size=(2000, 100, 6))])
+    assert np.count_nonzero(p <= 0.01) <= 35
+    assert np.count_nonzero(p <= 0.1) <= 200 + 45  # 10%: 200 expected, sd 13.4
 
 
 def test_combine_all_structure():
@@ -183,5 +220,5 @@ def test_combined_p_uniform_on_real_null_toys():
     assert T.shape == (400, 3)
     T0, T1 = T[:300], T[300:]
     for method in COMBINATIONS:
-        p, _ = empirical_p(combined_statistic(T1, T0, method), null_combined(T0, method))
+        _, p, _ = combined_pvalues(T1, T0, method)
         assert sps.kstest(p, "uniform").pvalue > 0.01, method

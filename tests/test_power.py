@@ -11,7 +11,13 @@ from scipy import stats as sps
 from nplearn import InputError
 from nplearn.benchmarks.suite import Exp1DScaled, GaussSuite
 from nplearn.cli import main
-from nplearn.power import clopper_pearson, format_power_table, power_study, power_summary
+from nplearn.power import (
+    clopper_pearson,
+    format_power_table,
+    power_study,
+    power_summary,
+    recombine,
+)
 
 
 def test_clopper_pearson_known_values():
@@ -55,6 +61,19 @@ def test_small_power_study(tmp_path):
     assert sig["ideal"]["median_z"] > 5
     assert "min-p" in format_power_table(res)
     json.dumps(res)
+    # the raw statistics are kept, and recomputing the combinations from them gives
+    # the numbers of the study; a study without them is refused
+    assert np.asarray(res["null"]["t"]).shape == (50, 2)
+    assert np.asarray(sig["t"]).shape == (sig["n_ok"], 2)
+    again = recombine(json.loads(json.dumps(res)))
+    assert again["signals"]["bulk"]["tests"] == sig["tests"]
+    hot = recombine(res, temperature=50.0)
+    assert hot["temperature"] == 50.0 and res["temperature"] == 1.0
+    assert hot["signals"]["bulk"]["tests"]["min-p"] == sig["tests"]["min-p"]
+    stale = json.loads(json.dumps(res))
+    del stale["null"]["t"]
+    with pytest.raises(InputError, match="raw statistics"):
+        recombine(stale)
     # the same study with two workers gives the same numbers
     res2 = power_study(bench, signals=["bulk"], workers=2, **SMALL)
     assert res2["signals"] == res["signals"] or \

@@ -166,6 +166,26 @@ def standardise(t: np.ndarray, t_null: np.ndarray) -> np.ndarray:
     return (np.asarray(t, dtype=np.float64) - mu) / sd
 
 
+def _pool_z(T: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Standardised values of the data set ``x`` (by the ``n`` toys) and of every toy
+    (by the other ``n - 1`` toys and ``x``), and whether every width could be
+    standardised (a width with no spread gives 0 there)."""
+    n = T.shape[0]
+    c = T.mean(0)  # centring keeps the sums of squares accurate
+    D, xd = T - c, x - c
+    s1, s2 = D.sum(0), (D * D).sum(0)
+    sd_x = np.sqrt(np.clip((s2 - s1 * s1 / n) / (n - 1), 0.0, None))
+    o1 = s1 - D + xd
+    o2 = s2 - D * D + xd * xd
+    mu = o1 / n
+    sd = np.sqrt(np.clip((o2 - n * mu * mu) / (n - 1), 0.0, None))
+    ok = bool((sd_x > 0).all() and (sd > 0).all())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_x = np.where(sd_x > 0, (xd - s1 / n) / sd_x, 0.0)
+        z_T = np.where(sd > 0, (D - mu) / sd, 0.0)
+    return z_x, z_T, ok
+
+
 def standardise_null(t_null: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Standardised null toys in the pool with the data set ``t``: toy ``i`` is
     standardised with the mean and standard deviation of the other ``n - 1`` toys
@@ -175,19 +195,11 @@ def standardise_null(t_null: np.ndarray, t: np.ndarray) -> np.ndarray:
     x = _rows(t, T)
     if x.shape[0] != 1:
         raise InputError("standardise_null takes one data set")
-    n = T.shape[0]
-    c = T.mean(0)  # centring keeps the sums of squares accurate
-    D, xd = T - c, x - c
-    s1, s2 = D.sum(0), (D * D).sum(0)
-    o1 = s1 - D + xd
-    o2 = s2 - D * D + xd * xd
-    mu = o1 / n
-    var = (o2 - n * mu * mu) / (n - 1)
-    sd = np.sqrt(np.clip(var, 0.0, None))
-    if (sd <= 0).any():
+    _, z_T, ok = _pool_z(T, x[0])
+    if not ok:
         raise InputError("a width has identical null statistics in every toy; cannot "
                          "standardise")
-    return (D - mu) / sd
+    return z_T
 
 
 def combine(values: np.ndarray, method: str, temperature: float = 1.0) -> np.ndarray:
@@ -299,11 +311,25 @@ def combined_pvalues(
     counts = None if method == "fused-t" else _loo_counts(T)  # shared by every data set
     n_ge = np.empty(X.shape[0], dtype=np.int64)
     for b in range(X.shape[0]):
+        x = X[b]
         if counts is None:
-            s_null = null_combined(T, X[b], method, temperature)
-        else:
-            s_null = combine((1.0 + counts + (X[b] >= T)) / (1.0 + n), method, temperature)
-        n_ge[b] = int(np.count_nonzero(s_null >= stat[b]))
+            n_ge[b] = int(np.count_nonzero(null_combined(T, x, method, temperature) >= stat[b]))
+            continue
+        c_T = 1 + counts + (x >= T)  # integer ranks in the pool of n + 1
+        c_x = 1 + (T >= x).sum(0)
+        if method != "min-p":
+            # the data set through the same arithmetic as the toys: equal rank vectors
+            # give bit-equal statistics, so ties are never broken by rounding
+            s_all = combine(np.vstack([c_x, c_T]) / (1.0 + n), method, temperature)
+            n_ge[b] = int(np.count_nonzero(s_all[1:] >= s_all[0]))
+            continue
+        # min-p compares the best ranks exactly; equal best ranks are ordered by the
+        # largest standardised statistic among the widths that attain them
+        m_x, m_T = int(c_x.min()), c_T.min(1)
+        z_x, z_T, _ = _pool_z(T, x)
+        sec_x = z_x[c_x == m_x].max()
+        sec_T = np.where(c_T == m_T[:, None], z_T, -np.inf).max(1)
+        n_ge[b] = int(np.count_nonzero((m_T < m_x) | ((m_T == m_x) & (sec_T >= sec_x))))
     return stat, (1.0 + n_ge) / (1.0 + n), n_ge
 
 

@@ -35,7 +35,7 @@ from .multitest import COMBINATIONS, combined_pvalues, empirical_p
 from .stats import p_to_z
 from .toys import ToyEngine, ToyResult, run_toys
 
-__all__ = ["BenchmarkToy", "clopper_pearson", "power_study", "power_summary"]
+__all__ = ["BenchmarkToy", "clopper_pearson", "power_study", "power_summary", "recombine"]
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,41 @@ def power_study(
         result["signals"][sig] = entry
     result["wall_s"] = time.perf_counter() - t_start
     return result
+
+
+def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[str, Any]:
+    """Recompute the combinations' power from the raw statistics a power study kept.
+
+    Parameters
+    ----------
+    result : dict
+        A :func:`power_study` result holding ``null["t"]`` and each signal's ``"t"``.
+    temperature : float, optional
+        ``T`` of the smooth maxima (default: the study's).
+
+    Returns
+    -------
+    dict
+        A copy of ``result`` whose combination entries are computed by the current
+        :func:`nplearn.multitest.combined_pvalues`; single widths, comparison tests
+        and the ideal test are unchanged.
+    """
+    import copy
+
+    if "t" not in result.get("null", {}):
+        raise InputError("this power study kept no raw statistics (null['t']); rerun it")
+    out = copy.deepcopy(result)
+    T = float(out["temperature"] if temperature is None else temperature)
+    out["temperature"] = T
+    T0 = np.asarray(out["null"]["t"], dtype=np.float64)
+    zs = tuple(float(z) for z in out["z_thresholds"])
+    for entry in out["signals"].values():
+        T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, T0.shape[1])
+        for m in out["combinations"]:
+            _, p, _ = combined_pvalues(T1, T0, m, T)
+            entry["tests"][m] = power_summary(p, zs)
+    out["combination_ranks"] = "pooled"
+    return out
 
 
 def format_power_table(result: dict[str, Any], z: str = "3") -> str:
