@@ -132,6 +132,19 @@ def test_selection_language():
         evaluate_selection("a >", cols, 3)
     with pytest.raises(InputError, match="true/false"):
         evaluate_selection("a + 1", cols, 3)
+    # a function never reaches numpy's output argument (it would overwrite column b)
+    b_before = cols["b"].copy()
+    with pytest.raises(InputError, match=r"abs\(\) takes 1 argument, got 2"):
+        evaluate_selection("abs(a, b) > -1", cols, 3)
+    with pytest.raises(InputError, match=r"hypot\(\) takes 2 arguments, got 1"):
+        evaluate_selection("hypot(a) > 0", cols, 3)
+    np.testing.assert_array_equal(cols["b"], b_before)
+    # constants are floats: no integer wrap-around, negative powers allowed
+    np.testing.assert_array_equal(evaluate_selection("a < 2 ** 64", cols, 3), [True] * 3)
+    np.testing.assert_array_equal(evaluate_selection("a > 2 ** -1", cols, 3), [True] * 3)
+    np.testing.assert_array_equal(evaluate_selection("a > 10 ** 400", cols, 3), [False] * 3)
+    with pytest.raises(InputError, match="too large"):
+        evaluate_selection("a > 1" + "0" * 400, cols, 3)
 
 
 def test_dataframes_and_awkward_arrays(rng):

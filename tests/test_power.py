@@ -104,8 +104,14 @@ def test_power_study_bad_input():
     bench = Exp1DScaled(n_ref=2000, expected=100.0)
     with pytest.raises(InputError, match="unknown signal"):
         power_study(bench, signals=["bump"], n_null=5, n_signal=1)
-    with pytest.raises(InputError, match="at least 3 null"):
-        power_study(bench, n_null=2, n_signal=1)
+    with pytest.raises(InputError, match="at least 5 null"):
+        power_study(bench, n_null=4, n_signal=1)
+    ok = dict(n_null=5, n_signal=1, sigmas=[1.0], n_centers=20, ideal_toys=0)
+    for bad, match in [(dict(baselines=["bogus"]), "unknown comparison test"),
+                       (dict(seed=-1), "seed"), (dict(temperature=float("nan")), "temperature"),
+                       (dict(workers=0), "workers"), (dict(ideal_toys=-1), "ideal_toys")]:
+        with pytest.raises(InputError, match=match):
+            power_study(bench, **{**ok, **bad})
 
 
 def test_cli_power(tmp_path, capsys):

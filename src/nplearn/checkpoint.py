@@ -81,15 +81,29 @@ class ToyCheckpoint:
         The checkpoint folder given by the user (created if missing).
     fingerprint : str
         :func:`engine_fingerprint` of the calibration.
+    read_only : bool
+        Only read records (merging): nothing is created in ``root``, and a missing
+        record folder of this calibration is an error.
     """
 
-    def __init__(self, root: str | Path, fingerprint: str) -> None:
+    def __init__(self, root: str | Path, fingerprint: str, read_only: bool = False) -> None:
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{self.root}: exists and is not a folder (--checkpoint needs a "
                              "folder)")
         self.fingerprint = fingerprint
         self.dir = self.root / fingerprint[:16]
+        if read_only:
+            marker = self.dir / "fingerprint.txt"
+            if not marker.is_file() or marker.read_text().strip() != fingerprint:
+                others = sorted(p.name for p in self.root.glob("*/fingerprint.txt")) \
+                    if self.root.is_dir() else []
+                raise InputError(
+                    f"{self.root}: holds no records of this configuration (expected the "
+                    f"folder {fingerprint[:16]}"
+                    + (f"; found records of {len(others)} other configuration(s)"
+                       if others else "") + "); check --config and the record folder")
+            return
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("-q", "--quiet", action="store_true")
     pw.add_argument("-v", "--verbose", action="count", default=0)
 
+    _mark_defaults(t)
     p.set_defaults(_test_parser=t)
 
     ty = sub.add_parser(
@@ -292,6 +293,43 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------- commands
 
 
+class _Default:
+    """A default value, told apart from the same value given on the command line."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def _mark_defaults(p: argparse.ArgumentParser) -> None:
+    """Wrap the defaults of ``p``'s plain options so that :func:`_unmark_defaults` can
+    tell which options the user gave (``--config`` must yield only to those)."""
+    for act in p._actions:
+        if isinstance(act, (argparse._StoreAction, argparse._StoreTrueAction)) \
+                and act.default is not argparse.SUPPRESS:
+            value = act.default
+            if isinstance(value, str) and act.type is not None:
+                value = act.type(value)
+            act.default = _Default(value)
+
+
+def _unmark_defaults(a: argparse.Namespace) -> argparse.Namespace:
+    """Replace wrapped defaults by their values; record the given options in
+    ``a._given``."""
+    given = set()
+    for k, v in list(vars(a).items()):
+        if isinstance(v, _Default):
+            setattr(a, k, v.value)
+        elif not k.startswith("_"):
+            given.add(k)
+    a._given = given
+    return a
+
+
 def _config_from_args(a: argparse.Namespace, **extra: Any):
     from .config import NPLMConfig
 
@@ -335,9 +373,7 @@ def _resolve_test_args(a: argparse.Namespace):
         cfg, file = NPLMConfig.from_dict(cli), RunConfig()
     else:
         file = load_run_config(a.config)
-        parser = a._test_parser
-        explicit = {k for k, v in vars(a).items()
-                    if not k.startswith("_") and v != parser.get_default(k)}
+        explicit = a._given
         opts = {**cli, **file.options}
         for fld, dest in _FIELD_DEST.items():
             if dest in explicit:
@@ -361,7 +397,7 @@ def _resolve_test_args(a: argparse.Namespace):
 
 def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
     """Read the reference and data tables and the reference weights of a test."""
-    from .io import read_events, read_table
+    from .io import read_table
 
     if a.ref_weights and a.ref_weight_branch:
         raise InputError("give either --ref-weights FILE or --ref-weight-branch NAME, not both")
@@ -381,12 +417,39 @@ def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
         )
     weights = rt.weights
     if a.ref_weights:
-        w, _ = read_events(a.ref_weights)  # one column, header optional
-        if w.shape[1] != 1:
-            raise InputError(f"{a.ref_weights}: expected one column of weights, got "
-                             f"{w.shape[1]}")
-        weights = w[:, 0]
+        weights = _read_weight_file(a.ref_weights, rt, a.reference)
     return rt, dt, weights
+
+
+def _read_weight_file(path: str, rt: Any, ref_name: str) -> np.ndarray:
+    """One weight per event of the reference file (a one-column table or a 1-D
+    ``.npy`` array), restricted to the events that pass the selection."""
+    w = _weight_column(path)
+    if rt.selected is not None:
+        if w.shape[0] != rt.n_read:
+            raise InputError(f"{path}: {w.shape[0]} weights, but {ref_name} holds "
+                             f"{rt.n_read} events before the selection (one weight per "
+                             "event of the file)")
+        w = w[rt.selected]
+    return w
+
+
+def _weight_column(path: str) -> np.ndarray:
+    from .io import read_events
+
+    if path.lower().endswith(".npy"):
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+        if arr.ndim == 1:
+            if arr.dtype.kind not in "biuf":
+                raise InputError(f"{path}: weights must be numbers, got dtype {arr.dtype}")
+            return arr.astype(np.float64)
+    w, _ = read_events(path)  # one column, header optional
+    if w.shape[1] != 1:
+        raise InputError(f"{path}: expected one column of weights, got {w.shape[1]}")
+    return w[:, 0]
 
 
 def _dask_client(a: argparse.Namespace) -> Any:
@@ -465,6 +528,15 @@ def _check_plot_dir(path: str) -> None:
     _pyplot()  # matplotlib present?
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(f"{path}: exists and is not a folder (--plots needs a folder)")
+    # create it now: a folder that cannot be made must stop the run before any result
+    # file is written, not after
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the plot folder "
+                         f"({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK):
+        raise InputError(f"{path}: the plot folder is not writable")
 
 
 def _plots_of(res: Any, outdir: str, ref: np.ndarray, dat: np.ndarray,
@@ -483,7 +555,7 @@ def _plots_of(res: Any, outdir: str, ref: np.ndarray, dat: np.ndarray,
 def _test_namespace(parser: argparse.ArgumentParser, config: str,
                     extra: Sequence[str] = ()) -> argparse.Namespace:
     """The arguments of ``nplearn test --config FILE [extra]`` (for toys/merge)."""
-    return parser.parse_args(["test", "--config", config, "-q", *extra])
+    return _unmark_defaults(parser.parse_args(["test", "--config", config, "-q", *extra]))
 
 
 def _toy_range(spec: str) -> range:
@@ -502,7 +574,7 @@ def cmd_toys(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .nplm import nplm_toys
 
     indices = _toy_range(a.toys)
-    extra = ["--workers", str(a.workers)] if a.workers else []
+    extra = ["--workers", str(a.workers)] if a.workers is not None else []
     t = _test_namespace(parser, a.config, extra)
     cfg = _resolve_test_args(t)
     rt, dt, weights = _read_inputs(t)
@@ -539,7 +611,7 @@ def cmd_plot(a: argparse.Namespace) -> int:
     import os
 
     from .config import NPLMConfig
-    from .io import read_events, read_table
+    from .io import read_table
     from .nplm import nplm_test
     from .plots import make_plots
     from .toys import normalised_weights
@@ -564,7 +636,7 @@ def cmd_plot(a: argparse.Namespace) -> int:
         dt = read_table(run["data"], run.get("columns"), selection=run.get("selection"))
         weights = rt.weights
         if run.get("ref_weights"):
-            weights = read_events(run["ref_weights"])[0][:, 0]
+            weights = _read_weight_file(run["ref_weights"], rt, run["reference"])
         cfg = NPLMConfig.from_dict({**res["config"], "n_toys": 0})
         fit = nplm_test(rt.events, dt.events, cfg, ref_weights=weights)
         if fit.t_obs != res["t_obs"]:
@@ -576,7 +648,15 @@ def cmd_plot(a: argparse.Namespace) -> int:
     elif not a.no_refit:
         print("nplearn plot: the result's input files are not available: drawing the "
               "calibration only (no f plots)", file=sys.stderr)
-    paths = make_plots(res, out, **extra)
+    try:
+        paths = make_plots(res, out, **extra)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise InputError(f"{a.result}: cannot be plotted, the result is incomplete or "
+                         f"damaged ({what})") from None
+    if not paths:
+        raise InputError(f"{a.result}: holds nothing to plot (no null toys and no "
+                         "refitted inputs)")
     print(f"{len(paths)} figure files written to {out}")
     return EXIT_OK
 
@@ -677,7 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nplearn`` command; returns the exit code."""
     parser = build_parser()
     try:
-        a = parser.parse_args(argv)
+        a = _unmark_defaults(parser.parse_args(argv))
         _configure_logging(getattr(a, "verbose", 0))
         if a.command == "test":
             return cmd_test(a)

@@ -194,6 +194,10 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "cos": np.cos, "tan": np.tan, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh,
     "arctan2": np.arctan2, "hypot": np.hypot, "minimum": np.minimum, "maximum": np.maximum,
 }
+#: number of arguments of each function (numpy ufuncs take an extra output argument,
+#: which a selection must never reach: it would overwrite a column)
+_ARITY = {name: (2 if name in ("arctan2", "hypot", "minimum", "maximum") else 1)
+          for name in _FUNCS}
 _BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply,
            ast.Div: np.true_divide, ast.Pow: np.power, ast.Mod: np.mod,
            ast.BitAnd: np.logical_and, ast.BitOr: np.logical_or}
@@ -224,8 +228,16 @@ def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.
     def ev(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
             return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
             return node.value
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            # float arithmetic throughout: no integer wrap-around (2 ** 64) and no
+            # error for negative integer powers (2 ** -1)
+            try:
+                return float(node.value)
+            except OverflowError:
+                raise InputError(f"selection {expr!r}: the number {node.value} is too "
+                                 "large") from None
         if isinstance(node, ast.Name):
             if node.id not in columns:
                 raise InputError(f"selection {expr!r}: unknown column {node.id!r}")
@@ -259,7 +271,12 @@ def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.
                 return out
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                 and node.func.id in _FUNCS and not node.keywords):
-            return _FUNCS[node.func.id](*[ev(a) for a in node.args])
+            name, want = node.func.id, _ARITY[node.func.id]
+            if len(node.args) != want:
+                raise InputError(f"selection {expr!r}: {name}() takes {want} argument"
+                                 f"{'s' if want > 1 else ''}, got {len(node.args)}")
+            args = [np.asarray(ev(a), dtype=np.float64) for a in node.args]
+            return _FUNCS[name](*args)
         raise InputError(f"selection {expr!r}: unsupported element "
                          f"{ast.unparse(node)!r}")
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,9 @@ class Table:
         Per-event weights read from a weight column (``weight_column``).
     n_read : int
         Events in the file before the selection.
+    selected : numpy.ndarray, optional
+        Boolean mask over the ``n_read`` events of the ones kept by the selection
+        (``None`` without a selection).
     """
 
     events: np.ndarray
@@ -200,6 +204,7 @@ class Table:
     has_header: bool
     weights: np.ndarray | None = None
     n_read: int = 0
+    selected: np.ndarray | None = None
 
 
 def read_table(
@@ -272,6 +277,10 @@ def read_table(
             )
         has_header = names is not None
         all_names = names if names is not None else [f"x{i}" for i in range(arr_np.shape[1])]
+    dup = sorted(c for c, k in Counter(all_names).items() if k > 1)
+    if dup:
+        raise InputError(f"{name}: duplicate column name(s) {', '.join(map(repr, dup))}; "
+                         "columns must be told apart by name")
     if weight_column is not None:
         weight_column = all_names[_column_index(weight_column, all_names, name)]
     if columns:
@@ -288,6 +297,11 @@ def read_table(
     need = list(dict.fromkeys([*wanted, *sel_cols, *([weight_column] if weight_column else [])]))
     if arr_np is None:
         cols = src.load(need)
+        lengths = {c: len(v) for c, v in cols.items()}
+        if len(set(lengths.values())) > 1:
+            raise InputError(f"{name}: the columns have different lengths ("
+                             + ", ".join(f"{c}: {k}" for c, k in lengths.items())
+                             + "); one value per event is expected in every column")
     else:
         cols = {c: arr_np[:, all_names.index(c)] for c in need}
     n_read = len(next(iter(cols.values())))
@@ -313,7 +327,7 @@ def read_table(
     if weights is not None:
         weights = as_weights(weights, events.shape[0], f"{name}: weight column "
                                                        f"{weight_column!r}")
-    return Table(events, wanted, has_header, weights, n_read)
+    return Table(events, wanted, has_header, weights, n_read, mask)
 
 
 def _column_index(c: str, names: list[str], fname: str) -> int:

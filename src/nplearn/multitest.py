@@ -20,7 +20,12 @@ Exchangeable ranks
     min-p would be anti-conservative by up to a factor of the number of widths.)
 
 Combinations (every statistic is "larger = less compatible with the reference")
-    ``min-p``      ``-log min_k p_k``
+    ``min-p``      ``-log min_k p_k``. With ranks, several members of the pool
+                   often share the best possible value (each the most extreme at
+                   some width); such ties are ordered by the member's largest
+                   standardised statistic ``z_k`` (below) among the widths where
+                   it attains its minimum p, i.e. by how far it lies beyond the
+                   others in null standard deviations.
     ``fused-p``    ``T log mean_k exp(-log p_k / T)``: a smooth maximum of
                    ``-log p``; ``T -> 0`` gives min-p, large ``T`` the mean.
     ``product-p``  ``-sum_k log p_k`` (Fisher's combination, without the

@@ -271,7 +271,18 @@ def _prepare(
     if rel is not None and np.ptp(rel) <= 1e-12 * rel.max():
         rel = None  # all equal: the uniform case
     std = Standardizer.fit(ref, rel) if cfg.standardize else Standardizer.identity(ref.shape[1])
-    return std.transform(ref), std.transform(dat), rel, std
+    ref_s, dat_s = std.transform(ref), std.transform(dat)
+    for name, x in (("reference", ref_s), ("data", dat_s)):
+        # squared distances of such values overflow float64
+        big = np.abs(x).max(axis=0) > 1e150
+        if big.any():
+            where = ("beyond 1e150 reference standard deviations from the reference mean"
+                     if cfg.standardize else "beyond 1e150 in absolute value")
+            raise InputError(
+                f"{name} feature(s) {', '.join(map(str, np.flatnonzero(big)[:10]))} hold "
+                f"values {where}: their distances overflow float64 (rescale the inputs or "
+                "check for corrupted values)")
+    return ref_s, dat_s, rel, std
 
 
 def nplm_test(
@@ -523,9 +534,13 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
     widths, shared = S["widths"], S["shared"]
     sigmas = tuple(widths) if cfg.multi_width else ()
     if toy_generator is None:
-        if n_ref < MIN_POOL_RATIO * expected:
+        # pseudo-data are drawn with probability proportional to the weight
+        n_pool = n_ref if rel is None else int(np.count_nonzero(rel > 0))
+        if n_pool < MIN_POOL_RATIO * expected:
+            what = f"{n_ref} events" if rel is None else \
+                f"{n_pool} of {n_ref} events with a non-zero weight"
             raise InputError(
-                f"the reference sample ({n_ref} events) is too small to resample null toys "
+                f"the reference sample ({what}) is too small to resample null toys "
                 f"with N(R) = {expected:g} events: it must hold at least "
                 f"{MIN_POOL_RATIO:g} x N(R); supply more reference events or a toy generator"
             )

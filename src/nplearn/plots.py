@@ -48,6 +48,16 @@ def _pyplot() -> Any:
     return plt
 
 
+def _num(x: Any) -> float:
+    """A result-file number as a float: ``None`` (not computed) and unreadable values
+    become NaN; ``"inf"``/``"-inf"``/``"nan"`` (how JSON results store non-finite
+    values) are converted."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _save(fig: Any, outdir: Path, name: str) -> list[Path]:
     out = []
     for ext in ("png", "pdf"):
@@ -62,20 +72,22 @@ def _save(fig: Any, outdir: Path, name: str) -> list[Path]:
 def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] | None,
                 title: str) -> None:
     t_null = np.asarray(t_null, dtype=np.float64)
+    t_obs = _num(t_obs)
     hi = max(float(t_null.max()), t_obs) * 1.08 + 1e-9
     lo = min(0.0, float(t_null.min()))
     bins = np.linspace(lo, hi, max(10, min(60, t_null.size // 8)))
     ax.hist(t_null, bins=bins, density=True, histtype="stepfilled", alpha=0.35,
             color="tab:blue", label=f"null toys ({t_null.size})")
-    if cal and cal.get("chi2_dof") is not None and math.isfinite(cal["chi2_dof"]):
+    dof = _num(cal.get("chi2_dof")) if cal else math.nan
+    if math.isfinite(dof) and dof > 0:
         x = np.linspace(max(lo, 1e-6), hi, 400)
-        ax.plot(x, sps.chi2.pdf(x, cal["chi2_dof"]), color="tab:blue",
-                label=f"χ² fit, dof = {cal['chi2_dof']:.2f}")
+        ax.plot(x, sps.chi2.pdf(x, dof), color="tab:blue", label=f"χ² fit, dof = {dof:.2f}")
     ax.axvline(t_obs, color="tab:red", lw=2, label=f"t_obs = {t_obs:.2f}")
     if cal:
         bound = " (bound)" if cal.get("n_exceed") == 0 else ""
-        text = (f"p (toys) = {cal['p_empirical']:.3g}, Z = {cal['z_empirical']:.2f}{bound}\n"
-                f"p (χ²) = {cal['p_chi2']:.3g}, Z = {cal['z_chi2']:.2f}")
+        text = (f"p (toys) = {_num(cal.get('p_empirical')):.3g}, "
+                f"Z = {_num(cal.get('z_empirical')):.2f}{bound}\n"
+                f"p (χ²) = {_num(cal.get('p_chi2')):.3g}, Z = {_num(cal.get('z_chi2')):.2f}")
         ax.text(0.97, 0.6, text, transform=ax.transAxes, ha="right", va="top", fontsize=9)
     ax.set_xlabel("t")
     ax.set_ylabel("density")
@@ -102,7 +114,7 @@ def plot_null(res: dict[str, Any], outdir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4.2))
         _null_panel(ax, np.asarray(res["t_null"]), res["t_obs"], res["calibration"],
                     f"σ = {res['hyperparameters']['sigma']:.3g}; reported Z = "
-                    f"{res['z']:.2f} ({res['z_method']})")
+                    f"{_num(res.get('z')):.2f} ({res.get('z_method', '?')})")
     fig.tight_layout()
     paths = _save(fig, outdir, "null_distribution")
     plt.close(fig)
@@ -114,7 +126,7 @@ def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
     plt = _pyplot()
     widths = res["widths"]
     s = np.array([w["sigma"] for w in widths])
-    z = np.array([w["calibration"]["z_empirical"] for w in widths])
+    z = np.array([_num(w["calibration"]["z_empirical"]) for w in widths])
     bound = np.array([w["calibration"]["n_exceed"] == 0 for w in widths])
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.plot(s, z, "o-", color="tab:blue", label="local Z (toys)")
@@ -123,8 +135,9 @@ def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
                 label="lower bound (no toy reached t_obs)")
     styles = ["--", ":", "-.", (0, (5, 1))]
     for k, (m, c) in enumerate((res.get("combinations") or {}).items()):
-        ax.axhline(c["z"], ls=styles[k % len(styles)], color=f"C{k + 1}",
-                   label=f"{m}: Z = {c['z']:.2f}" + (" (bound)" if c["n_exceed"] == 0 else ""))
+        zc = _num(c["z"])
+        ax.axhline(zc, ls=styles[k % len(styles)], color=f"C{k + 1}",
+                   label=f"{m}: Z = {zc:.2f}" + (" (bound)" if c["n_exceed"] == 0 else ""))
     ax.set_xscale("log")
     ax.set_xlabel("kernel width σ")
     ax.set_ylabel("Z")

@@ -170,8 +170,19 @@ def power_study(
     if unknown:
         raise InputError(f"unknown signal(s) {', '.join(unknown)} for {benchmark.name}; "
                          f"choose from {', '.join(all_signals)}")
-    if n_null < 3 or n_signal < 1:
-        raise InputError("a power study needs at least 3 null toys and 1 toy per signal")
+    if n_null < 5 or n_signal < 1:
+        raise InputError("a power study needs at least 5 null toys (the chi-square fit of "
+                         "the null) and 1 toy per signal")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
+            and temperature > 0):
+        raise InputError(f"temperature must be a positive number, got {temperature!r}")
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers
+                                or workers < 1):
+        raise InputError(f"workers must be a positive integer, got {workers!r}")
+    if int(ideal_toys) != ideal_toys or ideal_toys < 0:
+        raise InputError(f"ideal_toys must be a non-negative integer, got {ideal_toys!r}")
     sigmas = tuple(float(s) for s in sigmas)
     if not sigmas or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
         raise InputError(f"kernel widths must be positive numbers, got {sigmas}")
@@ -182,6 +193,12 @@ def power_study(
     k = len(sigmas)
     combos = tuple(combinations) if k > 1 else ()
     bl = tuple(available_baselines(benchmark.d) if baselines is None else baselines)
+    from .baselines import BASELINES
+
+    unknown = [b for b in bl if b not in BASELINES]
+    if unknown:
+        raise InputError(f"unknown comparison test(s) {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(BASELINES)}")
     params = {"sigma": sigmas[0], "n_centers": int(n_centers), "lam": float(lam),
               "schedule": schedule, **(learner_options or {})}
 

@@ -657,7 +657,7 @@ def run_toys(
     if checkpoint is not None:
         from .checkpoint import ToyCheckpoint, engine_fingerprint
 
-        ckpt = ToyCheckpoint(checkpoint, engine_fingerprint(engine))
+        ckpt = ToyCheckpoint(checkpoint, engine_fingerprint(engine), read_only=resume_only)
         done = ckpt.load(indices)
         if done:
             log.info("checkpoint %s: %d of %d toys already done", ckpt.dir, len(done), total)

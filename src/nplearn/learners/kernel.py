@@ -1041,6 +1041,9 @@ class KernelLogisticRegression:
                 raise InputError(f"sigma must be a positive number or 'auto', got {self.sigma!r}")
         elif not (math.isfinite(float(self.sigma)) and float(self.sigma) > 0):
             raise InputError(f"sigma must be a positive finite number, got {self.sigma!r}")
+        elif not 1e-100 <= float(self.sigma) <= 1e100:
+            raise InputError(f"sigma = {self.sigma!r} is outside [1e-100, 1e100]: the "
+                             "Gaussian kernel under- or overflows")
         if self.n_centers is not None and int(self.n_centers) < 1:
             raise InputError(f"n_centers must be >= 1, got {self.n_centers!r}")
         for name in ("max_iter", "cg_max_iter", "block_bytes"):
