@@ -138,3 +138,12 @@ def test_columns_of_different_lengths_are_refused(files, capsys):
     rc = main(["test", "--reference", f"{files / 'g.h5'}:ev", "--data",
                str(files / "dat.npy"), *FAST])
     assert rc == 2 and "different lengths (a: 600, b: 595)" in capsys.readouterr().err
+
+
+def test_bad_yaml_config_is_a_one_line_error(files, capsys):
+    pytest.importorskip("yaml")
+    bad = files / "bad.yaml"
+    bad.write_text("a: [1, 2\nb: c\n")
+    assert main(["test", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a valid YAML file" in err and len(err.splitlines()) == 1

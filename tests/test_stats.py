@@ -117,3 +117,9 @@ def test_calibration_method_switch():
     assert far.z_empirical == pytest.approx(p_to_z(1 / 401))
     # the chi2 extrapolation agrees with the truth for a true chi2 null
     assert far.z_chi2 == pytest.approx(p_to_z(sps.chi2.sf(60.0, 8.0)), abs=0.4)
+    # a null that no chi2 describes (a two-peaked mixture): the fit is rejected and the
+    # reported value stays the toys' bound, not an extrapolation
+    odd = np.r_[rng.chisquare(2.0, size=300), 40.0 + rng.chisquare(2.0, size=300)]
+    rej = calibrate(200.0, odd)
+    assert rej.chi2_ks_pvalue < 0.01 and math.isfinite(rej.z_chi2)
+    assert rej.method == "empirical" and rej.p_value == pytest.approx(1 / 601)

@@ -75,7 +75,9 @@ def _read_mapping(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a valid {suffix[1:].upper()} file: {exc}") from None
     except Exception as exc:
         if type(exc).__module__.startswith("yaml"):
-            raise InputError(f"{path}: not a valid YAML file: {exc}") from None
+            # PyYAML's messages span several lines (with a source excerpt): keep one
+            msg = " ".join(str(exc).split())
+            raise InputError(f"{path}: not a valid YAML file: {msg}") from None
         raise
     raise InputError(f"{path}: unknown config format {suffix or '(no suffix)'}; use .toml, "
                      ".yaml/.yml or a result .json")

@@ -24,6 +24,10 @@ __all__ = [
 ]
 
 
+#: The chi-square extrapolation is reported only when the fit to the null toys has a
+#: Kolmogorov-Smirnov p-value of at least this.
+CHI2_FIT_MIN_KS_P = 0.01
+
 def nplm_statistic(
     f_ref: np.ndarray, f_data: np.ndarray, w_ref: np.ndarray
 ) -> tuple[float, float]:
@@ -230,7 +234,9 @@ def calibrate(
         Null statistics (non-finite values are dropped).
     min_exceed : int
         Report the empirical p-value when at least this many toys are at or above
-        ``t_obs``; otherwise report the chi-square extrapolation.
+        ``t_obs``; otherwise report the chi-square extrapolation, unless the toys
+        reject the chi-square fit (KS p-value below :data:`CHI2_FIT_MIN_KS_P`): then
+        the empirical value (a bound when no toy reaches ``t_obs``) is reported.
     n_failed : int
         Toys that failed (for the conservative p-value).
     """
@@ -249,7 +255,9 @@ def calibrate(
         p_chi, z_chi = chi2_pvalue(t_obs, dof)
     else:
         dof = ksd = ksp = p_chi = z_chi = math.nan
-    use_emp = n_exceed >= min_exceed or not math.isfinite(z_chi)
+    # never report an extrapolation from a fit the toys reject (KS p < 0.01)
+    use_emp = (n_exceed >= min_exceed or not math.isfinite(z_chi)
+               or not ksp >= CHI2_FIT_MIN_KS_P)
     return Calibration(
         p_value=p_emp if use_emp else p_chi,
         z=z_emp if use_emp else z_chi,
