@@ -222,3 +222,19 @@ def test_combined_p_uniform_on_real_null_toys():
     for method in COMBINATIONS:
         _, p, _ = combined_pvalues(T1, T0, method)
         assert sps.kstest(p, "uniform").pvalue > 0.01, method
+
+
+def test_a_failing_extra_combination_does_not_stop_the_requested_one(rng, monkeypatch):
+    import nplearn.multitest as mt
+
+    def degenerate(*args, **kwargs):
+        raise InputError("a width has identical null statistics in every toy")
+
+    monkeypatch.setattr(mt, "standardise_null", degenerate)
+    monkeypatch.setattr(mt, "standardise", degenerate)
+    ref, data = rng.normal(size=(2000, 1)), rng.normal(size=(100, 1))
+    opts = dict(sigmas=[0.5, 2.0], n_toys=5, n_centers=30, workers=1)
+    res = nplm_test(ref, data, **opts)  # min-p requested: fused-t is left out
+    assert "min-p" in res.combinations and "fused-t" not in res.combinations
+    with pytest.raises(InputError, match="identical null statistics"):
+        nplm_test(ref, data, combine="fused-t", **opts)

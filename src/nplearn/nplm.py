@@ -410,8 +410,15 @@ def nplm_test(
                                "fit": info_k.to_dict(),
                                "calibration": cal_k.to_dict() if cal_k else None})
         if t_null_widths.shape[0] >= 3:
-            combos = combine_all(np.array([o[0] for o in observed]), t_null_widths,
-                                 COMBINATIONS, cfg.temperature)
+            t_obs_w = np.array([o[0] for o in observed])
+            combos = {}
+            for m in COMBINATIONS:
+                try:
+                    combos.update(combine_all(t_obs_w, t_null_widths, (m,), cfg.temperature))
+                except InputError as exc:
+                    if m == cfg.combine:
+                        raise
+                    log.warning("combination %s not computed: %s", m, exc)
             p_value, z = combos[cfg.combine].p_value, combos[cfg.combine].z
         elif t_null.size:
             log.warning("fewer than 3 successful toys: no combined p-value")
