@@ -12,7 +12,8 @@ Everything is calibrated on the same null toys:
 * a comparison test: its own statistic against its own null values.
 
 Power at ``Z >= z`` is the fraction of signal toys whose p-value is at most
-``1 - Phi(z)``, with a Clopper-Pearson 68% interval. Because p-values come from
+``1 - Phi(z)``, with a Clopper-Pearson 68% interval; a signal toy whose fit failed
+counts as not detected. Because p-values come from
 ``n_null`` toys, ``Z >= 3`` (p <= 1.35e-3) needs a signal toy beyond all but
 ``floor(1.35e-3 (1 + n_null)) - 1`` null toys: with 1000 null toys, beyond all
 of them (p = 1/1001, a slightly stricter threshold than 1.35e-3). The ideal
@@ -244,16 +245,21 @@ def power_study(
                         range(n_signal), workers=workers, progress=prog(f"{sig} toys"))
         ok = [t for t in toys if t.ok]
         T1 = _t_matrix(ok, k)
+        failed = np.ones(len(toys) - len(ok))  # a failed fit detects nothing: p = 1
+
+        def summary(p: np.ndarray, failed: np.ndarray = failed) -> dict[str, Any]:
+            return power_summary(np.r_[p, failed], z_thresholds)
+
         tests: dict[str, Any] = {}
         for w, s in enumerate(sigmas):
             p, _ = empirical_p(T1[:, w], T0[:, w])
-            tests[f"sigma={s:g}"] = power_summary(p, z_thresholds)
+            tests[f"sigma={s:g}"] = summary(p)
         for m in combos:
             _, p, _ = combined_pvalues(T1, T0, m, temperature)
-            tests[m] = power_summary(p, z_thresholds)
+            tests[m] = summary(p)
         for b in bl:
             p, _ = empirical_p(np.array([t.extra[b] for t in ok]), extra0[b])
-            tests[b] = power_summary(p, z_thresholds)
+            tests[b] = summary(p)
         entry: dict[str, Any] = {"description": benchmark.describe(sig), "n_requested": n_signal,
                                  "n_ok": len(ok), "tests": tests, "t": T1.tolist(),
                                  "extra": {b: [t.extra[b] for t in ok] for b in bl}}
@@ -298,7 +304,8 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
         T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, T0.shape[1])
         for m in out["combinations"]:
             _, p, _ = combined_pvalues(T1, T0, m, T)
-            entry["tests"][m] = power_summary(p, zs)
+            failed = np.ones(int(entry["n_requested"]) - int(entry["n_ok"]))
+            entry["tests"][m] = power_summary(np.r_[p, failed], zs)
     out["combination_ranks"] = "pooled"
     return out
 
