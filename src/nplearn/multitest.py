@@ -108,13 +108,17 @@ def local_pvalues(t: np.ndarray, t_null: np.ndarray) -> np.ndarray:
     if X.shape[1] != T.shape[1]:
         raise InputError(f"{X.shape[1]} statistics per data set but {T.shape[1]} widths in "
                          "the null toys")
-    n = T.shape[0]
-    out = np.empty_like(X)
-    for k in range(T.shape[1]):
-        s = np.sort(T[:, k])
-        n_ge = n - np.searchsorted(s, X[:, k], side="left")
-        out[:, k] = (1.0 + n_ge) / (1.0 + n)
+    out = (1.0 + _n_ge(X, T)) / (1.0 + T.shape[0])
     return out[0] if one else out
+
+
+def _n_ge(X: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """``#{toys i: T_ik >= X_bk}`` for every data set ``b`` and width ``k`` (integers)."""
+    n = T.shape[0]
+    out = np.empty(X.shape, dtype=np.int64)
+    for k in range(T.shape[1]):
+        out[:, k] = n - np.searchsorted(np.sort(T[:, k]), X[:, k], side="left")
+    return out
 
 
 def _loo_counts(T: np.ndarray) -> np.ndarray:
@@ -171,14 +175,22 @@ def standardise(t: np.ndarray, t_null: np.ndarray) -> np.ndarray:
     return (np.asarray(t, dtype=np.float64) - mu) / sd
 
 
-def _pool_z(T: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+def _toy_moments(T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`_pool_z` needs of the toys alone (computed once per null set)."""
+    c = T.mean(0)  # centring keeps the sums of squares accurate
+    D = T - c
+    return c, D, D.sum(0), (D * D).sum(0)
+
+
+def _pool_z(T: np.ndarray, x: np.ndarray,
+            moments: tuple[np.ndarray, ...] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Standardised values of the data set ``x`` (by the ``n`` toys) and of every toy
     (by the other ``n - 1`` toys and ``x``), and whether every width could be
     standardised (a width with no spread gives 0 there)."""
     n = T.shape[0]
-    c = T.mean(0)  # centring keeps the sums of squares accurate
-    D, xd = T - c, x - c
-    s1, s2 = D.sum(0), (D * D).sum(0)
+    c, D, s1, s2 = _toy_moments(T) if moments is None else moments
+    xd = x - c
     sd_x = np.sqrt(np.clip((s2 - s1 * s1 / n) / (n - 1), 0.0, None))
     o1 = s1 - D + xd
     o2 = s2 - D * D + xd * xd
@@ -312,16 +324,20 @@ def combined_pvalues(
     T = _null_matrix(t_null)
     X = _rows(t, T)
     n = T.shape[0]
-    stat = combined_statistic(X, T, method, temperature)
-    counts = None if method == "fused-t" else _loo_counts(T)  # shared by every data set
     n_ge = np.empty(X.shape[0], dtype=np.int64)
+    if method == "fused-t":
+        stat = combined_statistic(X, T, method, temperature)
+        for b in range(X.shape[0]):
+            n_ge[b] = int(np.count_nonzero(null_combined(T, X[b], method, temperature)
+                                           >= stat[b]))
+        return stat, (1.0 + n_ge) / (1.0 + n), n_ge
+    C_X = 1 + _n_ge(X, T)  # integer ranks of the data sets
+    stat = combine(C_X / (1.0 + n), method, temperature)
+    counts = _loo_counts(T)  # shared by every data set
+    moments = _toy_moments(T) if method == "min-p" else None
     for b in range(X.shape[0]):
-        x = X[b]
-        if counts is None:
-            n_ge[b] = int(np.count_nonzero(null_combined(T, x, method, temperature) >= stat[b]))
-            continue
-        c_T = 1 + counts + (x >= T)  # integer ranks in the pool of n + 1
-        c_x = 1 + (T >= x).sum(0)
+        x, c_x = X[b], C_X[b]
+        c_T = 1 + counts + (x >= T)  # integer ranks of the toys in the pool of n + 1
         if method != "min-p":
             # the data set through the same arithmetic as the toys: equal rank vectors
             # give bit-equal statistics, so ties are never broken by rounding
@@ -331,7 +347,7 @@ def combined_pvalues(
         # min-p compares the best ranks exactly; equal best ranks are ordered by the
         # largest standardised statistic among the widths that attain them
         m_x, m_T = int(c_x.min()), c_T.min(1)
-        z_x, z_T, _ = _pool_z(T, x)
+        z_x, z_T, _ = _pool_z(T, x, moments)
         sec_x = z_x[c_x == m_x].max()
         sec_T = np.where(c_T == m_T[:, None], z_T, -np.inf).max(1)
         n_ge[b] = int(np.count_nonzero((m_T < m_x) | ((m_T == m_x) & (sec_T >= sec_x))))

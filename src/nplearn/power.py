@@ -245,21 +245,15 @@ def power_study(
                         range(n_signal), workers=workers, progress=prog(f"{sig} toys"))
         ok = [t for t in toys if t.ok]
         T1 = _t_matrix(ok, k)
-        failed = np.ones(len(toys) - len(ok))  # a failed fit detects nothing: p = 1
-
-        def summary(p: np.ndarray, failed: np.ndarray = failed) -> dict[str, Any]:
-            return power_summary(np.r_[p, failed], z_thresholds)
-
+        n_failed = len(toys) - len(ok)
         tests: dict[str, Any] = {}
         for w, s in enumerate(sigmas):
             p, _ = empirical_p(T1[:, w], T0[:, w])
-            tests[f"sigma={s:g}"] = summary(p)
-        for m in combos:
-            _, p, _ = combined_pvalues(T1, T0, m, temperature)
-            tests[m] = summary(p)
+            tests[f"sigma={s:g}"] = _power(p, n_failed, z_thresholds)
+        tests.update(_combination_power(T1, T0, combos, temperature, n_failed, z_thresholds))
         for b in bl:
             p, _ = empirical_p(np.array([t.extra[b] for t in ok]), extra0[b])
-            tests[b] = summary(p)
+            tests[b] = _power(p, n_failed, z_thresholds)
         entry: dict[str, Any] = {"description": benchmark.describe(sig), "n_requested": n_signal,
                                  "n_ok": len(ok), "tests": tests, "t": T1.tolist(),
                                  "extra": {b: [t.extra[b] for t in ok] for b in bl}}
@@ -302,12 +296,23 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
     zs = tuple(float(z) for z in out["z_thresholds"])
     for entry in out["signals"].values():
         T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, T0.shape[1])
-        for m in out["combinations"]:
-            _, p, _ = combined_pvalues(T1, T0, m, T)
-            failed = np.ones(int(entry["n_requested"]) - int(entry["n_ok"]))
-            entry["tests"][m] = power_summary(np.r_[p, failed], zs)
+        n_failed = int(entry["n_requested"]) - int(entry["n_ok"])
+        entry["tests"].update(_combination_power(T1, T0, out["combinations"], T, n_failed, zs))
     out["combination_ranks"] = "pooled"
     return out
+
+
+def _power(p: np.ndarray, n_failed: int, z_thresholds: Sequence[float]) -> dict[str, Any]:
+    """:func:`power_summary` with the failed toys counted as not detected (p = 1)."""
+    return power_summary(np.r_[p, np.ones(n_failed)], z_thresholds)
+
+
+def _combination_power(T1: np.ndarray, T0: np.ndarray, combos: Sequence[str],
+                       temperature: float, n_failed: int,
+                       z_thresholds: Sequence[float]) -> dict[str, Any]:
+    """Power of every combination for signal statistics ``T1`` against the null ``T0``."""
+    return {m: _power(combined_pvalues(T1, T0, m, temperature)[1], n_failed, z_thresholds)
+            for m in combos}
 
 
 def format_power_table(result: dict[str, Any], z: str = "3") -> str:
