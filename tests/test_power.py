@@ -13,6 +13,7 @@ from nplearn.benchmarks.suite import Exp1DScaled, GaussSuite
 from nplearn.cli import main
 from nplearn.power import (
     clopper_pearson,
+    extend_null,
     format_power_table,
     power_study,
     power_summary,
@@ -125,3 +126,28 @@ def test_cli_power(tmp_path, capsys):
     assert d["benchmark"] == "exp1d8" and d["baselines"] == []
     assert "tail" in capsys.readouterr().out
     assert main(["power", "--benchmark", "gauss0d", "--null-toys", "3"]) == 2
+
+
+def test_extend_null_equals_the_larger_study():
+    bench = Exp1DScaled(n_ref=3000, expected=150.0, n_signal_scale=3.0)
+    opts = dict(signals=["tail"], n_signal=6, sigmas=(0.5, 2.0), n_centers=60,
+                ideal_toys=0, baselines=["ks_bonferroni"], seed=7, workers=1)
+    small = power_study(bench, n_null=8, **opts)
+    big = power_study(bench, n_null=13, **opts)
+    ext = extend_null(json.loads(json.dumps(small)), bench, 5, workers=1)
+    assert ext["null"]["t"] == big["null"]["t"]
+    assert ext["null"]["extra"] == big["null"]["extra"]
+    assert ext["null"]["n_requested"] == 13 and ext["null"]["n_ok"] == big["null"]["n_ok"]
+    assert ext["null"]["chi2_dof"] == big["null"]["chi2_dof"]
+    assert ext["signals"]["tail"]["tests"] == big["signals"]["tail"]["tests"]
+    assert ext["null"]["extensions"][0]["n_added"] == 5
+    assert small["null"]["n_requested"] == 8  # the input is not modified
+    with pytest.raises(InputError, match="does not match"):
+        extend_null(small, Exp1DScaled(n_ref=2000, expected=150.0), 5)
+    with pytest.raises(InputError, match="n_more"):
+        extend_null(small, bench, 0)
+    # a study whose first null toy is not what the current code computes is refused
+    tampered = json.loads(json.dumps(small))
+    tampered["null"]["t"][0][1] += 0.5
+    with pytest.raises(InputError, match="no longer reproduces"):
+        extend_null(tampered, bench, 2, workers=1)

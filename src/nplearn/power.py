@@ -36,7 +36,10 @@ from .multitest import COMBINATIONS, combined_pvalues, empirical_p
 from .stats import p_to_z
 from .toys import ToyEngine, ToyResult, run_toys
 
-__all__ = ["BenchmarkToy", "clopper_pearson", "power_study", "power_summary", "recombine"]
+__all__ = [
+    "BenchmarkToy", "clopper_pearson", "extend_null", "power_study", "power_summary",
+    "recombine",
+]
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,7 @@ def power_study(
         "temperature": temperature, "combinations": list(combos), "baselines": list(bl),
         "baseline_max_ref": baseline_max_ref,
         "seed": seed, "z_thresholds": list(z_thresholds),
+        "learner_options": dict(learner_options or {}),
         # local p-values of the combinations: every data set ranked with the null toys
         # as one pool of n + 1 (results without this key used leave-one-out toy ranks,
         # which made min-p anti-conservative)
@@ -245,18 +249,12 @@ def power_study(
                         range(n_signal), workers=workers, progress=prog(f"{sig} toys"))
         ok = [t for t in toys if t.ok]
         T1 = _t_matrix(ok, k)
-        n_failed = len(toys) - len(ok)
-        tests: dict[str, Any] = {}
-        for w, s in enumerate(sigmas):
-            p, _ = empirical_p(T1[:, w], T0[:, w])
-            tests[f"sigma={s:g}"] = _power(p, n_failed, z_thresholds)
-        tests.update(_combination_power(T1, T0, combos, temperature, n_failed, z_thresholds))
-        for b in bl:
-            p, _ = empirical_p(np.array([t.extra[b] for t in ok]), extra0[b])
-            tests[b] = _power(p, n_failed, z_thresholds)
+        extra1 = {b: np.array([t.extra[b] for t in ok]) for b in bl}
+        tests = _signal_tests(T1, extra1, T0, extra0, sigmas, combos, temperature,
+                              len(toys) - len(ok), z_thresholds)
         entry: dict[str, Any] = {"description": benchmark.describe(sig), "n_requested": n_signal,
                                  "n_ok": len(ok), "tests": tests, "t": T1.tolist(),
-                                 "extra": {b: [t.extra[b] for t in ok] for b in bl}}
+                                 "extra": {b: v.tolist() for b, v in extra1.items()}}
         if ideal_toys:
             from .benchmarks.suite import ideal_power
 
@@ -300,6 +298,126 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
         entry["tests"].update(_combination_power(T1, T0, out["combinations"], T, n_failed, zs))
     out["combination_ranks"] = "pooled"
     return out
+
+
+def extend_null(
+    result: dict[str, Any],
+    benchmark: Any,
+    n_more: int,
+    *,
+    workers: int | None = None,
+    verify: int = 1,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Add null toys to a power study and recompute every power from the larger null.
+
+    The new toys are those a study with ``n_null + n_more`` null toys would have run
+    (toy indices ``n_null ... n_null + n_more - 1`` of the study's seed), so the
+    extended study equals that study. More null toys sharpen every calibration and
+    bring the effective ``Z >= 3`` threshold down to 3: with ``n`` null toys it is
+    ``p <= floor(1.35e-3 (n + 1)) / (n + 1)``, i.e. beyond all toys (Z >= 3.09) up
+    to 1480 toys and beyond all but three (Z >= 3.005) with 3000.
+
+    Parameters
+    ----------
+    result : dict
+        A :func:`power_study` result that kept its raw statistics.
+    benchmark : PowerBenchmark
+        The study's benchmark, with the same settings (checked against ``result``).
+    n_more : int
+        Null toys to add.
+    verify : int
+        Rerun this many of the study's first null toys and refuse to extend if their
+        statistics differ from the stored ones (a changed fit or generator would mix
+        two different tests in one calibration); 0 skips the check.
+    workers, progress : as in :func:`power_study`.
+
+    Returns
+    -------
+    dict
+        A copy of ``result`` with the null toys appended, the null summaries and the
+        power of every single width, combination and comparison test recomputed;
+        the signal toys and the ideal test are unchanged. ``null["extensions"]``
+        records each extension (toys added, wall time, median time per toy).
+    """
+    import copy
+
+    null = result.get("null", {})
+    if "t" not in null or "extra" not in null:
+        raise InputError("this power study kept no raw statistics (null['t']); rerun it")
+    if isinstance(n_more, bool) or int(n_more) != n_more or n_more < 1:
+        raise InputError(f"n_more must be a positive integer, got {n_more!r}")
+    mismatch = [f"{key} {result[key]!r} vs {val!r}" for key, val in (
+        ("benchmark", benchmark.name), ("d", int(benchmark.d)),
+        ("n_ref", int(benchmark.n_ref)), ("expected", float(benchmark.expected)))
+        if result.get(key) != val]
+    if mismatch:
+        raise InputError("the benchmark does not match the study: " + "; ".join(mismatch))
+    from .stats import fit_chi2_dof
+
+    out = copy.deepcopy(result)
+    sigmas = tuple(float(s) for s in out["sigmas"])
+    k = len(sigmas)
+    bl = tuple(out["baselines"])
+    params = {"sigma": sigmas[0], "n_centers": int(out["n_centers"]), "lam": float(out["lam"]),
+              "schedule": out["schedule"], **out.get("learner_options", {})}
+    start = int(null["n_requested"])
+    engine = _engine(params, benchmark, "none", 0, int(out["seed"]), sigmas, bl,
+                     out.get("baseline_max_ref"))
+    stored = np.asarray(null["t"], dtype=np.float64).reshape(-1, k)
+    if verify and start != stored.shape[0]:
+        raise InputError("cannot verify a study whose null toys partly failed; pass verify=0")
+    for i in range(min(int(verify), start)):
+        again = _t_matrix([engine.run(i)], k)[0]
+        if not np.allclose(again, stored[i], rtol=1e-6, atol=1e-6):
+            raise InputError(f"null toy {i} no longer reproduces the study (t = "
+                             f"{again.tolist()} vs stored {stored[i].tolist()}): the fit or "
+                             "the generator changed since the study ran; rerun the study")
+    t_start = time.perf_counter()
+    toys = run_toys(engine, range(start, start + int(n_more)), workers=workers,
+                    progress=None if progress is None else
+                    (lambda d, t: progress("extra null toys", d, t)))
+    wall = time.perf_counter() - t_start
+    ok = [t for t in toys if t.ok]
+    T0 = np.vstack([stored, _t_matrix(ok, k)])
+    extra0 = {b: np.r_[np.asarray(null["extra"][b], dtype=np.float64),
+                       [t.extra[b] for t in ok]] for b in bl}
+    on = out["null"]
+    on.update(n_requested=start + int(n_more), n_ok=int(T0.shape[0]),
+              n_not_converged=int(on.get("n_not_converged", 0))
+              + sum(not t.converged for t in ok),
+              chi2_dof=[fit_chi2_dof(T0[:, j])[0] for j in range(k)],
+              median_t=[float(np.median(T0[:, j])) for j in range(k)],
+              t=T0.tolist(), extra={b: v.tolist() for b, v in extra0.items()})
+    on.setdefault("extensions", []).append(
+        {"n_added": int(n_more), "n_ok": len(ok), "wall_s": wall,
+         "median_time_s": float(np.median([t.time for t in ok])) if ok else math.nan})
+    zs = tuple(float(z) for z in out["z_thresholds"])
+    for entry in out["signals"].values():
+        T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
+        extra1 = {b: np.asarray(entry["extra"][b], dtype=np.float64) for b in bl}
+        entry["tests"] = _signal_tests(T1, extra1, T0, extra0, sigmas, out["combinations"],
+                                       float(out["temperature"]),
+                                       int(entry["n_requested"]) - int(entry["n_ok"]), zs)
+    out["combination_ranks"] = "pooled"
+    out["wall_s"] = float(out.get("wall_s", 0.0)) + wall
+    return out
+
+
+def _signal_tests(T1: np.ndarray, extra1: dict[str, np.ndarray], T0: np.ndarray,
+                  extra0: dict[str, np.ndarray], sigmas: Sequence[float],
+                  combos: Sequence[str], temperature: float, n_failed: int,
+                  z_thresholds: Sequence[float]) -> dict[str, Any]:
+    """Power of every single width, combination and comparison test of one signal."""
+    tests: dict[str, Any] = {}
+    for w, s in enumerate(sigmas):
+        p, _ = empirical_p(T1[:, w], T0[:, w])
+        tests[f"sigma={s:g}"] = _power(p, n_failed, z_thresholds)
+    tests.update(_combination_power(T1, T0, combos, temperature, n_failed, z_thresholds))
+    for b, v in extra1.items():
+        p, _ = empirical_p(v, extra0[b])
+        tests[b] = _power(p, n_failed, z_thresholds)
+    return tests
 
 
 def _power(p: np.ndarray, n_failed: int, z_thresholds: Sequence[float]) -> dict[str, Any]:
