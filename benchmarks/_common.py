@@ -8,6 +8,7 @@ import platform
 import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,17 @@ def run_json_subprocess(code: str, timeout: float | None = None) -> dict[str, An
     if r.returncode != 0:
         raise RuntimeError(f"subprocess failed ({r.returncode}): {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def progress_printer(step: int = 100) -> Callable[[str, int, int], None]:
+    """``progress(label, done, total)`` printing to stderr each time ``done`` passes a
+    multiple of ``step`` (toys finish in chunks, so ``done`` jumps) and at the end."""
+    last: dict[str, int] = {}
+
+    def progress(label: str, done: int, total: int) -> None:
+        if done == total or done // step > last.get(label, 0):
+            last[label] = done // step
+            print(f"  {label}: {done}/{total}", file=sys.stderr, flush=True)
+
+    return progress
+

@@ -21,7 +21,7 @@ from nplearn.benchmarks.suite import get_benchmark
 from nplearn.io import write_json_atomic
 from nplearn.power import extend_null, format_power_table
 
-from _common import commit
+from _common import commit, progress_printer
 
 
 def main() -> None:
@@ -34,10 +34,7 @@ def main() -> None:
     bench = dataclasses.replace(get_benchmark(d["benchmark"]), n_ref=d["n_ref"],
                                 expected=d["expected"])
 
-    def progress(label: str, done: int, total: int) -> None:
-        if done == total or done % 100 == 0:
-            print(f"  {label}: {done}/{total}", file=sys.stderr, flush=True)
-
+    progress = progress_printer()
     new = extend_null(d, bench, a.more, workers=a.workers, progress=progress)
     new["null"]["extensions"][-1].update(
         commit=commit(), command="extend_null.py " + " ".join(sys.argv[1:]))

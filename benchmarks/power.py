@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
 from nplearn.benchmarks.suite import get_benchmark
 from nplearn.power import format_power_table, power_study
 
-from _common import save
+from _common import progress_printer, save
 
 
 def main() -> None:
@@ -54,10 +53,7 @@ def main() -> None:
     baselines = None if a.baselines is None else (
         [] if a.baselines == "none" else a.baselines.split(","))
 
-    def progress(label: str, done: int, total: int) -> None:
-        if done == total or done % 100 == 0:
-            print(f"  {label}: {done}/{total}", file=sys.stderr, flush=True)
-
+    progress = progress_printer()
     res = power_study(bench, signals=None if a.signals is None else a.signals.split(","),
                       n_null=a.null_toys, n_signal=a.signal_toys,
                       sigmas=[float(s) for s in a.sigma.split(",")], n_centers=a.centers,

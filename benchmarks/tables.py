@@ -188,7 +188,7 @@ def power() -> None:
     from nplearn.power import format_power_table
 
     for path in sorted(RESULTS.glob("power_*.json")):
-        if "_lamscan_" in path.name:
+        if "_lamscan_" in path.name or "_lampilot_" in path.name:
             continue
         d = json.loads(path.read_text())
         nsig = {s: e["n_ok"] for s, e in d["signals"].items()}
@@ -308,6 +308,39 @@ def lam_scan() -> None:
         print()
 
 
+def lam_pilot() -> None:
+    """Paired λ comparison of the multi-width runs tagged ``_lampilot_<lam>``."""
+    ds = sorted((json.loads(p.read_text()) for p in RESULTS.glob("power_*_lampilot_*.json")),
+                key=lambda d: d["lam"])
+    if not ds:
+        return
+    d0 = ds[0]
+    sigs = list(d0["signals"])
+    print(f"### Regularisation pilot: {d0['benchmark']} (N_R = {d0['n_ref']:g}, "
+          f"N(R) = {d0['expected']:g}, M = {d0['n_centers']}, {d0['schedule']})\n")
+    cmd = re.sub(r"(--lam |_lam)(\d\S*)", r"\1LAM", d0["command"])
+    print(f"_{d0['machine']}; commit {d0['commit']}; `{cmd}` for LAM in "
+          + ", ".join(f"{d['lam']:g}" for d in ds)
+          + f" (files renamed to `power_{d0['benchmark']}_lampilot_LAM.json`)_\n")
+    print(f"Seed {d0['seed']} (not the seed of the power table); {d0['null']['n_ok']} null "
+          f"toys and {d0['signals'][sigs[0]]['n_ok']} toys per signal per λ, the same toys "
+          "for both λ. Power at Z ≥ 2 (Z ≥ 3 is out of reach with 200 null toys).\n")
+    print("| λ | test | null χ² dof | " + " | ".join(sigs) + " |")
+    print("|---" * (3 + len(sigs)) + "|")
+    for d in ds:
+        names = [f"sigma={s:g}" for s in d["sigmas"]] + ["min-p"]
+        dofs = [f"{x:.1f}" for x in d["null"]["chi2_dof"]] + ["–"]
+        for name, dof in zip(names, dofs, strict=True):
+            cells = [_pw_err2(d["signals"][s]["tests"][name]) for s in sigs]
+            print(f"| {d['lam']:g} | {name} | {dof} | " + " | ".join(cells) + " |")
+    print()
+
+
+def _pw_err2(x: dict) -> str:
+    b = x["power"]["2"]
+    return f"{b['value']:.2f} ± {(b['hi68'] - b['lo68']) / 2:.2f}"
+
+
 def _pw_err(x: dict) -> str:
     b = x["power"]["3"]
     return f"{_pw(x)} ± {(b['hi68'] - b['lo68']) / 2:.3f}"
@@ -324,3 +357,4 @@ if __name__ == "__main__":
     profile()
     power()
     lam_scan()
+    lam_pilot()
