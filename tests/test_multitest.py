@@ -11,6 +11,7 @@ from scipy import stats as sps
 from nplearn import InputError, nplm_test
 from nplearn.multitest import (
     COMBINATIONS,
+    bonferroni_bound,
     combine,
     combine_all,
     combined_pvalues,
@@ -162,6 +163,13 @@ def test_multi_width_test_end_to_end(rng):
     d = multi.to_dict()
     assert d["z_method"] == "min-p" and len(d["t_null_widths"][0]) == 3
     assert "per width" in multi.summary()
+    # the Bonferroni bound goes beyond the 1/31 of the toys (chi-square local p-values)
+    b = multi.combined_bound
+    local = [w["calibration"]["p_value"] for w in multi.widths]
+    assert b["p_value"] == pytest.approx(3 * min(local))
+    assert b["width_index"] == int(np.argmin(local))
+    assert b["local_method"] == "chi2" and b["z"] > multi.z + 1
+    assert d["combined_bound"] == b and "beyond the toys" in multi.summary()
 
 
 def test_percentile_widths_match_single_width_default(rng):
@@ -238,3 +246,23 @@ def test_a_failing_extra_combination_does_not_stop_the_requested_one(rng, monkey
     assert "min-p" in res.combinations and "fused-t" not in res.combinations
     with pytest.raises(InputError, match="identical null statistics"):
         nplm_test(ref, data, combine="fused-t", **opts)
+
+
+def test_bonferroni_bound_by_hand_and_valid_under_null():
+    b = bonferroni_bound([0.2, 1e-4, 0.03], ["empirical", "chi2", "empirical"])
+    assert b["p_value"] == pytest.approx(3e-4) and b["width_index"] == 1
+    assert b["local_method"] == "chi2" and b["z"] == pytest.approx(sps.norm.isf(3e-4))
+    assert bonferroni_bound([0.5, 0.6], ["empirical"] * 2)["p_value"] == 1.0
+    for bad in ([], [0.0, 0.5], [0.5, float("nan")]):
+        with pytest.raises(InputError):
+            bonferroni_bound(bad, ["empirical"] * len(bad))
+    # exact local p-values of 6 strongly correlated widths: the bound never rejects
+    # more often than its level (Bonferroni; here it is conservative by ~2x)
+    rng = np.random.default_rng(11)
+    C = 0.8 ** np.abs(np.subtract.outer(np.arange(6), np.arange(6)))
+    z = rng.standard_normal((200_000, 6)) @ np.linalg.cholesky(C).T
+    pb = np.minimum(1.0, 6 * sps.norm.sf(z).min(1))
+    for a in (0.05, 0.01, 1e-3):
+        # binomial 3-sigma margin on the rate
+        assert np.mean(pb <= a) <= a + 3 * np.sqrt(a / pb.size)
+

@@ -59,6 +59,7 @@ from .stats import p_to_z
 __all__ = [
     "COMBINATIONS",
     "CombinedResult",
+    "bonferroni_bound",
     "combine",
     "combine_all",
     "combined_pvalues",
@@ -352,6 +353,41 @@ def combined_pvalues(
         sec_T = np.where(c_T == m_T[:, None], z_T, -np.inf).max(1)
         n_ge[b] = int(np.count_nonzero((m_T < m_x) | ((m_T == m_x) & (sec_T >= sec_x))))
     return stat, (1.0 + n_ge) / (1.0 + n), n_ge
+
+
+def bonferroni_bound(local_p: Any, local_methods: Any) -> dict[str, Any]:
+    """A combined p-value that is not limited by the number of toys.
+
+    ``p = min(1, k * min_k p_k)`` over the ``k`` widths' reported local p-values
+    (each the toy p-value, or the chi-square extrapolation when too few toys reach
+    the observed ``t`` and the chi-square fits the toys). Bonferroni's inequality
+    makes it conservative for any correlation between the widths, so it holds as
+    far as each local p-value holds: beyond the toys, as far as the chi-square
+    tails hold. The toy-calibrated combinations cannot go below ``1 / (n + 1)``;
+    this bound can, which is what a large excess needs.
+
+    Parameters
+    ----------
+    local_p : sequence of float
+        Reported local p-value of each width.
+    local_methods : sequence of str
+        Where each comes from (``"empirical"`` or ``"chi2"``).
+
+    Returns
+    -------
+    dict
+        ``p_value``, ``z``, ``n_widths``, the index of the smallest local p-value
+        (``width_index``) and its source (``local_method``).
+    """
+    p = np.asarray(local_p, dtype=np.float64).ravel()
+    methods = list(local_methods)
+    if p.size == 0 or len(methods) != p.size or not np.all((p > 0) & (p <= 1)):
+        raise InputError("bonferroni_bound needs one local p-value in (0, 1] and one "
+                         "method per width")
+    i = int(np.argmin(p))
+    pb = float(min(1.0, p.size * p[i]))
+    return {"method": "bonferroni", "p_value": pb, "z": p_to_z(pb), "n_widths": int(p.size),
+            "width_index": i, "local_method": str(methods[i])}
 
 
 def empirical_p(s: np.ndarray, s_null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

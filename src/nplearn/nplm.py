@@ -19,7 +19,7 @@ from .config import NPLMConfig
 from .errors import InputError, NplearnError
 from .io import as_events, as_weights, write_json_atomic
 from .learners.kernel import KernelLogisticRegression, default_n_centers
-from .multitest import COMBINATIONS, CombinedResult, combine_all
+from .multitest import COMBINATIONS, CombinedResult, bonferroni_bound, combine_all
 from .preprocess import Standardizer, sigma_from_percentile
 from .stats import Calibration, calibrate
 from .toys import (
@@ -103,6 +103,11 @@ class NPLMResult:
     combinations : dict, optional
         Multi-width runs: every combination (min-p, fused-p, product-p, fused-t)
         with its observed statistic and toy-calibrated p-value and Z.
+    combined_bound : dict, optional
+        Multi-width runs: Bonferroni's bound ``min(1, k min_k p_k)`` over the widths'
+        reported local p-values (:func:`nplearn.multitest.bonferroni_bound`). Never
+        the reported value; it is the combined significance beyond the toys (as
+        valid as the chi-square extrapolations it may use).
     t_null_widths : numpy.ndarray, optional
         Multi-width runs: null statistics, shape ``(n_ok_toys, n_widths)``.
     run : dict, optional
@@ -130,6 +135,7 @@ class NPLMResult:
     combinations: dict[str, CombinedResult] | None = None
     t_null_widths: np.ndarray | None = None
     run: dict[str, Any] | None = None
+    combined_bound: dict[str, Any] | None = None
 
     @property
     def reported_method(self) -> str | None:
@@ -189,6 +195,7 @@ class NPLMResult:
             "t_null_widths": (self.t_null_widths.tolist() if self.t_null_widths is not None
                               else None),
             "run": self.run,
+            "combined_bound": self.combined_bound,
         }
 
     def save_json(self, path: str) -> None:
@@ -240,6 +247,12 @@ class NPLMResult:
                                                     if cr.n_exceed == 0 else ""))
             lines.append(f"  reported                  p = {self.p_value:.4g}, Z = {self.z:.2f} "
                          f"({self.config.combine} over {len(self.widths)} widths)")
+            b = self.combined_bound
+            if b is not None:
+                lines.append(
+                    f"  beyond the toys           p <= {b['p_value']:.4g}, Z >= {b['z']:.2f} "
+                    f"(Bonferroni: {b['n_widths']} x the smallest local p, sigma = "
+                    f"{self.widths[b['width_index']]['sigma']:.4g}, {b['local_method']})")
         else:
             lines += [
                 f"  null toys                 {c.n_toys} ok"
@@ -397,7 +410,7 @@ def nplm_test(
     cal = calibrate(t_obs, t_null, min_exceed=cfg.min_exceed,
                     n_failed=n_failed) if t_null.size else None
     p_value, z = (cal.p_value, cal.z) if cal else (float("nan"), float("nan"))
-    width_info = combos = t_null_widths = None
+    width_info = combos = t_null_widths = bound = None
     if cfg.multi_width:
         t_null_widths = np.array([t.t_widths for t in toys if t.ok],
                                  dtype=np.float64).reshape(-1, len(widths))
@@ -420,6 +433,10 @@ def nplm_test(
                         raise
                     log.warning("combination %s not computed: %s", m, exc)
             p_value, z = combos[cfg.combine].p_value, combos[cfg.combine].z
+            cals = [w["calibration"] for w in width_info]
+            if all(c is not None and 0 < c["p_value"] <= 1 for c in cals):
+                bound = bonferroni_bound([c["p_value"] for c in cals],
+                                         [c["method"] for c in cals])
         elif t_null.size:
             log.warning("fewer than 3 successful toys: no combined p-value")
             p_value = z = float("nan")
@@ -446,6 +463,7 @@ def nplm_test(
         widths=width_info,
         combinations=combos,
         t_null_widths=t_null_widths,
+        combined_bound=bound,
     )
 
 
