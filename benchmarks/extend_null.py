@@ -7,6 +7,9 @@ reproduces it. With 3000 null toys ``Z >= 3`` is decided at p <= 4/3001 (Z >= 3.
 instead of "beyond all 1000 toys" (Z >= 3.09).
 
     python benchmarks/extend_null.py benchmarks/results/power_exp1d8_6w.json --more 2000
+
+writes ``power_exp1d8_6w_null3000.json`` next to the input (``--out`` to choose); the
+input study is left as it was.
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ def main() -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--more", type=int, required=True, help="null toys to add")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
     d = json.loads(a.file.read_text())
+    total = int(d["null"]["n_requested"]) + a.more
+    out = a.out or a.file.with_name(f"{a.file.stem}_null{total}.json")
     bench = dataclasses.replace(get_benchmark(d["benchmark"]), n_ref=d["n_ref"],
                                 expected=d["expected"])
 
@@ -38,7 +44,8 @@ def main() -> None:
     new = extend_null(d, bench, a.more, workers=a.workers, progress=progress)
     new["null"]["extensions"][-1].update(
         commit=commit(), command="extend_null.py " + " ".join(sys.argv[1:]))
-    write_json_atomic(a.file, new)
+    write_json_atomic(out, new)
+    print(f"wrote {out}", file=sys.stderr)
     print(format_power_table(new))
 
 

@@ -128,14 +128,16 @@ def test_cli_power(tmp_path, capsys):
     assert main(["power", "--benchmark", "gauss0d", "--null-toys", "3"]) == 2
 
 
-def test_extend_null_equals_the_larger_study():
+@pytest.mark.parametrize("sigmas", [(0.5, 2.0), (0.7,)])
+def test_extend_null_equals_the_larger_study(sigmas):
     bench = Exp1DScaled(n_ref=3000, expected=150.0, n_signal_scale=3.0)
-    opts = dict(signals=["tail"], n_signal=6, sigmas=(0.5, 2.0), n_centers=60,
+    opts = dict(signals=["tail"], n_signal=6, sigmas=sigmas, n_centers=60,
                 ideal_toys=0, baselines=["ks_bonferroni"], seed=7, workers=1)
     small = power_study(bench, n_null=8, **opts)
     big = power_study(bench, n_null=13, **opts)
     ext = extend_null(json.loads(json.dumps(small)), bench, 5, workers=1)
     assert ext["null"]["t"] == big["null"]["t"]
+    assert ext["null"]["ok_indices"] == big["null"]["ok_indices"] == list(range(13))
     assert ext["null"]["extra"] == big["null"]["extra"]
     assert ext["null"]["n_requested"] == 13 and ext["null"]["n_ok"] == big["null"]["n_ok"]
     assert ext["null"]["chi2_dof"] == big["null"]["chi2_dof"]
@@ -144,10 +146,16 @@ def test_extend_null_equals_the_larger_study():
     assert small["null"]["n_requested"] == 8  # the input is not modified
     with pytest.raises(InputError, match="does not match"):
         extend_null(small, Exp1DScaled(n_ref=2000, expected=150.0), 5)
-    with pytest.raises(InputError, match="n_more"):
-        extend_null(small, bench, 0)
-    # a study whose first null toy is not what the current code computes is refused
-    tampered = json.loads(json.dumps(small))
-    tampered["null"]["t"][0][1] += 0.5
-    with pytest.raises(InputError, match="no longer reproduces"):
-        extend_null(tampered, bench, 2, workers=1)
+    for bad in (dict(n_more=0), dict(n_more=2.5), dict(n_more=2, verify=-1)):
+        with pytest.raises(InputError, match=r"n_more|verify"):
+            extend_null(small, bench, **bad)
+    # a study whose first null toy is not what the current code computes is refused,
+    # whether a kernel statistic or a comparison test changed
+    for field in ("t", "extra"):
+        tampered = json.loads(json.dumps(small))
+        if field == "t":
+            tampered["null"]["t"][0][-1] += 0.5
+        else:
+            tampered["null"]["extra"]["ks_bonferroni"][0] += 0.5
+        with pytest.raises(InputError, match="no longer reproduces"):
+            extend_null(tampered, bench, 2, workers=1)

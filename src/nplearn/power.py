@@ -238,6 +238,7 @@ def power_study(
             "chi2_dof": [fit_chi2_dof(T0[:, j])[0] for j in range(k)],
             "median_t": [float(np.median(T0[:, j])) for j in range(k)],
             "median_time_s": float(np.median([t.time for t in ok_null])),
+            "ok_indices": [int(t.index) for t in ok_null],
             "t": T0.tolist(),
             "extra": {b: v.tolist() for b, v in extra0.items()},
         },
@@ -313,10 +314,12 @@ def extend_null(
 
     The new toys are those a study with ``n_null + n_more`` null toys would have run
     (toy indices ``n_null ... n_null + n_more - 1`` of the study's seed), so the
-    extended study equals that study. More null toys sharpen every calibration and
-    bring the effective ``Z >= 3`` threshold down to 3: with ``n`` null toys it is
-    ``p <= floor(1.35e-3 (n + 1)) / (n + 1)``, i.e. beyond all toys (Z >= 3.09) up
-    to 1480 toys and beyond all but three (Z >= 3.005) with 3000.
+    extended study equals that study. More null toys sharpen every calibration, and
+    they change the effective ``Z >= 3`` threshold ``p <= floor(a (n + 1)) / (n + 1)``,
+    ``a = 1.35e-3``, which is not monotonic in ``n``: below 740 toys Z >= 3 cannot be
+    reached; from 740 to 1480 it means beyond all toys (Z >= 3.09 at 1000, 3.20 at
+    1480); from 1481 beyond all but one, from 2222 all but two, from 2963 all but
+    three (Z >= 3.004 at 3000). Choose ``n`` just above one of these steps.
 
     Parameters
     ----------
@@ -327,9 +330,10 @@ def extend_null(
     n_more : int
         Null toys to add.
     verify : int
-        Rerun this many of the study's first null toys and refuse to extend if their
-        statistics differ from the stored ones (a changed fit or generator would mix
-        two different tests in one calibration); 0 skips the check.
+        Rerun this many of the study's stored null toys and refuse to extend if their
+        statistics (every width and every comparison test) differ from the stored
+        ones: a changed fit or generator would mix two different tests in one
+        calibration. 0 skips the check.
     workers, progress : as in :func:`power_study`.
 
     Returns
@@ -345,9 +349,13 @@ def extend_null(
     null = result.get("null", {})
     if "t" not in null or "extra" not in null:
         raise InputError("this power study kept no raw statistics (null['t']); rerun it")
-    if isinstance(n_more, bool) or int(n_more) != n_more or n_more < 1:
-        raise InputError(f"n_more must be a positive integer, got {n_more!r}")
-    mismatch = [f"{key} {result[key]!r} vs {val!r}" for key, val in (
+    for name, v, low in (("n_more", n_more, 1), ("verify", verify, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers
+                                or workers < 1):
+        raise InputError(f"workers must be a positive integer, got {workers!r}")
+    mismatch = [f"{key} {result.get(key)!r} vs {val!r}" for key, val in (
         ("benchmark", benchmark.name), ("d", int(benchmark.d)),
         ("n_ref", int(benchmark.n_ref)), ("expected", float(benchmark.expected)))
         if result.get(key) != val]
@@ -365,14 +373,24 @@ def extend_null(
     engine = _engine(params, benchmark, "none", 0, int(out["seed"]), sigmas, bl,
                      out.get("baseline_max_ref"))
     stored = np.asarray(null["t"], dtype=np.float64).reshape(-1, k)
-    if verify and start != stored.shape[0]:
-        raise InputError("cannot verify a study whose null toys partly failed; pass verify=0")
-    for i in range(min(int(verify), start)):
-        again = _t_matrix([engine.run(i)], k)[0]
-        if not np.allclose(again, stored[i], rtol=1e-6, atol=1e-6):
-            raise InputError(f"null toy {i} no longer reproduces the study (t = "
-                             f"{again.tolist()} vs stored {stored[i].tolist()}): the fit or "
-                             "the generator changed since the study ran; rerun the study")
+    ok_idx = null.get("ok_indices")
+    if ok_idx is None:
+        if verify and stored.shape[0] != start:
+            raise InputError("this study's null toys partly failed and it did not record "
+                             "which: it cannot be verified (verify=0 skips the check)")
+        ok_idx = list(range(start))
+    for row, i in list(enumerate(ok_idx))[:verify]:
+        toy = engine.run(int(i))
+        same = toy.ok and np.allclose(_t_matrix([toy], k)[0], stored[row],
+                                      rtol=1e-6, atol=1e-6)
+        same = same and all(np.isclose(toy.extra[b], null["extra"][b][row], rtol=1e-6,
+                                       atol=1e-9) for b in bl)
+        if not same:
+            got = (f"t = {toy.t_widths or [toy.t]}, extra = {toy.extra}" if toy.ok
+                   else f"the toy failed: {toy.message}")
+            raise InputError(f"null toy {i} no longer reproduces the study ({got}; stored "
+                             f"t = {stored[row].tolist()}): the fit, the generator or a "
+                             "comparison test changed since the study ran; rerun the study")
     t_start = time.perf_counter()
     toys = run_toys(engine, range(start, start + int(n_more)), workers=workers,
                     progress=None if progress is None else
@@ -388,6 +406,7 @@ def extend_null(
               + sum(not t.converged for t in ok),
               chi2_dof=[fit_chi2_dof(T0[:, j])[0] for j in range(k)],
               median_t=[float(np.median(T0[:, j])) for j in range(k)],
+              ok_indices=[int(i) for i in ok_idx] + [int(t.index) for t in ok],
               t=T0.tolist(), extra={b: v.tolist() for b, v in extra0.items()})
     on.setdefault("extensions", []).append(
         {"n_added": int(n_more), "n_ok": len(ok), "wall_s": wall,
