@@ -169,7 +169,7 @@ def test_multi_width_test_end_to_end(rng):
     assert b["p_value"] == pytest.approx(3 * min(local))
     assert b["width_index"] == int(np.argmin(local))
     assert b["local_method"] == "chi2" and b["z"] > multi.z + 1
-    assert d["combined_bound"] == b and "beyond the toys" in multi.summary()
+    assert d["combined_bound"] == b and "Bonferroni over widths" in multi.summary()
 
 
 def test_percentile_widths_match_single_width_default(rng):

@@ -233,13 +233,16 @@ class NPLMResult:
             lines += [
                 f"  null toys                 {c.n_toys} ok"
                 + (f", {self.n_failed_toys} failed" if self.n_failed_toys else ""),
-                "  per width:     sigma        t_obs   chi2 dof   local p (toys)   Z local",
+                "  per width:     sigma        t_obs   chi2 dof   local p (toys)   Z local"
+                "   local p reported (method)",
             ]
             for w in self.widths:
                 wc = w["calibration"]
                 lines.append(f"  {w['sigma']:>20.4g} {w['t_obs']:>12.3f} {wc['chi2_dof']:>10.2f} "
                              f"{wc['p_empirical']:>16.4g} {wc['z_empirical']:>9.2f}"
-                             + ("  (bound)" if wc["n_exceed"] == 0 else ""))
+                             + ("*" if wc["n_exceed"] == 0 else " ")
+                             + f"  {wc['p_value']:.4g} ({wc['method']})")
+            lines.append("  (* a bound: no toy reached t_obs)")
             lines.append("  combined (calibrated on the toys):")
             for m, cr in self.combinations.items():
                 lines.append(f"  {m:>20s}  statistic {cr.statistic:8.3f}   p = {cr.p_value:.4g}"
@@ -249,10 +252,15 @@ class NPLMResult:
                          f"({self.config.combine} over {len(self.widths)} widths)")
             b = self.combined_bound
             if b is not None:
+                src = ("its chi2 extrapolation: trust it as far as that width's chi2 fit"
+                       if b["local_method"] == "chi2" else "its toy p-value")
                 lines.append(
-                    f"  beyond the toys           p <= {b['p_value']:.4g}, Z >= {b['z']:.2f} "
-                    f"(Bonferroni: {b['n_widths']} x the smallest local p, sigma = "
-                    f"{self.widths[b['width_index']]['sigma']:.4g}, {b['local_method']})")
+                    f"  Bonferroni over widths    p = {b['p_value']:.4g}, Z = {b['z']:.2f} "
+                    f"({b['n_widths']} x the smallest reported local p, at sigma = "
+                    f"{self.widths[b['width_index']]['sigma']:.4g}, from {src})")
+                if self.n_failed_toys:
+                    lines.append(f"  (the local p-values ignore the {self.n_failed_toys} "
+                                 "failed toys)")
         else:
             lines += [
                 f"  null toys                 {c.n_toys} ok"
