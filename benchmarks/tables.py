@@ -365,11 +365,15 @@ def size_check() -> None:
         pub_col = d["benchmark"] == "exp1d8"
         print(f"Power (Z ≥ 2 / Z ≥ 3) on the study's signal toys, calibrated on the first "
               f"{d['n_cal']} null toys: each construction at the nominal thresholds, and "
-              "pooled min-p at the threshold where its held-out false-positive rate equals "
-              "the leave-one-out construction's (equal size).\n")
+              "pooled min-p at the largest threshold where its held-out false-positive rate "
+              "does not exceed the leave-one-out construction's (its rate in brackets).\n")
         methods = list(next(iter(d["power"].values())))
+        at = d["size"]["pooled"]
+        names = [m + (f" (held-out rate {at['2']['at_loo_size']['rate']:.4f} / "
+                      f"{at['3']['at_loo_size']['rate']:.4f})" if m.endswith("size") else "")
+                 for m in methods]
         print("| signal | " + ("published min-p | " if pub_col else "")
-              + " | ".join(methods) + " |")
+              + " | ".join(names) + " |")
         print("|---" * (1 + pub_col + len(methods)) + "|")
         for sig, v in d["power"].items():
             pub = EXP1D8_PUBLISHED_POWER.get(sig) if pub_col else None
