@@ -419,6 +419,7 @@ def extend_null(
                                        float(out["temperature"]),
                                        int(entry["n_requested"]) - int(entry["n_ok"]), zs)
     out["combination_ranks"] = "pooled"
+    out.pop("combinations_recomputed", None)  # every test is recomputed here
     out["wall_s"] = float(out.get("wall_s", 0.0)) + wall
     return out
 
