@@ -126,6 +126,19 @@ def test_cli_power(tmp_path, capsys):
     assert d["benchmark"] == "exp1d8" and d["baselines"] == []
     assert "tail" in capsys.readouterr().out
     assert main(["power", "--benchmark", "gauss0d", "--null-toys", "3"]) == 2
+    # more null toys for the stored study: the same as a study run with 15 at once
+    ext = tmp_path / "more.json"
+    assert main(["power", "--extend", str(out), "--null-toys", "3", "--workers", "1",
+                 "--json", str(ext), "-q"]) == 0
+    e = json.loads(ext.read_text())
+    assert e["null"]["n_requested"] == 15 and e["null"]["t"][:12] == d["null"]["t"]
+    assert e["null"]["extensions"][0]["command"]
+    assert json.loads(out.read_text()) == d  # the input study is untouched
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for path in (bad, tmp_path / "missing.json"):
+        assert main(["power", "--extend", str(path), "--null-toys", "3", "-q"]) == 2
+    assert "cannot read the power study" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("sigmas", [(0.5, 2.0), (0.7,)])

@@ -11,7 +11,8 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -229,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--workers", type=int, default=None)
     pw.add_argument("--seed", type=int, default=0)
     pw.add_argument("--json", default=None, metavar="FILE")
+    pw.add_argument("--extend", default=None, metavar="FILE",
+                    help="add --null-toys null toys to the study in FILE (a `nplearn power "
+                         "--json` result) instead of running a new one: the new toys are "
+                         "those a study with more null toys would have drawn, every power "
+                         "is recomputed; the other study options come from FILE")
     pw.add_argument("-q", "--quiet", action="store_true")
     pw.add_argument("-v", "--verbose", action="count", default=0)
 
@@ -712,13 +718,6 @@ def cmd_power(a: argparse.Namespace) -> int:
 
     if a.json:
         check_writable(a.json)
-    bench = get_benchmark(a.benchmark)
-    changes = {k: v for k, v in (("n_ref", a.n_ref), ("expected", a.expected)) if v is not None}
-    if changes:
-        bench = dataclasses.replace(bench, **changes)
-    baselines = a.baselines
-    if baselines is not None and [b.lower() for b in baselines] == ["none"]:
-        baselines = []
     bars: dict[str, Progress] = {}
 
     def progress(label: str, done: int, total: int) -> None:
@@ -726,6 +725,15 @@ def cmd_power(a: argparse.Namespace) -> int:
             return
         bars.setdefault(label, Progress(label))(done, total)
 
+    if a.extend:
+        return _extend_power(a, progress)
+    bench = get_benchmark(a.benchmark)
+    changes = {k: v for k, v in (("n_ref", a.n_ref), ("expected", a.expected)) if v is not None}
+    if changes:
+        bench = dataclasses.replace(bench, **changes)
+    baselines = a.baselines
+    if baselines is not None and [b.lower() for b in baselines] == ["none"]:
+        baselines = []
     res = power_study(bench, signals=a.signals, n_null=a.null_toys, n_signal=a.signal_toys,
                       sigmas=a.sigma, n_centers=a.centers, lam=a.lam, schedule=a.schedule,
                       temperature=a.temperature, baselines=baselines,
@@ -737,6 +745,33 @@ def cmd_power(a: argparse.Namespace) -> int:
         write_json_atomic(a.json, res)
     print(f"nplearn power: {res['benchmark']}, {res['null']['n_ok']} null toys, "
           f"{a.signal_toys} toys per signal, widths {', '.join(f'{s:g}' for s in a.sigma)}")
+    print(format_power_table(res))
+    if a.json:
+        print(f"result written to {a.json}")
+    return EXIT_OK
+
+
+def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], None]) -> int:
+    """``nplearn power --extend FILE``: more null toys for a stored study."""
+    import dataclasses
+    import json
+
+    from .benchmarks.suite import get_benchmark
+    from .io import write_json_atomic
+    from .power import extend_null, format_power_table
+
+    try:
+        study = json.loads(Path(a.extend).read_text())
+        name, n_ref, expected = study["benchmark"], study["n_ref"], study["expected"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read the power study {a.extend}: {exc}") from exc
+    bench = dataclasses.replace(get_benchmark(name), n_ref=n_ref, expected=expected)
+    res = extend_null(study, bench, a.null_toys, workers=a.workers, progress=progress)
+    res["null"]["extensions"][-1]["command"] = " ".join(sys.argv)
+    if a.json:
+        write_json_atomic(a.json, res)
+    print(f"nplearn power: {res['benchmark']}, {a.null_toys} null toys added to {a.extend} "
+          f"({res['null']['n_ok']} in all)")
     print(format_power_table(res))
     if a.json:
         print(f"result written to {a.json}")
