@@ -712,9 +712,9 @@ def cmd_power(a: argparse.Namespace) -> int:
     import dataclasses
 
     from .benchmarks.suite import get_benchmark
-    from .io import check_writable, write_json_atomic
+    from .io import check_writable
     from .nplm import provenance
-    from .power import format_power_table, power_study
+    from .power import power_study
 
     if a.json:
         check_writable(a.json)
@@ -741,10 +741,18 @@ def cmd_power(a: argparse.Namespace) -> int:
                       ideal_toys=a.ideal_toys, seed=a.seed, workers=a.workers,
                       progress=progress)
     res["provenance"] = {**provenance(), "command": " ".join(sys.argv)}
+    return _report_power(a, res, f"{res['null']['n_ok']} null toys, {a.signal_toys} toys per "
+                                 f"signal, widths {', '.join(f'{s:g}' for s in a.sigma)}")
+
+
+def _report_power(a: argparse.Namespace, res: dict[str, Any], headline: str) -> int:
+    """Write a power study to ``--json`` (atomically) and print its table."""
+    from .io import write_json_atomic
+    from .power import format_power_table
+
     if a.json:
         write_json_atomic(a.json, res)
-    print(f"nplearn power: {res['benchmark']}, {res['null']['n_ok']} null toys, "
-          f"{a.signal_toys} toys per signal, widths {', '.join(f'{s:g}' for s in a.sigma)}")
+    print(f"nplearn power: {res['benchmark']}, {headline}")
     print(format_power_table(res))
     if a.json:
         print(f"result written to {a.json}")
@@ -757,8 +765,7 @@ def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], Non
     import json
 
     from .benchmarks.suite import get_benchmark
-    from .io import write_json_atomic
-    from .power import extend_null, format_power_table
+    from .power import extend_null
 
     try:
         study = json.loads(Path(a.extend).read_text())
@@ -768,14 +775,8 @@ def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], Non
     bench = dataclasses.replace(get_benchmark(name), n_ref=n_ref, expected=expected)
     res = extend_null(study, bench, a.null_toys, workers=a.workers, progress=progress)
     res["null"]["extensions"][-1]["command"] = " ".join(sys.argv)
-    if a.json:
-        write_json_atomic(a.json, res)
-    print(f"nplearn power: {res['benchmark']}, {a.null_toys} null toys added to {a.extend} "
-          f"({res['null']['n_ok']} in all)")
-    print(format_power_table(res))
-    if a.json:
-        print(f"result written to {a.json}")
-    return EXIT_OK
+    return _report_power(a, res, f"{a.null_toys} null toys added to {a.extend} "
+                                 f"({res['null']['n_ok']} in all)")
 
 
 def _configure_logging(verbosity: int) -> None:
