@@ -240,15 +240,17 @@ def power() -> None:
             print()
         if d["benchmark"] == "exp1d8" and d["combinations"]:
             combos = d["combinations"]
+            s90 = f"{d['sigmas'][i90]:g}" if i90 is not None else "–"
             print("Against the published powers (Z ≥ 2 / Z ≥ 3). `min-p` is our default "
                   "combination, fixed before the run; the best combination is chosen per "
                   "signal afterwards (shown for information). ± is the 68% Clopper–Pearson "
                   "half-width at Z ≥ 3; the column min-p − σ90 is min-p minus the single "
-                  "90th-percentile width (σ = 2.3) at Z ≥ 2 / Z ≥ 3, ± its paired "
+                  f"90th-percentile width (σ = {s90}) at Z ≥ 2 / Z ≥ 3, ± its paired "
                   "standard error sqrt(b + c)/n from the toys only one of the two "
                   "detects.\n")
             print("| signal | published min-p | published best single σ | ours: min-p | "
-                  "ours: best combination | ours: σ = 2.3 (90th pct) | min-p − σ90 | ideal |")
+                  f"ours: best combination | ours: σ = {s90} (90th pct) | min-p − σ90 | "
+                  "ideal |")
             print("|---|---|---|---|---|---|---|---|")
             for s, e in d["signals"].items():
                 pub = EXP1D8_PUBLISHED_POWER.get(s)
@@ -256,13 +258,13 @@ def power() -> None:
                     continue
                 t = e["tests"]
                 best = max(combos, key=lambda m, t=t: t[m]["power"]["3"]["value"])
-                single = t.get("sigma=2.3")
+                single = t.get(f"sigma={d['sigmas'][i90]:g}") if i90 is not None else None
                 ideal = e.get("ideal")
                 ideal_s = (f"{ideal['power']['2']:.3f} / {ideal['power']['3']:.3f}"
                            if ideal else "–")
                 mp = t.get("min-p")
                 diff = "–"
-                if mp and single and i90 is not None and d["sigmas"][i90] == 2.3:
+                if mp and single:
                     diff = _paired_diff(d, e, i90)
                 print(f"| {s} | {pub['min-p'][0]:.3f} / {pub['min-p'][1]:.3f} | "
                       f"{pub['best single'][0]:.3f} / {pub['best single'][1]:.3f} | "

@@ -761,18 +761,15 @@ def _report_power(a: argparse.Namespace, res: dict[str, Any], headline: str) -> 
 
 def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], None]) -> int:
     """``nplearn power --extend FILE``: more null toys for a stored study."""
-    import dataclasses
     import json
 
-    from .benchmarks.suite import get_benchmark
-    from .power import extend_null
+    from .power import extend_null, study_benchmark
 
     try:
         study = json.loads(Path(a.extend).read_text())
-        name, n_ref, expected = study["benchmark"], study["n_ref"], study["expected"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        bench = study_benchmark(study)
+    except (OSError, ValueError, InputError) as exc:
         raise InputError(f"cannot read the power study {a.extend}: {exc}") from exc
-    bench = dataclasses.replace(get_benchmark(name), n_ref=n_ref, expected=expected)
     res = extend_null(study, bench, a.null_toys, workers=a.workers, progress=progress)
     res["null"]["extensions"][-1]["command"] = " ".join(sys.argv)
     return _report_power(a, res, f"{a.null_toys} null toys added to {a.extend} "

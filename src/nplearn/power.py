@@ -38,7 +38,7 @@ from .toys import ToyEngine, ToyResult, run_toys
 
 __all__ = [
     "BenchmarkToy", "clopper_pearson", "extend_null", "power_study", "power_summary",
-    "recombine",
+    "recombine", "study_benchmark",
 ]
 
 
@@ -301,6 +301,25 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
     return out
 
 
+def study_benchmark(result: dict[str, Any]) -> Any:
+    """The benchmark a stored power study ran on (its name, ``n_ref`` and ``expected``).
+
+    Raises
+    ------
+    InputError
+        If ``result`` does not name a known benchmark and its sizes.
+    """
+    import dataclasses
+
+    from .benchmarks.suite import get_benchmark
+
+    try:
+        name, n_ref, expected = result["benchmark"], result["n_ref"], result["expected"]
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"not a power study (missing {exc})") from exc
+    return dataclasses.replace(get_benchmark(name), n_ref=n_ref, expected=expected)
+
+
 def extend_null(
     result: dict[str, Any],
     benchmark: Any,
@@ -317,7 +336,7 @@ def extend_null(
     extended study equals that study. More null toys sharpen every calibration, and
     they change the effective ``Z >= 3`` threshold ``p <= floor(a (n + 1)) / (n + 1)``,
     ``a = 1.35e-3``, which is not monotonic in ``n``: below 740 toys Z >= 3 cannot be
-    reached; from 740 to 1480 it means beyond all toys (Z >= 3.09 at 1000, 3.20 at
+    reached; from 740 to 1480 it means beyond all toys (Z >= 3.09 at 1000, 3.21 at
     1480); from 1481 beyond all but one, from 2222 all but two, from 2963 all but
     three (Z >= 3.004 at 3000). Choose ``n`` just above one of these steps.
 
