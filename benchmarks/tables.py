@@ -188,7 +188,7 @@ def power() -> None:
     from nplearn.power import format_power_table
 
     for path in sorted(RESULTS.glob("power_*.json")):
-        if "_lamscan_" in path.name or "_lampilot_" in path.name:
+        if any(tag in path.name for tag in ("_lamscan_", "_lampilot_", "_schedcheck_")):
             continue
         extended = sorted(RESULTS.glob(f"{path.stem}_null*.json"))
         if extended and not path.name.startswith("power_exp1d8"):
@@ -441,6 +441,50 @@ def size_check() -> None:
         print()
 
 
+def schedule_check() -> None:
+    """Paired t of another schedule (``power_<bench>_schedcheck_<schedule>.json``)
+    against the converged study with the same benchmark, seed and widths."""
+    import numpy as np
+
+    for path in sorted(RESULTS.glob("power_*_schedcheck_*.json")):
+        d = json.loads(path.read_text())
+        base = None
+        for q in sorted(RESULTS.glob(f"power_{d['benchmark']}_*.json"), reverse=True):
+            e = json.loads(q.read_text())
+            if (e.get("schedule") == "converged" and e["seed"] == d["seed"]
+                    and e["sigmas"] == d["sigmas"] and e["lam"] == d["lam"]
+                    and e["n_centers"] == d["n_centers"] and list(e["signals"])
+                    == list(d["signals"]) and "t" in e["null"]):
+                base = (q.name, e)
+                break
+        if base is None:
+            continue
+        name, e = base
+        print(f"### Schedule check: {d['schedule']} vs converged, {d['benchmark']} "
+              f"(λ = {d['lam']:g}, M = {d['n_centers']}; seed {d['seed']})\n")
+        print(header(d))
+        print(f"The first {d['null']['n_ok']} null toys and the first "
+              f"{next(iter(d['signals'].values()))['n_ok']} toys of each signal of "
+              f"`{name}`, refitted with the {d['schedule']} schedule (same data sets, same "
+              "centres). Per width: correlation of t between the schedules, and the mean "
+              "and largest |Δt| in units of the converged null standard deviation.\n")
+        sd = np.asarray(e["null"]["t"]).std(0, ddof=1)
+        print("| toys | " + " | ".join(f"σ = {s:g}" for s in d["sigmas"]) + " |")
+        print("|---" * (1 + len(d["sigmas"])) + "|")
+        rows = [("null", d["null"]["t"], e["null"]["t"])]
+        rows += [(s, v["t"], e["signals"][s]["t"]) for s, v in d["signals"].items()]
+        for label, a, b in rows:
+            a = np.asarray(a)
+            b = np.asarray(b)[: len(a)]
+            cells = []
+            for k in range(a.shape[1]):
+                r = np.corrcoef(a[:, k], b[:, k])[0, 1]
+                dz = np.abs(a[:, k] - b[:, k]) / sd[k]
+                cells.append(f"{r:.4f} ({dz.mean():.3f}, {dz.max():.2f})")
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        print()
+
+
 def _pw_err2(x: dict) -> str:
     b = x["power"]["2"]
     return f"{b['value']:.2f} ± {(b['hi68'] - b['lo68']) / 2:.2f}"
@@ -464,3 +508,4 @@ if __name__ == "__main__":
     size_check()
     lam_scan()
     lam_pilot()
+    schedule_check()
