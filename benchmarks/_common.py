@@ -40,7 +40,10 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """Short hash of HEAD (with '+dirty' for uncommitted changes)."""
+    """Short hash of HEAD (with '+dirty' for uncommitted changes).
+
+    Without a git checkout, the environment variable ``NPLEARN_COMMIT`` (or "unknown").
+    """
     try:
         h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                            text=True, check=True, cwd=HERE).stdout.strip()
@@ -53,7 +56,8 @@ def commit() -> str:
                                 cwd=HERE).stdout
         return h + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        # a copy without .git (e.g. a remote GPU machine): the caller may say which commit
+        return os.environ.get("NPLEARN_COMMIT", "unknown")
 
 
 #: The commit checked out when the script started (what the results were produced by).

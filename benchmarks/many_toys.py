@@ -48,7 +48,8 @@ def main() -> None:
                          "n_failed": res.n_failed_toys,
                          "n_not_converged": sum(not t.converged for t in res.toys)})
             print(rows[-1], flush=True)
-    save(f"many_toys_{a.device.replace(':', '')}", {"rows": rows})
+            # saved after every row: a run stopped early keeps what it measured
+            save(f"many_toys_{a.device.replace(':', '')}", {"device": a.device, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--memory-budget", type=float, default=None,
                    help="GiB allowed for cached kernel features (default: nplearn's)")
+    p.add_argument("--inner", default=None, choices=["auto", "direct", "cg"],
+                   help="inner Newton solver (default: nplearn's rule)")
     p.add_argument("--tag", default="", help="suffix of the result file name")
     a = p.parse_args()
     if a.threads:
@@ -63,6 +65,8 @@ def main() -> None:
             cfg = NPLMConfig(sigma=sigma, n_centers=M, lam=1e-6, device=a.device,
                              dtype=a.dtype, standardize=False, memory_budget=budget)
             params = {**cfg.learner_params(), "sigma": sigma, "n_centers": M}
+            if a.inner:
+                params["inner"] = a.inner
             if mode == "shared":
                 engine = ToyEngine(params, gen.expected, seed=0, pool=ref0, shared_centers=True)
                 t0 = time.perf_counter()
@@ -78,14 +82,17 @@ def main() -> None:
                    "toy_s": [r.time for r in results],
                    "rank": [r.rank for r in results], "newton": [r.n_iter for r in results],
                    "converged": [r.converged for r in results], "t": [r.t for r in results],
-                   "peak_rss_mib": peak_rss_mib()}
+                   "peak_rss_mib": peak_rss_mib(),
+                   "gpu_peak_mib": (torch.cuda.max_memory_allocated() / 2**20
+                                    if a.device.startswith("cuda") else None)}
             rows.append(row)
             print(row, flush=True)
-    save(f"multivariate_{a.case}_{a.device.replace(':', '')}{a.tag}",
-         {"case": a.case, **{k: v for k, v in case.items() if k != "centers"},
-          "device": a.device, "dtype": a.dtype, "threads": torch.get_num_threads(),
-          "memory_budget_gib": a.memory_budget,
-          "rows": rows})
+            # saved after every row: a run stopped early keeps what it measured
+            save(f"multivariate_{a.case}_{a.device.replace(':', '')}{a.tag}",
+                 {"case": a.case, **{k: v for k, v in case.items() if k != "centers"},
+                  "device": a.device, "dtype": a.dtype, "threads": torch.get_num_threads(),
+                  "memory_budget_gib": a.memory_budget, "inner": a.inner or "auto",
+                  "rows": rows})
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ against the independent dense float64 Newton solver (``nplearn.learners.referenc
 eigenbasis truncated at 1e-14 and 1e-16) on the very same candidate centres.
 
     python benchmarks/speed_1d.py --toys 30 --check-toys 5
+    python benchmarks/speed_1d.py --toys 10 --check-toys 1 --device cuda   # speed_1d_cuda.json
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def main() -> None:
     p.add_argument("--check-toys", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (the dense check runs on CPU)")
     a = p.parse_args()
+    name = "speed_1d" if a.device == "cpu" else f"speed_1d_{a.device.replace(':', '')}"
     torch.set_num_threads(a.threads)
     rows = []
     m_rule = default_n_centers(202_000)
@@ -58,7 +61,7 @@ def main() -> None:
                 X, y, sw, s_fit = toy(i, a.seed)
                 t0 = time.perf_counter()
                 m = KernelLogisticRegression(sigma=0.3, n_centers=M, lam=1e-10,
-                                             schedule=schedule,
+                                             schedule=schedule, device=a.device,
                                              random_state=np.random.default_rng(s_fit))
                 m.fit(X, y, sw)
                 t_of(m.train_decision_, y, sw)
@@ -73,10 +76,11 @@ def main() -> None:
                          "median_newton": float(np.median(iters)),
                          "median_hessians": float(np.median(hess))})
             print(rows[-1], flush=True)
+            save(name, {"threads": a.threads, "device": a.device, "speed": rows})
     checks = []
     for i in range(a.check_toys):
         X, y, sw, s_fit = toy(i, a.seed)
-        m = KernelLogisticRegression(sigma=0.3, n_centers=3000, lam=1e-10,
+        m = KernelLogisticRegression(sigma=0.3, n_centers=3000, lam=1e-10, device=a.device,
                                      random_state=np.random.default_rng(s_fit)).fit(X, y, sw)
         row = {"t_nplearn": t_of(m.train_decision_, y, sw), "J_nplearn": m.fit_info_.objective}
         for rel in (1e-14, 1e-16):  # eigen-truncation of the dense reference
@@ -88,7 +92,8 @@ def main() -> None:
             row["dense_s"] = time.perf_counter() - t0
         checks.append(row)
         print(checks[-1], flush=True)
-    save("speed_1d", {"threads": a.threads, "speed": rows, "exactness": checks})
+        save(name, {"threads": a.threads, "device": a.device, "speed": rows,
+                    "exactness": checks})
 
 
 if __name__ == "__main__":
