@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of BENCHMARKS.md in one run (about 10 minutes on one H100).
+# Every GPU measurement of BENCHMARKS.md in one run (about 6 minutes on one H100).
 #
 #   NPLEARN_COMMIT=$(git rev-parse --short HEAD) OUT=/tmp/gpu bash benchmarks/gpu_session.sh
 #
@@ -38,8 +38,8 @@ step smoke "${T_SMOKE:-90}" python3 -m pytest -q -x -p no:cacheprovider tests/te
 step 5d "${T_5D:-90}" python3 $B/multivariate.py --case 5d --toys 5 --device cuda
 step speed_1d "${T_1D:-70}" python3 $B/speed_1d.py --toys 10 --check-toys 1 --device cuda
 step many_toys "${T_MANY:-130}" python3 $B/many_toys.py --toys 1000 --centers 3000 --device cuda
-step 20d "${T_20D:-100}" python3 $B/multivariate.py --case 20d --toys 2 --modes per-fit \
+step 20d "${T_20D:-100}" python3 $B/multivariate.py --case 20d --toys 2 \
     --device cuda --memory-budget 60
-step scaling "${T_SCALING:-110}" python3 $B/scaling.py --device cuda --timeout 40 \
-    --scan n_ref_1d,centers_5d,dim
+step scaling "${T_SCALING:-170}" python3 $B/scaling.py --device cuda --timeout 40 \
+    --scan n_ref_1d,n_ref_5d,centers_5d,dim
 echo "done" | tee -a "$LOG"

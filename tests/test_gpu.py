@@ -1,15 +1,27 @@
-"""CUDA path (skipped when no CUDA device is present)."""
+"""CUDA path (skipped when no CUDA device is present).
+
+Tolerances: on the CPU, perturbing the events of these problems by one part in
+1e16 (rounding-level, like a GPU's different summation order) moves f by up to
+5e-6 at lambda = 1e-6 (the 1e-9 rank truncation is amplified by the weak penalty)
+and t by up to 5e-6 (t = 234); float32 against float64 moves f by up to 2e-3 and
+t by up to 0.015 (t = 197). The bounds below are about ten times those spreads.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nplearn import KernelLogisticRegression, nplm_test
+from nplearn import KernelLogisticRegression, nplm_statistic, nplm_test
 
 from conftest import make_classification
 
 pytestmark = pytest.mark.gpu
+
+
+def _t(m: KernelLogisticRegression, y: np.ndarray, sw: np.ndarray) -> float:
+    f, ref = m.train_decision_, y == 0
+    return nplm_statistic(f[ref], f[~ref], sw[ref])[0]
 
 
 @pytest.mark.parametrize("inner", ["direct", "cg"])
@@ -19,7 +31,9 @@ def test_cuda_fit_matches_cpu(rng, inner):
     cpu = KernelLogisticRegression(**kw).fit(X, y, sw)
     gpu = KernelLogisticRegression(device="cuda", **kw).fit(X, y, sw)
     assert gpu.fit_info_.converged
-    np.testing.assert_allclose(gpu.train_decision_, cpu.train_decision_, atol=1e-6)
+    assert gpu.rank_ == cpu.rank_
+    np.testing.assert_allclose(gpu.train_decision_, cpu.train_decision_, atol=5e-5)
+    assert _t(gpu, y, sw) == pytest.approx(_t(cpu, y, sw), abs=5e-5)
 
 
 def test_cuda_float32_fit(rng):
@@ -27,7 +41,8 @@ def test_cuda_float32_fit(rng):
     kw = dict(sigma=1.0, n_centers=500, lam=1e-5, random_state=0, rank_tol=1e-5)
     cpu = KernelLogisticRegression(**kw).fit(X, y, sw)
     gpu = KernelLogisticRegression(device="cuda", dtype="float32", **kw).fit(X, y, sw)
-    np.testing.assert_allclose(gpu.train_decision_, cpu.train_decision_, atol=3e-3)
+    np.testing.assert_allclose(gpu.train_decision_, cpu.train_decision_, atol=2e-2)
+    assert _t(gpu, y, sw) == pytest.approx(_t(cpu, y, sw), abs=0.15)
 
 
 def test_cuda_end_to_end(rng):

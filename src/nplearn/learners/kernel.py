@@ -176,7 +176,11 @@ def pivoted_cholesky(
         b = min(block, max_rank - k, int((~done).sum()))
         if b <= 0:
             break
-        vals, cand = torch.topk(res, b)
+        # the b largest residuals, ties broken by the lower candidate index: topk's
+        # order among equal values (all of them at the start, where every residual
+        # is 1) differs between devices and torch builds, and so would the pivots
+        vals, cand = torch.sort(res, descending=True, stable=True)
+        vals, cand = vals[:b], cand[:b]
         if float(vals[0]) <= tol:
             break
         cand = cand[vals > tol]
