@@ -42,8 +42,11 @@ def machine() -> str:
 def commit() -> str:
     """Short hash of HEAD (with '+dirty' for uncommitted changes).
 
-    Without a git checkout, the environment variable ``NPLEARN_COMMIT`` (or "unknown").
+    The environment variable ``NPLEARN_COMMIT``, when set, wins: a copy of the tree on
+    another machine may carry a stale ``.git`` (or none) and would report a wrong commit.
     """
+    if os.environ.get("NPLEARN_COMMIT"):
+        return os.environ["NPLEARN_COMMIT"]
     try:
         h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                            text=True, check=True, cwd=HERE).stdout.strip()
@@ -56,8 +59,7 @@ def commit() -> str:
                                 cwd=HERE).stdout
         return h + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
-        # a copy without .git (e.g. a remote GPU machine): the caller may say which commit
-        return os.environ.get("NPLEARN_COMMIT", "unknown")
+        return "unknown"
 
 
 #: The commit checked out when the script started (what the results were produced by).

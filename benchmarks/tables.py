@@ -26,14 +26,21 @@ def fmt(v, nd=2) -> str:
 
 
 def header(d: dict) -> str:
-    return f"_{d['machine']}; commit {d['commit']}; `{d.get('command', '')}`_\n"
+    note = (f" (the file's `commit_note` says why it first recorded {d['commit_recorded']})"
+            if d.get("commit_recorded") else "")
+    return f"_{d['machine']}; commit {d['commit']}{note}; `{d.get('command', '')}`_\n"
 
 
 def speed_1d() -> None:
-    d = load("speed_1d")
-    if not d:
-        return
-    print("### Time per toy, 1D benchmark (one thread)\n")
+    for name, title in (("speed_1d", "one CPU thread"), ("speed_1d_cuda", "H100"),
+                        ("speed_1d_cuda_second_machine", "H100, another machine")):
+        d = load(name)
+        if d:
+            _speed_1d(d, title)
+
+
+def _speed_1d(d: dict, title: str) -> None:
+    print(f"### Time per toy, 1D benchmark ({title})\n")
     print(header(d))
     print("| M | schedule | toys | median s/toy | 90% s/toy | kept rank r | Newton steps | "
           "Hessians formed |")
@@ -43,6 +50,9 @@ def speed_1d() -> None:
         print(f"| {r['M']} | {r['schedule']} | {r['toys']} | {r['median_s']:.3f} | "
               f"{r['p90_s']:.3f} | {r['median_rank']:.0f} | {r['median_newton']:.0f} | "
               f"{'–' if hess is None else f'{hess:.0f}'} |")
+    if not d.get("exactness"):
+        print()
+        return
     print("\n| toy | t nplearn | t dense (eig ≥ 1e-14) | t dense (eig ≥ 1e-16) | "
           "J nplearn − min J dense |")
     print("|---|---|---|---|---|")
@@ -75,10 +85,14 @@ def sklearn(M: int) -> None:
 
 
 def many() -> None:
-    d = load("many_toys_cpu")
-    if not d:
-        return
-    print("### 1000-toy 1D calibration (resampled toys, all cores)\n")
+    for name, title in (("many_toys_cpu", "all CPU cores"), ("many_toys_cuda", "one H100")):
+        d = load(name)
+        if d:
+            _many(d, title)
+
+
+def _many(d: dict, title: str) -> None:
+    print(f"### 1000-toy 1D calibration (resampled toys, {title})\n")
     print(header(d))
     print("| M | centres | toys | workers | toys/s | toys/s incl. start-up | median s/toy | "
           "null χ² dof |")
@@ -91,46 +105,55 @@ def many() -> None:
 
 
 def multivariate() -> None:
-    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("multivariate_*_cpu*.json"))]
-    for d in sorted(runs, key=lambda d: d["d"]):
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("multivariate_*.json"))]
+    for d in sorted(runs, key=lambda d: (d["device"] != "cpu", d["d"])):
         budget = d.get("memory_budget_gib")
         extra = f", memory budget {budget:g} GiB" if budget else ""
+        where = (f"CPU, {d['threads']} threads" if d["device"] == "cpu" else
+                 f"{d['device']} ({d['dtype']})")
+        gpu = d["device"] != "cpu"
+        nd = 2 if gpu else 1
         print(f"### Multivariate {d['case'].upper()} (N_R = {d['n_ref']:g}, N(R) = "
-              f"{d['expected']:g}), CPU, {d['threads']} threads{extra}\n")
+              f"{d['expected']:g}), {where}{extra}\n")
         print(header(d))
         print("| M | centres | toys | median s/toy | one-off basis+features s | rank r | "
-              "Newton steps | peak RSS MiB |")
-        print("|---|---|---|---|---|---|---|---|")
+              "Newton steps | peak RSS MiB |" + (" peak GPU MiB |" if gpu else ""))
+        print("|---|---|---|---|---|---|---|---|" + ("---|" if gpu else ""))
         for r in d["rows"]:
-            print(f"| {r['M']} | {r['mode']} | {r['toys']} | {r['median_toy_s']:.1f} | "
-                  f"{r['shared_build_s']:.1f} | {min(r['rank'])}–{max(r['rank'])} | "
-                  f"{min(r['newton'])}–{max(r['newton'])} | {r['peak_rss_mib']:.0f} |")
+            print(f"| {r['M']} | {r['mode']} | {r['toys']} | {r['median_toy_s']:.{nd}f} | "
+                  f"{r['shared_build_s']:.{nd}f} | {min(r['rank'])}–{max(r['rank'])} | "
+                  f"{min(r['newton'])}–{max(r['newton'])} | {r['peak_rss_mib']:.0f} |"
+                  + (f" {r['gpu_peak_mib']:.0f} |" if gpu else ""))
         print()
 
 
 def scaling() -> None:
-    for path in sorted(RESULTS.glob("scaling_cpu*.json")):
+    for path in sorted(RESULTS.glob("scaling_c*.json")):
         _scaling(json.loads(path.read_text()))
 
 
 def _scaling(d: dict) -> None:
-    print(f"### Scaling of one fit (CPU, {d['threads']} threads)\n")
+    gpu = d["device"] != "cpu"
+    where = (f"{d['device']}, GPU memory is peak allocated" if gpu else
+             f"CPU, {d['threads']} threads")
+    print(f"### Scaling of one fit ({where})\n")
     print(header(d))
     for scan in ("n_ref_1d", "n_ref_5d", "centers_5d", "dim", "large_5d"):
         if scan not in d["scans"]:
             continue
         pts = d["scans"][scan]
         print(f"**{scan}**\n")
-        print("| parameters | fit s | peak RSS MiB | input MiB | rank r | inner | features "
-              "held | Newton / CG |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| parameters | fit s | peak RSS MiB |" + (" peak GPU MiB |" if gpu else "")
+              + " input MiB | rank r | inner | features held | Newton / CG |")
+        print("|---|---|---|---|---|---|---|---|" + ("---|" if gpu else ""))
         for p in pts:
             pr = p["params"]
             par = f"d={pr['d']}, N_R={pr['n_ref']:g}, N(R)={pr['expected']:g}, M={pr['M']}"
             if "error" in p:
                 print(f"| {par} | failed: {p['error'][:80]} | | | | | | |")
                 continue
-            print(f"| {par} | {p['wall_s']:.2f} | {p['peak_rss_mib']:.0f} | "
+            gmem = f" {p['gpu_peak_mib']:.0f} |" if gpu else ""
+            print(f"| {par} | {p['wall_s']:.{3 if gpu else 2}f} | {p['peak_rss_mib']:.0f} |{gmem} "
                   f"{p['input_mib']:.0f} | {p['rank']} | {p['inner']} | "
                   f"{'yes' if p['materialised'] else 'no (lazy)'} | {p['newton']} / "
                   f"{p['cg']} |")
