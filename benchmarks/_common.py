@@ -84,6 +84,41 @@ def save(name: str, payload: dict[str, Any], out_dir: str | Path = RESULTS) -> P
     return path
 
 
+def warm_up(device: str) -> None:
+    """On a GPU, fit a tiny problem first: CUDA context and library start-up (about 0.5 s)
+    then do not land in the first timed toy. No-op on the CPU."""
+    if not str(device).startswith("cuda"):
+        return
+    import numpy as np
+    import torch
+
+    from nplearn import KernelLogisticRegression
+
+    X = np.random.default_rng(1).normal(size=(2000, 2))
+    y = np.r_[np.zeros(1900), np.ones(100)]
+    KernelLogisticRegression(sigma=1.0, n_centers=50, lam=1e-6, random_state=0,
+                             device=device).fit(X, y)
+    torch.cuda.synchronize(device)
+
+
+def gpu_peak_mib(device: str) -> float | None:
+    """Peak GPU memory allocated since the last reset, in MiB (``None`` on the CPU)."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def reset_gpu_peak(device: str) -> None:
+    """Start a new peak-memory window on ``device`` (no-op on the CPU)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def run_json_subprocess(code: str, timeout: float | None = None) -> dict[str, Any]:
     """Run ``python -c code`` in a fresh process; it must print one JSON line last."""
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -25,7 +25,7 @@ from nplearn import NPLMConfig, default_n_centers, sigma_from_percentile
 from nplearn.benchmarks.gaussmix import GaussianMixture
 from nplearn.toys import ToyEngine
 
-from _common import peak_rss_mib, save
+from _common import gpu_peak_mib, peak_rss_mib, reset_gpu_peak, save, warm_up
 
 CASES = {
     "5d": {"d": 5, "n_ref": 100_000, "expected": 20_000.0, "centers": [20_000, None]},
@@ -58,9 +58,11 @@ def main() -> None:
     n = case["n_ref"] + int(case["expected"])
     centers = ([int(c) for c in a.centers.split(",")] if a.centers else
                [c if c is not None else default_n_centers(n) for c in case["centers"]])
+    warm_up(a.device)
     rows = []
     for M in centers:
         for mode in a.modes.split(","):
+            reset_gpu_peak(a.device)  # each row's own peak
             budget = None if a.memory_budget is None else int(a.memory_budget * 2**30)
             cfg = NPLMConfig(sigma=sigma, n_centers=M, lam=1e-6, device=a.device,
                              dtype=a.dtype, standardize=False, memory_budget=budget)
@@ -71,6 +73,8 @@ def main() -> None:
                 engine = ToyEngine(params, gen.expected, seed=0, pool=ref0, shared_centers=True)
                 t0 = time.perf_counter()
                 engine.shared_state()
+                if a.device.startswith("cuda"):
+                    torch.cuda.synchronize(a.device)
                 build_s = time.perf_counter() - t0
             else:
                 engine = ToyEngine(params, gen.expected, seed=0, generator=gen)
@@ -83,8 +87,7 @@ def main() -> None:
                    "rank": [r.rank for r in results], "newton": [r.n_iter for r in results],
                    "converged": [r.converged for r in results], "t": [r.t for r in results],
                    "peak_rss_mib": peak_rss_mib(),
-                   "gpu_peak_mib": (torch.cuda.max_memory_allocated() / 2**20
-                                    if a.device.startswith("cuda") else None)}
+                   "gpu_peak_mib": gpu_peak_mib(a.device), "gpu_peak_per_row": True}
             rows.append(row)
             print(row, flush=True)
             # saved after every row: a run stopped early keeps what it measured

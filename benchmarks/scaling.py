@@ -43,7 +43,8 @@ POINT = textwrap.dedent("""
                                  device="{device}").fit(X, y, sw)
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    gpu = (torch.cuda.max_memory_allocated() / 2**20 if "{device}".startswith("cuda")
+           else None)
     fi = m.fit_info_
     print(json.dumps(dict(wall_s=wall, peak_rss_mib=peak, rss_before_fit_mib=base,
                           gpu_peak_mib=gpu, rank=fi.rank, inner=fi.inner,
@@ -107,6 +108,9 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--tag", default="", help="suffix of the result file name")
     a = p.parse_args()
+    from nplearn._torch_utils import resolve_device
+
+    resolve_device(a.device)  # no CUDA: stop here, before any result file is written
     names = list(SCANS) if a.scan == "all" else a.scan.split(",")
     unknown = [n for n in names if n not in SCANS]
     if unknown:

@@ -25,7 +25,7 @@ from nplearn.benchmarks import Exp1D
 from nplearn.learners.reference import dense_newton
 from nplearn.toys import toy_seed
 
-from _common import save
+from _common import save, warm_up
 
 
 def toy(i: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.SeedSequence]:
@@ -52,6 +52,7 @@ def main() -> None:
     a = p.parse_args()
     name = "speed_1d" if a.device == "cpu" else f"speed_1d_{a.device.replace(':', '')}"
     torch.set_num_threads(a.threads)
+    warm_up(a.device)
     rows = []
     m_rule = default_n_centers(202_000)
     for M in (3000, m_rule):

@@ -32,11 +32,12 @@ def header(d: dict) -> str:
 
 
 def speed_1d() -> None:
-    for name, title in (("speed_1d", "one CPU thread"), ("speed_1d_cuda", "H100"),
-                        ("speed_1d_cuda_second_machine", "H100, another machine")):
-        d = load(name)
-        if d:
-            _speed_1d(d, title)
+    d = load("speed_1d")
+    if d:
+        _speed_1d(d, "one CPU thread")
+    for path in sorted(RESULTS.glob("speed_1d_cuda*.json")):
+        d = json.loads(path.read_text())
+        _speed_1d(d, f"{d['machine'].split('GPU ')[-1]}, `{path.name}`")
 
 
 def _speed_1d(d: dict, title: str) -> None:
@@ -106,12 +107,11 @@ def _many(d: dict, title: str) -> None:
 
 def multivariate() -> None:
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("multivariate_*.json"))]
-    for d in sorted(runs, key=lambda d: (d["device"] != "cpu", d["d"])):
+    for d in sorted(runs, key=lambda d: (d.get("device", "cpu") != "cpu", d["d"])):
         budget = d.get("memory_budget_gib")
         extra = f", memory budget {budget:g} GiB" if budget else ""
-        where = (f"CPU, {d['threads']} threads" if d["device"] == "cpu" else
-                 f"{d['device']} ({d['dtype']})")
-        gpu = d["device"] != "cpu"
+        gpu = d.get("device", "cpu") != "cpu"
+        where = f"{d['device']} ({d['dtype']})" if gpu else f"CPU, {d['threads']} threads"
         nd = 2 if gpu else 1
         print(f"### Multivariate {d['case'].upper()} (N_R = {d['n_ref']:g}, N(R) = "
               f"{d['expected']:g}), {where}{extra}\n")
@@ -119,12 +119,18 @@ def multivariate() -> None:
         print("| M | centres | toys | median s/toy | one-off basis+features s | rank r | "
               "Newton steps | peak RSS MiB |" + (" peak GPU MiB |" if gpu else ""))
         print("|---|---|---|---|---|---|---|---|" + ("---|" if gpu else ""))
-        for r in d["rows"]:
+        for i, r in enumerate(d["rows"]):
             print(f"| {r['M']} | {r['mode']} | {r['toys']} | {r['median_toy_s']:.{nd}f} | "
                   f"{r['shared_build_s']:.{nd}f} | {min(r['rank'])}–{max(r['rank'])} | "
                   f"{min(r['newton'])}–{max(r['newton'])} | {r['peak_rss_mib']:.0f} |"
-                  + (f" {r['gpu_peak_mib']:.0f} |" if gpu else ""))
+                  + (f" {_gpu_peak(r, i)} |" if gpu else ""))
         print()
+
+
+def _gpu_peak(r: dict, i: int) -> str:
+    """GPU peak of a row; files written before per-row resets carry the running peak."""
+    v = f"{r['gpu_peak_mib']:.0f}"
+    return v if r.get("gpu_peak_per_row") or i == 0 else f"≤ {v} (running peak)"
 
 
 def scaling() -> None:
@@ -133,8 +139,8 @@ def scaling() -> None:
 
 
 def _scaling(d: dict) -> None:
-    gpu = d["device"] != "cpu"
-    where = (f"{d['device']}, GPU memory is peak allocated" if gpu else
+    gpu = d.get("device", "cpu") != "cpu"
+    where = (f"{d.get('device')}, GPU memory is peak allocated" if gpu else
              f"CPU, {d['threads']} threads")
     print(f"### Scaling of one fit ({where})\n")
     print(header(d))
@@ -150,7 +156,7 @@ def _scaling(d: dict) -> None:
             pr = p["params"]
             par = f"d={pr['d']}, N_R={pr['n_ref']:g}, N(R)={pr['expected']:g}, M={pr['M']}"
             if "error" in p:
-                print(f"| {par} | failed: {p['error'][:80]} | | | | | | |")
+                print(f"| {par} | failed: {p['error'][:80]} |" + " |" * (7 + gpu))
                 continue
             gmem = f" {p['gpu_peak_mib']:.0f} |" if gpu else ""
             print(f"| {par} | {p['wall_s']:.{3 if gpu else 2}f} | {p['peak_rss_mib']:.0f} |{gmem} "
