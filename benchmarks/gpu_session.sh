@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU measurement of BENCHMARKS.md in one run (about 6 minutes on one H100; the
-# step limits below add up to 590 s).
+# step limits below add up to 600 s).
 #
 #   NPLEARN_COMMIT=$(git rev-parse --short HEAD) OUT=/tmp/gpu bash benchmarks/gpu_session.sh
 #
@@ -44,14 +44,17 @@ step() {  # step NAME SECONDS COMMAND...
   'cuda', torch.version.cuda, torch.cuda.get_device_name(0), 'numpy', numpy.__version__,
   'scipy', scipy.__version__)"; nproc; } 2>&1 | tee -a "$LOG"
 
-step smoke "${T_SMOKE:-60}" python3 -m pytest -q -x -p no:cacheprovider tests/test_gpu.py \
+step smoke "${T_SMOKE:-50}" python3 -m pytest -q -x -p no:cacheprovider tests/test_gpu.py \
     || { echo "CUDA tests failed: stopping" | tee -a "$LOG"; exit 1; }
 step 5d "${T_5D:-60}" python3 $B/multivariate.py --case 5d --toys 5 --device cuda
+# A/B of the inner solver: the automatic rule switches to PCG above rank 512 (tuned on a CPU)
+step 5d_direct "${T_5D_DIRECT:-50}" python3 $B/multivariate.py --case 5d --toys 5 --device cuda \
+    --inner direct --tag _direct
 step speed_1d "${T_1D:-60}" python3 $B/speed_1d.py --toys 10 --check-toys 1 --device cuda
-step many_toys "${T_MANY:-120}" python3 $B/many_toys.py --toys 1000 --centers 3000 --device cuda
+step many_toys "${T_MANY:-100}" python3 $B/many_toys.py --toys 1000 --centers 3000 --device cuda
 step 20d "${T_20D:-80}" python3 $B/multivariate.py --case 20d --toys 3 \
     --device cuda --memory-budget 60
-step scaling "${T_SCALING:-210}" python3 $B/scaling.py --device cuda --timeout 40 \
+step scaling "${T_SCALING:-200}" python3 $B/scaling.py --device cuda --timeout 40 \
     --scan n_ref_1d,n_ref_5d,centers_5d,dim
 if [ "${HOST_CPU_20D:-0}" = 1 ]; then
     step 20d_host_cpu "${T_20D_CPU:-600}" python3 $B/multivariate.py --case 20d --toys 1 \
