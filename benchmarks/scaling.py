@@ -13,10 +13,12 @@ import argparse
 import json
 import textwrap
 
-from _common import RESULTS, run_json_subprocess, save
+from _common import HERE, RESULTS, run_json_subprocess, save
 
 POINT = textwrap.dedent("""
-    import json, time, resource, numpy as np, torch
+    import json, sys, time, resource, numpy as np, torch
+    sys.path.insert(0, {here!r})
+    from _common import gpu_peak_mib, reset_gpu_peak, warm_up
     torch.set_num_threads({threads})
     from nplearn import KernelLogisticRegression, sigma_from_percentile
     from nplearn.benchmarks.gaussmix import GaussianMixture
@@ -32,19 +34,15 @@ POINT = textwrap.dedent("""
         sigma = sigma_from_percentile(ref, 90.0, rng=rng)
     X = np.vstack([ref, data]); y = np.r_[np.zeros(n_ref), np.ones(len(data))]
     sw = np.r_[np.full(n_ref, expected / n_ref), np.ones(len(data))]
-    if "{device}".startswith("cuda"):  # CUDA context and library handles: not the fit's time
-        w = np.random.default_rng(1).normal(size=(2000, d))
-        KernelLogisticRegression(sigma=1.0, n_centers=50, lam=1e-6, random_state=0,
-                                 device="{device}").fit(w, np.r_[np.zeros(1900), np.ones(100)])
-        torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    warm_up("{device}")  # CUDA context and library start-up: not the fit's time
+    reset_gpu_peak("{device}")
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     m = KernelLogisticRegression(sigma=sigma, n_centers=M, lam=lam, random_state=0,
                                  device="{device}").fit(X, y, sw)
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    gpu = (torch.cuda.max_memory_allocated() / 2**20 if "{device}".startswith("cuda")
-           else None)
+    gpu = gpu_peak_mib("{device}")
     fi = m.fit_info_
     print(json.dumps(dict(wall_s=wall, peak_rss_mib=peak, rss_before_fit_mib=base,
                           gpu_peak_mib=gpu, rank=fi.rank, inner=fi.inner,
@@ -122,7 +120,7 @@ def main() -> None:
     for name, points in scans.items():
         results[name] = []
         for params in points:
-            code = POINT.format(threads=a.threads, device=a.device, **params)
+            code = POINT.format(threads=a.threads, device=a.device, here=str(HERE), **params)
             try:
                 out = run_json_subprocess(code, timeout=a.timeout)
             except Exception as exc:  # record the failure and go on
