@@ -266,3 +266,40 @@ def test_bonferroni_bound_by_hand_and_valid_under_null():
         # binomial 3-sigma margin on the rate
         assert np.mean(pb <= a) <= a + 3 * np.sqrt(a / pb.size)
 
+
+
+def test_fit_widths_fits_widest_first_and_returns_the_given_order():
+    from types import SimpleNamespace
+
+    from nplearn.toys import fit_widths
+
+    calls = []
+
+    def fit_one(sigma, f0):
+        calls.append((sigma, None if f0 is None else float(f0[0])))
+        return (1.0 / sigma, 0.0, None, SimpleNamespace(train_decision_=np.array([sigma])))
+
+    out = fit_widths([0.3, 2.0, 1.0], fit_one)
+    assert calls == [(2.0, None), (1.0, 2.0), (0.3, 1.0)]
+    assert [r[0] for r in out] == [1 / 0.3, 0.5, 1.0]
+    calls.clear()
+    fit_widths([0.3, 2.0], fit_one, warm_start=False)
+    assert calls == [(2.0, None), (0.3, None)]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_warm_started_widths_give_the_cold_statistics(rng, shared):
+    # PCG fits of several widths on one toy: each width after the widest starts from
+    # the previous solution; t is the same as fitting every width from zero
+    from nplearn.toys import ToyEngine
+
+    pool = rng.normal(size=(3000, 2))
+    params = {"sigma": 1.0, "n_centers": 150, "lam": 1e-6, "inner": "cg"}
+    kw = dict(pool=pool, sigmas=(0.5, 1.0, 2.0), shared_centers=shared)
+    warm = ToyEngine(params, 150.0, 3, **kw)
+    cold = ToyEngine(params, 150.0, 3, warm_start=False, **kw)
+    for i in range(3):
+        a, b = warm.run(i), cold.run(i)
+        assert a.ok and b.ok and a.converged
+        np.testing.assert_allclose(a.t_widths, b.t_widths, rtol=1e-6, atol=1e-6)
+        assert a.n_iter < b.n_iter

@@ -268,6 +268,49 @@ def test_bad_fit_inputs(rng):
         m.decision_function(X)
 
 
+def test_warm_start_from_another_width_reaches_the_dense_solution(rng):
+    # A PCG fit started from the fit at a wider kernel ends at the same optimum (the
+    # dense float64 Newton solution), with fewer Newton steps than from zero.
+    X, y, sw = make_classification(rng)
+    opts = dict(n_centers=40, lam=1e-5, inner="cg", rank_tol=0.0, tol=1e-12, cg_tol=1e-12,
+                random_state=7)
+    wide = KernelLogisticRegression(sigma=2.0, **opts).fit(X, y, sw)
+    cold = KernelLogisticRegression(sigma=1.0, **opts).fit(X, y, sw)
+    warm = KernelLogisticRegression(sigma=1.0, **opts).fit(
+        X, y, sw, init_decision=wide.train_decision_)
+    assert warm.fit_info_.warm_start and not cold.fit_info_.warm_start
+    assert warm.fit_info_.converged
+    # the start is already far closer to the optimum than zero is
+    J_start = [m.fit_info_.history[0]["objective"] for m in (cold, warm)]
+    assert J_start[1] - warm.fit_info_.objective < 0.01 * (J_start[0] - cold.fit_info_.objective)
+    _, f, J = dense_newton(X, y, sw, X[warm.candidate_indices_], 1.0, 1e-5)
+    assert abs(warm.fit_info_.objective - J) <= 1e-10 * abs(J)
+    np.testing.assert_allclose(warm.train_decision_, f, rtol=0, atol=1e-7 * np.abs(f).max())
+
+
+def test_warm_start_is_ignored_or_refused_when_it_cannot_help(rng):
+    X, y, sw = make_classification(rng, n_ref=600, n_data=60)
+    opts = dict(sigma=1.0, n_centers=30, lam=1e-4, random_state=3, tol=1e-12)
+    cold = KernelLogisticRegression(inner="cg", **opts).fit(X, y, sw)
+    # a start worse than zero is discarded: the fit proceeds from zero, unchanged
+    bad = KernelLogisticRegression(inner="cg", **opts).fit(
+        X, y, sw, init_decision=np.where(y == 1, -30.0, 30.0))
+    assert not bad.fit_info_.warm_start and bad.fit_info_.converged
+    np.testing.assert_allclose(bad.train_decision_, cold.train_decision_, rtol=0, atol=1e-12)
+    # the direct solver and the one-step schedule never use it
+    for kw in ({"inner": "direct"}, {"inner": "cg", "schedule": "onestep"}):
+        a = KernelLogisticRegression(**kw, **opts).fit(X, y, sw)
+        b = KernelLogisticRegression(**kw, **opts).fit(X, y, sw,
+                                                       init_decision=cold.train_decision_)
+        assert not b.fit_info_.warm_start
+        np.testing.assert_array_equal(a.train_decision_, b.train_decision_)
+    m = KernelLogisticRegression(inner="cg", **opts)
+    with pytest.raises(InputError, match="init_decision must have shape"):
+        m.fit(X, y, sw, init_decision=np.zeros(5))
+    with pytest.raises(InputError, match="init_decision contains non-finite"):
+        m.fit(X, y, sw, init_decision=np.full(len(y), np.nan))
+
+
 def test_grid_search_on_reference_only_data(rng):
     # model selection on reference-only data: two halves of the reference labelled
     # 0/1 are indistinguishable, so the best (least overfitting) settings win

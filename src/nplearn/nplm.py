@@ -26,6 +26,7 @@ from .toys import (
     ToyEngine,
     ToyGenerator,
     ToyResult,
+    fit_widths,
     normalised_weights,
     nplm_fit,
     nplm_fit_shared,
@@ -382,22 +383,26 @@ def nplm_test(
                 f"fewer than {MIN_POOL_RATIO:g} x N(R) = {MIN_POOL_RATIO * expected:g}; use "
                 "fewer centres or more reference events"
             )
-    observed = []  # (t, n_w, info, learner) per width
     bases = {}
-    for s in widths:
+
+    def fit_one(s: float, f0: np.ndarray | None) -> Any:
         lw = KernelLogisticRegression(**{**params, "sigma": s})
         if shared:
             # built with the toys' thread count so that workers rebuild it bit for bit
             with torch_threads(cfg.threads_per_worker or 1):
                 bases[s] = shared_basis(ref, lw, cfg.seed)
-            observed.append(nplm_fit_shared(ref, dat, w_ref, lw, bases[s]))
+            res = nplm_fit_shared(ref, dat, w_ref, lw, bases[s], f0)
         else:
-            observed.append(nplm_fit(ref, dat, w_ref, lw, observed_seed(cfg.seed)))
-        t_s, _, info_s, _ = observed[-1]
+            res = nplm_fit(ref, dat, w_ref, lw, observed_seed(cfg.seed), f0)
+        t_s, _, info_s, _ = res
         if not np.isfinite(t_s):
             raise InputError(f"the observed fit at sigma = {s:g} gave a non-finite statistic "
                              f"({info_s.message})")
         log.info("observed t = %.4f at sigma = %.4g (%s)", t_s, s, info_s.message)
+        return res
+
+    # (t, n_w, info, learner) per width, in the order of the widths
+    observed = fit_widths(widths, fit_one)
     t_obs, n_w, info, learner = observed[0]
     t_fit = time.perf_counter() - t0
 

@@ -80,6 +80,8 @@ HESSIAN_REUSE_FACTOR = 2.0
 RANK_TOL_FLOOR = 1e-15
 #: Default CG relative tolerance of the published one-step schedule.
 ONESTEP_CG_TOL = math.sqrt(1e-7)
+#: PCG relative tolerance of the warm-start solve (a starting point needs no more).
+WARM_START_CG_TOL = 1e-3
 
 
 def default_n_centers(n: int) -> int:
@@ -455,6 +457,8 @@ class FitInfo:
         Whether the ``n x r`` feature matrix was held in memory.
     time_setup, time_solve, time_total : float
         Seconds spent on centres/Cholesky/features, on Newton, and in total.
+    warm_start : bool
+        Whether Newton started from another width's solution (``init_decision``).
     message : str
         Why the solver stopped.
     """
@@ -476,6 +480,7 @@ class FitInfo:
     time_setup: float = 0.0
     time_solve: float = 0.0
     time_total: float = 0.0
+    warm_start: bool = False
     message: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -661,11 +666,41 @@ class _NewtonSolver:
         eye = torch.eye(r, dtype=torch.float64, device=Lm.device)
         return torch.cholesky_inverse(Lp) if r > 0 else eye
 
+    def warm_beta(self, f0: torch.Tensor) -> tuple[torch.Tensor | None, int]:
+        """A starting point from decision values ``f0`` of another model.
+
+        ``f0`` (e.g. the fit at a neighbouring kernel width) is usually not in this
+        model's span; the start is the minimiser of the quadratic model of the
+        objective around ``f0`` (one iteratively-reweighted least-squares step):
+        ``(Phi^T D Phi / n + lam) beta = Phi^T (D f0 - g) / n`` with the loss
+        derivatives ``g``, ``D`` at ``f0``, solved loosely by PCG. Returns ``(beta,
+        cg_iterations)``, or ``(None, k)`` when the start is not better than zero.
+        """
+        n = self.n
+        d1, d2 = self.loss.derivatives(f0)
+        rhs = self.feat.rmv(d2 * f0 - d1) / n
+        self._precond = self._build_preconditioner(d2)
+        self._fresh_cg = -1
+        Pinv = self._precond
+        beta, k, _ = _pcg(lambda v: self.feat.hvp(v, d2) / n + self.lam * v, rhs,
+                          lambda v: Pinv @ v, WARM_START_CG_TOL, self.cg_max_iter)
+        J0 = self.objective(self.feat.mv(beta), beta)
+        J_zero = math.log(2.0) * float(self.sw.sum()) / n
+        if math.isfinite(J0) and J0 < J_zero:
+            return beta, k
+        self._precond = None  # start from zero exactly as without a warm start
+        return None, k
+
     def solve(
-        self, schedule: str, tol: float, max_iter: int, beta0: torch.Tensor | None
+        self, schedule: str, tol: float, max_iter: int, beta0: torch.Tensor | None,
+        f0: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, FitInfo]:
         info = FitInfo(schedule=schedule, inner=self.inner)
         r = self.feat.r
+        if f0 is not None and beta0 is None and schedule != "onestep" and self.inner == "cg":
+            beta0, k0 = self.warm_beta(f0)
+            info.n_cg += k0
+            info.warm_start = beta0 is not None
         beta = (
             torch.zeros(r, dtype=torch.float64, device=self.sw.device)
             if beta0 is None
@@ -909,6 +944,17 @@ def _check_2d(X: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _check_init_decision(init_decision: Any, n: int) -> np.ndarray | None:
+    if init_decision is None:
+        return None
+    f0 = np.asarray(init_decision, dtype=np.float64)
+    if f0.shape != (n,):
+        raise InputError(f"init_decision must have shape ({n},), got {f0.shape}")
+    if not np.isfinite(f0).all():
+        raise InputError("init_decision contains non-finite values")
+    return f0
+
+
 class KernelLogisticRegression:
     """Weighted Nyström kernel logistic regression (Gaussian kernel).
 
@@ -1073,6 +1119,8 @@ class KernelLogisticRegression:
         X: Any,
         y: Any,
         sample_weight: Any = None,
+        *,
+        init_decision: Any = None,
     ) -> KernelLogisticRegression:
         """Fit the classifier.
 
@@ -1085,6 +1133,12 @@ class KernelLogisticRegression:
         sample_weight : array-like, shape (n,), optional
             Non-negative per-event weights multiplying the loss (NPLM: the
             reference weights ``w_i``, 1 for data events).
+        init_decision : array-like, shape (n,), optional
+            Decision values on ``X`` of another fit (e.g. at a neighbouring kernel
+            width) to start Newton from. Used by PCG fits of the converged schedule
+            only (see :meth:`_NewtonSolver.warm_beta`); the direct solver and the
+            one-step schedule ignore it. The optimum does not depend on the start:
+            the fit changes within the convergence tolerance.
 
         Returns
         -------
@@ -1119,7 +1173,8 @@ class KernelLogisticRegression:
         check_center_memory(M, device)
         center_idx = np.sort(rng.choice(n, size=M, replace=False))
         basis = NystromBasis.build(X, center_idx, sigma, self.resolved_rank_tol(), device)
-        return self._fit_basis(X, y, sw, basis, t0=t0)
+        return self._fit_basis(X, y, sw, basis, t0=t0,
+                               init_decision=_check_init_decision(init_decision, n))
 
     def resolved_rank_tol(self) -> float:
         """The pivoted-Cholesky tolerance this estimator uses.
@@ -1160,6 +1215,7 @@ class KernelLogisticRegression:
         *,
         feat: _Features | None = None,
         t0: float | None = None,
+        init_decision: np.ndarray | None = None,
     ) -> KernelLogisticRegression:
         """Fit with a given basis (and optionally precomputed features of ``X``).
 
@@ -1180,7 +1236,10 @@ class KernelLogisticRegression:
         t_setup = time.perf_counter()
         solver = _NewtonSolver(feat, sign, swt, float(self.lam), basis.L, cidx, inner, cg_tol,
                                int(self.cg_max_iter))
-        beta, f, info = solver.solve(self.schedule, float(self.tol), int(self.max_iter), None)
+        f0 = None if init_decision is None else torch.as_tensor(
+            init_decision, dtype=torch.float64, device=device)
+        beta, f, info = solver.solve(self.schedule, float(self.tol), int(self.max_iter), None,
+                                     f0)
         t_end = time.perf_counter()
         M = basis.n_candidates
         info.n_centers, info.rank, info.rank_tol = M, r, basis.rank_tol
@@ -1198,7 +1257,6 @@ class KernelLogisticRegression:
         self.n_centers_ = M
         self.rank_ = r
         self.n_features_in_ = d
-        self.classes_ = np.array([0, 1])
         self.classes_ = np.array([0, 1])
         self._P = basis.P
         self._L_P = basis.L_P
