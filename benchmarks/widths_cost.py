@@ -92,6 +92,7 @@ def main() -> None:
     single = {s: timed(engine(a, bench, (s,), True, pool), toys) for s in sigmas}
     alone = np.sum([single[s][0] for s in sigmas], axis=0)
     rows = [{"config": "each width alone (sum)", "median_s": float(np.median(alone)),
+             "times_s": [float(x) for x in alone],
              "per_width_median_s": {str(s): float(np.median(single[s][0])) for s in sigmas},
              "newton_steps": float(np.median(np.sum([single[s][1] for s in sigmas], axis=0)))}]
     t_all = {}
@@ -100,6 +101,7 @@ def main() -> None:
         t_all[warm] = np.asarray(ts)
         rows.append({"config": f"all widths, {'warm' if warm else 'cold'}",
                      "median_s": float(np.median(times)),
+                     "times_s": [float(x) for x in times],
                      "ratio_to_alone": float(np.median(np.asarray(times) / alone)),
                      "newton_steps": float(np.median(iters))})
     t_alone = np.column_stack([np.asarray(single[s][2])[:, 0] for s in sigmas])
