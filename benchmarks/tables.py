@@ -514,6 +514,56 @@ def schedule_check() -> None:
         print()
 
 
+def widths_cost() -> None:
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("widths_cost_*.json"))]
+    if not runs:
+        return
+    print("### Cost of several kernel widths per toy (`widths_cost.py`)\n")
+    print(f"_{runs[0]['machine']}; {runs[0]['threads']} torch threads_\n")
+    print("Median time per toy over the same toys; ratio = median over toys of (time with all "
+          "widths) / (sum of the single-width times). |Δt| warm − cold: largest difference of "
+          "t over toys and widths.\n")
+    print("| case | commit | widths | M | centres | each width alone (sum) | all widths, cold "
+          "| all widths, warm | Newton steps alone / cold / warm | max abs dt warm - cold |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for d in runs:
+        r = {x["config"]: x for x in d["rows"]}
+        alone, cold, warm = (r["each width alone (sum)"], r["all widths, cold"],
+                             r["all widths, warm"])
+        case = f"{d['benchmark']} (N_R = {d['n_ref']}, N(R) = {d['expected']:g})"
+        print(f"| {case} | {d['commit']} | {', '.join(f'{s:g}' for s in d['sigmas'])} "
+              f"| {d['n_centers']} | {d['centers_mode']} | {alone['median_s']:.2f} s "
+              f"| {cold['median_s']:.2f} s ({cold['ratio_to_alone']:.2f}) "
+              f"| {warm['median_s']:.2f} s ({warm['ratio_to_alone']:.2f}) "
+              f"| {alone['newton_steps']:g} / {cold['newton_steps']:g} / "
+              f"{warm['newton_steps']:g} | {d['max_abs_dt_warm_vs_cold']:.1e} |")
+    print()
+
+
+def tail_pvalues() -> None:
+    d = load("tail_pvalues")
+    if not d:
+        return
+    print("### min-p with chi-square tails for the local p-values (`tail_pvalues.py`; "
+          "not adopted)\n")
+    print(header(d))
+    print("K = 0 is the default min-p (rank local p-values, ties at the best rank ordered by "
+          "the standardised t). Size: held-out null toys rejected at Z ≥ 2 / Z ≥ 3 "
+          f"(blocks of {d['n_cal']} calibrate in turn; nominal 0.0228 / 0.00135). Power at "
+          "Z ≥ 2 / Z ≥ 3 on the study's signal toys, calibrated on all its null toys.\n")
+    for name, st in d["studies"].items():
+        sigs = list(next(iter(st["by_k"].values()))["power"])
+        print(f"`{name}` ({st['n_null']} null toys)\n")
+        print("| K | size | " + " | ".join(sigs) + " |")
+        print("|---|---|" + "---|" * len(sigs))
+        for k, e in st["by_k"].items():
+            size = ("–" if e["size"] is None else
+                    f"{e['size']['2']:.4f} / {e['size']['3']:.5f}")
+            print(f"| {k} | {size} | " + " | ".join(
+                f"{e['power'][s]['2']:.3f} / {e['power'][s]['3']:.3f}" for s in sigs) + " |")
+        print()
+
+
 def _pw_err2(x: dict) -> str:
     b = x["power"]["2"]
     return f"{b['value']:.2f} ± {(b['hi68'] - b['lo68']) / 2:.2f}"
@@ -533,8 +583,10 @@ if __name__ == "__main__":
     multivariate()
     scaling()
     profile()
+    widths_cost()
     power()
     size_check()
+    tail_pvalues()
     lam_scan()
     lam_pilot()
     schedule_check()
