@@ -1,20 +1,24 @@
 """min-p with chi-square tails for the local p-values: size and power on stored studies.
 
-An alternative we tried for the Z >= 3 powers, not adopted (see BENCHMARKS.md, Notes).
-With ``n`` null toys a rank local p-value cannot go below ``1 / (n + 1)``; near Z = 3
-min-p then decides between data sets that are all "beyond every toy" at some width by
-a tie-break. Here each member of the pool (the ``n`` toys and the data set) gets, at
-each width, its rank p-value in the bulk and, beyond the ``K``-th largest member,
+An alternative we tried for the Z >= 3 powers, not adopted (BENCHMARKS.md, "Power with
+several kernel widths"). With ``n`` null toys a rank local p-value cannot go below
+``1 / (n + 1)``; near Z = 3 min-p then decides between data sets that are all "beyond
+every toy" at some width by a tie-break (the default min-p orders them by the
+standardised t). Here each member of the pool (the ``n`` toys and the data set) gets,
+at each width, its rank p-value ``(1 + #{others >= t}) / (n + 1)`` up to the ``K``-th
+largest member and, from there on,
 
     p(t) = K / (n + 1) * S(t) / S(t_(K)),
 
 with ``S`` the survival function of a chi-square whose degrees of freedom are fitted
-to the null toys (KS, as for the single-width extrapolation). The map is continuous
-and increasing per width. min-p over the widths is then calibrated on the toys by
-rank exactly like the default min-p, so the test stays a toy-calibrated test; only
-the ordering of extreme members across widths changes. (The fitted dof depends on the
-toys only, not on the data set: exact exchangeability would refit on the pool; the
-held-out size below checks that this does not matter.)
+to the null toys (KS, as for the single-width extrapolation). Per width the map is
+non-increasing in ``t``, a step function in the bulk that joins the chi-square tail
+continuously at ``t_(K)``. The combined statistic ``max_k -log p_k`` is calibrated on
+the toys by rank like the default min-p, but every tie counts against the data set
+(no tie-break; conservative). The fitted dof depends on the toys only, not on the data
+set: exact exchangeability would refit on the pool; the held-out size below checks
+that this does not matter. Each held-out null toy is tested against ``blocks - 1``
+calibration blocks, so the held-out rejections are not independent.
 
 For each stored study: the held-out false-positive rate (blocks of ``--n-cal`` toys
 calibrate in turn, the others are held-out null data sets, as in ``size_check.py``)
@@ -57,6 +61,8 @@ def pool_neglogp(v: np.ndarray, K: int, dof: float) -> np.ndarray:
 def tail_min_p(X: np.ndarray, T: np.ndarray, K: int) -> np.ndarray:
     """Toy-calibrated p-value of min-p with chi-square tails for each row of ``X``."""
     n, k = T.shape
+    if not 1 <= K <= n + 1:
+        raise ValueError(f"K = {K} must lie in [1, n + 1] = [1, {n + 1}]")
     dofs = [fit_chi2_dof(T[:, j])[0] for j in range(k)]
     out = np.empty(X.shape[0])
     for b in range(X.shape[0]):

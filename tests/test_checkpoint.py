@@ -147,3 +147,17 @@ def test_shards_merge_to_the_direct_result(tmp_path, rng, capsys):
     assert "holds no records of this configuration" in err
     assert "found records of 1 other configuration(s)" in err
     assert main(["toys", "--config", str(cfg), "--toys", "5:2", "--out", str(shards)]) == 2
+
+
+def test_fingerprint_tells_warm_from_cold_width_fits():
+    # several widths: warm and cold fits differ within the solver tolerance, so their
+    # checkpoints must not mix; a single width is fitted the same way either way
+    from nplearn.checkpoint import engine_fingerprint
+
+    pool = np.random.default_rng(0).normal(size=(500, 2))
+    params = {"sigma": 1.0, "n_centers": 20}
+    fp = {(k, w): engine_fingerprint(ToyEngine(params, 50.0, 1, pool=pool, sigmas=k,
+                                               warm_start=w))
+          for k in ((), (0.5, 1.0)) for w in (True, False)}
+    assert fp[(0.5, 1.0), True] != fp[(0.5, 1.0), False]
+    assert fp[(), True] == fp[(), False]

@@ -276,11 +276,13 @@ def test_fit_widths_fits_widest_first_and_returns_the_given_order():
     calls = []
 
     def fit_one(sigma, f0):
-        calls.append((sigma, None if f0 is None else float(f0[0])))
-        return (1.0 / sigma, 0.0, None, SimpleNamespace(train_decision_=np.array([sigma])))
+        calls.append((sigma, None if f0 is None else f0.tolist()))
+        return (1.0 / sigma, 0.0, None,
+                SimpleNamespace(train_decision_=np.array([sigma, 0.0, -sigma])))
 
     out = fit_widths([0.3, 2.0, 1.0], fit_one)
-    assert calls == [(2.0, None), (1.0, 2.0), (0.3, 1.0)]
+    # each fit gets the previous fit's decision values, row for row
+    assert calls == [(2.0, None), (1.0, [2.0, 0.0, -2.0]), (0.3, [1.0, 0.0, -1.0])]
     assert [r[0] for r in out] == [1 / 0.3, 0.5, 1.0]
     calls.clear()
     fit_widths([0.3, 2.0], fit_one, warm_start=False)
@@ -303,3 +305,17 @@ def test_warm_started_widths_give_the_cold_statistics(rng, shared):
         assert a.ok and b.ok and a.converged
         np.testing.assert_allclose(a.t_widths, b.t_widths, rtol=1e-6, atol=1e-6)
         assert a.n_iter < b.n_iter
+
+
+def test_observed_fit_warm_starts_the_narrower_widths(rng):
+    # nplm_test fits the widest width from zero and starts the narrower one from it
+    # (as its toys do); the start is far closer to the optimum than zero
+    ref, data = rng.normal(size=(3000, 2)), 1.1 * rng.normal(size=(150, 2)) + 0.1
+    res = nplm_test(ref, data, expected=150.0, sigmas=[0.5, 1.0], n_toys=0, n_centers=150,
+                    inner="cg", workers=1)
+    narrow, wide = (w["fit"] for w in res.widths)
+    assert narrow["warm_start"] and not wide["warm_start"]
+    J_zero = np.log(2.0) * (150.0 + 150.0) / 3150.0  # softplus(0) = log 2 per unit weight
+    assert wide["history"][0]["objective"] == pytest.approx(J_zero)
+    gap = narrow["history"][0]["objective"] - narrow["objective"]
+    assert 0 <= gap < 0.05 * (J_zero - narrow["objective"])

@@ -56,6 +56,10 @@ def engine_fingerprint(engine: Any) -> str:
         "extra_stats": list(engine.extra_stats),
         "extra_max_ref": engine.extra_max_ref,
     }
+    if len(engine.sigmas) > 1:
+        # several widths: the fitting order and the warm starts are part of the procedure
+        # (single-width fingerprints are unchanged by this key)
+        spec["width_fits"] = "widest first, warm" if engine.warm_start else "widest first, cold"
     h.update(json.dumps(spec, sort_keys=True).encode())
     _array_digest(h, engine.pool)
     _array_digest(h, engine.pool_weights)

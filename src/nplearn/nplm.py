@@ -23,6 +23,7 @@ from .multitest import COMBINATIONS, CombinedResult, bonferroni_bound, combine_a
 from .preprocess import Standardizer, sigma_from_percentile
 from .stats import Calibration, calibrate
 from .toys import (
+    WARM_START_WIDTHS,
     ToyEngine,
     ToyGenerator,
     ToyResult,
@@ -402,7 +403,8 @@ def nplm_test(
         return res
 
     # (t, n_w, info, learner) per width, in the order of the widths
-    observed = fit_widths(widths, fit_one)
+    # (the toys' default, ToyEngine.warm_start, is the same constant)
+    observed = fit_widths(widths, fit_one, WARM_START_WIDTHS)
     t_obs, n_w, info, learner = observed[0]
     t_fit = time.perf_counter() - t0
 

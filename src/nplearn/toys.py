@@ -161,7 +161,12 @@ FitOne = Callable[[float, "np.ndarray | None"], tuple[float, float, FitInfo,
                                                       KernelLogisticRegression]]
 
 
-def fit_widths(widths: Sequence[float], fit_one: FitOne, warm_start: bool = True
+#: Default of :func:`fit_widths` and ``ToyEngine.warm_start``: the observed fit and the
+#: toys of a test must fit their widths the same way.
+WARM_START_WIDTHS = True
+
+
+def fit_widths(widths: Sequence[float], fit_one: FitOne, warm_start: bool = WARM_START_WIDTHS
                ) -> list[tuple[float, float, FitInfo, KernelLogisticRegression]]:
     """Fit several kernel widths on one sample; results in the order of ``widths``.
 
@@ -294,7 +299,7 @@ class ToyEngine:
     sigmas: tuple[float, ...] = ()
     extra_stats: tuple[str, ...] = ()
     extra_max_ref: int | None = None
-    warm_start: bool = True
+    warm_start: bool = WARM_START_WIDTHS
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
