@@ -548,7 +548,8 @@ def tail_pvalues() -> None:
           "not adopted)\n")
     print(header(d))
     print("K = 0 is the default min-p (rank local p-values, ties at the best rank ordered by "
-          "the standardised t). Size: held-out null toys rejected at Z ≥ 2 / Z ≥ 3 "
+          "the standardised t); for K > 0 every tie counts against the data set. Size: "
+          "held-out null toys rejected at Z ≥ 2 / Z ≥ 3 "
           f"(blocks of {d['n_cal']} calibrate in turn; nominal 0.0228 / 0.00135). Power at "
           "Z ≥ 2 / Z ≥ 3 on the study's signal toys, calibrated on all its null toys.\n")
     for name, st in d["studies"].items():
@@ -556,7 +557,7 @@ def tail_pvalues() -> None:
         print(f"`{name}` ({st['n_null']} null toys)\n")
         print("| K | size | " + " | ".join(sigs) + " |")
         print("|---|---|" + "---|" * len(sigs))
-        for k, e in st["by_k"].items():
+        for k, e in sorted(st["by_k"].items(), key=lambda kv: int(kv[0])):
             size = ("–" if e["size"] is None else
                     f"{e['size']['2']:.4f} / {e['size']['3']:.5f}")
             print(f"| {k} | {size} | " + " | ".join(
