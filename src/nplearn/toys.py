@@ -428,7 +428,7 @@ class ToyEngine:
         s_sample, s_fit, s_extra = ss.spawn(3)  # the first two as with spawn(2)
         t0 = time.perf_counter()
         rng = np.random.default_rng(s_sample)
-        fits: list[tuple[float, float, FitInfo, KernelLogisticRegression]] = []
+        fits: list[tuple[float, float, FitInfo, KernelLogisticRegression]]
         extra: dict[str, float] = {}
         try:
             if self.shared_centers:

@@ -666,15 +666,22 @@ class _NewtonSolver:
         eye = torch.eye(r, dtype=torch.float64, device=Lm.device)
         return torch.cholesky_inverse(Lp) if r > 0 else eye
 
-    def warm_beta(self, f0: torch.Tensor) -> tuple[torch.Tensor | None, int]:
+    def objective_at_zero(self) -> float:
+        """``J`` at ``beta = 0`` (``f = 0``, where every event's loss is ``log 2``)."""
+        return math.log(2.0) * float(self.sw.sum()) / self.n
+
+    def warm_start(
+        self, f0: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor, float] | None, int]:
         """A starting point from decision values ``f0`` of another model.
 
         ``f0`` (e.g. the fit at a neighbouring kernel width) is usually not in this
         model's span; the start is the minimiser of the quadratic model of the
         objective around ``f0`` (one iteratively-reweighted least-squares step):
         ``(Phi^T D Phi / n + lam) beta = Phi^T (D f0 - g) / n`` with the loss
-        derivatives ``g``, ``D`` at ``f0``, solved loosely by PCG. Returns ``(beta,
-        cg_iterations)``, or ``(None, k)`` when the start is not better than zero.
+        derivatives ``g``, ``D`` at ``f0``, solved loosely by PCG. Returns ``((beta,
+        f, J), cg_iterations)`` at the start, or ``(None, k)`` when the start is not
+        better than zero.
         """
         n = self.n
         d1, d2 = self.loss.derivatives(f0)
@@ -684,10 +691,10 @@ class _NewtonSolver:
         Pinv = self._precond
         beta, k, _ = _pcg(lambda v: self.feat.hvp(v, d2) / n + self.lam * v, rhs,
                           lambda v: Pinv @ v, WARM_START_CG_TOL, self.cg_max_iter)
-        J0 = self.objective(self.feat.mv(beta), beta)
-        J_zero = math.log(2.0) * float(self.sw.sum()) / n
-        if math.isfinite(J0) and J0 < J_zero:
-            return beta, k
+        f = self.feat.mv(beta)
+        J = self.objective(f, beta)
+        if math.isfinite(J) and J < self.objective_at_zero():
+            return (beta, f, J), k
         self._precond = None  # start from zero exactly as without a warm start
         return None, k
 
@@ -697,19 +704,19 @@ class _NewtonSolver:
     ) -> tuple[torch.Tensor, torch.Tensor, FitInfo]:
         info = FitInfo(schedule=schedule, inner=self.inner)
         r = self.feat.r
+        start = None
         if f0 is not None and beta0 is None and schedule != "onestep" and self.inner == "cg":
-            beta0, k0 = self.warm_beta(f0)
+            start, k0 = self.warm_start(f0)
             info.n_cg += k0
-            info.warm_start = beta0 is not None
-        beta = (
-            torch.zeros(r, dtype=torch.float64, device=self.sw.device)
-            if beta0 is None
-            else beta0.clone()
-        )
-        if beta0 is None:
+            info.warm_start = start is not None
+        if start is not None:
+            beta, f, J = start
+        elif beta0 is None:
+            beta = torch.zeros(r, dtype=torch.float64, device=self.sw.device)
             f = torch.zeros_like(self.sw)
-            J = math.log(2.0) * float(self.sw.sum()) / self.n  # softplus(0) = log 2
+            J = self.objective_at_zero()
         else:
+            beta = beta0.clone()
             f = self.feat.mv(beta)
             J = self.objective(f, beta)
         n = self.n
@@ -1136,7 +1143,7 @@ class KernelLogisticRegression:
         init_decision : array-like, shape (n,), optional
             Decision values on ``X`` of another fit (e.g. at a neighbouring kernel
             width) to start Newton from. Used by PCG fits of the converged schedule
-            only (see :meth:`_NewtonSolver.warm_beta`); the direct solver and the
+            only (see :meth:`_NewtonSolver.warm_start`); the direct solver and the
             one-step schedule ignore it. The optimum does not depend on the start:
             the fit changes within the convergence tolerance.
 
