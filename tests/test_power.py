@@ -14,6 +14,8 @@ from nplearn.cli import main
 from nplearn.power import (
     clopper_pearson,
     extend_null,
+    extend_signals,
+    extend_study,
     format_power_table,
     power_study,
     power_summary,
@@ -134,11 +136,75 @@ def test_cli_power(tmp_path, capsys):
     assert e["null"]["n_requested"] == 15 and e["null"]["t"][:12] == d["null"]["t"]
     assert e["null"]["extensions"][0]["command"]
     assert json.loads(out.read_text()) == d  # the input study is untouched
+    # more signal toys: 4 + 2 per signal, the null untouched
+    sig = tmp_path / "sig.json"
+    assert main(["power", "--extend", str(out), "--signal-toys", "2", "--workers", "1",
+                 "--json", str(sig), "-q"]) == 0
+    g = json.loads(sig.read_text())
+    assert g["signals"]["tail"]["n_requested"] == 6 and g["null"] == d["null"]
+    assert g["signals"]["tail"]["t"][:4] == d["signals"]["tail"]["t"]
+    assert g["signals"]["tail"]["extensions"][0]["command"]
+    capsys.readouterr()
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     for path in (bad, tmp_path / "missing.json"):
         assert main(["power", "--extend", str(path), "--null-toys", "3", "-q"]) == 2
     assert "cannot read the power study" in capsys.readouterr().err
+    # nothing to add, or a study setting that the stored study fixes: refused, no output
+    for extra, match in ((["--workers", "1"], "--null-toys N"),
+                         (["--null-toys", "3", "--sigma", "0.5"], "--sigma"),
+                         (["--null-toys", "3", "--seed", "0"], "--seed"),
+                         (["--null-toys", "3", "--signals", "tail"], "--signal-toys"),
+                         (["--signal-toys", "2", "--signals", "bulk"], "not in this study")):
+        never = tmp_path / "never.json"
+        assert main(["power", "--extend", str(out), *extra, "--json", str(never), "-q"]) == 2
+        assert match in capsys.readouterr().err and not never.exists()
+
+
+@pytest.mark.parametrize("sigmas", [(0.5, 2.0), (0.7,)])
+def test_extend_signals_equals_the_larger_study(sigmas):
+    bench = Exp1DScaled(n_ref=3000, expected=150.0, n_signal_scale=3.0)
+    opts = dict(signals=["tail", "bulk"], n_null=8, sigmas=sigmas, n_centers=60,
+                ideal_toys=0, baselines=["ks_bonferroni"], seed=7, workers=1)
+    small = power_study(bench, n_signal=3, **opts)
+    big = power_study(bench, n_signal=5, **opts)
+    # both signals: the second signal's toys come from its own stream (stream 2)
+    ext = extend_signals(json.loads(json.dumps(small)), bench, 2, workers=1)
+    for sig in ("tail", "bulk"):
+        for key in ("t", "extra", "n_requested", "n_ok", "ok_indices", "tests"):
+            assert ext["signals"][sig][key] == big["signals"][sig][key], (sig, key)
+        assert ext["signals"][sig]["extensions"][0]["n_added"] == 2
+    assert ext["null"] == small["null"]
+    assert small["signals"]["tail"]["n_requested"] == 3  # the input is not modified
+    # one signal only; a study written before signal entries kept ok_indices
+    legacy = json.loads(json.dumps(small))
+    for entry in legacy["signals"].values():
+        del entry["ok_indices"]
+    one = extend_signals(legacy, bench, 2, signals=["bulk"], workers=1)
+    assert one["signals"]["bulk"]["t"] == big["signals"]["bulk"]["t"]
+    assert one["signals"]["bulk"]["ok_indices"] == list(range(5))
+    assert one["signals"]["tail"] == legacy["signals"]["tail"]
+    # null and signal toys in one pass equal the study run with both at once
+    both = extend_study(json.loads(json.dumps(small)), bench, n_null=3, n_signal=2,
+                        workers=1)
+    bigger = power_study(bench, n_signal=5, **{**opts, "n_null": 11})
+    assert both["null"]["t"] == bigger["null"]["t"]
+    assert both["signals"]["bulk"]["tests"] == bigger["signals"]["bulk"]["tests"]
+    with pytest.raises(InputError, match="not in this study"):
+        extend_signals(small, bench, 2, signals=["mid4"])
+    with pytest.raises(InputError, match="n_more"):
+        extend_signals(small, bench, 0)
+    tampered = json.loads(json.dumps(small))
+    tampered["signals"]["bulk"]["t"][0][0] += 0.5
+    with pytest.raises(InputError, match="bulk toy 0 no longer reproduces"):
+        extend_signals(tampered, bench, 1, workers=1)
+    failed = json.loads(json.dumps(legacy))
+    failed["signals"]["tail"]["n_requested"] = 4  # one toy failed, which one unknown
+    with pytest.raises(InputError, match="partly failed"):
+        extend_signals(failed, bench, 1, signals=["tail"], workers=1)
+    kept = extend_signals(failed, bench, 1, signals=["tail"], workers=1, verify=0)
+    assert "ok_indices" not in kept["signals"]["tail"]
+    assert kept["signals"]["tail"]["n_requested"] == 5
 
 
 @pytest.mark.parametrize("sigmas", [(0.5, 2.0), (0.7,)])

@@ -231,12 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--seed", type=int, default=0)
     pw.add_argument("--json", default=None, metavar="FILE")
     pw.add_argument("--extend", default=None, metavar="FILE",
-                    help="add --null-toys null toys to the study in FILE (a `nplearn power "
-                         "--json` result) instead of running a new one: the new toys are "
-                         "those a study with more null toys would have drawn, every power "
-                         "is recomputed; the other study options come from FILE")
+                    help="add toys to the study in FILE (a `nplearn power --json` result) "
+                         "instead of running a new one: --null-toys N more null toys and/or "
+                         "--signal-toys N more toys per signal (of --signals, default all); "
+                         "the new toys are those a larger study would have drawn and every "
+                         "power is recomputed; the other study options come from FILE")
     pw.add_argument("-q", "--quiet", action="store_true")
     pw.add_argument("-v", "--verbose", action="count", default=0)
+    _mark_defaults(pw)
 
     _mark_defaults(t)
     p.set_defaults(_test_parser=t)
@@ -759,21 +761,47 @@ def _report_power(a: argparse.Namespace, res: dict[str, Any], headline: str) -> 
     return EXIT_OK
 
 
+#: ``nplearn power`` options that a stored study fixes (refused with ``--extend``)
+_STUDY_OPTIONS = ("benchmark", "n_ref", "expected", "sigma", "centers", "lam", "schedule",
+                  "temperature", "baselines", "baseline_max_ref", "ideal_toys", "seed")
+
+
 def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], None]) -> int:
-    """``nplearn power --extend FILE``: more null toys for a stored study."""
+    """``nplearn power --extend FILE``: more null and/or signal toys for a stored study."""
     import json
 
-    from .power import extend_null, study_benchmark
+    from .power import extend_study, study_benchmark
 
+    fixed = [f"--{k.replace('_', '-')}" for k in _STUDY_OPTIONS if k in a._given]
+    if fixed:
+        raise InputError(f"{', '.join(fixed)}: with --extend every study setting comes "
+                         f"from {a.extend}; give only --null-toys, --signal-toys, --signals "
+                         "and --workers")
+    n_null = a.null_toys if "null_toys" in a._given else 0
+    n_signal = a.signal_toys if "signal_toys" in a._given else 0
+    if not n_null and not n_signal:
+        raise InputError("--extend needs --null-toys N (null toys to add) and/or "
+                         "--signal-toys N (toys to add to each signal)")
+    if a.signals is not None and not n_signal:
+        raise InputError("--signals with --extend chooses the signals that get "
+                         "--signal-toys more toys; give --signal-toys")
     try:
         study = json.loads(Path(a.extend).read_text())
         bench = study_benchmark(study)
     except (OSError, ValueError, InputError) as exc:
         raise InputError(f"cannot read the power study {a.extend}: {exc}") from exc
-    res = extend_null(study, bench, a.null_toys, workers=a.workers, progress=progress)
-    res["null"]["extensions"][-1]["command"] = " ".join(sys.argv)
-    return _report_power(a, res, f"{a.null_toys} null toys added to {a.extend} "
-                                 f"({res['null']['n_ok']} in all)")
+    res = extend_study(study, bench, n_null=n_null, n_signal=n_signal, signals=a.signals,
+                       workers=a.workers, progress=progress)
+    command = " ".join(sys.argv)
+    added = []
+    if n_null:
+        res["null"]["extensions"][-1]["command"] = command
+        added.append(f"{n_null} null toys ({res['null']['n_ok']} in all)")
+    if n_signal:
+        for sig in (a.signals or list(res["signals"])):
+            res["signals"][sig]["extensions"][-1]["command"] = command
+        added.append(f"{n_signal} toys per signal")
+    return _report_power(a, res, f"{' and '.join(added)} added to {a.extend}")
 
 
 def _configure_logging(verbosity: int) -> None:

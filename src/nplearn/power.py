@@ -37,7 +37,8 @@ from .stats import p_to_z
 from .toys import ToyEngine, ToyResult, run_toys
 
 __all__ = [
-    "BenchmarkToy", "clopper_pearson", "extend_null", "power_study", "power_summary",
+    "BenchmarkToy", "clopper_pearson", "extend_null", "extend_signals", "extend_study",
+    "power_study", "power_summary",
     "recombine", "study_benchmark",
 ]
 
@@ -254,7 +255,8 @@ def power_study(
         tests = _signal_tests(T1, extra1, T0, extra0, sigmas, combos, temperature,
                               len(toys) - len(ok), z_thresholds)
         entry: dict[str, Any] = {"description": benchmark.describe(sig), "n_requested": n_signal,
-                                 "n_ok": len(ok), "tests": tests, "t": T1.tolist(),
+                                 "n_ok": len(ok), "ok_indices": [int(t.index) for t in ok],
+                                 "tests": tests, "t": T1.tolist(),
                                  "extra": {b: v.tolist() for b, v in extra1.items()}}
         if ideal_toys:
             from .benchmarks.suite import ideal_power
@@ -363,14 +365,118 @@ def extend_null(
         the signal toys and the ideal test are unchanged. ``null["extensions"]``
         records each extension (toys added, wall time, median time per toy).
     """
+    _check_count("n_more", n_more, 1)
+    return extend_study(result, benchmark, n_null=n_more, workers=workers, verify=verify,
+                        progress=progress)
+
+
+def extend_signals(
+    result: dict[str, Any],
+    benchmark: Any,
+    n_more: int,
+    *,
+    signals: Sequence[str] | None = None,
+    workers: int | None = None,
+    verify: int = 1,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Add toys to the signals of a power study and recompute their powers.
+
+    Signal ``j`` of the study (its position in ``result["signals"]``) draws its
+    toys from stream ``j + 1`` of the study's seed, so the new toys (indices
+    ``n_signal ... n_signal + n_more - 1``) are those a study with more toys per
+    signal would have run. The null toys and the ideal test are unchanged.
+
+    Parameters
+    ----------
+    result, benchmark, verify, workers, progress :
+        As in :func:`extend_null` (``verify`` reruns stored toys of every extended
+        signal).
+    n_more : int
+        Toys to add to each extended signal.
+    signals : sequence of str, optional
+        Signals to extend (default all of the study's).
+
+    Returns
+    -------
+    dict
+        A copy of ``result`` with the toys appended to each extended signal and
+        its powers recomputed; the signal's ``"extensions"`` records each extension.
+    """
+    _check_count("n_more", n_more, 1)
+    return extend_study(result, benchmark, n_signal=n_more, signals=signals, workers=workers,
+                        verify=verify, progress=progress)
+
+
+def _check_count(name: str, v: Any, low: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
+
+
+def _verify_stored(engine: ToyEngine, label: str, stored_t: np.ndarray,
+                   stored_extra: dict[str, Any], indices: Sequence[int], k: int,
+                   baselines: Sequence[str], verify: int) -> None:
+    """Rerun the first ``verify`` stored toys and refuse if any statistic changed."""
+    for row, i in list(enumerate(indices))[:verify]:
+        toy = engine.run(int(i))
+        same = toy.ok and np.allclose(_t_matrix([toy], k)[0], stored_t[row],
+                                      rtol=1e-6, atol=1e-6)
+        same = same and all(np.isclose(toy.extra[b], stored_extra[b][row], rtol=1e-6,
+                                       atol=1e-9) for b in baselines)
+        if not same:
+            got = (f"t = {toy.t_widths or [toy.t]}, extra = {toy.extra}" if toy.ok
+                   else f"the toy failed: {toy.message}")
+            raise InputError(f"{label} toy {i} no longer reproduces the study ({got}; "
+                             f"stored t = {stored_t[row].tolist()}): the fit, the generator "
+                             "or a comparison test changed since the study ran; rerun the "
+                             "study")
+
+
+def _stored_indices(entry: dict[str, Any], n_rows: int, label: str, verify: int
+                    ) -> tuple[list[int], bool]:
+    """Toy indices of the stored rows, and whether they are known.
+
+    Studies written before signal entries kept ``ok_indices`` had them only for the
+    null; without them the indices are known when no toy failed.
+    """
+    idx = entry.get("ok_indices")
+    if idx is not None:
+        return [int(i) for i in idx], True
+    if n_rows == int(entry["n_requested"]):
+        return list(range(n_rows)), True
+    if verify:
+        raise InputError(f"this study's {label} toys partly failed and it did not record "
+                         "which: it cannot be verified (verify=0 skips the check)")
+    return [], False
+
+
+def extend_study(
+    result: dict[str, Any],
+    benchmark: Any,
+    *,
+    n_null: int = 0,
+    n_signal: int = 0,
+    signals: Sequence[str] | None = None,
+    workers: int | None = None,
+    verify: int = 1,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Add ``n_null`` null toys and ``n_signal`` toys per signal to a power study.
+
+    :func:`extend_null` and :func:`extend_signals` in one pass: every power is
+    recomputed once from the enlarged samples. At least one of ``n_null`` and
+    ``n_signal`` must be positive.
+    """
     import copy
 
     null = result.get("null", {})
     if "t" not in null or "extra" not in null:
         raise InputError("this power study kept no raw statistics (null['t']); rerun it")
-    for name, v, low in (("n_more", n_more, 1), ("verify", verify, 0)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
+    for name, v, low in (("n_more", n_null, 0), ("n_more", n_signal, 0),
+                         ("verify", verify, 0)):
+        _check_count(name, v, low)
+    if n_null + n_signal < 1:
+        raise InputError("n_more must be an integer >= 1: nothing to add")
     if workers is not None and (isinstance(workers, bool) or int(workers) != workers
                                 or workers < 1):
         raise InputError(f"workers must be a positive integer, got {workers!r}")
@@ -380,6 +486,12 @@ def extend_null(
         if result.get(key) != val]
     if mismatch:
         raise InputError("the benchmark does not match the study: " + "; ".join(mismatch))
+    study_signals = list(result.get("signals", {}))
+    targets = (study_signals if signals is None else list(signals)) if n_signal else []
+    unknown = [s for s in targets if s not in study_signals]
+    if unknown:
+        raise InputError(f"signal(s) {', '.join(unknown)} are not in this study; it has "
+                         f"{', '.join(study_signals) or 'none'}")
     from .stats import fit_chi2_dof
 
     out = copy.deepcopy(result)
@@ -388,48 +500,56 @@ def extend_null(
     bl = tuple(out["baselines"])
     params = {"sigma": sigmas[0], "n_centers": int(out["n_centers"]), "lam": float(out["lam"]),
               "schedule": out["schedule"], **out.get("learner_options", {})}
-    start = int(null["n_requested"])
-    engine = _engine(params, benchmark, "none", 0, int(out["seed"]), sigmas, bl,
-                     out.get("baseline_max_ref"))
-    stored = np.asarray(null["t"], dtype=np.float64).reshape(-1, k)
-    ok_idx = null.get("ok_indices")
-    if ok_idx is None:
-        if verify and stored.shape[0] != start:
-            raise InputError("this study's null toys partly failed and it did not record "
-                             "which: it cannot be verified (verify=0 skips the check)")
-        ok_idx = list(range(start))
-    for row, i in list(enumerate(ok_idx))[:verify]:
-        toy = engine.run(int(i))
-        same = toy.ok and np.allclose(_t_matrix([toy], k)[0], stored[row],
-                                      rtol=1e-6, atol=1e-6)
-        same = same and all(np.isclose(toy.extra[b], null["extra"][b][row], rtol=1e-6,
-                                       atol=1e-9) for b in bl)
-        if not same:
-            got = (f"t = {toy.t_widths or [toy.t]}, extra = {toy.extra}" if toy.ok
-                   else f"the toy failed: {toy.message}")
-            raise InputError(f"null toy {i} no longer reproduces the study ({got}; stored "
-                             f"t = {stored[row].tolist()}): the fit, the generator or a "
-                             "comparison test changed since the study ran; rerun the study")
-    t_start = time.perf_counter()
-    toys = run_toys(engine, range(start, start + int(n_more)), workers=workers,
-                    progress=None if progress is None else
-                    (lambda d, t: progress("extra null toys", d, t)))
-    wall = time.perf_counter() - t_start
-    ok = [t for t in toys if t.ok]
-    T0 = np.vstack([stored, _t_matrix(ok, k)])
-    extra0 = {b: np.r_[np.asarray(null["extra"][b], dtype=np.float64),
-                       [t.extra[b] for t in ok]] for b in bl}
+    seed = int(out["seed"])
+
+    def engine(signal: str, stream: int) -> ToyEngine:
+        return _engine(params, benchmark, signal, stream, seed, sigmas, bl,
+                       out.get("baseline_max_ref"))
+
+    def prog(label: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda d, t: progress(label, d, t))
+
+    def add(entry: dict[str, Any], eng: ToyEngine, n_more: int, label: str
+            ) -> tuple[np.ndarray, dict[str, np.ndarray], list[ToyResult], float]:
+        stored = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
+        idx, known = _stored_indices(entry, stored.shape[0], label, verify)
+        _verify_stored(eng, label, stored, entry["extra"], idx, k, bl, verify)
+        start = int(entry["n_requested"])
+        t0 = time.perf_counter()
+        toys = run_toys(eng, range(start, start + n_more), workers=workers,
+                        progress=prog(f"extra {label} toys"))
+        wall = time.perf_counter() - t0
+        ok = [t for t in toys if t.ok]
+        T = np.vstack([stored, _t_matrix(ok, k)])
+        extra = {b: np.r_[np.asarray(entry["extra"][b], dtype=np.float64),
+                          [t.extra[b] for t in ok]] for b in bl}
+        entry.update(n_requested=start + n_more, n_ok=int(T.shape[0]), t=T.tolist(),
+                     extra={b: v.tolist() for b, v in extra.items()})
+        if known:
+            entry["ok_indices"] = idx + [int(t.index) for t in ok]
+        else:
+            entry.pop("ok_indices", None)
+        entry.setdefault("extensions", []).append(
+            {"n_added": n_more, "n_ok": len(ok), "wall_s": wall,
+             "median_time_s": float(np.median([t.time for t in ok])) if ok else math.nan})
+        return T, extra, ok, wall
+
+    total_wall = 0.0
     on = out["null"]
-    on.update(n_requested=start + int(n_more), n_ok=int(T0.shape[0]),
-              n_not_converged=int(on.get("n_not_converged", 0))
-              + sum(not t.converged for t in ok),
-              chi2_dof=[fit_chi2_dof(T0[:, j])[0] for j in range(k)],
-              median_t=[float(np.median(T0[:, j])) for j in range(k)],
-              ok_indices=[int(i) for i in ok_idx] + [int(t.index) for t in ok],
-              t=T0.tolist(), extra={b: v.tolist() for b, v in extra0.items()})
-    on.setdefault("extensions", []).append(
-        {"n_added": int(n_more), "n_ok": len(ok), "wall_s": wall,
-         "median_time_s": float(np.median([t.time for t in ok])) if ok else math.nan})
+    if n_null:
+        T0, extra0, ok, wall = add(on, engine("none", 0), int(n_null), "null")
+        total_wall += wall
+        on.update(n_not_converged=int(on.get("n_not_converged", 0))
+                  + sum(not t.converged for t in ok),
+                  chi2_dof=[fit_chi2_dof(T0[:, j])[0] for j in range(k)],
+                  median_t=[float(np.median(T0[:, j])) for j in range(k)])
+    else:
+        T0 = np.asarray(on["t"], dtype=np.float64).reshape(-1, k)
+        extra0 = {b: np.asarray(on["extra"][b], dtype=np.float64) for b in bl}
+    for sig in targets:
+        entry = out["signals"][sig]
+        *_, wall = add(entry, engine(sig, study_signals.index(sig) + 1), int(n_signal), sig)
+        total_wall += wall
     zs = tuple(float(z) for z in out["z_thresholds"])
     for entry in out["signals"].values():
         T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
@@ -439,7 +559,7 @@ def extend_null(
                                        int(entry["n_requested"]) - int(entry["n_ok"]), zs)
     out["combination_ranks"] = "pooled"
     out.pop("combinations_recomputed", None)  # every test is recomputed here
-    out["wall_s"] = float(out.get("wall_s", 0.0)) + wall
+    out["wall_s"] = float(out.get("wall_s", 0.0)) + total_wall
     return out
 
 
