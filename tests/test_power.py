@@ -152,6 +152,7 @@ def test_cli_power(tmp_path, capsys):
     assert "cannot read the power study" in capsys.readouterr().err
     # nothing to add, or a study setting that the stored study fixes: refused, no output
     for extra, match in ((["--workers", "1"], "--null-toys N"),
+                         (["--null-toys", "-3"], "cannot be negative"),
                          (["--null-toys", "3", "--sigma", "0.5"], "--sigma"),
                          (["--null-toys", "3", "--seed", "0"], "--seed"),
                          (["--null-toys", "3", "--signals", "tail"], "--signal-toys"),

@@ -779,6 +779,9 @@ def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], Non
                          "and --workers")
     n_null = a.null_toys if "null_toys" in a._given else 0
     n_signal = a.signal_toys if "signal_toys" in a._given else 0
+    if n_null < 0 or n_signal < 0:
+        raise InputError(f"--null-toys and --signal-toys count the toys to add with "
+                         f"--extend and cannot be negative (got {n_null}, {n_signal})")
     if not n_null and not n_signal:
         raise InputError("--extend needs --null-toys N (null toys to add) and/or "
                          "--signal-toys N (toys to add to each signal)")
