@@ -219,11 +219,12 @@ def power() -> None:
     for path in sorted(RESULTS.glob("power_*.json")):
         if any(tag in path.name for tag in ("_lamscan_", "_lampilot_", "_schedcheck_")):
             continue
-        extended = sorted(RESULTS.glob(f"{path.stem}_null*.json"))
+        extended = sorted([*RESULTS.glob(f"{path.stem}_null*.json"),
+                           *RESULTS.glob(f"{path.stem}_sig*.json")])
         if extended and not path.name.startswith("power_exp1d8"):
             # superseded by its extension (the exp1d8 notes compare both versions)
             print(f"_{path.name}: superseded by {extended[-1].name} (the same study with "
-                  "more null toys); its table is omitted._\n")
+                  "more toys); its table is omitted._\n")
             continue
         d = json.loads(path.read_text())
         nsig = {s: e["n_ok"] for s, e in d["signals"].items()}
@@ -249,6 +250,17 @@ def power() -> None:
             print(f"Null toys extended by {ext['n_added']} at commit {ext['commit']} "
                   f"(`{ext['command']}`, {ext['wall_s'] / 60:.0f} min): every power below "
                   "is computed from all the null toys.\n")
+        sig_ext: dict[tuple, list[str]] = {}
+        for sig, e in d["signals"].items():
+            for ext in e.get("extensions", []):
+                key = (ext["n_added"], ext["commit"], ext["command"])
+                sig_ext.setdefault(key, []).append(sig)
+        for (n_added, ext_commit, command), sigs in sig_ext.items():
+            wall = sum(ext["wall_s"] for s in sigs for ext in d["signals"][s]["extensions"]
+                       if ext["command"] == command)
+            print(f"Signal toys extended by {n_added} per signal ({', '.join(sigs)}) at "
+                  f"commit {ext_commit} (`{command}`, {wall / 60:.0f} min): the new toys are "
+                  "those a study with more toys per signal draws.\n")
         if "combinations_recomputed" in d:
             r = d["combinations_recomputed"]
             print(f"Combination rows recomputed from the kept statistics at commit "
