@@ -36,16 +36,22 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args()
-    if a.more <= 0 and a.more_signal <= 0:
-        p.error("give --more and/or --more-signal")
+    if a.more < 0 or a.more_signal < 0 or a.more + a.more_signal == 0:
+        p.error("give --more and/or --more-signal (non-negative)")
+    if a.signals is not None and not a.more_signal:
+        p.error("--signals chooses the signals that get --more-signal toys")
     d = json.loads(a.file.read_text())
     signals = None if a.signals is None else a.signals.split(",")
+    targets = list(d["signals"]) if signals is None else signals
+    unknown = sorted(set(targets) - set(d["signals"]))
+    if a.more_signal and unknown:
+        p.error(f"signal(s) {', '.join(unknown)} are not in {a.file.name}")
     suffix = ""
     if a.more > 0:
         suffix += f"_null{int(d['null']['n_requested']) + a.more}"
     if a.more_signal > 0:
-        first = d["signals"][(signals or list(d["signals"]))[0]]
-        suffix += f"_sig{int(first['n_requested']) + a.more_signal}"
+        counts = {int(d["signals"][s]["n_requested"]) + a.more_signal for s in targets}
+        suffix += "_sig" + "-".join(str(c) for c in sorted(counts))
     out = a.out or a.file.with_name(f"{a.file.stem}{suffix}.json")
 
     new = extend_study(d, study_benchmark(d), n_null=max(a.more, 0),
@@ -55,7 +61,7 @@ def main() -> None:
     if a.more > 0:
         new["null"]["extensions"][-1].update(stamp)
     if a.more_signal > 0:
-        for sig in signals or list(new["signals"]):
+        for sig in targets:
             new["signals"][sig]["extensions"][-1].update(stamp)
     write_json_atomic(out, new)
     print(f"wrote {out}", file=sys.stderr)

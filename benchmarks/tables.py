@@ -219,8 +219,10 @@ def power() -> None:
     for path in sorted(RESULTS.glob("power_*.json")):
         if any(tag in path.name for tag in ("_lamscan_", "_lampilot_", "_schedcheck_")):
             continue
-        extended = sorted([*RESULTS.glob(f"{path.stem}_null*.json"),
-                           *RESULTS.glob(f"{path.stem}_sig*.json")])
+        extended = [q for q in RESULTS.glob(f"{path.stem}_*.json")
+                    if re.fullmatch(r"(_null[0-9]+)?(_sig[0-9-]+)?", q.stem[len(path.stem):])]
+        extended.sort(key=lambda q: [int(x) for x in re.findall(r"[0-9]+",
+                                                                  q.stem[len(path.stem):])])
         if extended and not path.name.startswith("power_exp1d8"):
             # superseded by its extension (the exp1d8 notes compare both versions)
             print(f"_{path.name}: superseded by {extended[-1].name} (the same study with "
@@ -247,17 +249,17 @@ def power() -> None:
                   "them. Single widths, comparison tests and the ideal test are "
                   "unaffected.\n")
         for ext in d["null"].get("extensions", []):
-            print(f"Null toys extended by {ext['n_added']} at commit {ext['commit']} "
+            print(f"Null toys extended by {ext['n_added']} at commit {ext.get('commit', '?')} "
                   f"(`{ext['command']}`, {ext['wall_s'] / 60:.0f} min): every power below "
                   "is computed from all the null toys.\n")
         sig_ext: dict[tuple, list[str]] = {}
         for sig, e in d["signals"].items():
             for ext in e.get("extensions", []):
-                key = (ext["n_added"], ext["commit"], ext["command"])
+                key = (ext["n_added"], ext.get("commit", "?"), ext.get("command", "?"))
                 sig_ext.setdefault(key, []).append(sig)
         for (n_added, ext_commit, command), sigs in sig_ext.items():
             wall = sum(ext["wall_s"] for s in sigs for ext in d["signals"][s]["extensions"]
-                       if ext["command"] == command)
+                       if ext.get("command", "?") == command)
             print(f"Signal toys extended by {n_added} per signal ({', '.join(sigs)}) at "
                   f"commit {ext_commit} (`{command}`, {wall / 60:.0f} min): the new toys are "
                   "those a study with more toys per signal draws.\n")

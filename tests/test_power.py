@@ -20,6 +20,7 @@ from nplearn.power import (
     power_study,
     power_summary,
     recombine,
+    study_benchmark,
 )
 
 
@@ -156,7 +157,8 @@ def test_cli_power(tmp_path, capsys):
                          (["--null-toys", "3", "--sigma", "0.5"], "--sigma"),
                          (["--null-toys", "3", "--seed", "0"], "--seed"),
                          (["--null-toys", "3", "--signals", "tail"], "--signal-toys"),
-                         (["--signal-toys", "2", "--signals", "bulk"], "not in this study")):
+                         (["--signal-toys", "2", "--signals", "bulk"], "not in this study"),
+                         (["--signal-toys", "2", "--signals", ","], "no signals")):
         never = tmp_path / "never.json"
         assert main(["power", "--extend", str(out), *extra, "--json", str(never), "-q"]) == 2
         assert match in capsys.readouterr().err and not never.exists()
@@ -169,16 +171,23 @@ def test_extend_signals_equals_the_larger_study(sigmas):
                 ideal_toys=0, baselines=["ks_bonferroni"], seed=7, workers=1)
     small = power_study(bench, n_signal=3, **opts)
     big = power_study(bench, n_signal=5, **opts)
+
+    def stored(d):  # a study as written to disk: keys sorted (bulk before tail)
+        return json.loads(json.dumps(d, sort_keys=True))
+
+    assert list(stored(small)["signals"]) == ["bulk", "tail"]
+    # the study's own benchmark, signal scale included, is rebuilt from the file
+    assert study_benchmark(stored(small)) == bench
     # both signals: the second signal's toys come from its own stream (stream 2)
-    ext = extend_signals(json.loads(json.dumps(small)), bench, 2, workers=1)
+    ext = extend_signals(stored(small), study_benchmark(stored(small)), 2, workers=1)
     for sig in ("tail", "bulk"):
-        for key in ("t", "extra", "n_requested", "n_ok", "ok_indices", "tests"):
+        for key in ("t", "extra", "n_requested", "n_ok", "ok_indices", "tests", "stream"):
             assert ext["signals"][sig][key] == big["signals"][sig][key], (sig, key)
         assert ext["signals"][sig]["extensions"][0]["n_added"] == 2
-    assert ext["null"] == small["null"]
+    assert ext["null"] == stored(small)["null"]
     assert small["signals"]["tail"]["n_requested"] == 3  # the input is not modified
     # one signal only; a study written before signal entries kept ok_indices
-    legacy = json.loads(json.dumps(small))
+    legacy = stored(small)
     for entry in legacy["signals"].values():
         del entry["ok_indices"]
     one = extend_signals(legacy, bench, 2, signals=["bulk"], workers=1)
@@ -186,19 +195,34 @@ def test_extend_signals_equals_the_larger_study(sigmas):
     assert one["signals"]["bulk"]["ok_indices"] == list(range(5))
     assert one["signals"]["tail"] == legacy["signals"]["tail"]
     # null and signal toys in one pass equal the study run with both at once
-    both = extend_study(json.loads(json.dumps(small)), bench, n_null=3, n_signal=2,
-                        workers=1)
+    both = extend_study(stored(small), bench, n_null=3, n_signal=2, workers=1)
     bigger = power_study(bench, n_signal=5, **{**opts, "n_null": 11})
     assert both["null"]["t"] == bigger["null"]["t"]
     assert both["signals"]["bulk"]["tests"] == bigger["signals"]["bulk"]["tests"]
-    with pytest.raises(InputError, match="not in this study"):
-        extend_signals(small, bench, 2, signals=["mid4"])
+    for bad, match in ((dict(signals=["mid4"]), "not in this study"),
+                       (dict(signals=["bulk", "bulk"]), "twice"),
+                       (dict(signals=[]), "no signals")):
+        with pytest.raises(InputError, match=match):
+            extend_signals(small, bench, 2, **bad)
     with pytest.raises(InputError, match="n_more"):
         extend_signals(small, bench, 0)
-    tampered = json.loads(json.dumps(small))
+    # another signal strength than the study's is refused before any toy runs
+    with pytest.raises(InputError, match="signal tail of the study"):
+        extend_signals({k: v for k, v in small.items() if k != "n_signal_scale"},
+                       Exp1DScaled(n_ref=3000, expected=150.0), 1, signals=["tail"])
+    # an older study without streams and with a subset of the signals is refused
+    no_stream = stored(small)
+    for entry in no_stream["signals"].values():
+        del entry["stream"]
+    with pytest.raises(InputError, match="stream"):
+        extend_signals(no_stream, bench, 1, workers=1)
+    tampered = stored(small)
     tampered["signals"]["bulk"]["t"][0][0] += 0.5
+    calls = []
     with pytest.raises(InputError, match="bulk toy 0 no longer reproduces"):
-        extend_signals(tampered, bench, 1, workers=1)
+        extend_study(tampered, bench, n_null=2, n_signal=1, workers=1,
+                     progress=lambda *a: calls.append(a))
+    assert calls == []  # refused before the new null toys ran
     failed = json.loads(json.dumps(legacy))
     failed["signals"]["tail"]["n_requested"] = 4  # one toy failed, which one unknown
     with pytest.raises(InputError, match="partly failed"):
@@ -206,6 +230,22 @@ def test_extend_signals_equals_the_larger_study(sigmas):
     kept = extend_signals(failed, bench, 1, signals=["tail"], workers=1, verify=0)
     assert "ok_indices" not in kept["signals"]["tail"]
     assert kept["signals"]["tail"]["n_requested"] == 5
+
+
+def test_extend_signals_of_an_older_study_with_every_signal():
+    """Studies written before ``stream`` was recorded drew the benchmark's signals in
+    its own order; a file with every signal is extended in that order."""
+    bench = Exp1DScaled(n_ref=2000, expected=100.0, n_signal_scale=3.0)
+    opts = dict(n_null=6, sigmas=[1.0], n_centers=40, ideal_toys=0, baselines=[], seed=3,
+                workers=1)
+    small = json.loads(json.dumps(power_study(bench, n_signal=1, **opts), sort_keys=True))
+    big = power_study(bench, n_signal=2, **opts)
+    del small["n_signal_scale"]
+    for entry in small["signals"].values():
+        del entry["stream"], entry["ok_indices"]
+    ext = extend_signals(small, study_benchmark(small), 1, workers=1)
+    for sig in bench.signals():
+        assert ext["signals"][sig]["t"] == big["signals"][sig]["t"], sig
 
 
 @pytest.mark.parametrize("sigmas", [(0.5, 2.0), (0.7,)])

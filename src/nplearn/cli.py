@@ -801,7 +801,7 @@ def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], Non
         res["null"]["extensions"][-1]["command"] = command
         added.append(f"{n_null} null toys ({res['null']['n_ok']} in all)")
     if n_signal:
-        for sig in (a.signals or list(res["signals"])):
+        for sig in (list(res["signals"]) if a.signals is None else a.signals):
             res["signals"][sig]["extensions"][-1]["command"] = command
         added.append(f"{n_signal} toys per signal")
     return _report_power(a, res, f"{' and '.join(added)} added to {a.extend}")

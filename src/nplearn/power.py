@@ -224,6 +224,7 @@ def power_study(
     result: dict[str, Any] = {
         "benchmark": benchmark.name, "d": int(benchmark.d), "n_ref": int(benchmark.n_ref),
         "expected": float(benchmark.expected), "sigmas": list(sigmas),
+        "n_signal_scale": float(getattr(benchmark, "n_signal_scale", 1.0)),
         "n_centers": int(n_centers), "lam": float(lam), "schedule": schedule,
         "temperature": temperature, "combinations": list(combos), "baselines": list(bl),
         "baseline_max_ref": baseline_max_ref,
@@ -255,6 +256,7 @@ def power_study(
         tests = _signal_tests(T1, extra1, T0, extra0, sigmas, combos, temperature,
                               len(toys) - len(ok), z_thresholds)
         entry: dict[str, Any] = {"description": benchmark.describe(sig), "n_requested": n_signal,
+                                 "stream": j + 1,
                                  "n_ok": len(ok), "ok_indices": [int(t.index) for t in ok],
                                  "tests": tests, "t": T1.tolist(),
                                  "extra": {b: v.tolist() for b, v in extra1.items()}}
@@ -304,7 +306,10 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
 
 
 def study_benchmark(result: dict[str, Any]) -> Any:
-    """The benchmark a stored power study ran on (its name, ``n_ref`` and ``expected``).
+    """The benchmark a stored power study ran on.
+
+    Its name, ``n_ref``, ``expected`` and signal scale (``n_signal_scale``; studies
+    that did not record it get it from the stored signal yields ``N(S)=...``).
 
     Raises
     ------
@@ -312,6 +317,7 @@ def study_benchmark(result: dict[str, Any]) -> Any:
         If ``result`` does not name a known benchmark and its sizes.
     """
     import dataclasses
+    import re
 
     from .benchmarks.suite import get_benchmark
 
@@ -319,7 +325,18 @@ def study_benchmark(result: dict[str, Any]) -> Any:
         name, n_ref, expected = result["benchmark"], result["n_ref"], result["expected"]
     except (KeyError, TypeError) as exc:
         raise InputError(f"not a power study (missing {exc})") from exc
-    return dataclasses.replace(get_benchmark(name), n_ref=n_ref, expected=expected)
+    bench = dataclasses.replace(get_benchmark(name), n_ref=n_ref, expected=expected)
+    scale = result.get("n_signal_scale")
+    if scale is None:
+        for sig, entry in (result.get("signals") or {}).items():
+            m = re.match(r"N\(S\)=([0-9.eE+-]+)", str(entry.get("description", "")))
+            base = bench.signal_yield(sig) if sig in bench.signals() else 0.0
+            if m and base > 0:
+                scale = float(f"{float(m.group(1)) / base:.6g}")
+                break
+    if scale is not None and hasattr(bench, "n_signal_scale"):
+        bench = dataclasses.replace(bench, n_signal_scale=float(scale))
+    return bench
 
 
 def extend_null(
@@ -450,6 +467,29 @@ def _stored_indices(entry: dict[str, Any], n_rows: int, label: str, verify: int
     return [], False
 
 
+def _signal_stream(result: dict[str, Any], benchmark: Any, sig: str) -> int:
+    """Random stream of a stored signal's toys, checked against the benchmark.
+
+    Studies record it (``"stream"``); older ones drew signal ``j`` of the requested
+    list from stream ``j + 1``, and the list is lost in files written with sorted
+    keys: it is the benchmark's own order when the study has every signal (the
+    default), otherwise unknown.
+    """
+    entry = result["signals"][sig]
+    desc = entry.get("description")
+    if desc is not None and desc != benchmark.describe(sig):
+        raise InputError(f"signal {sig} of the study is {desc!r}, the benchmark now gives "
+                         f"{benchmark.describe(sig)!r} (another signal scale or generator)")
+    if "stream" in entry:
+        return int(entry["stream"])
+    order = list(benchmark.signals())
+    if sorted(result["signals"]) != sorted(order):
+        raise InputError(f"this study does not record the random stream of its signal "
+                         f"toys and has a subset of {benchmark.name}'s signals, so the stream "
+                         f"of {sig} is unknown; rerun the study to extend its signals")
+    return order.index(sig) + 1
+
+
 def extend_study(
     result: dict[str, Any],
     benchmark: Any,
@@ -480,18 +520,25 @@ def extend_study(
     if workers is not None and (isinstance(workers, bool) or int(workers) != workers
                                 or workers < 1):
         raise InputError(f"workers must be a positive integer, got {workers!r}")
-    mismatch = [f"{key} {result.get(key)!r} vs {val!r}" for key, val in (
-        ("benchmark", benchmark.name), ("d", int(benchmark.d)),
-        ("n_ref", int(benchmark.n_ref)), ("expected", float(benchmark.expected)))
-        if result.get(key) != val]
+    checks = [("benchmark", benchmark.name), ("d", int(benchmark.d)),
+              ("n_ref", int(benchmark.n_ref)), ("expected", float(benchmark.expected))]
+    if "n_signal_scale" in result:
+        checks.append(("n_signal_scale", float(getattr(benchmark, "n_signal_scale", 1.0))))
+    mismatch = [f"{key} {result.get(key)!r} vs {val!r}" for key, val in checks
+                if result.get(key) != val]
     if mismatch:
         raise InputError("the benchmark does not match the study: " + "; ".join(mismatch))
     study_signals = list(result.get("signals", {}))
     targets = (study_signals if signals is None else list(signals)) if n_signal else []
+    if n_signal and not targets:
+        raise InputError("no signals to extend: the study has none or the list is empty")
     unknown = [s for s in targets if s not in study_signals]
     if unknown:
         raise InputError(f"signal(s) {', '.join(unknown)} are not in this study; it has "
                          f"{', '.join(study_signals) or 'none'}")
+    if len(set(targets)) != len(targets):
+        raise InputError(f"signals to extend are listed twice: {', '.join(targets)}")
+    streams = {sig: _signal_stream(result, benchmark, sig) for sig in targets}
     from .stats import fit_chi2_dof
 
     out = copy.deepcopy(result)
@@ -509,11 +556,19 @@ def extend_study(
     def prog(label: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda d, t: progress(label, d, t))
 
+    # every extended sample is checked before any new toy runs
+    samples = ([("null", out["null"], engine("none", 0), int(n_null))] if n_null else []) + [
+        (sig, out["signals"][sig], engine(sig, streams[sig]), int(n_signal)) for sig in targets]
+    known_idx = {}
+    for label, entry, eng, _ in samples:
+        stored = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
+        known_idx[label] = _stored_indices(entry, stored.shape[0], label, verify)
+        _verify_stored(eng, label, stored, entry["extra"], known_idx[label][0], k, bl, verify)
+
     def add(entry: dict[str, Any], eng: ToyEngine, n_more: int, label: str
             ) -> tuple[np.ndarray, dict[str, np.ndarray], list[ToyResult], float]:
         stored = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
-        idx, known = _stored_indices(entry, stored.shape[0], label, verify)
-        _verify_stored(eng, label, stored, entry["extra"], idx, k, bl, verify)
+        idx, known = known_idx[label]
         start = int(entry["n_requested"])
         t0 = time.perf_counter()
         toys = run_toys(eng, range(start, start + n_more), workers=workers,
@@ -537,7 +592,7 @@ def extend_study(
     total_wall = 0.0
     on = out["null"]
     if n_null:
-        T0, extra0, ok, wall = add(on, engine("none", 0), int(n_null), "null")
+        T0, extra0, ok, wall = add(on, samples[0][2], int(n_null), "null")
         total_wall += wall
         on.update(n_not_converged=int(on.get("n_not_converged", 0))
                   + sum(not t.converged for t in ok),
@@ -546,10 +601,9 @@ def extend_study(
     else:
         T0 = np.asarray(on["t"], dtype=np.float64).reshape(-1, k)
         extra0 = {b: np.asarray(on["extra"][b], dtype=np.float64) for b in bl}
-    for sig in targets:
-        entry = out["signals"][sig]
-        *_, wall = add(entry, engine(sig, study_signals.index(sig) + 1), int(n_signal), sig)
-        total_wall += wall
+    for label, entry, eng, n_more in samples:
+        if label != "null":
+            total_wall += add(entry, eng, n_more, label)[3]
     zs = tuple(float(z) for z in out["z_thresholds"])
     for entry in out["signals"].values():
         T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
