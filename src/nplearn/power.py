@@ -399,10 +399,11 @@ def extend_signals(
 ) -> dict[str, Any]:
     """Add toys to the signals of a power study and recompute their powers.
 
-    Signal ``j`` of the study (its position in ``result["signals"]``) draws its
-    toys from stream ``j + 1`` of the study's seed, so the new toys (indices
-    ``n_signal ... n_signal + n_more - 1``) are those a study with more toys per
-    signal would have run. The null toys and the ideal test are unchanged.
+    Each signal draws its toys from its own random stream of the study's seed
+    (recorded as ``"stream"``; see :func:`_signal_stream` for older files), so the
+    new toys (indices ``n_signal ... n_signal + n_more - 1``) are those a study with
+    more toys per signal would have run. The null toys and the ideal test are
+    unchanged.
 
     Parameters
     ----------
