@@ -54,15 +54,10 @@ def main() -> None:
         suffix += "_sig" + "-".join(str(c) for c in sorted(counts))
     out = a.out or a.file.with_name(f"{a.file.stem}{suffix}.json")
 
-    new = extend_study(d, study_benchmark(d), n_null=max(a.more, 0),
-                       n_signal=max(a.more_signal, 0), signals=signals, workers=a.workers,
-                       progress=progress_printer())
-    stamp = dict(commit=commit(), command="extend_null.py " + " ".join(sys.argv[1:]))
-    if a.more > 0:
-        new["null"]["extensions"][-1].update(stamp)
-    if a.more_signal > 0:
-        for sig in targets:
-            new["signals"][sig]["extensions"][-1].update(stamp)
+    new = extend_study(d, study_benchmark(d), n_null=a.more, n_signal=a.more_signal,
+                       signals=signals, workers=a.workers, progress=progress_printer(),
+                       record=dict(commit=commit(),
+                                   command="extend_null.py " + " ".join(sys.argv[1:])))
     write_json_atomic(out, new)
     print(f"wrote {out}", file=sys.stderr)
     print(format_power_table(new))

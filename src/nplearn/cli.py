@@ -794,15 +794,12 @@ def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], Non
     except (OSError, ValueError, InputError) as exc:
         raise InputError(f"cannot read the power study {a.extend}: {exc}") from exc
     res = extend_study(study, bench, n_null=n_null, n_signal=n_signal, signals=a.signals,
-                       workers=a.workers, progress=progress)
-    command = " ".join(sys.argv)
+                       workers=a.workers, progress=progress,
+                       record={"command": " ".join(sys.argv)})
     added = []
     if n_null:
-        res["null"]["extensions"][-1]["command"] = command
         added.append(f"{n_null} null toys ({res['null']['n_ok']} in all)")
     if n_signal:
-        for sig in (list(res["signals"]) if a.signals is None else a.signals):
-            res["signals"][sig]["extensions"][-1]["command"] = command
         added.append(f"{n_signal} toys per signal")
     return _report_power(a, res, f"{' and '.join(added)} added to {a.extend}")
 

@@ -501,12 +501,14 @@ def extend_study(
     workers: int | None = None,
     verify: int = 1,
     progress: Callable[[str, int, int], None] | None = None,
+    record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Add ``n_null`` null toys and ``n_signal`` toys per signal to a power study.
 
     :func:`extend_null` and :func:`extend_signals` in one pass: every power is
     recomputed once from the enlarged samples. At least one of ``n_null`` and
-    ``n_signal`` must be positive.
+    ``n_signal`` must be positive. ``record`` (e.g. the command and commit) is added
+    to each new ``"extensions"`` entry.
     """
     import copy
 
@@ -560,16 +562,16 @@ def extend_study(
     # every extended sample is checked before any new toy runs
     samples = ([("null", out["null"], engine("none", 0), int(n_null))] if n_null else []) + [
         (sig, out["signals"][sig], engine(sig, streams[sig]), int(n_signal)) for sig in targets]
-    known_idx = {}
+    checked = {}
     for label, entry, eng, _ in samples:
         stored = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
-        known_idx[label] = _stored_indices(entry, stored.shape[0], label, verify)
-        _verify_stored(eng, label, stored, entry["extra"], known_idx[label][0], k, bl, verify)
+        idx, known = _stored_indices(entry, stored.shape[0], label, verify)
+        _verify_stored(eng, label, stored, entry["extra"], idx, k, bl, verify)
+        checked[label] = stored, idx, known
 
     def add(entry: dict[str, Any], eng: ToyEngine, n_more: int, label: str
             ) -> tuple[np.ndarray, dict[str, np.ndarray], list[ToyResult], float]:
-        stored = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
-        idx, known = known_idx[label]
+        stored, idx, known = checked[label]
         start = int(entry["n_requested"])
         t0 = time.perf_counter()
         toys = run_toys(eng, range(start, start + n_more), workers=workers,
@@ -587,24 +589,23 @@ def extend_study(
             entry.pop("ok_indices", None)
         entry.setdefault("extensions", []).append(
             {"n_added": n_more, "n_ok": len(ok), "wall_s": wall,
-             "median_time_s": float(np.median([t.time for t in ok])) if ok else math.nan})
+             "median_time_s": float(np.median([t.time for t in ok])) if ok else math.nan,
+             **(record or {})})
         return T, extra, ok, wall
 
     total_wall = 0.0
     on = out["null"]
-    if n_null:
-        T0, extra0, ok, wall = add(on, samples[0][2], int(n_null), "null")
-        total_wall += wall
-        on.update(n_not_converged=int(on.get("n_not_converged", 0))
-                  + sum(not t.converged for t in ok),
-                  chi2_dof=[fit_chi2_dof(T0[:, j])[0] for j in range(k)],
-                  median_t=[float(np.median(T0[:, j])) for j in range(k)])
-    else:
-        T0 = np.asarray(on["t"], dtype=np.float64).reshape(-1, k)
-        extra0 = {b: np.asarray(on["extra"][b], dtype=np.float64) for b in bl}
+    T0 = np.asarray(on["t"], dtype=np.float64).reshape(-1, k)
+    extra0 = {b: np.asarray(on["extra"][b], dtype=np.float64) for b in bl}
     for label, entry, eng, n_more in samples:
-        if label != "null":
-            total_wall += add(entry, eng, n_more, label)[3]
+        T, extra, ok, wall = add(entry, eng, n_more, label)
+        total_wall += wall
+        if label == "null":
+            T0, extra0 = T, extra
+            on.update(n_not_converged=int(on.get("n_not_converged", 0))
+                      + sum(not t.converged for t in ok),
+                      chi2_dof=[fit_chi2_dof(T0[:, j])[0] for j in range(k)],
+                      median_t=[float(np.median(T0[:, j])) for j in range(k)])
     zs = tuple(float(z) for z in out["z_thresholds"])
     for entry in out["signals"].values():
         T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
