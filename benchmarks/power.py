@@ -41,6 +41,8 @@ def main() -> None:
     p.add_argument("--baseline-max-ref", type=int, default=None,
                    help="reference subsample of the energy and MMD tests (default 20000)")
     p.add_argument("--ideal-toys", type=int, default=20000)
+    p.add_argument("--shape-only", action="store_true",
+                   help="reference normalised to each toy's data count (power_study)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="")
@@ -59,7 +61,7 @@ def main() -> None:
                       sigmas=[float(s) for s in a.sigma.split(",")], n_centers=a.centers,
                       lam=a.lam, schedule=a.schedule, temperature=a.temperature,
                       baselines=baselines, baseline_max_ref=a.baseline_max_ref,
-                      ideal_toys=a.ideal_toys, seed=a.seed,
+                      ideal_toys=a.ideal_toys, shape_only=a.shape_only, seed=a.seed,
                       workers=a.workers, progress=progress)
     save(f"power_{a.benchmark}{a.tag}", res)
     print(format_power_table(res))

@@ -231,7 +231,8 @@ def power() -> None:
         d = json.loads(path.read_text())
         nsig = {s: e["n_ok"] for s, e in d["signals"].items()}
         print(f"### Power: {d['benchmark']} (N_R = {d['n_ref']:g}, N(R) = {d['expected']:g}, "
-              f"M = {d['n_centers']}, λ = {d['lam']:g}, {d['schedule']}; seed {d['seed']}; "
+              f"M = {d['n_centers']}, λ = {d['lam']:g}, {d['schedule']}"
+              f"{', shape-only' if d.get('shape_only') else ''}; seed {d['seed']}; "
               f"`{path.name}`)\n")
         print(header(d))
         print(f"{d['null']['n_ok']} null toys; signal toys: "

@@ -126,7 +126,7 @@ def test_cli_power(tmp_path, capsys):
                "--workers", "1", "--json", str(out), "-q"])
     assert rc == 0
     d = json.loads(out.read_text())
-    assert d["benchmark"] == "exp1d8" and d["baselines"] == []
+    assert d["benchmark"] == "exp1d8" and d["baselines"] == [] and d["shape_only"] is False
     assert "tail" in capsys.readouterr().out
     assert main(["power", "--benchmark", "gauss0d", "--null-toys", "3"]) == 2
     # more null toys for the stored study: the same as a study run with 15 at once
@@ -156,6 +156,7 @@ def test_cli_power(tmp_path, capsys):
                          (["--null-toys", "-3"], "cannot be negative"),
                          (["--null-toys", "3", "--sigma", "0.5"], "--sigma"),
                          (["--null-toys", "3", "--seed", "0"], "--seed"),
+                         (["--null-toys", "3", "--shape-only"], "--shape-only"),
                          (["--null-toys", "3", "--signals", "tail"], "--signal-toys"),
                          (["--signal-toys", "2", "--signals", "bulk"], "not in this study"),
                          (["--signal-toys", "2", "--signals", ","], "no signals")):
@@ -279,3 +280,51 @@ def test_extend_null_equals_the_larger_study(sigmas):
             tampered["null"]["extra"]["ks_bonferroni"][0] += 0.5
         with pytest.raises(InputError, match="no longer reproduces"):
             extend_null(tampered, bench, 2, workers=1)
+
+
+def test_shape_only_removes_exactly_the_count_term():
+    """With one very wide kernel width the fit can only move the normalisation, so the
+    extended t minus the shape-only t of the same toy is the Poisson count
+    likelihood ratio 2[N_D log(N_D/N(R)) - (N_D - N(R))] (the shape part that a
+    width of 30 still has is common to both)."""
+    import math
+
+    from nplearn.power import _engine
+
+    bench = Exp1DScaled(n_ref=4000, expected=200.0)
+    params = {"sigma": 30.0, "n_centers": 50, "lam": 1e-6, "schedule": "converged"}
+    ext, shape = (_engine(params, bench, "none", 0, 3, (30.0,), (), None, s)
+                  for s in (False, True))
+    diffs = []
+    for i in range(8):
+        r_ext, r_shape = ext.run(i), shape.run(i)
+        n = r_ext.n_data
+        assert r_shape.n_data == n  # the same data set: only the reference weight differs
+        count_lr = 2.0 * (n * math.log(n / 200.0) - (n - 200.0))
+        assert r_ext.t - r_shape.t == pytest.approx(count_lr, abs=0.02)
+        diffs.append(count_lr)
+    assert max(diffs) > 1.0  # the check is not vacuous: some toy is far from N(R)
+
+
+def test_shape_only_study_is_recorded_and_extended_alike():
+    bench = Exp1DScaled(n_ref=3000, expected=150.0, n_signal_scale=3.0)
+    opts = dict(signals=["tail"], n_signal=4, sigmas=[0.5, 2.0], n_centers=60,
+                ideal_toys=0, baselines=[], seed=5, workers=1)
+    plain = power_study(bench, n_null=6, **opts)
+    small = power_study(bench, n_null=6, shape_only=True, **opts)
+    big = power_study(bench, n_null=9, shape_only=True, **opts)
+    assert small["shape_only"] is True and plain["shape_only"] is False
+    assert small["null"]["t"] != plain["null"]["t"]
+    ext = extend_study(json.loads(json.dumps(small)), bench, n_null=3, workers=1)
+    assert ext["null"]["t"] == big["null"]["t"]
+    with pytest.raises(InputError, match="shape_only"):
+        power_study(bench, n_null=6, shape_only="yes", **opts)
+
+
+def test_cli_power_shape_only(tmp_path):
+    out = tmp_path / "shape.json"
+    assert main(["power", "--signals", "tail", "--null-toys", "6", "--signal-toys", "2",
+                 "--n-ref", "3000", "--expected", "150", "--sigma", "1", "--centers", "40",
+                 "--ideal-toys", "0", "--baselines", "none", "--workers", "1",
+                 "--shape-only", "--json", str(out), "-q"]) == 0
+    assert json.loads(out.read_text())["shape_only"] is True

@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--baseline-max-ref", type=int, default=None, metavar="N",
                     help="reference subsample of the energy and MMD tests (default 20000)")
     pw.add_argument("--ideal-toys", type=int, default=20000)
+    pw.add_argument("--shape-only", action="store_true",
+                    help="normalise each toy's reference to the toy's own data count "
+                         "instead of N(R) (the test `nplearn run` makes without "
+                         "--expected); the data keep their Poisson yields")
     pw.add_argument("--workers", type=int, default=None)
     pw.add_argument("--seed", type=int, default=0)
     pw.add_argument("--json", default=None, metavar="FILE")
@@ -740,8 +744,8 @@ def cmd_power(a: argparse.Namespace) -> int:
                       sigmas=a.sigma, n_centers=a.centers, lam=a.lam, schedule=a.schedule,
                       temperature=a.temperature, baselines=baselines,
                       baseline_max_ref=a.baseline_max_ref,
-                      ideal_toys=a.ideal_toys, seed=a.seed, workers=a.workers,
-                      progress=progress)
+                      ideal_toys=a.ideal_toys, shape_only=a.shape_only, seed=a.seed,
+                      workers=a.workers, progress=progress)
     res["provenance"] = {**provenance(), "command": " ".join(sys.argv)}
     return _report_power(a, res, f"{res['null']['n_ok']} null toys, {a.signal_toys} toys per "
                                  f"signal, widths {', '.join(f'{s:g}' for s in a.sigma)}")
@@ -763,7 +767,8 @@ def _report_power(a: argparse.Namespace, res: dict[str, Any], headline: str) -> 
 
 #: ``nplearn power`` options that a stored study fixes (refused with ``--extend``)
 _STUDY_OPTIONS = ("benchmark", "n_ref", "expected", "sigma", "centers", "lam", "schedule",
-                  "temperature", "baselines", "baseline_max_ref", "ideal_toys", "seed")
+                  "temperature", "baselines", "baseline_max_ref", "ideal_toys", "shape_only",
+                  "seed")
 
 
 def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], None]) -> int:

@@ -89,10 +89,10 @@ def power_summary(p: np.ndarray, z_thresholds: Sequence[float] = (2.0, 3.0)) -> 
 
 def _engine(params: dict[str, Any], bench: Any, signal: str, stream: int, seed: int,
             sigmas: tuple[float, ...], baselines: tuple[str, ...],
-            max_ref: int | None) -> ToyEngine:
+            max_ref: int | None, shape_only: bool = False) -> ToyEngine:
     return ToyEngine(params, float(bench.expected), seed, generator=BenchmarkToy(bench, signal),
                      stream=stream, sigmas=sigmas if len(sigmas) > 1 else (),
-                     extra_stats=baselines, extra_max_ref=max_ref)
+                     extra_stats=baselines, extra_max_ref=max_ref, shape_only=shape_only)
 
 
 def _t_matrix(toys: list[ToyResult], k: int) -> np.ndarray:
@@ -116,6 +116,7 @@ def power_study(
     baseline_max_ref: int | None = None,
     ideal_toys: int = 20000,
     z_thresholds: Sequence[float] = (2.0, 3.0),
+    shape_only: bool = False,
     seed: int = 0,
     workers: int | None = None,
     learner_options: dict[str, Any] | None = None,
@@ -149,6 +150,15 @@ def power_study(
         Toys of the ideal Neyman-Pearson test per signal (0 to skip).
     z_thresholds : sequence of float
         Significances at which the power is reported.
+    shape_only : bool
+        Normalise each toy's reference to the toy's own data count ``N_D``
+        (weight ``N_D / N_R``) instead of the expected yield ``N(R)`` -- the test
+        ``nplearn run`` makes when no ``--expected`` is given. The data are drawn
+        as before (Poisson yields); the statistic is then conditional on ``N_D``:
+        it loses the Poisson fluctuation of the total count (about one χ² degree
+        of freedom of noise in the null ``t``) and with it any sensitivity to a
+        pure normalisation excess. The comparison tests and the ideal test do not
+        change.
     seed : int
         Master seed: null toys use stream 0, signal ``j`` stream ``j + 1``.
     workers : int, optional
@@ -188,6 +198,8 @@ def power_study(
         raise InputError(f"workers must be a positive integer, got {workers!r}")
     if int(ideal_toys) != ideal_toys or ideal_toys < 0:
         raise InputError(f"ideal_toys must be a non-negative integer, got {ideal_toys!r}")
+    if not isinstance(shape_only, (bool, np.bool_)):
+        raise InputError(f"shape_only must be True or False, got {shape_only!r}")
     sigmas = tuple(float(s) for s in sigmas)
     if not sigmas or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
         raise InputError(f"kernel widths must be positive numbers, got {sigmas}")
@@ -211,7 +223,8 @@ def power_study(
         return None if progress is None else (lambda d, t: progress(label, d, t))
 
     t_start = time.perf_counter()
-    null = run_toys(_engine(params, benchmark, "none", 0, seed, sigmas, bl, baseline_max_ref),
+    null = run_toys(_engine(params, benchmark, "none", 0, seed, sigmas, bl, baseline_max_ref,
+                            bool(shape_only)),
                     range(n_null),
                     workers=workers, progress=prog("null toys"))
     ok_null = [t for t in null if t.ok]
@@ -228,6 +241,8 @@ def power_study(
         "n_centers": int(n_centers), "lam": float(lam), "schedule": schedule,
         "temperature": temperature, "combinations": list(combos), "baselines": list(bl),
         "baseline_max_ref": baseline_max_ref,
+        # reference normalised to each toy's own data count (True) or to N(R)
+        "shape_only": bool(shape_only),
         "seed": seed, "z_thresholds": list(z_thresholds),
         "learner_options": dict(learner_options or {}),
         # local p-values of the combinations: every data set ranked with the null toys
@@ -248,7 +263,7 @@ def power_study(
     }
     for j, sig in enumerate(signals):
         toys = run_toys(_engine(params, benchmark, sig, j + 1, seed, sigmas, bl,
-                                baseline_max_ref),
+                                baseline_max_ref, bool(shape_only)),
                         range(n_signal), workers=workers, progress=prog(f"{sig} toys"))
         ok = [t for t in toys if t.ok]
         T1 = _t_matrix(ok, k)
@@ -554,7 +569,7 @@ def extend_study(
 
     def engine(signal: str, stream: int) -> ToyEngine:
         return _engine(params, benchmark, signal, stream, seed, sigmas, bl,
-                       out.get("baseline_max_ref"))
+                       out.get("baseline_max_ref"), bool(out.get("shape_only", False)))
 
     def prog(label: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda d, t: progress(label, d, t))
