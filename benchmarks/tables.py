@@ -8,8 +8,12 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import TYPE_CHECKING
 
 from _common import RESULTS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def load(name: str) -> dict | None:
@@ -529,6 +533,77 @@ def schedule_check() -> None:
         print()
 
 
+def _test_pvalues(d: dict, e: dict, test: str) -> np.ndarray:
+    """p-value of every toy of signal entry ``e`` under a width or a combination."""
+    import numpy as np
+
+    from nplearn.multitest import combined_pvalues, empirical_p
+
+    T0, T1 = np.asarray(d["null"]["t"]), np.asarray(e["t"])
+    if test.startswith("sigma="):
+        col = [f"sigma={s:g}" for s in d["sigmas"]].index(test)
+        return empirical_p(T1[:, col], T0[:, col])[0]
+    return combined_pvalues(T1, T0, test, d["temperature"])[1]
+
+
+def shape_only_check() -> None:
+    """Each shape-only study against the extended study on the same data sets (same
+    benchmark, seed, widths, fit and number of null toys), paired toy by toy."""
+    import numpy as np
+    from scipy import stats as sps
+
+    for path in sorted(RESULTS.glob("power_*.json")):
+        d = json.loads(path.read_text())
+        if not d.get("shape_only"):
+            continue
+        keys = ("benchmark", "n_ref", "expected", "seed", "sigmas", "n_centers", "lam",
+                "schedule", "temperature")
+        base = None
+        for q in sorted(RESULTS.glob(f"power_{d['benchmark']}_*.json")):
+            e = json.loads(q.read_text())
+            if (not e.get("shape_only") and all(e.get(k) == d.get(k) for k in keys)
+                    and e["null"].get("ok_indices") == d["null"].get("ok_indices")
+                    and "t" in e["null"] and set(d["signals"]) <= set(e["signals"])):
+                base = (q.name, e)
+        if base is None:
+            continue
+        name, e = base
+        print(f"### Shape-only against extended: {d['benchmark']} (`{path.name}` vs "
+              f"`{name}`)\n")
+        print(header(d))
+        print(f"The same data sets and centres ({d['null']['n_ok']} null toys, seed "
+              f"{d['seed']}); the shape-only test normalises each toy's reference to its own "
+              "data count. Mean null t per width, shape-only − extended: "
+              + ", ".join(f"{x:+.2f}" for x in (np.asarray(d["null"]["t"])
+                                                 - np.asarray(e["null"]["t"])).mean(0))
+              + ". Cells: shape-only power at Z ≥ 2 / Z ≥ 3, then shape-only minus "
+              "extended ± the paired error sqrt(b + c)/n (b, c: toys only one of the two "
+              "detects).\n")
+        sigs = list(d["signals"])
+        print("| test | " + " | ".join(sigs) + " |")
+        print("|---" * (1 + len(sigs)) + "|")
+        tests = [f"sigma={s:g}" for s in d["sigmas"]] + list(d["combinations"])
+        for test in tests:
+            cells = []
+            for sig in sigs:
+                a, b = d["signals"][sig], e["signals"][sig]
+                if a.get("ok_indices") != b.get("ok_indices"):
+                    cells.append("–")
+                    continue
+                pa, pb = _test_pvalues(d, a, test), _test_pvalues(e, b, test)
+                n = int(a["n_requested"])
+                parts, diffs = [], []
+                for z in (2.0, 3.0):
+                    x, y = pa <= sps.norm.sf(z), pb <= sps.norm.sf(z)
+                    only_a, only_b = int(np.sum(x & ~y)), int(np.sum(~x & y))
+                    parts.append(f"{np.sum(x) / n:.3f}")
+                    diffs.append(f"{(only_a - only_b) / n:+.3f} ± "
+                                 f"{np.sqrt(only_a + only_b) / n:.3f}")
+                cells.append(f"{' / '.join(parts)} ({' / '.join(diffs)})")
+            print(f"| {test} | " + " | ".join(cells) + " |")
+        print()
+
+
 def widths_cost() -> None:
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("widths_cost_*.json"))]
     if not runs:
@@ -606,3 +681,4 @@ if __name__ == "__main__":
     lam_scan()
     lam_pilot()
     schedule_check()
+    shape_only_check()

@@ -321,10 +321,11 @@ def test_shape_only_study_is_recorded_and_extended_alike():
         power_study(bench, n_null=6, shape_only="yes", **opts)
 
 
-def test_cli_power_shape_only(tmp_path):
+def test_cli_power_shape_only(tmp_path, capsys):
     out = tmp_path / "shape.json"
     assert main(["power", "--signals", "tail", "--null-toys", "6", "--signal-toys", "2",
                  "--n-ref", "3000", "--expected", "150", "--sigma", "1", "--centers", "40",
                  "--ideal-toys", "0", "--baselines", "none", "--workers", "1",
                  "--shape-only", "--json", str(out), "-q"]) == 0
     assert json.loads(out.read_text())["shape_only"] is True
+    assert "shape-only" in capsys.readouterr().out

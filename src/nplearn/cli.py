@@ -748,7 +748,8 @@ def cmd_power(a: argparse.Namespace) -> int:
                       workers=a.workers, progress=progress)
     res["provenance"] = {**provenance(), "command": " ".join(sys.argv)}
     return _report_power(a, res, f"{res['null']['n_ok']} null toys, {a.signal_toys} toys per "
-                                 f"signal, widths {', '.join(f'{s:g}' for s in a.sigma)}")
+                                 f"signal, widths {', '.join(f'{s:g}' for s in a.sigma)}"
+                                 + (", shape-only" if a.shape_only else ""))
 
 
 def _report_power(a: argparse.Namespace, res: dict[str, Any], headline: str) -> int:
