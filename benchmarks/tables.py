@@ -546,6 +546,31 @@ def _test_pvalues(d: dict, e: dict, test: str) -> np.ndarray:
     return combined_pvalues(T1, T0, test, d["temperature"])[1]
 
 
+def _same_toys(d: dict, e: dict) -> bool:
+    """Whether the extended study ``e`` fitted the data sets of the shape-only study
+    ``d``: the same benchmark, seed and fit, the same null toys, and every signal of
+    ``d`` drawn from the same random stream with the same toys kept."""
+    from nplearn import InputError
+    from nplearn.power import _signal_stream, study_benchmark
+
+    keys = ("seed", "sigmas", "n_centers", "lam", "schedule", "temperature",
+            "learner_options")
+    if (e.get("shape_only") or "t" not in e.get("null", {})
+            or any(e.get(k) != d.get(k) for k in keys)
+            or e["null"].get("ok_indices") != d["null"].get("ok_indices")
+            or not set(d["signals"]) <= set(e.get("signals", {}))):
+        return False
+    try:
+        bench = study_benchmark(d)
+        if study_benchmark(e) != bench:
+            return False
+        return all(_signal_stream(e, bench, s) == _signal_stream(d, bench, s)
+                   and e["signals"][s].get("ok_indices") == v.get("ok_indices")
+                   for s, v in d["signals"].items())
+    except InputError:
+        return False
+
+
 def shape_only_check() -> None:
     """Each shape-only study against the extended study on the same data sets (same
     benchmark, seed, widths, fit and number of null toys), paired toy by toy."""
@@ -556,15 +581,12 @@ def shape_only_check() -> None:
         d = json.loads(path.read_text())
         if not d.get("shape_only"):
             continue
-        keys = ("benchmark", "n_ref", "expected", "seed", "sigmas", "n_centers", "lam",
-                "schedule", "temperature")
         base = None
-        for q in sorted(RESULTS.glob(f"power_{d['benchmark']}_*.json")):
+        for q in sorted(RESULTS.glob(f"power_{d['benchmark']}*.json")):
             e = json.loads(q.read_text())
-            if (not e.get("shape_only") and all(e.get(k) == d.get(k) for k in keys)
-                    and e["null"].get("ok_indices") == d["null"].get("ok_indices")
-                    and "t" in e["null"] and set(d["signals"]) <= set(e["signals"])):
+            if _same_toys(d, e):
                 base = (q.name, e)
+                break
         if base is None:
             continue
         name, e = base
@@ -587,9 +609,6 @@ def shape_only_check() -> None:
             cells = []
             for sig in sigs:
                 a, b = d["signals"][sig], e["signals"][sig]
-                if a.get("ok_indices") != b.get("ok_indices"):
-                    cells.append("–")
-                    continue
                 pa, pb = _test_pvalues(d, a, test), _test_pvalues(e, b, test)
                 n = int(a["n_requested"])
                 parts, diffs = [], []

@@ -317,6 +317,11 @@ def test_shape_only_study_is_recorded_and_extended_alike():
     assert small["null"]["t"] != plain["null"]["t"]
     ext = extend_study(json.loads(json.dumps(small)), bench, n_null=3, workers=1)
     assert ext["null"]["t"] == big["null"]["t"]
+    # a study stored before the option existed used N(R), and is extended with N(R)
+    old = json.loads(json.dumps(plain))
+    del old["shape_only"]
+    ext_old = extend_study(old, bench, n_null=3, workers=1)
+    assert ext_old["null"]["t"] == power_study(bench, n_null=9, **opts)["null"]["t"]
     with pytest.raises(InputError, match="shape_only"):
         power_study(bench, n_null=6, shape_only="yes", **opts)
 

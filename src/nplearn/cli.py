@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--ideal-toys", type=int, default=20000)
     pw.add_argument("--shape-only", action="store_true",
                     help="normalise each toy's reference to the toy's own data count "
-                         "instead of N(R) (the test `nplearn run` makes without "
+                         "instead of N(R) (the statistic of `nplearn run` without "
                          "--expected); the data keep their Poisson yields")
     pw.add_argument("--workers", type=int, default=None)
     pw.add_argument("--seed", type=int, default=0)
@@ -807,7 +807,8 @@ def _extend_power(a: argparse.Namespace, progress: Callable[[str, int, int], Non
         added.append(f"{n_null} null toys ({res['null']['n_ok']} in all)")
     if n_signal:
         added.append(f"{n_signal} toys per signal")
-    return _report_power(a, res, f"{' and '.join(added)} added to {a.extend}")
+    return _report_power(a, res, f"{' and '.join(added)} added to {a.extend}"
+                         + (" (shape-only)" if res.get("shape_only") else ""))
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -152,13 +152,15 @@ def power_study(
         Significances at which the power is reported.
     shape_only : bool
         Normalise each toy's reference to the toy's own data count ``N_D``
-        (weight ``N_D / N_R``) instead of the expected yield ``N(R)`` -- the test
-        ``nplearn run`` makes when no ``--expected`` is given. The data are drawn
-        as before (Poisson yields); the statistic is then conditional on ``N_D``:
-        it loses the Poisson fluctuation of the total count (about one χ² degree
-        of freedom of noise in the null ``t``) and with it any sensitivity to a
-        pure normalisation excess. The comparison tests and the ideal test do not
-        change.
+        (weight ``N_D / N_R``) instead of the expected yield ``N(R)`` -- the
+        statistic of ``nplearn run`` when no ``--expected`` is given. The data are
+        drawn as before (Poisson yields); the statistic no longer carries the
+        Poisson fluctuation of the total count (about one χ² degree of freedom of
+        noise in the null ``t``) and with it loses any sensitivity to a pure
+        normalisation excess. The ideal test is unchanged; of the comparison tests,
+        KS, energy distance and MMD do not depend on the normalisation, and the
+        binned χ² is computed against the rescaled reference (so it becomes
+        shape-only too).
     seed : int
         Master seed: null toys use stream 0, signal ``j`` stream ``j + 1``.
     workers : int, optional
