@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from _common import RESULTS
@@ -216,6 +217,15 @@ def _pw(x: dict) -> str:
     return f"{x['power']['2']['value']:.3f} / {x['power']['3']['value']:.3f}"
 
 
+def _extensions(path: Path) -> list[Path]:
+    """Stored extensions of the study in ``path`` (``<stem>_null3000.json``, …), the
+    largest last."""
+    out = [q for q in RESULTS.glob(f"{path.stem}_*.json")
+           if re.fullmatch(r"(_null[0-9]+)?(_sig[0-9-]+)?", q.stem[len(path.stem):])]
+    return sorted(out, key=lambda q: [int(x) for x in re.findall(r"[0-9]+",
+                                                                 q.stem[len(path.stem):])])
+
+
 def power() -> None:
     from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
     from nplearn.power import format_power_table
@@ -223,12 +233,10 @@ def power() -> None:
     for path in sorted(RESULTS.glob("power_*.json")):
         if any(tag in path.name for tag in ("_lamscan_", "_lampilot_", "_schedcheck_")):
             continue
-        extended = [q for q in RESULTS.glob(f"{path.stem}_*.json")
-                    if re.fullmatch(r"(_null[0-9]+)?(_sig[0-9-]+)?", q.stem[len(path.stem):])]
-        extended.sort(key=lambda q: [int(x) for x in re.findall(r"[0-9]+",
-                                                                  q.stem[len(path.stem):])])
-        if extended and not path.name.startswith("power_exp1d8"):
-            # superseded by its extension (the exp1d8 notes compare both versions)
+        extended = _extensions(path)
+        if extended and path.name != "power_exp1d8_6w.json":
+            # superseded by its extension (the notes compare both versions of the main
+            # 1D study)
             print(f"_{path.name}: superseded by {extended[-1].name} (the same study with "
                   "more toys); its table is omitted._\n")
             continue
@@ -500,6 +508,7 @@ def schedule_check() -> None:
         for q in sorted(RESULTS.glob(f"power_{d['benchmark']}_*.json"), reverse=True):
             e = json.loads(q.read_text())
             if (e.get("schedule") == "converged" and e["seed"] == d["seed"]
+                    and bool(e.get("shape_only")) == bool(d.get("shape_only"))
                     and e["sigmas"] == d["sigmas"] and e["lam"] == d["lam"]
                     and e["n_centers"] == d["n_centers"] and list(e["signals"])
                     == list(d["signals"]) and "t" in e["null"]):
@@ -578,6 +587,8 @@ def shape_only_check() -> None:
     from scipy import stats as sps
 
     for path in sorted(RESULTS.glob("power_*.json")):
+        if _extensions(path):
+            continue  # compared in its extended version
         d = json.loads(path.read_text())
         if not d.get("shape_only"):
             continue
