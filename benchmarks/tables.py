@@ -555,6 +555,14 @@ def _test_pvalues(d: dict, e: dict, test: str) -> np.ndarray:
     return combined_pvalues(T1, T0, test, d["temperature"])[1]
 
 
+def _kept(entry: dict) -> list[int] | None:
+    """Indices of the toys a study kept (older files record none when all were kept)."""
+    if "ok_indices" in entry:
+        return list(entry["ok_indices"])
+    n = int(entry["n_requested"])
+    return list(range(n)) if int(entry["n_ok"]) == n else None
+
+
 def _same_toys(d: dict, e: dict) -> bool:
     """Whether the extended study ``e`` fitted the data sets of the shape-only study
     ``d``: the same benchmark, seed and fit, the same null toys, and every signal of
@@ -566,7 +574,7 @@ def _same_toys(d: dict, e: dict) -> bool:
             "learner_options")
     if (e.get("shape_only") or "t" not in e.get("null", {})
             or any(e.get(k) != d.get(k) for k in keys)
-            or e["null"].get("ok_indices") != d["null"].get("ok_indices")
+            or _kept(e["null"]) != _kept(d["null"]) or _kept(d["null"]) is None
             or not set(d["signals"]) <= set(e.get("signals", {}))):
         return False
     try:
@@ -574,7 +582,7 @@ def _same_toys(d: dict, e: dict) -> bool:
         if study_benchmark(e) != bench:
             return False
         return all(_signal_stream(e, bench, s) == _signal_stream(d, bench, s)
-                   and e["signals"][s].get("ok_indices") == v.get("ok_indices")
+                   and _kept(e["signals"][s]) == _kept(v) is not None
                    for s, v in d["signals"].items())
     except InputError:
         return False
