@@ -140,3 +140,23 @@ def progress_printer(step: int = 100) -> Callable[[str, int, int], None]:
 
     return progress
 
+
+
+def store_pilot(out: Path, key: str, res: dict[str, Any] | None,
+                table: Callable[[dict[str, Any]], str]) -> None:
+    """Add one pilot run to the JSON file ``out`` and print the pilot's table.
+
+    ``res`` (``None`` to print only) is stamped with the commit, the machine and the
+    command line and stored under ``key`` (written atomically); the table is printed
+    once the null run (key ``"none"``) is there.
+    """
+    from nplearn.io import write_json_atomic
+
+    d = json.loads(out.read_text()) if out.exists() else {}
+    if res is not None:
+        res.update(commit=commit(), machine=machine(),
+                   command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+        d[key] = res
+        write_json_atomic(out, d)
+    if "none" in d:
+        print(table(d))

@@ -26,21 +26,17 @@ A pilot, not a power study: a few hundred toys, one seed, no combinations.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import stats
 
 from nplearn.benchmarks.suite import get_benchmark
-from nplearn.io import write_json_atomic
 from nplearn.learners.kernel import KernelLogisticRegression, NystromBasis
 from nplearn.stats import nplm_statistic
 
-from _common import RESULTS, commit, machine
+from _common import RESULTS, store_pilot
 
 STREAMS = {"none": 0, "tail": 1, "bulk": 2, "mid4": 3, "narrow4": 4, "wide4": 5}
 VARIANTS = {"centres": {"uniform": ("uniform", 1e-6), "adaptive": ("adaptive", 1e-6)},
@@ -133,16 +129,9 @@ def main() -> None:
     p.add_argument("--sigma", default="0.3,0.7,1.4")
     a = p.parse_args()
     torch.set_num_threads(1)
-    out = RESULTS / f"pilot_1d_{a.variant}.json"
-    d = json.loads(out.read_text()) if out.exists() else {}
-    if a.action == "run":
-        res = run(a.variant, a.signal, a.toys, [float(s) for s in a.sigma.split(",")])
-        res.update(commit=commit(), machine=machine(),
-                   command="pilot_1d.py " + " ".join(sys.argv[1:]))
-        d[a.signal] = res
-        write_json_atomic(Path(out), d)
-    if "none" in d:
-        print(table(d))
+    res = (run(a.variant, a.signal, a.toys, [float(s) for s in a.sigma.split(",")])
+           if a.action == "run" else None)
+    store_pilot(RESULTS / f"pilot_1d_{a.variant}.json", a.signal, res, table)
 
 
 if __name__ == "__main__":

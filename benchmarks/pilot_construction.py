@@ -45,21 +45,17 @@ A pilot, not a power study: three widths, one seed, no combinations.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from multiprocessing import Pool
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import stats
 
 from nplearn.benchmarks.suite import get_benchmark
-from nplearn.io import write_json_atomic
 from pilot_1d import fit_t
 
-from _common import RESULTS, commit, machine
+from _common import RESULTS, store_pilot
 
 SEED = 12
 STREAMS = {"none": 0, "tail": 1, "bulk": 2, "mid4": 3, "narrow4": 4, "wide4": 5}
@@ -147,15 +143,9 @@ def main() -> None:
     p.add_argument("--sigma", default="0.3,0.7,1.4")
     p.add_argument("--workers", type=int, default=1)
     a = p.parse_args()
-    d = json.loads(OUT.read_text()) if OUT.exists() else {}
-    if a.action == "run":
-        res = run(a.signal, a.toys, tuple(float(s) for s in a.sigma.split(",")), a.workers)
-        res.update(commit=commit(), machine=machine(),
-                   command="pilot_construction.py " + " ".join(sys.argv[1:]))
-        d[a.signal] = res
-        write_json_atomic(Path(OUT), d)
-    if "none" in d:
-        print(table(d))
+    res = (run(a.signal, a.toys, tuple(float(s) for s in a.sigma.split(",")), a.workers)
+           if a.action == "run" else None)
+    store_pilot(OUT, a.signal, res, table)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -497,6 +498,17 @@ def size_check() -> None:
         print()
 
 
+def _find_study(benchmark: str, match: Callable[[dict], bool],
+                last: bool = False) -> tuple[str, dict] | None:
+    """File name and content of the first stored power study of ``benchmark`` (in name
+    order; the last with ``last``) for which ``match`` holds."""
+    for q in sorted(RESULTS.glob(f"power_{benchmark}_*.json"), reverse=last):
+        e = json.loads(q.read_text())
+        if match(e):
+            return q.name, e
+    return None
+
+
 def schedule_check() -> None:
     """Paired t of another schedule (``power_<bench>_schedcheck_<schedule>.json``)
     against the converged study with the same benchmark, seed and widths."""
@@ -504,16 +516,12 @@ def schedule_check() -> None:
 
     for path in sorted(RESULTS.glob("power_*_schedcheck_*.json")):
         d = json.loads(path.read_text())
-        base = None
-        for q in sorted(RESULTS.glob(f"power_{d['benchmark']}_*.json"), reverse=True):
-            e = json.loads(q.read_text())
-            if (e.get("schedule") == "converged" and e["seed"] == d["seed"]
-                    and bool(e.get("shape_only")) == bool(d.get("shape_only"))
-                    and e["sigmas"] == d["sigmas"] and e["lam"] == d["lam"]
-                    and e["n_centers"] == d["n_centers"] and list(e["signals"])
-                    == list(d["signals"]) and "t" in e["null"]):
-                base = (q.name, e)
-                break
+        base = _find_study(d["benchmark"], lambda e, d=d: (
+            e.get("schedule") == "converged" and e["seed"] == d["seed"]
+            and bool(e.get("shape_only")) == bool(d.get("shape_only"))
+            and e["sigmas"] == d["sigmas"] and e["lam"] == d["lam"]
+            and e["n_centers"] == d["n_centers"] and list(e["signals"]) == list(d["signals"])
+            and "t" in e["null"]), last=True)
         if base is None:
             continue
         name, e = base
@@ -600,12 +608,7 @@ def shape_only_check() -> None:
         d = json.loads(path.read_text())
         if not d.get("shape_only"):
             continue
-        base = None
-        for q in sorted(RESULTS.glob(f"power_{d['benchmark']}*.json")):
-            e = json.loads(q.read_text())
-            if _same_toys(d, e):
-                base = (q.name, e)
-                break
+        base = _find_study(d["benchmark"], lambda e, d=d: _same_toys(d, e))
         if base is None:
             continue
         name, e = base
