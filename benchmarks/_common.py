@@ -160,3 +160,17 @@ def store_pilot(out: Path, key: str, res: dict[str, Any] | None,
         write_json_atomic(out, d)
     if "none" in d:
         print(table(d))
+
+
+def study_pvalues(study: dict[str, Any], entry: dict[str, Any], test: str) -> Any:
+    """Calibrated p-value of every toy of a power study's signal ``entry`` under one
+    test (``"sigma=S"`` or a combination), against all the study's null toys."""
+    import numpy as np
+
+    from nplearn.multitest import combined_pvalues, empirical_p
+
+    T0, T1 = np.asarray(study["null"]["t"]), np.asarray(entry["t"])
+    if test.startswith("sigma="):
+        col = [f"sigma={s:g}" for s in study["sigmas"]].index(test)
+        return empirical_p(T1[:, col], T0[:, col])[0]
+    return combined_pvalues(T1, T0, test, study["temperature"])[1]

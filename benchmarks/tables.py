@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from _common import RESULTS
+from _common import RESULTS, study_pvalues
 
 if TYPE_CHECKING:
     import numpy as np
@@ -359,8 +359,8 @@ def _paired(pa: np.ndarray, pb: np.ndarray, n: int, z: float) -> str:
 
 def _paired_diff(d: dict, e: dict, col: int) -> str:
     """min-p minus one width's power on the same toys, with the paired error."""
-    pm = _test_pvalues(d, e, "min-p")
-    ps = _test_pvalues(d, e, f"sigma={d['sigmas'][col]:g}")
+    pm = study_pvalues(d, e, "min-p")
+    ps = study_pvalues(d, e, f"sigma={d['sigmas'][col]:g}")
     return " / ".join(_paired(pm, ps, int(e["n_requested"]), z) for z in (2.0, 3.0))
 
 
@@ -550,19 +550,6 @@ def schedule_check() -> None:
         print()
 
 
-def _test_pvalues(d: dict, e: dict, test: str) -> np.ndarray:
-    """p-value of every toy of signal entry ``e`` under a width or a combination."""
-    import numpy as np
-
-    from nplearn.multitest import combined_pvalues, empirical_p
-
-    T0, T1 = np.asarray(d["null"]["t"]), np.asarray(e["t"])
-    if test.startswith("sigma="):
-        col = [f"sigma={s:g}" for s in d["sigmas"]].index(test)
-        return empirical_p(T1[:, col], T0[:, col])[0]
-    return combined_pvalues(T1, T0, test, d["temperature"])[1]
-
-
 def _kept(entry: dict) -> list[int] | None:
     """Indices of the toys a study kept (older files record none when all were kept)."""
     if "ok_indices" in entry:
@@ -631,7 +618,7 @@ def shape_only_check() -> None:
             cells = []
             for sig in sigs:
                 a, b = d["signals"][sig], e["signals"][sig]
-                pa, pb = _test_pvalues(d, a, test), _test_pvalues(e, b, test)
+                pa, pb = study_pvalues(d, a, test), study_pvalues(e, b, test)
                 n = int(a["n_requested"])
                 parts = [f"{np.sum(pa <= sps.norm.sf(z)) / n:.3f}" for z in (2.0, 3.0)]
                 diffs = [_paired(pa, pb, n, z) for z in (2.0, 3.0)]
@@ -691,6 +678,88 @@ def tail_pvalues() -> None:
         print()
 
 
+def published_rule() -> None:
+    """Our 1D tests under the published power rule, and the size the published powers
+    imply (``published_rule.py``)."""
+    from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
+
+    for path in sorted(RESULTS.glob("published_rule_*.json")):
+        d = json.loads(path.read_text())
+        r = d["rule"]
+        print(f"### The published power rule applied to our toys ({d['source']})\n")
+        print(header(d))
+        print(f"Authors' rule (their `tests.py`, read for facts): a test rejects when its "
+              "score reaches the null toys' empirical 1 − α quantile taken with numpy's "
+              "`method=\"higher\"`; combinations score leave-one-out local p-values "
+              f"(see the script). {d['n_null']} null toys in {r['blocks']} blocks of "
+              f"{r['n_cal']}: each block calibrates in turn; power is the mean over the "
+              "blocks on the study's signal toys (± the 68% binomial error of our "
+              "signal toys at Z ≥ 3), size the rate on the held-out null toys (nominal "
+              "0.0228 / 0.00135). Our widths are "
+              f"{', '.join(f'{s:g}' for s in d['sigmas'])}; the published ones 0.01, 0.3, "
+              "0.7, 1.4, 4.5, 9.0 (2.3 alone for the 90th percentile). Z ≥ 2 / Z ≥ 3.\n")
+        singles = [t for t in next(iter(r["power"].values())) if t.startswith("sigma=")]
+        cols = [("min-p", "min-p"), ("product-p", "product-p"), ("90th pct", "sigma=2.3")]
+        print("| signal | " + " | ".join(f"published {c} | ours {t}" for c, t in cols)
+              + " | published best single | ours best single |")
+        print("|---" * (3 + 2 * len(cols)) + "|")
+
+        def cell(v: dict, n: int) -> str:
+            p3 = v["3"]["mean"]
+            return (f"{v['2']['mean']:.3f} / {p3:.3f} ± "
+                    f"{math.sqrt(max(p3 * (1 - p3), 1.0 / n) / n):.3f}")
+
+        for sig, v in r["power"].items():
+            pub = EXP1D8_PUBLISHED_POWER[sig]
+            n = d["n_signal"][sig]
+            parts = [f"{pub[c][0]:.3f} / {pub[c][1]:.3f} | {cell(v[t], n)}" for c, t in cols]
+            bs = pub["best single"]
+            best = [max(singles, key=lambda t, z=z: v[t][z]["mean"]) for z in ("2", "3")]
+            parts.append(f"{bs[0]:.3f} / {bs[1]:.3f} | "
+                         + " / ".join(f"{v[b][z]['mean']:.3f} ({b.split('=')[1]})"
+                                      for b, z in zip(best, ("2", "3"), strict=True)))
+            print(f"| {sig} | " + " | ".join(parts) + " |")
+        sz = r["size"]
+        print("| size on held-out null toys | " + " | ".join(
+            f"– | {sz[t]['2']['rate']:.4f} / {sz[t]['3']['rate']:.5f}" for _, t in cols)
+            + " | – | " + ", ".join(f"{t.split('=')[1]}: {sz[t]['3']['rate']:.4f}"
+                                    for t in singles) + " (Z ≥ 3) |")
+        print()
+        scan = dict(sorted(d["size_by_n_cal"].items(), key=lambda kv: int(kv[0])))
+        print("The rule's size depends on the number of null toys N it is calibrated on "
+              "(held-out rate at Z ≥ 3, nominal 0.00135; single widths: the range over "
+              "our widths):\n")
+        print("| N | " + " | ".join(scan) + " |")
+        print("|---" * (1 + len(scan)) + "|")
+        for name, pick in (("min-p", ["min-p"]), ("product-p", ["product-p"]),
+                           ("single width", singles)):
+            rates = [[s[t]["3"]["rate"] for t in pick] for s in scan.values()]
+            print(f"| {name} | " + " | ".join(
+                f"{min(x):.4f}" if len(x) == 1 else f"{min(x):.4f}–{max(x):.4f}"
+                for x in rates) + " |")
+        print()
+        print("The size each published power needs from our valid p-values (all "
+              f"{d['n_null']} null toys): α* is the false-positive rate at which our test "
+              "rejects the published fraction of our signal toys (68% interval; × the "
+              "nominal rate). Cells with fewer than 10 of our toys rejected have no "
+              "interval.\n")
+        print("| signal | published column | our test | Z ≥ 2: α* | Z ≥ 3: α* |")
+        print("|---|---|---|---|---|")
+        rows: dict[tuple[str, str], dict[str, dict]] = {}
+        for row in d["implied"]:
+            rows.setdefault((row["signal"], row["column"]), {})[row["z"]] = row
+        for (sig, col), by_z in rows.items():
+            cells = []
+            for z in ("2", "3"):
+                x = by_z[z]
+                lo, hi = x["alpha68"]
+                iv = f" [{lo:.4f}, {hi:.4f}]" if lo is not None else ""
+                cells.append(f"{x['alpha']:.4f}{iv} (×{x['ratio_to_nominal']:.1f})")
+            tests = sorted({x["test"] for x in by_z.values()})
+            print(f"| {sig} | {col} | {', '.join(tests)} | " + " | ".join(cells) + " |")
+        print()
+
+
 def _pw_err2(x: dict) -> str:
     b = x["power"]["2"]
     return f"{b['value']:.2f} ± {(b['hi68'] - b['lo68']) / 2:.2f}"
@@ -713,6 +782,7 @@ if __name__ == "__main__":
     widths_cost()
     power()
     size_check()
+    published_rule()
     tail_pvalues()
     lam_scan()
     lam_pilot()
