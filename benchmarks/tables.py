@@ -679,23 +679,22 @@ def tail_pvalues() -> None:
 
 
 def published_rule() -> None:
-    """Our 1D tests under the published power rule, and the size the published powers
-    imply (``published_rule.py``)."""
+    """Our 1D tests under the published power rule, the size the published powers
+    imply, and the toy noise of Z >= 3 thresholds (``published_rule.py``)."""
     from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
 
     for path in sorted(RESULTS.glob("published_rule_*.json")):
         d = json.loads(path.read_text())
         r = d["rule"]
-        print(f"### The published power rule applied to our toys ({d['source']})\n")
+        print(f"### The published power rule on our toys ({d['source']})\n")
         print(header(d))
-        print(f"Authors' rule (their `tests.py`, read for facts): a test rejects when its "
+        print("Authors' rule (their `tests.py`, read for facts): a test rejects when its "
               "score reaches the null toys' empirical 1 − α quantile taken with numpy's "
-              "`method=\"higher\"`; combinations score leave-one-out local p-values "
-              f"(see the script). {d['n_null']} null toys in {r['blocks']} blocks of "
-              f"{r['n_cal']}: each block calibrates in turn; power is the mean over the "
-              "blocks on the study's signal toys (± the 68% binomial error of our "
-              "signal toys at Z ≥ 3), size the rate on the held-out null toys (nominal "
-              "0.0228 / 0.00135). Our widths are "
+              "`method=\"higher\"`; combinations score leave-one-out local p-values (see "
+              f"the script). Published: {d['published_null_toys']} null toys (threshold at "
+              "Z ≥ 3: the 6th largest), 2000 toys per signal (4000 for narrow4). Ours: the "
+              f"same rule calibrated on all our {r['n_cal']} null toys (the 5th largest), "
+              f"{min(d['n_signal'].values())} toys per signal. Our widths are "
               f"{', '.join(f'{s:g}' for s in d['sigmas'])}; the published ones 0.01, 0.3, "
               "0.7, 1.4, 4.5, 9.0 (2.3 alone for the 90th percentile). Z ≥ 2 / Z ≥ 3.\n")
         singles = [t for t in next(iter(r["power"].values())) if t.startswith("sigma=")]
@@ -703,32 +702,21 @@ def published_rule() -> None:
         print("| signal | " + " | ".join(f"published {c} | ours {t}" for c, t in cols)
               + " | published best single | ours best single |")
         print("|---" * (3 + 2 * len(cols)) + "|")
-
-        def cell(v: dict, n: int) -> str:
-            p3 = v["3"]["mean"]
-            return (f"{v['2']['mean']:.3f} / {p3:.3f} ± "
-                    f"{math.sqrt(max(p3 * (1 - p3), 1.0 / n) / n):.3f}")
-
         for sig, v in r["power"].items():
             pub = EXP1D8_PUBLISHED_POWER[sig]
-            n = d["n_signal"][sig]
-            parts = [f"{pub[c][0]:.3f} / {pub[c][1]:.3f} | {cell(v[t], n)}" for c, t in cols]
+            parts = [f"{pub[c][0]:.3f} / {pub[c][1]:.3f} | {v[t]['2']:.3f} / {v[t]['3']:.3f}"
+                     for c, t in cols]
             bs = pub["best single"]
-            best = [max(singles, key=lambda t, z=z: v[t][z]["mean"]) for z in ("2", "3")]
+            best = [max(singles, key=lambda t, z=z: v[t][z]) for z in ("2", "3")]
             parts.append(f"{bs[0]:.3f} / {bs[1]:.3f} | "
-                         + " / ".join(f"{v[b][z]['mean']:.3f} ({b.split('=')[1]})"
+                         + " / ".join(f"{v[b][z]:.3f} ({b.split('=')[1]})"
                                       for b, z in zip(best, ("2", "3"), strict=True)))
             print(f"| {sig} | " + " | ".join(parts) + " |")
-        sz = r["size"]
-        print("| size on held-out null toys | " + " | ".join(
-            f"– | {sz[t]['2']['rate']:.4f} / {sz[t]['3']['rate']:.5f}" for _, t in cols)
-            + " | – | " + ", ".join(f"{t.split('=')[1]}: {sz[t]['3']['rate']:.4f}"
-                                    for t in singles) + " (Z ≥ 3) |")
         print()
         scan = dict(sorted(d["size_by_n_cal"].items(), key=lambda kv: int(kv[0])))
-        print("The rule's size depends on the number of null toys N it is calibrated on "
-              "(held-out rate at Z ≥ 3, nominal 0.00135; single widths: the range over "
-              "our widths):\n")
+        print("Size of the rule when calibrated on N of our null toys (blocks of N calibrate "
+              "in turn; rate on the held-out toys at Z ≥ 3, nominal 0.00135; single widths: "
+              "the range over our widths):\n")
         print("| N | " + " | ".join(scan) + " |")
         print("|---" * (1 + len(scan)) + "|")
         for name, pick in (("min-p", ["min-p"]), ("product-p", ["product-p"]),
@@ -739,12 +727,16 @@ def published_rule() -> None:
                 for x in rates) + " |")
         print()
         print("The size each published power needs from our valid p-values (all "
-              f"{d['n_null']} null toys): α* is the false-positive rate at which our test "
-              "rejects the published fraction of our signal toys (68% interval; × the "
-              "nominal rate). Cells with fewer than 10 of our toys rejected have no "
-              "interval.\n")
-        print("| signal | published column | our test | Z ≥ 2: α* | Z ≥ 3: α* |")
-        print("|---|---|---|---|---|")
+              f"{d['n_null']} null toys): α* rejects the published fraction of our signal "
+              "toys (68% interval from both studies' signal-toy counts; × the nominal "
+              "rate; no interval where fewer than 10 of our toys are rejected). At Z ≥ 3: "
+              "k′ = α*·(n + 1), the rank of our threshold that α* corresponds to, and the "
+              "chance that a 4000-toy threshold (6th largest) is at least that much looser "
+              "than ours by toy noise alone if both studies ran the same test "
+              "(signal-toy noise left out).\n")
+        print("| signal | published column | our test | Z ≥ 2: α* | Z ≥ 3: α* | k′ | "
+              "chance |")
+        print("|---|---|---|---|---|---|---|")
         rows: dict[tuple[str, str], dict[str, dict]] = {}
         for row in d["implied"]:
             rows.setdefault((row["signal"], row["column"]), {})[row["z"]] = row
@@ -755,6 +747,9 @@ def published_rule() -> None:
                 lo, hi = x["alpha68"]
                 iv = f" [{lo:.4f}, {hi:.4f}]" if lo is not None else ""
                 cells.append(f"{x['alpha']:.4f}{iv} (×{x['ratio_to_nominal']:.1f})")
+            x3 = by_z["3"]
+            cells += ([str(x3["k_ours"]), f"{x3['chance']:.3f}"]
+                      if x3["alpha68"][0] is not None else ["–", "–"])
             tests = sorted({x["test"] for x in by_z.values()})
             print(f"| {sig} | {col} | {', '.join(tests)} | " + " | ".join(cells) + " |")
         print()
