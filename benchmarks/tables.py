@@ -218,13 +218,30 @@ def _pw(x: dict) -> str:
     return f"{x['power']['2']['value']:.3f} / {x['power']['3']['value']:.3f}"
 
 
+_EXT_SUFFIX = r"((?:_null[0-9]+)?)((?:_sig[0-9-]+)?)"
+
+
+def _toy_counts(stem: str) -> tuple[str, int, int]:
+    """``(base, null toys, signal toys)`` named by a study file's stem (0: not named)."""
+    m = re.fullmatch(r"(.*?)" + _EXT_SUFFIX, stem)
+    base, null, sig = m.group(1), m.group(2), m.group(3)
+    return (base, int(null[5:]) if null else 0,
+            max((int(x) for x in sig[4:].split("-")), default=0) if sig else 0)
+
+
 def _extensions(path: Path) -> list[Path]:
-    """Stored extensions of the study in ``path`` (``<stem>_null3000.json``, …), the
-    largest last."""
-    out = [q for q in RESULTS.glob(f"{path.stem}_*.json")
-           if re.fullmatch(r"(_null[0-9]+)?(_sig[0-9-]+)?", q.stem[len(path.stem):])]
-    return sorted(out, key=lambda q: [int(x) for x in re.findall(r"[0-9]+",
-                                                                 q.stem[len(path.stem):])])
+    """Stored extensions of the study in ``path``, the largest last: ``<stem>_null3000``
+    and ``<stem>_sig300`` files, and, for ``<base>_null3000``, ``<base>_null4000`` (the
+    same study with more toys, written with ``extend_null.py --out``)."""
+    base, n0, s0 = _toy_counts(path.stem)
+    out = []
+    for q in RESULTS.glob(f"{base}_*.json"):
+        if q == path or not re.fullmatch(_EXT_SUFFIX, q.stem[len(base):]):
+            continue
+        _, n, s = _toy_counts(q.stem)
+        if q.stem.startswith(path.stem) or (n >= n0 and s >= s0 and (n, s) != (n0, s0)):
+            out.append(q)
+    return sorted(out, key=lambda q: _toy_counts(q.stem)[1:])
 
 
 def power() -> None:
@@ -235,8 +252,9 @@ def power() -> None:
         if any(tag in path.name for tag in ("_lamscan_", "_lampilot_", "_schedcheck_")):
             continue
         extended = _extensions(path)
-        if extended and path.name != "power_exp1d8_6w.json":
-            # superseded by its extension (the notes compare both versions of the main
+        if extended and path.name not in ("power_exp1d8_6w.json",
+                                          "power_exp1d8_6w_null3000.json"):
+            # superseded by its extension (the notes compare the versions of the main
             # 1D study)
             print(f"_{path.name}: superseded by {extended[-1].name} (the same study with "
                   "more toys); its table is omitted._\n")
@@ -678,10 +696,15 @@ def tail_pvalues() -> None:
         print()
 
 
+def _ordinal(k: int) -> str:
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
 def published_rule() -> None:
     """Our 1D tests under the published power rule, the size the published powers
     imply, and the toy noise of Z >= 3 thresholds (``published_rule.py``)."""
     from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
+    from published_rule import rule_rank
 
     for path in sorted(RESULTS.glob("published_rule_*.json")):
         d = json.loads(path.read_text())
@@ -692,8 +715,9 @@ def published_rule() -> None:
               "score reaches the null toys' empirical 1 − α quantile taken with numpy's "
               "`method=\"higher\"`; combinations score leave-one-out local p-values (see "
               f"the script). Published: {d['published_null_toys']} null toys (threshold at "
-              "Z ≥ 3: the 6th largest), 2000 toys per signal (4000 for narrow4). Ours: the "
-              f"same rule calibrated on all our {r['n_cal']} null toys (the 5th largest), "
+              "Z ≥ 3: the 6th largest), 2000 toys per signal (4000 for narrow4). Ours: "
+              f"the same rule calibrated on our first {r['n_cal']} null toys (the "
+              f"{_ordinal(rule_rank(r['n_cal'], 3.0))} largest), "
               f"{min(d['n_signal'].values())} toys per signal. Our widths are "
               f"{', '.join(f'{s:g}' for s in d['sigmas'])}; the published ones 0.01, 0.3, "
               "0.7, 1.4, 4.5, 9.0 (2.3 alone for the 90th percentile). Z ≥ 2 / Z ≥ 3.\n")
@@ -729,14 +753,15 @@ def published_rule() -> None:
         print("The size each published power needs from our valid p-values (all "
               f"{d['n_null']} null toys): α* rejects the published fraction of our signal "
               "toys (68% interval from both studies' signal-toy counts; × the nominal "
-              "rate; no interval where fewer than 10 of our toys are rejected). At Z ≥ 3: "
-              "k′ = α*·(n + 1), the rank of our threshold that α* corresponds to, and the "
-              "chance that a 4000-toy threshold (6th largest) is at least that much looser "
-              "than ours by toy noise alone if both studies ran the same test "
-              "(signal-toy noise left out).\n")
-        print("| signal | published column | our test | Z ≥ 2: α* | Z ≥ 3: α* | k′ | "
-              "chance |")
-        print("|---|---|---|---|---|---|---|")
+              "rate; no interval where fewer than 10 of our toys are rejected). Chance: if "
+              "both studies ran our test, the probability that the published power exceeds "
+              "ours by at least the observed amount, both studies' null thresholds "
+              f"({d['published_null_toys']} and {d['n_null']} toys) and signal-toy counts "
+              "drawn at random (Monte Carlo; shown where α* has an interval). Powers are "
+              "ours at the nominal size and the published ones.\n")
+        print("| signal | published column | our test | Z ≥ 2: ours / published | α* | "
+              "chance | Z ≥ 3: ours / published | α* | chance |")
+        print("|---|---|---|---|---|---|---|---|---|")
         rows: dict[tuple[str, str], dict[str, dict]] = {}
         for row in d["implied"]:
             rows.setdefault((row["signal"], row["column"]), {})[row["z"]] = row
@@ -746,13 +771,22 @@ def published_rule() -> None:
                 x = by_z[z]
                 lo, hi = x["alpha68"]
                 iv = f" [{lo:.4f}, {hi:.4f}]" if lo is not None else ""
-                cells.append(f"{x['alpha']:.4f}{iv} (×{x['ratio_to_nominal']:.1f})")
-            x3 = by_z["3"]
-            cells += ([str(x3["k_ours"]), f"{x3['chance']:.3f}"]
-                      if x3["alpha68"][0] is not None else ["–", "–"])
+                cells += [f"{x['our_power']:.3f} / {x['published_power']:.3f}",
+                          f"{x['alpha']:.4f}{iv} (×{x['ratio_to_nominal']:.1f})",
+                          "–" if x["chance"] is None else f"{x['chance']:.3f}"]
             tests = sorted({x["test"] for x in by_z.values()})
             print(f"| {sig} | {col} | {', '.join(tests)} | " + " | ".join(cells) + " |")
         print()
+        joint = d.get("joint_chance", {})
+        if joint:
+            print("Summed gap per published column: the chance that toy noise makes the "
+                  "published powers exceed ours by at least the observed sum of the gaps "
+                  "over the signals with an interval (each study's null threshold is "
+                  "shared by its signals, so the same threshold draws serve every signal) "
+                  "— "
+                  + "; ".join(f"{col}: Z ≥ 2 {v['2']:.3f}, Z ≥ 3 {v['3']:.3f}"
+                              for col, v in joint.items() if "2" in v and "3" in v)
+                  + ".\n")
 
 
 def _pw_err2(x: dict) -> str:
