@@ -244,12 +244,18 @@ def _extensions(path: Path) -> list[Path]:
     return sorted(out, key=lambda q: _toy_counts(q.stem)[1:])
 
 
+def _is_check(path: Path) -> bool:
+    """Whether a ``power_*`` file is a pilot, scan or refit check, not a study."""
+    return any(tag in path.name for tag in ("_lamscan_", "_lampilot_", "_schedcheck_",
+                                            "_recheck"))
+
+
 def power() -> None:
     from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
     from nplearn.power import format_power_table
 
     for path in sorted(RESULTS.glob("power_*.json")):
-        if any(tag in path.name for tag in ("_lamscan_", "_lampilot_", "_schedcheck_")):
+        if _is_check(path):
             continue
         extended = _extensions(path)
         if extended and path.name not in ("power_exp1d8_6w.json",
@@ -521,36 +527,57 @@ def _find_study(benchmark: str, match: Callable[[dict], bool],
     """File name and content of the first stored power study of ``benchmark`` (in name
     order; the last with ``last``) for which ``match`` holds."""
     for q in sorted(RESULTS.glob(f"power_{benchmark}_*.json"), reverse=last):
+        if _is_check(q):
+            continue
         e = json.loads(q.read_text())
         if match(e):
             return q.name, e
     return None
 
 
-def schedule_check() -> None:
-    """Paired t of another schedule (``power_<bench>_schedcheck_<schedule>.json``)
-    against the converged study with the same benchmark, seed and widths."""
+def refit_checks() -> None:
+    """Paired t of refits of a stored study's first toys: with another schedule
+    (``power_<bench>_schedcheck_<schedule>.json``, against the converged study with the
+    same benchmark, seed and widths) or with the same options at a later commit
+    (``power_<...>_recheck.json``, against the study it was named after)."""
     import numpy as np
+    from scipy import stats as sps
 
-    for path in sorted(RESULTS.glob("power_*_schedcheck_*.json")):
+    from nplearn.multitest import combined_pvalues, empirical_p
+
+    checks = sorted(RESULTS.glob("power_*_schedcheck_*.json"))
+    checks += sorted(RESULTS.glob("power_*_recheck.json"))
+    for path in checks:
         d = json.loads(path.read_text())
-        base = _find_study(d["benchmark"], lambda e, d=d: (
-            e.get("schedule") == "converged" and e["seed"] == d["seed"]
-            and bool(e.get("shape_only")) == bool(d.get("shape_only"))
-            and e["sigmas"] == d["sigmas"] and e["lam"] == d["lam"]
-            and e["n_centers"] == d["n_centers"] and list(e["signals"]) == list(d["signals"])
-            and "t" in e["null"]), last=True)
+        recheck = path.stem.endswith("_recheck")
+        if recheck:
+            q = path.with_name(path.name.replace("_recheck", ""))
+            base = (q.name, json.loads(q.read_text())) if q.exists() else None
+        else:
+            base = _find_study(d["benchmark"], lambda e, d=d: (
+                e.get("schedule") == "converged" and e["seed"] == d["seed"]
+                and bool(e.get("shape_only")) == bool(d.get("shape_only"))
+                and e["sigmas"] == d["sigmas"] and e["lam"] == d["lam"]
+                and e["n_centers"] == d["n_centers"]
+                and list(e["signals"]) == list(d["signals"])
+                and "t" in e["null"]), last=True)
         if base is None:
             continue
         name, e = base
-        print(f"### Schedule check: {d['schedule']} vs converged, {d['benchmark']} "
-              f"(λ = {d['lam']:g}, M = {d['n_centers']}; seed {d['seed']})\n")
+        if recheck:
+            print(f"### Refit check: `{name}` (commit {e['commit']}) refitted at commit "
+                  f"{d['commit']}\n")
+            how = f"refitted with the same options at commit {d['commit']}"
+        else:
+            print(f"### Schedule check: {d['schedule']} vs converged, {d['benchmark']} "
+                  f"(λ = {d['lam']:g}, M = {d['n_centers']}; seed {d['seed']})\n")
+            how = f"refitted with the {d['schedule']} schedule"
         print(header(d))
         print(f"The first {d['null']['n_ok']} null toys and the first "
               f"{next(iter(d['signals'].values()))['n_ok']} toys of each signal of "
-              f"`{name}`, refitted with the {d['schedule']} schedule (same data sets, same "
-              "centres). Per width: correlation of t between the schedules, and the mean "
-              "and largest |Δt| in units of the converged null standard deviation.\n")
+              f"`{name}`, {how} (same data sets, same centres). Per width: correlation of "
+              "t between the two fits, and the mean and largest |Δt| in units of the "
+              "stored null standard deviation.\n")
         sd = np.asarray(e["null"]["t"]).std(0, ddof=1)
         print("| toys | " + " | ".join(f"σ = {s:g}" for s in d["sigmas"]) + " |")
         print("|---" * (1 + len(d["sigmas"])) + "|")
@@ -563,9 +590,32 @@ def schedule_check() -> None:
             for k in range(a.shape[1]):
                 r = np.corrcoef(a[:, k], b[:, k])[0, 1]
                 dz = np.abs(a[:, k] - b[:, k]) / sd[k]
-                cells.append(f"{r:.4f} ({dz.mean():.3f}, {dz.max():.2f})")
+                cells.append(f"{r:.4f} ({dz.mean():.1e}, {dz.max():.1e})" if recheck
+                             else f"{r:.4f} ({dz.mean():.3f}, {dz.max():.2f})")
             print(f"| {label} | " + " | ".join(cells) + " |")
         print()
+        if recheck:
+            # every refitted signal toy scored against the stored study's null toys
+            T0 = np.asarray(e["null"]["t"])
+            tests = [f"sigma={s:g}" for s in d["sigmas"]] + list(e["combinations"])
+            flips = total = 0
+            for s, v in d["signals"].items():
+                a = np.asarray(v["t"])
+                b = np.asarray(e["signals"][s]["t"])[: len(a)]
+                for test in tests:
+                    if test.startswith("sigma="):
+                        k = tests.index(test)
+                        pa, pb = empirical_p(a[:, k], T0[:, k])[0], \
+                            empirical_p(b[:, k], T0[:, k])[0]
+                    else:
+                        pa = combined_pvalues(a, T0, test, e["temperature"])[1]
+                        pb = combined_pvalues(b, T0, test, e["temperature"])[1]
+                    for z in (2.0, 3.0):
+                        flips += int(np.sum((pa <= sps.norm.sf(z)) != (pb <= sps.norm.sf(z))))
+                        total += len(a)
+            print(f"Scored against the stored study's {len(T0)} null toys, {flips} of "
+                  f"{total} decisions (signal toys × tests {', '.join(tests)} × Z ≥ 2, 3) "
+                  "differ between the two fits.\n")
 
 
 def _kept(entry: dict) -> list[int] | None:
@@ -815,5 +865,5 @@ if __name__ == "__main__":
     tail_pvalues()
     lam_scan()
     lam_pilot()
-    schedule_check()
+    refit_checks()
     shape_only_check()
