@@ -21,6 +21,7 @@ from nplearn.power import (
     power_summary,
     recombine,
     study_benchmark,
+    threshold_size,
 )
 
 
@@ -45,6 +46,56 @@ def test_power_summary_by_hand():
     assert s["median_z"] == pytest.approx(sps.norm.isf(0.01))
 
 
+def test_threshold_size_steps():
+    # k = floor(1.35e-3 (n + 1)): Z >= 3 is unreachable below 740 null toys
+    # (the steps extend_null's docstring lists)
+    ns = (739, 740, 1480, 1481, 2221, 2222, 2962, 2963, 6000)
+    assert [threshold_size(n, 3.0)["k"] for n in ns] == [0, 1, 1, 2, 2, 3, 3, 4, 8]
+    th = threshold_size(1000, 3.0)
+    assert th["size"] == pytest.approx(1 / 1001)
+    assert th["z_effective"] == pytest.approx(sps.norm.isf(1 / 1001))
+    assert th["size_lo"] < th["size"] < th["size_hi"]
+    assert threshold_size(500, 3.0)["z_effective"] == np.inf
+    with pytest.raises(InputError, match="n_null"):
+        threshold_size(0, 3.0)
+
+
+def test_threshold_size_is_the_law_of_the_empirical_threshold():
+    """Simulated null sets: the Z >= 2 rule of empirical p-values rejects exactly beyond
+    the k-th largest null toy, and that threshold's true size (for a uniform null,
+    one minus the order statistic) follows the stated Beta law: each 16% tail holds
+    16% of the simulations within four binomial standard errors (0.011 at 20000)."""
+    from nplearn.multitest import empirical_p
+
+    rng = np.random.default_rng(21)
+    n, reps = 200, 20000
+    th = threshold_size(n, 2.0)
+    k = th["k"]
+    assert k == 4
+    null = rng.uniform(size=n)
+    kth = np.sort(null)[-k]
+    p, _ = empirical_p(np.array([kth + 1e-9, kth - 1e-9]), null)
+    assert p[0] <= sps.norm.sf(2.0) < p[1]
+    sizes = 1.0 - np.sort(rng.uniform(size=(reps, n)), axis=1)[:, -k]
+    tol = 4 * np.sqrt(0.16 * 0.84 / reps)
+    assert np.mean(sizes < th["size_lo"]) == pytest.approx(0.16, abs=tol)
+    assert np.mean(sizes > th["size_hi"]) == pytest.approx(0.16, abs=tol)
+    assert sizes.mean() == pytest.approx(th["size"], rel=4 * np.sqrt(1 / k) / np.sqrt(reps))
+
+
+def test_threshold_band_by_hand():
+    # 1000 null toys: p-values on the grid j / 1001; Z >= 2 rejects j <= 22
+    th = threshold_size(1000, 2.0)
+    assert th["k"] == 22
+    j_lo, j_hi = int(th["size_lo"] * 1001), int(th["size_hi"] * 1001)
+    assert j_lo < 22 < j_hi
+    p = np.arange(1, 51) / 1001.0  # one toy at each of the 50 smallest p-values
+    s = power_summary(p, (2.0,), n_null=1000)["power"]["2"]
+    assert s["k"] == 22
+    assert s["threshold_band68"] == [j_lo / 50, j_hi / 50]
+    assert "threshold_band68" not in power_summary(p, (2.0,))["power"]["2"]
+
+
 SMALL = dict(n_null=50, n_signal=12, sigmas=(0.3, 1.5), n_centers=100, lam=1e-6,
              ideal_toys=400, seed=3)
 
@@ -63,7 +114,13 @@ def test_small_power_study(tmp_path):
     # 360 signal events on 200 expected: beyond every one of the 50 null toys (p = 1/51)
     assert sig["tests"]["min-p"]["power"]["2"]["value"] == 1.0
     assert sig["ideal"]["median_z"] > 5
-    assert "min-p" in format_power_table(res)
+    table = format_power_table(res)
+    assert "min-p" in table and "Z >= 3 cannot be reached with 50 null toys" in table
+    assert "Z >= 2: p <= 1/51, beyond every one of the 50 null toys" in table
+    # Z >= 2 rests on the largest of 50 null toys: the low end of its size range is
+    # below 1/51 (not resolvable), the high end is the same single toy
+    assert sig["tests"]["min-p"]["power"]["2"]["threshold_band68"] == [None, 1.0]
+    assert sig["tests"]["min-p"]["power"]["3"]["threshold_band68"] == [None, None]
     json.dumps(res)
     # the raw statistics are kept, and recomputing the combinations from them gives
     # the numbers of the study; a study without them is refused
