@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def test_threshold_size_is_the_law_of_the_empirical_threshold():
     """Simulated null sets: the Z >= 2 rule of empirical p-values rejects exactly beyond
     the k-th largest null toy, and that threshold's true size (for a uniform null,
     one minus the order statistic) follows the stated Beta law: each 16% tail holds
-    16% of the simulations within four binomial standard errors (0.011 at 20000)."""
+    16% of the simulations within four binomial standard errors (0.0104 at 20000)."""
     from nplearn.multitest import empirical_p
 
     rng = np.random.default_rng(21)
@@ -87,13 +88,29 @@ def test_threshold_band_by_hand():
     # 1000 null toys: p-values on the grid j / 1001; Z >= 2 rejects j <= 22
     th = threshold_size(1000, 2.0)
     assert th["k"] == 22
-    j_lo, j_hi = int(th["size_lo"] * 1001), int(th["size_hi"] * 1001)
+    # the range's ends rounded outward onto the grid
+    j_lo, j_hi = math.floor(th["size_lo"] * 1001), math.ceil(th["size_hi"] * 1001)
     assert j_lo < 22 < j_hi
     p = np.arange(1, 51) / 1001.0  # one toy at each of the 50 smallest p-values
     s = power_summary(p, (2.0,), n_null=1000)["power"]["2"]
     assert s["k"] == 22
     assert s["threshold_band68"] == [j_lo / 50, j_hi / 50]
     assert "threshold_band68" not in power_summary(p, (2.0,))["power"]["2"]
+
+
+def test_threshold_band_single_toy():
+    # Z >= 3 with 1000 null toys rests on the largest one (k = 1): Beta(1, 1000),
+    # whose quantiles are closed-form
+    th = threshold_size(1000, 3.0)
+    assert th["k"] == 1
+    assert th["size_lo"] == pytest.approx(1 - 0.84 ** (1 / 1000))
+    assert th["size_hi"] == pytest.approx(1 - 0.16 ** (1 / 1000))
+    # 0.00017 * 1001 < 1: the low end is unresolvable; 0.0018 * 1001 = 1.83 rounds
+    # out to the second grid point, so the high end counts toys at p <= 2/1001
+    p = np.array([1, 1, 2, 2, 2, 3, 50]) / 1001.0
+    band = power_summary(p, (3.0,), n_null=1000)["power"]["3"]
+    assert band["value"] == pytest.approx(2 / 7)
+    assert band["threshold_band68"] == [None, pytest.approx(5 / 7)]
 
 
 SMALL = dict(n_null=50, n_signal=12, sigmas=(0.3, 1.5), n_centers=100, lam=1e-6,
@@ -118,7 +135,7 @@ def test_small_power_study(tmp_path):
     assert "min-p" in table and "Z >= 3 cannot be reached with 50 null toys" in table
     assert "Z >= 2: p <= 1/51, beyond every one of the 50 null toys" in table
     # Z >= 2 rests on the largest of 50 null toys: the low end of its size range is
-    # below 1/51 (not resolvable), the high end is the same single toy
+    # below 1/51 (not resolvable), the high end rounds out to p <= 2/51
     assert sig["tests"]["min-p"]["power"]["2"]["threshold_band68"] == [None, 1.0]
     assert sig["tests"]["min-p"]["power"]["3"]["threshold_band68"] == [None, None]
     json.dumps(res)

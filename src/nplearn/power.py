@@ -23,8 +23,10 @@ That threshold is itself a random variable: beyond the ``k``-th largest of
 ``n_null`` toys, its true size follows Beta(k, n_null + 1 - k), a relative spread of
 about ``1/sqrt(k)`` (±50% for Z >= 3 with 3000 null toys) that is shared by every
 signal of a study and is not in the Clopper-Pearson intervals.
-:func:`threshold_size` gives its 68% range, and every power records
-``threshold_band68``: the power at the two ends of that range.
+:func:`threshold_size` gives its 68% range, and every power a study writes records
+``threshold_band68``: the power with the threshold moved out to the attainable
+p-values just beyond the two ends of that range (a sensitivity range, not an
+interval on the power).
 """
 
 from __future__ import annotations
@@ -126,10 +128,27 @@ def power_summary(p: np.ndarray, z_thresholds: Sequence[float] = (2.0, 3.0),
     Z with its 16/84% quantiles, from the signal toys' p-values.
 
     With ``n_null`` (the null toys the p-values come from) each power also records
-    ``threshold_band68``: the fraction of toys with ``p`` at most the two ends of
-    the 68% range of the threshold's true size (:func:`threshold_size`), i.e. how
-    far the power moves with the noise of the null toys beyond the threshold
-    (``None`` for an end below ``1 / (n_null + 1)``, which these toys cannot resolve).
+    ``threshold_band68``, a sensitivity range: the fraction of toys with ``p`` at
+    most the attainable p-values (multiples of ``1 / (n_null + 1)``) just outside
+    the 68% range of the threshold's true size (:func:`threshold_size`), the lower
+    end rounded down and the upper end up. It shows how far the power moves with
+    the noise of the null toys beyond the threshold; ``None`` for a lower end below
+    ``1 / (n_null + 1)``, which these toys cannot resolve.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        The signal toys' p-values (failed fits as p = 1).
+    z_thresholds : sequence of float
+        The Z thresholds to report power at.
+    n_null : int, optional
+        Null toys behind the p-values; enables ``threshold_band68``.
+
+    Returns
+    -------
+    dict
+        ``n_toys``; ``power`` keyed by ``f"{z:g}"`` with ``value``, ``lo68``,
+        ``hi68``, ``k`` (and ``threshold_band68``); ``median_z``, ``z16``, ``z84``.
     """
     p = np.asarray(p, dtype=np.float64)
     out: dict[str, Any] = {"n_toys": int(p.size), "power": {}}
@@ -140,13 +159,15 @@ def power_summary(p: np.ndarray, z_thresholds: Sequence[float] = (2.0, 3.0),
                                    "lo68": lo, "hi68": hi, "k": k}
         if n_null is not None and p.size:
             th = threshold_size(n_null, zt)
-            # p-values are multiples of 1/(n + 1): compare on that grid; a size
-            # below 1/(n + 1) cannot be measured with these toys (None)
+            # p-values are multiples of 1/(n + 1): round each end of the range
+            # outward onto that grid; a size below 1/(n + 1) cannot be measured
+            # with these toys (None)
             ranks = p * (n_null + 1)
+            ends = (math.floor(th["size_lo"] * (n_null + 1) + 1e-9),
+                    math.ceil(th["size_hi"] * (n_null + 1) - 1e-9))
             out["power"][f"{zt:g}"]["threshold_band68"] = [
                 None if j < 1 else float(np.count_nonzero(ranks <= j + 1e-9)) / p.size
-                for j in (math.floor(u * (n_null + 1) + 1e-9)
-                          for u in (th["size_lo"], th["size_hi"]))]
+                for j in ends]
     # quantiles of p (Z is decreasing in p; a toy with p = 1 has Z = -inf)
     if p.size:
         p84, p50, p16 = np.quantile(p, [0.84, 0.5, 0.16])
@@ -762,14 +783,33 @@ def format_power_table(result: dict[str, Any], z: str = "3") -> str:
             cell(result["signals"][s]["ideal"]) for s in sigs) + " |")
     n = int(result.get("null", {}).get("n_ok", 0))
     if n > 0:
+        banded = any("threshold_band68" in pw
+                     for s in sigs for e in result["signals"][s]["tests"].values()
+                     for pw in e["power"].values() if isinstance(pw, dict))
         lines.append("")
-        lines.extend(threshold_note(n, float(z)) for z in result["z_thresholds"])
+        lines.extend(threshold_note(n, float(zt), banded) for zt in result["z_thresholds"])
     return "\n".join(lines)
 
 
-def threshold_note(n_null: int, z: float) -> str:
+def threshold_note(n_null: int, z: float, banded: bool = False) -> str:
     """One line on the ``Z >= z`` threshold of ``n_null`` null toys and the noise of
-    its true size (:func:`threshold_size`)."""
+    its true size (:func:`threshold_size`).
+
+    Parameters
+    ----------
+    n_null : int
+        Null toys the threshold comes from.
+    z : float
+        The Z threshold.
+    banded : bool
+        Whether the powers this line accompanies carry ``threshold_band68``
+        (studies written before that field existed do not); adds a pointer to it.
+
+    Returns
+    -------
+    str
+        The line (no trailing newline).
+    """
     th = threshold_size(n_null, z)
     if th["k"] == 0:
         return (f"Z >= {z:g} cannot be reached with {n_null} null toys "
@@ -778,5 +818,6 @@ def threshold_note(n_null: int, z: float) -> str:
     return (f"Z >= {z:g}: p <= {th['k']}/{n_null + 1}, beyond {beyond} of the {n_null} null "
             f"toys (Z >= {th['z_effective']:.3f}); the true size of this threshold lies in "
             f"{th['size_lo']:#.2g}-{th['size_hi']:#.2g} (68%; nominal {th['nominal']:.3g}) "
-            "for every signal alike; each power's threshold_band68 in the JSON is the "
-            "power at those two sizes.")
+            "for every signal alike"
+            + ("; each power's threshold_band68 in the JSON is the power with the "
+               "threshold moved just outside that range." if banded else "."))
