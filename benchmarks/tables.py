@@ -721,6 +721,33 @@ def widths_cost() -> None:
     print()
 
 
+def preconditioner() -> None:
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("preconditioner_*.json"))]
+    if not runs:
+        return
+    print("### PCG preconditioner of the converged schedule (`preconditioner.py`)\n")
+    print(f"_{runs[0]['machine']}; {runs[0]['threads']} torch threads; PCG forced "
+          "(`inner=\"cg\"`), one width, the same toys for both_\n")
+    print("centres: Falkon's Hessian estimate on the M candidate centres (kept by the "
+          "one-step schedule); sample: on a weight-proportional subsample of the events "
+          "(the converged schedule's default). Medians over toys; |Δt|: the largest "
+          "difference of t between the two.\n")
+    print("| case | commit | σ | M | rank | toys | time centres / sample | setup | "
+          "CG iterations centres / sample | Newton steps | max abs dt (t ≈) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for d in runs:
+        r = {x["preconditioner"]: x for x in d["rows"]}
+        c, s = r["centres"], r["sample"]
+        case = f"{d['benchmark']} (N_R = {d['n_ref']}, N(R) = {d['expected']:g})"
+        print(f"| {case} | {d['commit']} | {d['sigma']:g} | {d['n_centers']} "
+              f"| {d['median_rank']:g} | {d['toys']} "
+              f"| {c['median_s']:.2f} s / {s['median_s']:.2f} s "
+              f"| {s['median_setup_s']:.2f} s | {c['median_cg']:g} / {s['median_cg']:g} "
+              f"| {c['median_newton']:g} / {s['median_newton']:g} "
+              f"| {d['max_abs_dt']:.1e} ({d['median_t']:.3g}) |")
+    print()
+
+
 def tail_pvalues() -> None:
     d = load("tail_pvalues")
     if not d:
@@ -859,6 +886,7 @@ if __name__ == "__main__":
     scaling()
     profile()
     widths_cost()
+    preconditioner()
     power()
     size_check()
     published_rule()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from nplearn import InputError, KernelLogisticRegression
-from nplearn.learners.kernel import default_rank_tol, pivoted_cholesky
+from nplearn.learners import kernel as kernel_mod
+from nplearn.learners.kernel import default_rank_tol, pivoted_cholesky, weighted_subsample
 from nplearn.learners.reference import dense_newton
 from nplearn.learners.reference import gaussian_kernel_np as gauss
 
@@ -140,6 +141,79 @@ def test_cg_and_direct_agree(rng):
     b = KernelLogisticRegression(inner="cg", **kw).fit(X, y, sw)
     assert b.fit_info_.n_cg > 0 and a.fit_info_.n_cg == 0
     np.testing.assert_allclose(a.train_decision_, b.train_decision_, atol=1e-6)
+
+
+def test_weighted_subsample():
+    # 1% heavy events (weight 1) among light ones (weight 0.01), in random order,
+    # plus events of weight zero
+    rng = np.random.default_rng(4)
+    w = np.where(rng.uniform(size=20400) < 200 / 20400, 1.0, 0.01)
+    w[rng.choice(w.size, 50, replace=False)] = 0.0
+    sw = torch.as_tensor(w)
+    idx, pi = weighted_subsample(sw, 2000)
+    idx2, pi2 = weighted_subsample(sw, 2000)
+    assert torch.equal(idx, idx2) and torch.equal(pi, pi2)  # no random state
+    assert abs(idx.numel() - 2000) <= 1  # systematic sampling: the expected size
+    heavy = np.flatnonzero(w == 1.0)
+    assert set(heavy) <= set(idx.tolist())  # inclusion probability 1
+    assert np.all(w[idx.numpy()] > 0)
+    # pi = min(1, c w): 1 for the heavy events, one common value for the light ones
+    # such that all the pi sum to the size asked for
+    light = w[idx.numpy()] == 0.01
+    assert np.all(pi.numpy()[~light] == 1.0)
+    c = (2000 - heavy.size) / (0.01 * np.count_nonzero(w == 0.01))
+    np.testing.assert_allclose(pi.numpy()[light], 0.01 * c, rtol=1e-12)
+    # Horvitz-Thompson: sum over the sample of a / pi estimates the total. The light
+    # events are sampled at ~9%: ~1800 of them for a U(0, 1) feature, a relative
+    # error of about 0.58 / sqrt(1800) = 1.4% on their half; 5% is 3.6 standard errors
+    a = rng.uniform(size=w.size)
+    est = float((torch.as_tensor(a * w)[idx] / pi).sum())
+    assert est == pytest.approx(float((a * w).sum()), rel=0.05)
+    # asking for more than there are events of positive weight takes them all
+    idx, pi = weighted_subsample(sw, 30000)
+    assert idx.numel() == np.count_nonzero(w) and bool((pi == 1).all())
+
+
+def test_sample_preconditioner(rng):
+    # n below the subsample size: the preconditioner is the exact Hessian where it is
+    # built (the first Newton step; later steps reuse it), so that PCG solve takes a
+    # single iteration
+    X, y, sw = make_classification(rng, n_ref=300, n_data=40)
+    kw = dict(sigma=1.0, n_centers=100, lam=1e-5, inner="cg", tol=1e-12, cg_tol=1e-9,
+              random_state=2)
+    m = KernelLogisticRegression(**kw).fit(X, y, sw)
+    assert m.fit_info_.preconditioner == "sample"
+    assert m.fit_info_.history[0]["n_cg"] == 1 < m.fit_info_.n_cg
+    # the same solution as the direct solve (which has no preconditioner); the
+    # dense-Newton comparison of PCG with this preconditioner is
+    # test_matches_dense_newton_well_conditioned[cg]
+    direct = KernelLogisticRegression(**{**kw, "inner": "direct"}).fit(X, y, sw)
+    assert direct.fit_info_.preconditioner == "none"
+    # (both stop at n (J - J*) <= 1e-12; f is that loosely fixed only along the
+    # weakly regularised directions, ~1e-7 of its range)
+    np.testing.assert_allclose(m.train_decision_, direct.train_decision_, rtol=0,
+                               atol=1e-6 * np.abs(direct.train_decision_).max())
+    assert m.fit_info_.objective == pytest.approx(direct.fit_info_.objective, rel=1e-12)
+    # the one-step (published) schedule keeps Falkon's centre preconditioner
+    one = KernelLogisticRegression(**{**kw, "schedule": "onestep"}).fit(X, y, sw)
+    assert one.fit_info_.preconditioner == "centres"
+
+
+def test_sample_preconditioner_on_a_small_heavy_data_sample(rng, monkeypatch):
+    # 1% data events carrying half the weight (the 1D benchmark's shape): the
+    # weighted subsample takes them all and PCG needs fewer iterations than with the
+    # centre estimate, for the same solution
+    x = np.r_[rng.exponential(size=20000), rng.exponential(size=200)][:, None]
+    y = np.r_[np.zeros(20000), np.ones(200)]
+    sw = np.r_[np.full(20000, 0.01), np.ones(200)]
+    kw = dict(sigma=0.05, n_centers=400, lam=1e-6, inner="cg", tol=1e-10, random_state=1)
+    a = KernelLogisticRegression(**kw).fit(x, y, sw)
+    monkeypatch.setattr(kernel_mod, "CONVERGED_PRECONDITIONER", "centres")
+    b = KernelLogisticRegression(**kw).fit(x, y, sw)
+    assert (a.fit_info_.preconditioner, b.fit_info_.preconditioner) == ("sample", "centres")
+    assert a.fit_info_.converged and b.fit_info_.converged
+    assert a.fit_info_.n_cg < b.fit_info_.n_cg
+    np.testing.assert_allclose(a.train_decision_, b.train_decision_, atol=1e-5)
 
 
 def test_float32_close_to_float64(rng):
