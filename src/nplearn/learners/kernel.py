@@ -88,11 +88,18 @@ ONESTEP_CG_TOL = math.sqrt(1e-7)
 #: PCG relative tolerance of the warm-start solve (a starting point needs no more).
 WARM_START_CG_TOL = 1e-3
 #: Converged schedule: the PCG preconditioner is the Hessian estimated on about
-#: ``max(M, min(PRECOND_SAMPLE_FACTOR * r, 4 M))`` events (at most ``n``) drawn with
-#: probability proportional to their weight (systematic sampling, Horvitz-Thompson
-#: weights). The centres alone under-represent a small, heavily weighted data sample
-#: (1% of the events in the 1D benchmark, half of the Hessian).
+#: ``max(M, min(PRECOND_SAMPLE_FACTOR * r, 4 M, PRECOND_COST_FACTOR * n / r))``
+#: events (at most ``n``) drawn with probability proportional to their weight
+#: (systematic sampling, Horvitz-Thompson weights). The centres alone
+#: under-represent a small, heavily weighted data sample (1% of the events in the
+#: 1D benchmark, half of the Hessian).
 PRECOND_SAMPLE_FACTOR = 16
+#: Caps the subsample so that building the preconditioner (``2 s r^2`` flops, one
+#: matrix product) costs at most as many flops as ``PRECOND_COST_FACTOR / 2``
+#: Hessian-vector products (``4 n r`` flops each, memory-bound): beyond that the
+#: build outweighs the CG iterations it saves (5D, r = 3000: 48000 events cost
+#: more than 12 iterations saved).
+PRECOND_COST_FACTOR = 80
 #: Preconditioner of the converged schedule (``"centres"`` restores the Falkon
 #: estimate; the solution is the same to the convergence tolerance, only the CG
 #: iteration count changes). The one-step schedule always uses ``"centres"``.
@@ -739,7 +746,8 @@ class _NewtonSolver:
     def precond_sample_size(self) -> int:
         """Events in the weighted subsample of the ``"sample"`` preconditioner."""
         M, r = self.L_M.shape[0], self.feat.r
-        return min(self.n, max(M, min(PRECOND_SAMPLE_FACTOR * r, 4 * M)))
+        cap = PRECOND_COST_FACTOR * self.n // max(r, 1)
+        return min(self.n, max(M, min(PRECOND_SAMPLE_FACTOR * r, 4 * M, cap)))
 
     def _build_preconditioner(self, d2: torch.Tensor) -> torch.Tensor:
         """Inverse (dense, float64) of the Hessian estimated on a subsample.
