@@ -197,6 +197,11 @@ def test_sample_preconditioner(rng):
     # the one-step (published) schedule keeps Falkon's centre preconditioner
     one = KernelLogisticRegression(**{**kw, "schedule": "onestep"}).fit(X, y, sw)
     assert one.fit_info_.preconditioner == "centres"
+    # so does the converged schedule when the affordable subsample (80 n / r events)
+    # is not larger than the M centres
+    wide = KernelLogisticRegression(**{**kw, "sigma": 0.2, "n_centers": 300}).fit(X, y, sw)
+    assert 80 * X.shape[0] // wide.rank_ <= 300
+    assert wide.fit_info_.preconditioner == "centres" and wide.fit_info_.converged
 
 
 def test_sample_preconditioner_on_a_small_heavy_data_sample(rng, monkeypatch):

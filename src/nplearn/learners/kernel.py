@@ -88,11 +88,11 @@ ONESTEP_CG_TOL = math.sqrt(1e-7)
 #: PCG relative tolerance of the warm-start solve (a starting point needs no more).
 WARM_START_CG_TOL = 1e-3
 #: Converged schedule: the PCG preconditioner is the Hessian estimated on about
-#: ``max(M, min(PRECOND_SAMPLE_FACTOR * r, 4 M, PRECOND_COST_FACTOR * n / r))``
-#: events (at most ``n``) drawn with probability proportional to their weight
-#: (systematic sampling, Horvitz-Thompson weights). The centres alone
-#: under-represent a small, heavily weighted data sample (1% of the events in the
-#: 1D benchmark, half of the Hessian).
+#: ``min(n, PRECOND_SAMPLE_FACTOR * r, 4 M, PRECOND_COST_FACTOR * n / r)`` events
+#: drawn with probability proportional to their weight (systematic sampling,
+#: Horvitz-Thompson weights), or on the ``M`` centres when that is not more than
+#: ``M``. The centres alone under-represent a small, heavily weighted data sample
+#: (1% of the events in the 1D benchmark, half of the Hessian).
 PRECOND_SAMPLE_FACTOR = 16
 #: Caps the subsample so that building the preconditioner (``2 s r^2`` flops, one
 #: matrix product) costs at most as many flops as ``PRECOND_COST_FACTOR / 2``
@@ -668,11 +668,16 @@ class _NewtonSolver:
         if precond not in PRECONDITIONERS:
             raise ValueError(f"unknown preconditioner {precond!r}")
         self.feat, self.sw, self.lam = feat, sw, lam
+        self.n = feat.n
+        self.L_M = L_M
+        # a subsample no larger than the M centres would cost more than their
+        # estimate (whose features L_M come free with the pivoted Cholesky)
+        if precond == "sample" and self.precond_sample_size() <= L_M.shape[0]:
+            precond = "centres"
         self.precond = precond
         self._sample: tuple[torch.Tensor, torch.Tensor] | None = None
         self.loss = _Loss(sign, sw)
-        self.n = feat.n
-        self.L_M, self.center_idx = L_M, center_idx
+        self.center_idx = center_idx
         self.inner, self.cg_tol, self.cg_max_iter = inner, cg_tol, cg_max_iter
         self._precond: torch.Tensor | None = None
         self._fresh_cg = -1
@@ -747,7 +752,7 @@ class _NewtonSolver:
         """Events in the weighted subsample of the ``"sample"`` preconditioner."""
         M, r = self.L_M.shape[0], self.feat.r
         cap = PRECOND_COST_FACTOR * self.n // max(r, 1)
-        return min(self.n, max(M, min(PRECOND_SAMPLE_FACTOR * r, 4 * M, cap)))
+        return min(self.n, PRECOND_SAMPLE_FACTOR * r, 4 * M, cap)
 
     def _build_preconditioner(self, d2: torch.Tensor) -> torch.Tensor:
         """Inverse (dense, float64) of the Hessian estimated on a subsample.
@@ -1365,7 +1370,7 @@ class KernelLogisticRegression:
         t_end = time.perf_counter()
         M = basis.n_candidates
         info.n_centers, info.rank, info.rank_tol = M, r, basis.rank_tol
-        info.preconditioner = precond if info.n_cg > 0 else "none"
+        info.preconditioner = solver.precond if info.n_cg > 0 else "none"
         info.rank_residual, info.materialised = basis.residual, feat.materialised
         info.time_setup, info.time_solve, info.time_total = (
             t_setup - t0, t_end - t_setup, t_end - t0)
