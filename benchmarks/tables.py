@@ -700,7 +700,8 @@ def widths_cost() -> None:
     if not runs:
         return
     print("### Cost of several kernel widths per toy (`widths_cost.py`)\n")
-    print(f"_{runs[0]['machine']}; {runs[0]['threads']} torch threads_\n")
+    print(f"_{runs[0]['threads']} torch threads; each row names its machine after the "
+          "commit_\n")
     print("Median time per toy over the same toys; ratio = median over toys of (time with all "
           "widths) / (sum of the single-width times). |Δt| warm − cold: largest difference of "
           "t over toys and widths.\n")
@@ -712,7 +713,8 @@ def widths_cost() -> None:
         alone, cold, warm = (r["each width alone (sum)"], r["all widths, cold"],
                              r["all widths, warm"])
         case = f"{d['benchmark']} (N_R = {d['n_ref']}, N(R) = {d['expected']:g})"
-        print(f"| {case} | {d['commit']} | {', '.join(f'{s:g}' for s in d['sigmas'])} "
+        print(f"| {case} | {d['commit']} ({d['machine'].split(',')[0]}) "
+              f"| {', '.join(f'{s:g}' for s in d['sigmas'])} "
               f"| {d['n_centers']} | {d['centers_mode']} | {alone['median_s']:.2f} s "
               f"| {cold['median_s']:.2f} s ({cold['ratio_to_alone']:.2f}) "
               f"| {warm['median_s']:.2f} s ({warm['ratio_to_alone']:.2f}) "
