@@ -695,19 +695,30 @@ def shape_only_check() -> None:
         print()
 
 
+def _runs_table(pattern: str, title: str, italic: Callable[[dict], str], text: str,
+                columns: list[str]) -> list[dict]:
+    """The results matching ``pattern``; when there are any, prints the table's
+    heading, its italic line (from the first run), ``text`` and the column header."""
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(pattern))]
+    if runs:
+        print(f"### {title}\n")
+        print(f"_{italic(runs[0])}_\n")
+        print(f"{text}\n")
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
+    return runs
+
+
 def widths_cost() -> None:
-    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("widths_cost_*.json"))]
-    if not runs:
-        return
-    print("### Cost of several kernel widths per toy (`widths_cost.py`)\n")
-    print(f"_{runs[0]['threads']} torch threads; each row names its machine after the "
-          "commit_\n")
-    print("Median time per toy over the same toys; ratio = median over toys of (time with all "
-          "widths) / (sum of the single-width times). |Δt| warm − cold: largest difference of "
-          "t over toys and widths.\n")
-    print("| case | commit | widths | M | centres | each width alone (sum) | all widths, cold "
-          "| all widths, warm | Newton steps alone / cold / warm | max abs dt warm - cold |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    runs = _runs_table(
+        "widths_cost_*.json", "Cost of several kernel widths per toy (`widths_cost.py`)",
+        lambda d: f"{d['threads']} torch threads; each row names its machine after the commit",
+        "Median time per toy over the same toys; ratio = median over toys of (time with all "
+        "widths) / (sum of the single-width times). |Δt| warm − cold: largest difference of "
+        "t over toys and widths.",
+        ["case", "commit", "widths", "M", "centres", "each width alone (sum)",
+         "all widths, cold", "all widths, warm", "Newton steps alone / cold / warm",
+         "max abs dt warm - cold"])
     for d in runs:
         r = {x["config"]: x for x in d["rows"]}
         alone, cold, warm = (r["each width alone (sum)"], r["all widths, cold"],
@@ -720,23 +731,22 @@ def widths_cost() -> None:
               f"| {warm['median_s']:.2f} s ({warm['ratio_to_alone']:.2f}) "
               f"| {alone['newton_steps']:g} / {cold['newton_steps']:g} / "
               f"{warm['newton_steps']:g} | {d['max_abs_dt_warm_vs_cold']:.1e} |")
-    print()
+    if runs:
+        print()
 
 
 def preconditioner() -> None:
-    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("preconditioner_*.json"))]
-    if not runs:
-        return
-    print("### PCG preconditioner of the converged schedule (`preconditioner.py`)\n")
-    print(f"_{runs[0]['machine']}; {runs[0]['threads']} torch threads; PCG forced "
-          "(`inner=\"cg\"`), one width, the same toys for both_\n")
-    print("centres: Falkon's Hessian estimate on the M candidate centres (kept by the "
-          "one-step schedule); sample: on a weight-proportional subsample of the events "
-          "(the converged schedule's default). Medians over toys; |Δt|: the largest "
-          "difference of t between the two.\n")
-    print("| case | commit | σ | M | rank | toys | time centres / sample | setup | "
-          "CG iterations centres / sample | Newton steps | max abs dt (t ≈) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    runs = _runs_table(
+        "preconditioner_*.json",
+        "PCG preconditioner of the converged schedule (`preconditioner.py`)",
+        lambda d: f"{d['machine']}; {d['threads']} torch threads; PCG forced "
+                  "(`inner=\"cg\"`), one width, the same toys for both",
+        "centres: Falkon's Hessian estimate on the M candidate centres (kept by the "
+        "one-step schedule); sample: on a weight-proportional subsample of the events "
+        "(the converged schedule's default). Medians over toys; |Δt|: the largest "
+        "difference of t between the two.",
+        ["case", "commit", "σ", "M", "rank", "toys", "time centres / sample", "setup",
+         "CG iterations centres / sample", "Newton steps", "max abs dt (t ≈)"])
     for d in runs:
         r = {x["preconditioner"]: x for x in d["rows"]}
         c, s = r["centres"], r["sample"]
@@ -747,7 +757,8 @@ def preconditioner() -> None:
               f"| {s['median_setup_s']:.2f} s | {c['median_cg']:g} / {s['median_cg']:g} "
               f"| {c['median_newton']:g} / {s['median_newton']:g} "
               f"| {d['max_abs_dt']:.1e} ({d['median_t']:.3g}) |")
-    print()
+    if runs:
+        print()
 
 
 def tail_pvalues() -> None:
