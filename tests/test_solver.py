@@ -8,7 +8,13 @@ import torch
 
 from nplearn import InputError, KernelLogisticRegression
 from nplearn.learners import kernel as kernel_mod
-from nplearn.learners.kernel import default_rank_tol, pivoted_cholesky, weighted_subsample
+from nplearn.learners.kernel import (
+    NystromBasis,
+    _NewtonSolver,
+    default_rank_tol,
+    pivoted_cholesky,
+    weighted_subsample,
+)
 from nplearn.learners.reference import dense_newton
 from nplearn.learners.reference import gaussian_kernel_np as gauss
 
@@ -165,13 +171,54 @@ def test_weighted_subsample():
     np.testing.assert_allclose(pi.numpy()[light], 0.01 * c, rtol=1e-12)
     # Horvitz-Thompson: sum over the sample of a / pi estimates the total. The light
     # events are sampled at ~9%: ~1800 of them for a U(0, 1) feature, a relative
-    # error of about 0.58 / sqrt(1800) = 1.4% on their half; 5% is 3.6 standard errors
+    # error of about 0.58 / sqrt(1800) = 1.4% on their half, 0.7% on the total;
+    # 3% is about 4 standard errors
     a = rng.uniform(size=w.size)
     est = float((torch.as_tensor(a * w)[idx] / pi).sum())
-    assert est == pytest.approx(float((a * w).sum()), rel=0.05)
+    assert est == pytest.approx(float((a * w).sum()), rel=0.03)
     # asking for more than there are events of positive weight takes them all
     idx, pi = weighted_subsample(sw, 30000)
     assert idx.numel() == np.count_nonzero(w) and bool((pi == 1).all())
+    # float32 weights, and weights spanning 120 orders of magnitude (many capped):
+    # the inclusion probabilities still sum to the size asked for, exactly
+    for weights, size in ((torch.as_tensor(w, dtype=torch.float32), 2000),
+                          (2.0 ** -torch.arange(400.0, dtype=torch.float64), 300)):
+        idx, pi = weighted_subsample(weights, size)
+        assert idx.numel() == size
+    # two events, weights 3 and 7, one to take: pi = 0.3, 0.7
+    idx, pi = weighted_subsample(torch.tensor([3.0, 7.0]), 1)
+    assert idx.tolist() == [1] and float(pi[0]) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("mode", ["phi", "kernel", "lazy"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sample_preconditioner_is_the_weighted_hessian_estimate(rng, mode, dtype):
+    # the built matrix against sum_S (d2_i / pi_i) phi_i phi_i^T / n + lam I written
+    # out, with pi < 1 for most events, several feature blocks and data far from 0
+    # (the features' shift)
+    X = np.r_[rng.normal(size=(2700, 2)), rng.normal(size=(300, 2)) * 1.2 + 0.3] + 50.0
+    sw = torch.as_tensor(np.r_[np.full(2700, 0.1), np.ones(300)])
+    # the rank tolerance the learner uses for this dtype (float32 features need a
+    # better-conditioned basis)
+    basis = NystromBasis.build(X, np.arange(0, 3000, 30), 1.0, default_rank_tol(1e-5, dtype),
+                               torch.device("cpu"))
+    Xt = torch.as_tensor(X).to(dtype)
+    feat = basis.features(Xt, mode, block_bytes=1 << 15)
+    assert feat.rows < 600  # the subsample spans several blocks
+    sign = torch.as_tensor(np.r_[-np.ones(2700), np.ones(300)])
+    solver = _NewtonSolver(feat, sign, sw, 1e-5, basis.L, torch.arange(0, 3000, 30),
+                           "cg", 1e-8, 100, "sample")
+    assert solver.precond == "sample"
+    f = torch.as_tensor(rng.normal(size=3000) * 0.5)
+    _, d2 = solver.loss.derivatives(f)
+    P = torch.cholesky_inverse(torch.linalg.cholesky(solver._build_preconditioner(d2)))
+    idx, pi = weighted_subsample(sw, solver.precond_sample_size())
+    assert 100 < idx.numel() < 3000 and float(pi.min()) < 1.0
+    # the exact features, from the float64 kernel
+    Phi = gauss(X[idx.numpy()], basis.P.numpy(), 1.0) @ np.linalg.inv(basis.L_P.numpy()).T
+    H = (Phi * (d2[idx] / pi).numpy()[:, None]).T @ Phi / 3000 + 1e-5 * np.eye(basis.rank)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-3
+    np.testing.assert_allclose(P.numpy(), H, rtol=0, atol=rtol * np.abs(H).max())
 
 
 def test_sample_preconditioner(rng):

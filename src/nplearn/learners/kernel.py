@@ -94,11 +94,12 @@ WARM_START_CG_TOL = 1e-3
 #: ``M``. The centres alone under-represent a small, heavily weighted data sample
 #: (1% of the events in the 1D benchmark, half of the Hessian).
 PRECOND_SAMPLE_FACTOR = 16
-#: Caps the subsample so that building the preconditioner (``2 s r^2`` flops, one
-#: matrix product) costs at most as many flops as ``PRECOND_COST_FACTOR / 2``
-#: Hessian-vector products (``4 n r`` flops each, memory-bound): beyond that the
-#: build outweighs the CG iterations it saves (5D, r = 3000: 48000 events cost
-#: more than 12 iterations saved).
+#: Caps the subsample so that building the preconditioner (about ``4 s r^2``
+#: flops: the subsample's features, then their Gram matrix) costs at most as many
+#: flops as ``PRECOND_COST_FACTOR`` Hessian-vector products (``4 n r`` flops each,
+#: memory-bound, so slower per flop): beyond that the build outweighs the CG
+#: iterations it saves (5D, r = 3000: 48000 events cost more than 12 iterations
+#: saved). The factor was set by timing.
 PRECOND_COST_FACTOR = 80
 #: Preconditioner of the converged schedule (``"centres"`` restores the Falkon
 #: estimate; the solution is the same to the convergence tolerance, only the CG
@@ -465,8 +466,10 @@ class FitInfo:
         Conjugate-gradient iterations summed over Newton steps (0 for direct).
     preconditioner : str
         PCG preconditioner used: ``"sample"`` (Hessian on a weight-proportional
-        subsample, converged schedule), ``"centres"`` (Falkon's estimate on the
-        candidate centres, one-step schedule) or ``"none"`` (no CG iteration ran).
+        subsample; converged schedule), ``"centres"`` (Falkon's estimate on the
+        candidate centres; the one-step schedule, and the converged one when the
+        affordable subsample is not larger than ``M``) or ``"none"`` (no CG
+        iteration ran).
     n_hessian : int
         Hessians formed and factorised by the direct inner solve (a Hessian is
         reused across steps while the curvature has changed little, see
@@ -589,11 +592,12 @@ def weighted_subsample(sw: torch.Tensor, size: int) -> tuple[torch.Tensor, torch
     proportional to the weights ``sw``.
 
     Inclusion probabilities ``pi_i = min(1, c sw_i)`` with ``c`` set so that they sum
-    to ``size`` (events whose weight alone would exceed 1 are always taken); events
-    are then taken by systematic sampling with a fixed offset of one half along the
-    cumulative ``pi``, so the subsample depends on the data only, never on a random
-    state. ``sum_{i in S} a_i / pi_i`` estimates ``sum_i a_i`` without bias for
-    events in random order.
+    to ``size`` exactly (events whose weight alone would exceed 1 are always taken);
+    events are then taken by systematic sampling with a fixed offset of one half
+    along the cumulative ``pi``, so the subsample depends on the data only, never on
+    a random state. For events in random order ``sum_{i in S} a_i / pi_i``
+    estimates ``sum_i a_i`` approximately without bias (a fixed offset is not
+    exactly unbiased: ample for a preconditioner).
 
     Parameters
     ----------
@@ -607,27 +611,30 @@ def weighted_subsample(sw: torch.Tensor, size: int) -> tuple[torch.Tensor, torch
     idx : torch.Tensor
         Indices of the events taken (increasing).
     pi : torch.Tensor
-        Their inclusion probabilities.
+        Their inclusion probabilities (float64).
     """
-    n = sw.shape[0]
-    pos = sw > 0
+    w = sw.to(torch.float64)
+    pos = w > 0
     n_pos = int(pos.sum())
+    if size <= 0:
+        return (torch.zeros(0, dtype=torch.long, device=w.device),
+                torch.zeros(0, dtype=torch.float64, device=w.device))
     if size >= n_pos:
         idx = torch.nonzero(pos).squeeze(1)
-        return idx, torch.ones(idx.shape[0], dtype=sw.dtype, device=sw.device)
-    # c with sum_i min(1, c sw_i) = size: a few fixed-point passes over the capped set
-    capped = torch.zeros(n, dtype=torch.bool, device=sw.device)
-    for _ in range(50):
-        rest = float(sw[~capped].sum())
-        c = (size - int(capped.sum())) / rest
-        new = capped | (c * sw >= 1.0)
-        if bool((new == capped).all()):
-            break
-        capped = new
-    pi = torch.clamp(c * sw, max=1.0)
+        return idx, torch.ones(idx.shape[0], dtype=torch.float64, device=w.device)
+    # c: with the k largest weights capped at pi = 1, c_k = (size - k) / (sum of the
+    # others); the answer is the smallest k whose (k+1)-th largest weight stays
+    # below 1 / c_k (k < size always qualifies, as the others sum to more than it)
+    ws = torch.sort(w[pos], descending=True).values
+    rest = torch.flip(torch.cumsum(torch.flip(ws, (0,)), 0), (0,))[:size]
+    k = torch.arange(size, dtype=torch.float64, device=w.device)
+    ck = (size - k) / rest
+    first = int(torch.nonzero(ck * ws[:size] < 1.0)[0])
+    pi = torch.clamp(float(ck[first]) * w, max=1.0)
     cum = torch.cumsum(pi, 0)
-    take = torch.floor(cum + 0.5) > torch.floor(cum - pi + 0.5)
-    idx = torch.nonzero(take & pos).squeeze(1)
+    prev = torch.cat([cum.new_zeros(1), cum[:-1]])
+    take = (torch.floor(cum + 0.5) > torch.floor(prev + 0.5)) & pos
+    idx = torch.nonzero(take).squeeze(1)
     return idx, pi[idx]
 
 
@@ -1109,8 +1116,10 @@ class KernelLogisticRegression:
     max_iter : int
         Maximum Newton steps.
     inner : {"auto", "direct", "cg"}
-        Inner linear solver: exact Cholesky of the ``r x r`` Hessian, or PCG with
-        the Falkon-style preconditioner. ``"auto"``: direct up to rank 512.
+        Inner linear solver: exact Cholesky of the ``r x r`` Hessian, or PCG
+        preconditioned by the Hessian estimated on a weighted subsample of the
+        events (Falkon's estimate on the centres for the one-step schedule; see
+        :data:`PRECOND_SAMPLE_FACTOR`). ``"auto"``: direct up to rank 512.
     cg_tol : float, optional
         Relative residual tolerance of PCG (default ``1e-8``; ``sqrt(1e-7)`` for
         the onestep schedule).
