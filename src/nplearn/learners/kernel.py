@@ -343,21 +343,22 @@ class _Features:
         for start in range(0, self.n, self.rows):
             yield slice(start, min(start + self.rows, self.n))
 
-    def _kT_block(self, sl: slice) -> torch.Tensor:
-        """``K(P, X[sl])``, shape ``(r, len(sl))``."""
+    def _kT_block(self, sl: slice | torch.Tensor) -> torch.Tensor:
+        """``K(P, X[sl])``, shape ``(r, len(sl))`` (``sl`` a slice or indices)."""
         return gaussian_kernel(self.P, self.X[sl], self.sigma)
 
-    def _phiT_block(self, sl: slice) -> torch.Tensor:
+    def _phiT_block(self, sl: slice | torch.Tensor) -> torch.Tensor:
         """``Phi[sl]^T = L_P^{-1} K(P, X[sl])``, shape ``(r, len(sl))``."""
         return self.L_P_inv @ self._kT_block(sl)
 
-    def phiT_columns(self, idx: torch.Tensor) -> torch.Tensor:
-        """``Phi[idx]^T``, shape ``(r, len(idx))``, consistent with the stored features."""
+    def phiT_columns(self, sel: slice | torch.Tensor) -> torch.Tensor:
+        """``Phi[sel]^T`` (``sel`` a slice or indices), shape ``(r, len(sel))``, from
+        whatever is stored: the same features in every mode."""
         if self.mode == "phi":
-            return self.stored[:, idx]
+            return self.stored[:, sel]
         if self.mode == "kernel":
-            return self.L_P_inv @ self.stored[:, idx]
-        return self.L_P_inv @ gaussian_kernel(self.P, self.X[idx], self.sigma)
+            return self.L_P_inv @ self.stored[:, sel]
+        return self._phiT_block(sel)
 
     def _to_alpha(self, beta: torch.Tensor) -> torch.Tensor:
         """Kernel coefficients ``a = L_P^{-T} beta`` (float64 solve, then storage dtype)."""
@@ -424,11 +425,16 @@ class _Features:
         for s in range(0, self.n, step):
             yield slice(s, min(s + step, self.n))
 
-    def gram(self, d: torch.Tensor) -> torch.Tensor:
-        """``Phi^T diag(d) Phi`` in float64, shape ``(r, r)``."""
+    def gram(self, d: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """``Phi^T diag(d) Phi`` in float64, shape ``(r, r)``; with ``idx`` over those
+        events only (``d`` then holds their weights), in blocks of ``rows`` events."""
         G = torch.zeros(self.r, self.r, dtype=self.dtype, device=self.X.device)
         dd = d.to(self.dtype)
-        if self.mode == "phi":
+        if idx is not None:
+            for s in range(0, idx.shape[0], self.rows):
+                A = self.phiT_columns(idx[s : s + self.rows])
+                G.addmm_(A * dd[s : s + self.rows], A.T)
+        elif self.mode == "phi":
             # cache-sized chunks on CPU; on a GPU chunks of ~256 MiB bound the temporary
             step = self.GRAM_CHUNK if self.X.device.type == "cpu" else max(
                 self.GRAM_CHUNK, (256 << 20) // max(1, self.r * self.stored.element_size()))
@@ -437,8 +443,7 @@ class _Features:
                 G.addmm_(A * dd[s : s + step], A.T)
         else:  # explicit feature blocks, consistent with the "phi" features
             for sl in self._slices():
-                A = self._phiT_block(sl) if self.mode == "lazy" else \
-                    self.L_P_inv @ self.stored[:, sl]
+                A = self.phiT_columns(sl)
                 G.addmm_(A * dd[sl], A.T)
         G = G.to(torch.float64)
         return 0.5 * (G + G.T)
@@ -771,9 +776,8 @@ class _NewtonSolver:
         """
         Lm = self.L_M
         r = Lm.shape[1]
-        eye = torch.eye(r, dtype=torch.float64, device=Lm.device)
         if r == 0:
-            return eye
+            return torch.eye(0, dtype=torch.float64, device=Lm.device)
         if self.precond == "centres":
             Pm = Lm.T @ (Lm * d2[self.center_idx][:, None])
             Pm.div_(Lm.shape[0])
@@ -781,13 +785,7 @@ class _NewtonSolver:
             if self._sample is None:
                 self._sample = weighted_subsample(self.sw, self.precond_sample_size())
             idx, pi = self._sample
-            feat = self.feat
-            G = torch.zeros(r, r, dtype=feat.dtype, device=Lm.device)
-            wS = (d2[idx] / pi).to(feat.dtype)
-            for s in range(0, idx.shape[0], feat.rows):
-                A = feat.phiT_columns(idx[s : s + feat.rows])
-                G.addmm_(A * wS[s : s + feat.rows], A.T)
-            Pm = G.to(torch.float64).div_(self.n)
+            Pm = self.feat.gram(d2[idx] / pi, idx).div_(self.n)
         Pm.diagonal().add_(self.lam)
         Lp = _chol_with_jitter(0.5 * (Pm + Pm.T))
         return torch.cholesky_inverse(Lp)
