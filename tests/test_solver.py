@@ -12,6 +12,8 @@ from nplearn.learners.kernel import (
     NystromBasis,
     _NewtonSolver,
     default_rank_tol,
+    gaussian_kernel,
+    negligible,
     pivoted_cholesky,
     weighted_subsample,
 )
@@ -266,6 +268,50 @@ def test_sample_preconditioner_on_a_small_heavy_data_sample(rng, monkeypatch):
     assert a.fit_info_.converged and b.fit_info_.converged
     assert a.fit_info_.n_cg < b.fit_info_.n_cg
     np.testing.assert_allclose(a.train_decision_, b.train_decision_, atol=1e-5)
+
+
+def _subnormal_count(A: torch.Tensor) -> int:
+    return int(((A != 0) & (A.abs() < torch.finfo(A.dtype).tiny)).sum())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_kernel_floor(dtype):
+    # entries above the floor are the Gaussian kernel; those below are the floor itself
+    x = torch.linspace(0.0, 3.0, 301, dtype=dtype)[:, None]
+    K = gaussian_kernel(x, torch.zeros(1, 1, dtype=dtype), 0.1)[:, 0]
+    exact = torch.exp(-0.5 * (x[:, 0].double() / 0.1) ** 2)
+    cut = negligible(dtype)
+    above = exact > 2 * cut
+    assert above.any() and (~above).any()
+    rtol = 1e-12 if dtype == torch.float64 else 1e-5  # float32: exponents up to ~22
+    np.testing.assert_allclose(K[above].double().numpy(), exact[above].numpy(), rtol=rtol)
+    assert float(K.min()) >= 0.99 * cut and float(K[~above].max()) <= 2 * cut
+    assert 1e-40 < negligible(torch.float64) < 1e-38 and 1e-10 < negligible(torch.float32) < 1e-9
+
+
+def test_narrow_kernel_features_free_of_subnormals(rng, monkeypatch):
+    # sigma = 0.01 on an exponential sample: most kernel entries underflow. With the
+    # floor, no feature or Hessian entry is subnormal, and the fit is the one
+    # without the floor
+    nR, nD = 3000, 60
+    X = np.vstack([rng.exponential(1.0, size=(nR, 1)), rng.exponential(1.0, size=(nD, 1))])
+    y = np.r_[np.zeros(nR), np.ones(nD)].astype(int)
+    sw = np.r_[np.full(nR, nD / nR), np.ones(nD)]
+    basis = NystromBasis.build(X, np.arange(0, nR + nD, 20), 0.01, 1e-9, torch.device("cpu"))
+    feat = basis.features(torch.as_tensor(X), "phi", block_bytes=1 << 20)
+    assert _subnormal_count(feat.stored) == 0
+    assert _subnormal_count(feat.gram(torch.as_tensor(sw) * 0.2)) == 0
+    monkeypatch.setattr(kernel_mod, "KERNEL_FLOOR", False)
+    plain = basis.features(torch.as_tensor(X), "phi", block_bytes=1 << 20)
+    assert _subnormal_count(plain.stored) > 0  # what the floor removes
+    fits = {}
+    for floor in (False, True):
+        monkeypatch.setattr(kernel_mod, "KERNEL_FLOOR", floor)
+        fits[floor] = KernelLogisticRegression(sigma=0.01, n_centers=150, lam=1e-6,
+                                               random_state=3, tol=1e-12).fit(X, y, sw)
+    assert fits[True].rank_ == fits[False].rank_
+    np.testing.assert_allclose(fits[True].train_decision_, fits[False].train_decision_,
+                               rtol=1e-9, atol=1e-12)
 
 
 def test_float32_close_to_float64(rng):
