@@ -84,7 +84,8 @@ def main() -> None:
                            for k in range(len(sigmas))],
            "median_s_off": med["off"], "median_s_on": med["on"],
            "speedup": med["off"] / med["on"], "max_rel_dt": float(max(rel)), "runs": runs}
-    name = "_".join(f"{s:g}" for s in sigmas) if len(sigmas) <= 2 else f"{len(sigmas)}w"
+    name = "_".join(f"{s:g}" for s in sigmas) if len(sigmas) <= 2 else \
+        f"{min(sigmas):g}-{max(sigmas):g}_{len(sigmas)}w"
     path = save(f"kernel_floor_{a.benchmark}_s{name}_M{a.centers}_{a.inner}{a.tag}", out)
     print(f"floor off {med['off']:.2f} s, on {med['on']:.2f} s "
           f"(x{out['speedup']:.2f}); max relative |dt| {out['max_rel_dt']:.1e} -> {path}")
