@@ -289,29 +289,44 @@ def test_kernel_floor(dtype):
     assert 1e-40 < negligible(torch.float64) < 1e-38 and 1e-10 < negligible(torch.float32) < 1e-9
 
 
-def test_narrow_kernel_features_free_of_subnormals(rng, monkeypatch):
-    # sigma = 0.01 on an exponential sample: most kernel entries underflow. With the
-    # floor, no feature or Hessian entry is subnormal, and the fit is the one
-    # without the floor
+@pytest.mark.parametrize("d", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_narrow_kernel_features_free_of_subnormals(rng, monkeypatch, d, dtype):
+    # a narrow kernel on an exponential sample: most kernel entries underflow. With
+    # the floor, no kernel, L_P^-1, feature or Hessian entry is subnormal, and the
+    # fit is the one without the floor
     nR, nD = 3000, 60
-    X = np.vstack([rng.exponential(1.0, size=(nR, 1)), rng.exponential(1.0, size=(nD, 1))])
+    sigma = 0.01 if d == 1 else 0.05
+    X = np.vstack([rng.exponential(1.0, size=(nR, d)), rng.exponential(1.0, size=(nD, d))])
     y = np.r_[np.zeros(nR), np.ones(nD)].astype(int)
     sw = np.r_[np.full(nR, nD / nR), np.ones(nD)]
-    basis = NystromBasis.build(X, np.arange(0, nR + nD, 20), 0.01, 1e-9, torch.device("cpu"))
-    feat = basis.features(torch.as_tensor(X), "phi", block_bytes=1 << 20)
-    assert _subnormal_count(feat.stored) == 0
+    Xt = torch.as_tensor(X).to(dtype)
+    basis = NystromBasis.build(X, np.arange(0, nR + nD, 20), sigma, 1e-9, torch.device("cpu"))
+    assert _subnormal_count(gaussian_kernel(Xt, Xt[::20], sigma)) == 0
+    feat = basis.features(Xt, "phi", block_bytes=1 << 20)
+    assert _subnormal_count(feat.L_P_inv) == 0 and _subnormal_count(feat.stored) == 0
     assert _subnormal_count(feat.gram(torch.as_tensor(sw) * 0.2)) == 0
     monkeypatch.setattr(kernel_mod, "KERNEL_FLOOR", False)
-    plain = basis.features(torch.as_tensor(X), "phi", block_bytes=1 << 20)
-    assert _subnormal_count(plain.stored) > 0  # what the floor removes
+    assert _subnormal_count(gaussian_kernel(Xt, Xt[::20], sigma)) > 0  # what the floor removes
     fits = {}
     for floor in (False, True):
         monkeypatch.setattr(kernel_mod, "KERNEL_FLOOR", floor)
-        fits[floor] = KernelLogisticRegression(sigma=0.01, n_centers=150, lam=1e-6,
-                                               random_state=3, tol=1e-12).fit(X, y, sw)
+        fits[floor] = KernelLogisticRegression(
+            sigma=sigma, n_centers=150, lam=1e-6, random_state=3, tol=1e-12,
+            dtype="float64" if dtype == torch.float64 else "float32").fit(X, y, sw)
     assert fits[True].rank_ == fits[False].rank_
+    # float32: the floor (3.3e-10) moves f within float32 rounding of the features
+    rtol, atol = (1e-9, 1e-12) if dtype == torch.float64 else (1e-4, 1e-5)
     np.testing.assert_allclose(fits[True].train_decision_, fits[False].train_decision_,
-                               rtol=1e-9, atol=1e-12)
+                               rtol=rtol, atol=atol)
+
+
+def test_kernel_floor_with_a_huge_width(rng):
+    # the distance cap of sigma = 1e19 overflows float32: no floor is needed there
+    X = rng.normal(size=(50, 2))
+    for dtype in (torch.float32, torch.float64):
+        K = gaussian_kernel(torch.as_tensor(X).to(dtype), torch.as_tensor(X[:5]).to(dtype), 1e19)
+        assert torch.allclose(K, torch.ones_like(K))
 
 
 def test_float32_close_to_float64(rng):
