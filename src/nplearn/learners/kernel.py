@@ -107,7 +107,7 @@ PRECOND_COST_FACTOR = 80
 CONVERGED_PRECONDITIONER = "sample"
 #: Floor the kernel entries at :func:`negligible`, which keeps the arithmetic free
 #: of subnormal numbers (``False`` restores the plain kernel, for benchmarks; ``t``
-#: agrees to ~1e-13 relative in float64, ~1e-7 in float32).
+#: agrees to ~1e-13 relative in float64, to float32 rounding in float32).
 KERNEL_FLOOR = True
 
 
@@ -149,7 +149,7 @@ def negligible(dtype: torch.dtype) -> float:
     ``exp`` of arguments below about -708, and products that land below ``tiny``
     (subnormal numbers), on a slow path up to ~100x slower. Narrow kernels, whose
     entries span hundreds of orders of magnitude, spent most of a fit there (1D,
-    sigma = 0.01, direct solve: 34.6 s, 6.8 s with the floor, the same ``t`` to
+    sigma = 0.01, direct solve: 33 s, 6 s with the floor, the same ``t`` to
     ~1e-15). The entries of ``L_P^{-1}`` below the floor are zeroed as well. In
     float64 that fit then holds no subnormal number in its features, Hessian or
     factors (a product of two floored entries is still above ``tiny``).
