@@ -761,27 +761,43 @@ def preconditioner() -> None:
         print()
 
 
-def kernel_floor() -> None:
-    runs = _runs_table(
-        "kernel_floor_*.json", "Subnormal numbers in narrow kernels (`kernel_floor.py`)",
-        lambda d: f"{d['machine']}; {d['threads']} torch threads; the same toys, each run "
-                  "with the floor off, then on",
-        "Without the floor, kernel entries underflow: `exp` of arguments below about −708 "
-        "and GEMM products below 2.2·10⁻³⁰⁸ (subnormal numbers) take a slow path of the "
-        "CPU. The floor clips kernel entries at 3.5·10⁻³⁹ (float64). Median time per toy "
-        "(all widths); speed-up = off / on; |Δt|/t: the largest relative difference of t "
-        "between the two over toys and widths.",
-        ["case", "commit", "widths", "M", "λ", "inner", "rank", "toys", "floor off", "floor on",
-         "speed-up", "max rel dt"])
-    for d in sorted(runs, key=lambda d: (d["benchmark"], -d["speedup"])):
-        case = f"{d['benchmark']} (N_R = {d['n_ref']}, N(R) = {d['expected']:g})"
-        print(f"| {case} | {d['commit']} | {', '.join(f'{s:g}' for s in d['sigmas'])} "
-              f"| {d['n_centers']} | {d['lam']:g} | {d['inner']} "
-              f"| {', '.join(f'{r:g}' for r in d['median_rank'])} | {d['toys']} "
-              f"| {d['median_s_off']:.2f} s | {d['median_s_on']:.2f} s "
-              f"| {d['speedup']:.2f} | {d['max_rel_dt']:.1e} |")
-    if runs:
-        print()
+#: switch_ab.py result files: (glob, title, note, arm labels)
+SWITCH_TABLES = (
+    ("kernel_floor_*.json", "Subnormal numbers in narrow kernels (`switch_ab.py --switch floor`)",
+     "Without the floor, kernel entries underflow: `exp` of arguments below about −708 "
+     "and GEMM products below 2.2·10⁻³⁰⁸ (subnormal numbers) take a slow path of the "
+     "CPU. The floor clips kernel entries at 3.5·10⁻³⁹ (float64). Median time per toy "
+     "(all widths); speed-up = off / on; |Δt|/t: the largest relative difference of t "
+     "between the two over toys and widths.", ("floor off", "floor on")),
+    ("window_features_*.json",
+     "Windowed features of narrow kernels (`switch_ab.py --switch window`)",
+     "Dense: the n × r features. Windows: for each block of 256 events sorted along one "
+     "coordinate, the kernel columns of the W centres that can give an entry above the "
+     "floor (used where W ≤ 0.7 r; Newton steps refined by CG on exact products). Median "
+     "time per toy (all widths); speed-up = dense / windows; |Δt|/t: the largest "
+     "relative difference of t between the two over toys and widths (the convergence "
+     "tolerance n(J − J*) ≤ 1e-8 allows ~1e-6).", ("dense", "windows")),
+)
+
+
+def switch_ab() -> None:
+    for pattern, title, note, (off, on) in SWITCH_TABLES:
+        runs = _runs_table(
+            pattern, title,
+            lambda d, on=on, off=off: f"{d['machine']}; {d['threads']} torch threads; the "
+                                      f"same toys, each run {off}, then {on}",
+            note,
+            ["case", "commit", "widths", "M", "λ", "inner", "rank", "toys", off, on,
+             "speed-up", "max rel dt"])
+        for d in sorted(runs, key=lambda d: (d["benchmark"], -d["speedup"])):
+            case = f"{d['benchmark']} (N_R = {d['n_ref']}, N(R) = {d['expected']:g})"
+            print(f"| {case} | {d['commit']} | {', '.join(f'{s:g}' for s in d['sigmas'])} "
+                  f"| {d['n_centers']} | {d['lam']:g} | {d['inner']} "
+                  f"| {', '.join(f'{r:g}' for r in d['median_rank'])} | {d['toys']} "
+                  f"| {d['median_s_off']:.2f} s | {d['median_s_on']:.2f} s "
+                  f"| {d['speedup']:.2f} | {d['max_rel_dt']:.1e} |")
+        if runs:
+            print()
 
 
 def tail_pvalues() -> None:
@@ -923,7 +939,7 @@ if __name__ == "__main__":
     profile()
     widths_cost()
     preconditioner()
-    kernel_floor()
+    switch_ab()
     power()
     size_check()
     published_rule()

@@ -309,6 +309,7 @@ def test_narrow_kernel_features_free_of_subnormals(rng, monkeypatch, d, dtype):
     monkeypatch.setattr(kernel_mod, "KERNEL_FLOOR", False)
     assert _subnormal_count(gaussian_kernel(Xt, Xt[::20], sigma)) > 0  # what the floor removes
     fits = {}
+    monkeypatch.setattr(kernel_mod, "WINDOWED_FEATURES", False)  # the same (dense) features
     for floor in (False, True):
         monkeypatch.setattr(kernel_mod, "KERNEL_FLOOR", floor)
         fits[floor] = KernelLogisticRegression(

@@ -341,7 +341,7 @@ class ToyEngine:
             device, dtype, _, _ = learner._settings()
             _, mode = learner.feature_mode(self.pool.shape[0], basis.rank)
             Xt = torch.as_tensor(self.pool, device=device).to(dtype)
-            feat = basis.features(Xt, mode, learner.block_bytes)
+            feat = basis.features(Xt, mode, learner.block_bytes, learner.window_budget())
             free = np.setdiff1d(np.arange(self.pool.shape[0]), basis.candidate_idx)
             self._cache[key] = (learner, basis, feat, free)
         return self._cache[key]

@@ -109,6 +109,20 @@ CONVERGED_PRECONDITIONER = "sample"
 #: of subnormal numbers (``False`` restores the plain kernel, for benchmarks; ``t``
 #: agrees to ~1e-13 relative in float64, to float32 rounding in float32).
 KERNEL_FLOOR = True
+#: Narrow kernels: store for each block of ``WINDOW_BLOCK`` events (sorted along one
+#: coordinate) only the kernel columns of the centres whose distance along that
+#: coordinate can give an entry above :func:`negligible` (the others are zero
+#: instead of the floor), when the widest such window holds at most
+#: ``WINDOW_MAX_FRACTION`` of the ``r`` centres (``"window"`` features). ``False``
+#: restores the dense features, for benchmarks and tests.
+WINDOWED_FEATURES = True
+#: Events per block of the ``"window"`` features.
+WINDOW_BLOCK = 256
+#: Largest window, as a fraction of the rank, at which ``"window"`` features are used.
+WINDOW_MAX_FRACTION = 0.7
+#: ``inner="auto"`` with ``"window"`` features: direct solves up to this rank (the
+#: Hessian costs ``n W^2 + 2 r^3`` flops for windows of ``W`` centres).
+WINDOW_DIRECT_MAX_RANK = 3000
 
 
 def default_n_centers(n: int) -> int:
@@ -193,6 +207,68 @@ def _drop_negligible(A: torch.Tensor) -> torch.Tensor:
     if KERNEL_FLOOR:
         A.masked_fill_(A.abs() < negligible(A.dtype), 0.0)
     return A
+
+
+@dataclass
+class _WindowPlan:
+    """Where each block of events finds its non-negligible kernel entries.
+
+    Events sorted along coordinate ``axis`` (``perm``) form ``nb`` blocks of
+    ``block`` events (the last one padded); block ``b`` is paired with the ``W``
+    centres ``order[lo[b] : lo[b] + W]`` (centres sorted along the same axis),
+    which hold every centre whose distance along that axis to some event of the
+    block is below ``reach``: beyond it all kernel entries are below
+    :func:`negligible`.
+    """
+
+    axis: int
+    perm: torch.Tensor
+    order: torch.Tensor
+    lo: torch.Tensor
+    width: int
+    block: int
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.lo.shape[0])
+
+
+def _window_plan(X: torch.Tensor, P: torch.Tensor, sigma: float,
+                 block: int = WINDOW_BLOCK) -> _WindowPlan | None:
+    """The :class:`_WindowPlan` of ``X`` against centres ``P`` along the coordinate that
+    gives the narrowest windows, or ``None`` when no coordinate gives windows of at
+    most ``WINDOW_MAX_FRACTION * r`` centres (or windows are switched off)."""
+    if not (WINDOWED_FEATURES and KERNEL_FLOOR) or X.shape[0] == 0:
+        return None
+    r = P.shape[0]
+    reach = sigma * math.sqrt(-2.0 * math.log(negligible(X.dtype)))
+    if not math.isfinite(reach) or r < 2:
+        return None
+    n = X.shape[0]
+    nb = -(-n // block)
+    best: _WindowPlan | None = None
+    for axis in range(X.shape[1]):
+        ps, order = torch.sort(P[:, axis])
+        # The centres are events, so a window is at least as wide as the most
+        # crowded stretch of 2 reach among the centres: a cheap early rejection.
+        crowd = torch.searchsorted(ps, ps + reach, side="right") - torch.searchsorted(
+            ps, ps - reach, side="left")
+        if int(crowd.max()) > WINDOW_MAX_FRACTION * r:
+            continue
+        xs, perm = torch.sort(X[:, axis])
+        first = xs[::block]
+        last = xs[torch.clamp(torch.arange(1, nb + 1, device=X.device) * block, max=n) - 1]
+        lo = torch.searchsorted(ps, first - reach, side="left")
+        hi = torch.searchsorted(ps, last + reach, side="right")
+        width = int((hi - lo).max())
+        if best is None or width < best.width:
+            # windows that would run past the last centre start earlier instead: every
+            # block then pairs with exactly `width` centres (the extra ones are exact)
+            lo = torch.clamp(lo, max=r - max(width, 1))
+            best = _WindowPlan(axis, perm, order, lo, max(width, 1), block)
+    if best is None or best.width > WINDOW_MAX_FRACTION * r:
+        return None
+    return best
 
 
 # ------------------------------------------------------------- pivoted Cholesky
@@ -335,6 +411,13 @@ class _Features:
     ``"lazy"``
         Nothing of size ``n`` held: kernel blocks of at most ``block_bytes`` are
         recomputed for every product (when neither fits the memory budget).
+    ``"window"``
+        Narrow kernels (a :class:`_WindowPlan`): for each block of events sorted
+        along one coordinate, the kernel columns of the ``W << r`` centres near it
+        (``nb x block x W``); the other entries, all below :func:`negligible`, are
+        zero. Products work with kernel coefficients and apply ``L_P^{-1}`` to
+        ``r``-vectors and, for the Hessian, to the ``r x r`` matrix
+        ``K_PX D K_XP`` (``n W^2 + 2 r^3`` flops instead of ``n r^2``).
     """
 
     #: columns per chunk of the Hessian accumulation (keeps operands in cache)
@@ -349,12 +432,18 @@ class _Features:
         mode: str,
         block_bytes: int,
         shift: torch.Tensor | None = None,
+        plan: _WindowPlan | None = None,
     ) -> None:
         # Translating events and centres by a common shift leaves the kernel
         # unchanged but keeps |x|^2 + |c|^2 - 2 x.c accurate for data far from 0.
         if shift is not None:
             X = X - shift.to(X.dtype)
             P = P - shift
+        #: window mode holds the events sorted: every n-vector of this object (the
+        #: arguments and results of its products) is in the order X[perm]
+        self.perm = plan.perm if mode == "window" and plan is not None else None
+        if self.perm is not None:
+            X = X[self.perm]
         self.X, self.sigma, self.mode = X, sigma, mode
         self.n, self.r = X.shape[0], P.shape[0]
         self.dtype = X.dtype
@@ -369,8 +458,14 @@ class _Features:
         item = X.element_size()
         # rows per block: the kernel block, its square-distance temporaries and Phi block
         self.rows = max(256, int(block_bytes // max(1, 3 * item * max(self.r, X.shape[1]))))
+        self.block_bytes = block_bytes
         self.stored: torch.Tensor | None = None
-        if mode in ("phi", "kernel"):
+        self.plan = plan
+        if mode == "window":
+            if plan is None:
+                raise ValueError("window features need a window plan")
+            self.stored = self._window_kernel(plan)
+        elif mode in ("phi", "kernel"):
             self.stored = torch.empty(self.r, self.n, dtype=self.dtype, device=X.device)
             for sl in self._slices():
                 self.stored[:, sl] = (self._phiT_block(sl) if mode == "phi"
@@ -379,9 +474,86 @@ class _Features:
             raise ValueError(f"unknown feature mode {mode!r}")
 
     @property
+    def exact_gram(self) -> bool:
+        """Whether :meth:`gram` is accurate to the rounding of the features themselves
+        (``"window"``: only to that rounding times ``cond(L_P)^2``)."""
+        return self.mode != "window"
+
+    @property
     def materialised(self) -> bool:
-        """Whether an ``r x n`` matrix is held in memory."""
+        """Whether features of every event are held in memory."""
         return self.stored is not None
+
+    # ---- window mode
+    def _window_kernel(self, plan: _WindowPlan) -> torch.Tensor:
+        """Kernel blocks ``(nb, block, W)`` of the sorted events against their windows."""
+        nb, B, W = plan.n_blocks, plan.block, plan.width
+        d = self.X.shape[1]
+        Xs = self.X
+        if nb * B > self.n:  # pad the last block with copies of the last event
+            Xs = torch.cat([Xs, Xs[-1:].expand(nb * B - self.n, d)])
+        Xs = Xs.view(nb, B, d)
+        self._win = plan.lo[:, None] + torch.arange(W, device=self.X.device)  # sorted pos.
+        Ps = self.P[plan.order]
+        s2 = 2.0 * self.sigma * self.sigma
+        cap = -s2 * math.log(negligible(self.dtype))
+        V = torch.empty(nb, B, W, dtype=self.dtype, device=self.X.device)
+        step = max(1, self.block_bytes // (3 * self.X.element_size() * B * W))
+        for b0 in range(0, nb, step):
+            xb, pb = Xs[b0 : b0 + step], Ps[self._win[b0 : b0 + step]]
+            if d == 1:
+                D = (xb - pb.transpose(1, 2)).square_()
+            else:
+                D = torch.baddbmm(xb.square().sum(2, keepdim=True) + pb.square().sum(2)[:, None],
+                                  xb, pb.transpose(1, 2), alpha=-2.0)
+            V[b0 : b0 + step] = D.clamp_(0.0, cap).mul_(-1.0 / s2).exp_()
+        self._inv_order = torch.argsort(plan.order)
+        return V
+
+    def _to_blocks(self, u: torch.Tensor) -> torch.Tensor:
+        """An ``n``-vector in the padded block layout ``(nb, block)``."""
+        plan = self.plan
+        pad = plan.n_blocks * plan.block - self.n
+        return torch.nn.functional.pad(u.to(self.dtype), (0, pad)).view(plan.n_blocks,
+                                                                           plan.block)
+
+    def _from_blocks(self, fb: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_to_blocks` (float64, length ``n``)."""
+        return fb.reshape(-1)[: self.n].to(torch.float64)
+
+    def _window_mv(self, a: torch.Tensor) -> torch.Tensor:
+        """``K_XP a`` in block layout for kernel coefficients ``a`` (storage dtype)."""
+        A = a[self.plan.order][self._win]  # (nb, W)
+        return torch.bmm(self.stored, A.unsqueeze(2)).squeeze(2)
+
+    def _window_rmv(self, ub: torch.Tensor) -> torch.Tensor:
+        """``K_PX u`` (``r``-vector of kernel sums) for ``u`` in block layout."""
+        sb = torch.bmm(ub.unsqueeze(1), self.stored).squeeze(1)  # (nb, W)
+        acc = torch.zeros(self.r, dtype=self.dtype, device=ub.device)
+        acc.index_add_(0, self._win.reshape(-1), sb.reshape(-1))
+        return acc[self._inv_order]
+
+    def _window_gram(self, d: torch.Tensor) -> torch.Tensor:
+        """``L_P^{-1} K_PX diag(d) K_XP L_P^{-T}`` (float64, not symmetrised)."""
+        r, W = self.r, self.plan.width
+        B = self.plan.block
+        db = torch.nn.functional.pad(d.to(torch.float64), (0, self.plan.n_blocks * B - self.n))
+        db = db.view(self.plan.n_blocks, B)
+        S = torch.zeros(r * r, dtype=torch.float64, device=d.device)
+        ar = torch.arange(W, device=d.device)
+        # blocks per chunk: their weighted kernel, products and indices in block_bytes
+        step = max(1, self.block_bytes // (8 * (B * W + 2 * W * W)))
+        for b0 in range(0, self.plan.n_blocks, step):
+            V = self.stored[b0 : b0 + step]
+            V = V.to(torch.float64)  # a no-op in float64
+            T = torch.bmm(V.transpose(1, 2), V * db[b0 : b0 + step, :, None])
+            lo = self.plan.lo[b0 : b0 + step, None, None]
+            lin = (lo + ar[:, None]) * r + (lo + ar[None, :])
+            S.index_add_(0, lin.reshape(-1), T.reshape(-1))
+        inv = self._inv_order
+        S = S.view(r, r)[inv][:, inv]
+        S = torch.linalg.solve_triangular(self.L_P, S, upper=False)
+        return torch.linalg.solve_triangular(self.L_P, S.T, upper=False)
 
     def _slices(self):
         for start in range(0, self.n, self.rows):
@@ -397,7 +569,8 @@ class _Features:
 
     def phiT_columns(self, sel: slice | torch.Tensor) -> torch.Tensor:
         """``Phi[sel]^T`` (``sel`` a slice or indices), shape ``(r, len(sel))``, from
-        whatever is stored: the same features in every mode."""
+        whatever is stored: the same features in every mode (``"window"``: computed
+        densely, with the kernel entries it drops at :func:`negligible`)."""
         if self.mode == "phi":
             return self.stored[:, sel]
         if self.mode == "kernel":
@@ -419,6 +592,8 @@ class _Features:
         if self.mode == "phi":
             return (beta.to(self.dtype) @ self.stored).to(torch.float64)
         a = self._to_alpha(beta)
+        if self.mode == "window":
+            return self._from_blocks(self._window_mv(a))
         if self.mode == "kernel":
             return (a @ self.stored).to(torch.float64)
         out = torch.empty(self.n, dtype=torch.float64, device=self.X.device)
@@ -432,6 +607,8 @@ class _Features:
             return (self.stored @ u.to(self.dtype)).to(torch.float64)
         if self.mode == "kernel":
             return self._from_kernel_sum(self.stored @ u.to(self.dtype))
+        if self.mode == "window":
+            return self._from_kernel_sum(self._window_rmv(self._to_blocks(u)))
         acc = torch.zeros(self.r, dtype=self.dtype, device=self.X.device)
         for sl in self._slices():
             acc.addmv_(self._kT_block(sl), u[sl].to(self.dtype))
@@ -452,6 +629,9 @@ class _Features:
                 acc.addmv_(A, (vv @ A).mul_(dd[sl]))
             return acc.to(torch.float64)
         a = self._to_alpha(v)
+        if self.mode == "window":
+            return self._from_kernel_sum(
+                self._window_rmv(self._window_mv(a).mul_(self._to_blocks(d))))
         if self.mode == "kernel":
             for sl in self._chunks():
                 A = self.stored[:, sl]
@@ -472,6 +652,9 @@ class _Features:
     def gram(self, d: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """``Phi^T diag(d) Phi`` in float64, shape ``(r, r)``; with ``idx`` over those
         events only (``d`` then holds their weights), in blocks of ``rows`` events."""
+        if self.mode == "window" and idx is None:
+            G = self._window_gram(d)
+            return 0.5 * (G + G.T)
         G = torch.zeros(self.r, self.r, dtype=self.dtype, device=self.X.device)
         dd = d.to(self.dtype)
         if idx is not None:
@@ -540,7 +723,10 @@ class FitInfo:
     rank_residual : float
         Largest residual diagonal left by the pivoted Cholesky.
     materialised : bool
-        Whether the ``n x r`` feature matrix was held in memory.
+        Whether features of every event were held in memory.
+    features : str
+        Feature storage: ``"phi"``, ``"kernel"``, ``"lazy"`` or ``"window"`` (see
+        :class:`_Features`).
     time_setup, time_solve, time_total : float
         Seconds spent on centres/Cholesky/features, on Newton, and in total.
     warm_start : bool
@@ -564,6 +750,7 @@ class FitInfo:
     rank_tol: float = 0.0
     rank_residual: float = 0.0
     materialised: bool = True
+    features: str = "phi"
     time_setup: float = 0.0
     time_solve: float = 0.0
     time_total: float = 0.0
@@ -784,8 +971,18 @@ class _NewtonSolver:
                 else:
                     self._hess_factor, self._hess_d2 = Lh, d2
             if self._hess_factor is not None:
-                return (-torch.cholesky_solve(g.unsqueeze(1), self._hess_factor).squeeze(1),
-                        0, 0.0)
+                Lh = self._hess_factor
+                if self.feat.exact_gram:
+                    return -torch.cholesky_solve(g.unsqueeze(1), Lh).squeeze(1), 0, 0.0
+                # "window" features assemble the Hessian through L_P^{-1} on both
+                # sides, which squares its conditioning in the rounding errors: the
+                # factor then preconditions CG on the exact Hessian-vector products
+                # (one or two iterations when it is accurate)
+                delta, k, rel = _pcg(
+                    lambda v: self.feat.hvp(v, d2) / self.n + self.lam * v, -g,
+                    lambda v: torch.cholesky_solve(v.unsqueeze(1), Lh).squeeze(1),
+                    cg_tol, self.cg_max_iter)
+                return delta, k, rel
         # The preconditioner (the Hessian estimated on a subsample) costs about
         # (sample size) r^2, so it is built once and reused while PCG keeps
         # converging about as fast as with a fresh one; the CG solve is exact
@@ -1074,9 +1271,22 @@ class NystromBasis:
                    candidate_idx=np.asarray(candidate_idx), pivots=piv.cpu().numpy(),
                    rank_tol=float(rank_tol), residual=residual, shift=shift)
 
-    def features(self, X: torch.Tensor, mode: str, block_bytes: int) -> _Features:
-        """Feature map of the events ``X`` (already on the device, in the data dtype)."""
-        return _Features(X, self.P, self.L_P, self.sigma, mode, block_bytes, self.shift)
+    def features(self, X: torch.Tensor, mode: str, block_bytes: int,
+                 window_budget: int | None = None) -> _Features:
+        """Feature map of the events ``X`` (already on the device, in the data dtype).
+
+        With ``window_budget`` (bytes) the ``"window"`` storage replaces ``mode``
+        where the kernel is narrow enough (:func:`_window_plan`) and it fits.
+        """
+        plan = None
+        if window_budget is not None:
+            plan = _window_plan(X - self.shift.to(X.dtype), (self.P - self.shift).to(X.dtype),
+                                self.sigma)
+            if plan is not None and (plan.n_blocks * plan.block * plan.width
+                                     * X.element_size() > window_budget):
+                plan = None
+        return _Features(X, self.P, self.L_P, self.sigma, "window" if plan else mode,
+                         block_bytes, self.shift, plan)
 
 
 # ------------------------------------------------------------------- estimator
@@ -1373,6 +1583,14 @@ class KernelLogisticRegression:
             cg_tol = ONESTEP_CG_TOL if self.schedule == "onestep" else 1e-8
         return device, dtype, budget, float(cg_tol)
 
+    def window_budget(self) -> int | None:
+        """Memory (bytes) the ``"window"`` features of a narrow kernel may take, or
+        ``None`` where they are not used: the one-step schedule keeps the dense
+        features (its published single PCG step stays as it was)."""
+        if self.schedule == "onestep":
+            return None
+        return self._settings()[2]
+
     def feature_mode(self, n: int, rank: int) -> tuple[str, str]:
         """Inner solver and feature storage for ``n`` events and rank ``rank``."""
         _, dtype, budget, _ = self._settings()
@@ -1406,23 +1624,33 @@ class KernelLogisticRegression:
         inner, mode = self.feature_mode(n, r)
         if feat is None:
             Xt = torch.as_tensor(X, device=device).to(dtype)
-            feat = basis.features(Xt, mode, self.block_bytes)
+            feat = basis.features(Xt, mode, self.block_bytes, self.window_budget())
+        if feat.mode == "window" and self.inner == "auto":
+            inner = "direct" if r <= WINDOW_DIRECT_MAX_RANK else "cg"
         sign = torch.as_tensor(2.0 * y - 1.0, dtype=torch.float64, device=device)
         swt = torch.as_tensor(sw, dtype=torch.float64, device=device)
         cidx = torch.as_tensor(basis.candidate_idx, device=device)
+        f0 = None if init_decision is None else torch.as_tensor(
+            init_decision, dtype=torch.float64, device=device)
+        perm = feat.perm
+        if perm is not None:  # the solver works in the features' (sorted) event order
+            sign, swt = sign[perm], swt[perm]
+            f0 = None if f0 is None else f0[perm]
+            cidx = torch.argsort(perm)[cidx]
         t_setup = time.perf_counter()
         precond = "centres" if self.schedule == "onestep" else CONVERGED_PRECONDITIONER
         solver = _NewtonSolver(feat, sign, swt, float(self.lam), basis.L, cidx, inner, cg_tol,
                                int(self.cg_max_iter), precond)
-        f0 = None if init_decision is None else torch.as_tensor(
-            init_decision, dtype=torch.float64, device=device)
         beta, f, info = solver.solve(self.schedule, float(self.tol), int(self.max_iter), None,
                                      f0)
+        if perm is not None:
+            f = torch.empty_like(f).index_copy_(0, perm, f)
         t_end = time.perf_counter()
         M = basis.n_candidates
         info.n_centers, info.rank, info.rank_tol = M, r, basis.rank_tol
         info.preconditioner = solver.precond if info.n_cg > 0 else "none"
         info.rank_residual, info.materialised = basis.residual, feat.materialised
+        info.features = feat.mode
         info.time_setup, info.time_solve, info.time_total = (
             t_setup - t0, t_end - t_setup, t_end - t0)
         log.debug("fit: n=%d M=%d rank=%d (residual %.2e) inner=%s features=%s "

@@ -1,19 +1,26 @@
-"""Subnormal numbers in narrow kernels: fits with and without the kernel floor.
+"""A/B timing of a solver switch: the same toys with the switch off, then on.
 
-A Gaussian kernel of width sigma on events spread over many sigma has entries down
-to ``exp(-10^4)``: most of them underflow, and x86 CPUs compute ``exp`` of arguments
-below -708 and products that land in the subnormal range (below ~2.2e-308) on a
-slow path, up to ~100x slower. ``nplearn.learners.kernel.KERNEL_FLOOR`` clips the
-kernel at :func:`nplearn.learners.kernel.negligible` (~3.5e-39 in float64) before
-the exponential and zeroes the entries of ``L_P^{-1}`` below it, which keeps every
-product in the solver a normal number.
+``--switch floor`` (``nplearn.learners.kernel.KERNEL_FLOOR``, windows off in both
+arms): subnormal numbers in narrow kernels. A Gaussian kernel of width sigma on
+events spread over many sigma has entries down to ``exp(-10^4)``: most of them
+underflow, and x86 CPUs compute ``exp`` of arguments below -708 and products that
+land in the subnormal range (below ~2.2e-308) on a slow path, up to ~100x slower.
+The floor clips the kernel at :func:`nplearn.learners.kernel.negligible` (~3.5e-39
+in float64) before the exponential and zeroes the entries of ``L_P^{-1}`` below it,
+which keeps every product in the solver a normal number.
 
-For the same toys the script runs each toy twice, alternating, floor off then on
-(so drifts of the machine's speed hit both alike), and reports the median time per
-toy and the largest relative difference of ``t`` between the two.
+``--switch window`` (``WINDOWED_FEATURES``, floor on in both arms): narrow kernels
+keep, for each block of events sorted along one coordinate, only the kernel columns
+of the centres that can give an entry above the floor (``"window"`` features).
 
-    python benchmarks/kernel_floor.py --benchmark exp1d8 --sigma 0.01 --inner direct --toys 3
-    python benchmarks/kernel_floor.py --benchmark exp1d8 --sigma 0.1,0.3,0.7,1.4,2.3,4.5 --toys 5
+For the same toys the script runs each toy twice, alternating, off then on (so
+drifts of the machine's speed hit both alike), and reports the median time per toy
+and the largest relative difference of ``t`` between the two.
+
+    python benchmarks/switch_ab.py --switch floor --benchmark exp1d8 --sigma 0.01 \
+        --inner direct --toys 3
+    python benchmarks/switch_ab.py --switch window --benchmark exp1d8 \
+        --sigma 0.1,0.3,0.7,1.4,2.3,4.5 --toys 5
 """
 
 from __future__ import annotations
@@ -31,19 +38,30 @@ from nplearn.toys import ToyEngine
 
 from _common import save, warm_up
 
+#: switch -> (module attribute switched, other attributes held fixed in both arms,
+#: prefix of the result files)
+SWITCHES = {
+    "floor": ("KERNEL_FLOOR", {"WINDOWED_FEATURES": False}, "kernel_floor"),
+    "window": ("WINDOWED_FEATURES", {"KERNEL_FLOOR": True}, "window_features"),
+}
 
-def run(eng: ToyEngine, index: int, floor: bool) -> dict:
-    """Toy ``index`` of ``eng`` with the kernel floor on or off."""
-    old = kernel_mod.KERNEL_FLOOR
-    kernel_mod.KERNEL_FLOOR = floor
+
+def run(eng: ToyEngine, index: int, switch: str, on: bool) -> dict:
+    """Toy ``index`` of ``eng`` with ``switch`` on or off."""
+    name, fixed, _ = SWITCHES[switch]
+    settings = {**fixed, name: on}
+    old = {k: getattr(kernel_mod, k) for k in settings}
+    for k, v in settings.items():
+        setattr(kernel_mod, k, v)
     try:
         t0 = time.perf_counter()
         r = eng.run(index)
         wall = time.perf_counter() - t0
     finally:
-        kernel_mod.KERNEL_FLOOR = old
+        for k, v in old.items():
+            setattr(kernel_mod, k, v)
     if not r.ok or not r.converged:
-        raise RuntimeError(f"toy {index} (floor {floor}) failed: {r.message}")
+        raise RuntimeError(f"toy {index} ({switch} {on}) failed: {r.message}")
     ts = list(r.t_widths) if r.t_widths else [r.t]
     ranks = list(r.rank_widths) if r.rank_widths else [r.rank]
     return {"t": [float(x) for x in ts], "rank": [int(x) for x in ranks], "time_s": wall}
@@ -51,6 +69,7 @@ def run(eng: ToyEngine, index: int, floor: bool) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--switch", default="floor", choices=tuple(SWITCHES))
     p.add_argument("--benchmark", default="exp1d8")
     p.add_argument("--sigma", required=True, help="one width or a comma-separated list")
     p.add_argument("--centers", type=int, default=1000)
@@ -70,14 +89,15 @@ def main() -> None:
                     sigmas=sigmas if len(sigmas) > 1 else ())
     runs: dict[str, list[dict]] = {"off": [], "on": []}
     for i in range(a.toys):
-        for key, floor in (("off", False), ("on", True)):
-            runs[key].append(run(eng, i, floor))
+        for key, on in (("off", False), ("on", True)):
+            runs[key].append(run(eng, i, a.switch, on))
             print(i, key, runs[key][-1], flush=True)
     rel = [abs(x - y) / max(abs(y), 1e-300)
            for on, off in zip(runs["on"], runs["off"], strict=True)
            for x, y in zip(on["t"], off["t"], strict=True)]
     med = {k: float(np.median([r["time_s"] for r in v])) for k, v in runs.items()}
-    out = {"benchmark": a.benchmark, "n_ref": bench.n_ref, "expected": bench.expected,
+    out = {"switch": a.switch, "benchmark": a.benchmark, "n_ref": bench.n_ref,
+           "expected": bench.expected,
            "sigmas": list(sigmas), "n_centers": a.centers, "lam": a.lam, "inner": a.inner,
            "toys": a.toys, "threads": a.threads,
            "median_rank": [float(np.median([r["rank"][k] for r in runs["on"]]))
@@ -86,8 +106,9 @@ def main() -> None:
            "speedup": med["off"] / med["on"], "max_rel_dt": float(max(rel)), "runs": runs}
     name = "_".join(f"{s:g}" for s in sigmas) if len(sigmas) <= 2 else \
         f"{min(sigmas):g}-{max(sigmas):g}_{len(sigmas)}w"
-    path = save(f"kernel_floor_{a.benchmark}_s{name}_M{a.centers}_{a.inner}{a.tag}", out)
-    print(f"floor off {med['off']:.2f} s, on {med['on']:.2f} s "
+    prefix = SWITCHES[a.switch][2]
+    path = save(f"{prefix}_{a.benchmark}_s{name}_M{a.centers}_{a.inner}{a.tag}", out)
+    print(f"{a.switch} off {med['off']:.2f} s, on {med['on']:.2f} s "
           f"(x{out['speedup']:.2f}); max relative |dt| {out['max_rel_dt']:.1e} -> {path}")
 
 
