@@ -254,8 +254,17 @@ def power() -> None:
     from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
     from nplearn.power import format_power_table
 
+    merged_into = {}
+    for path in sorted(RESULTS.glob("power_*.json")):
+        if not _is_check(path):
+            for name in json.loads(path.read_text()).get("merged_from", {}).get("files", []):
+                merged_into[name] = path.name
     for path in sorted(RESULTS.glob("power_*.json")):
         if _is_check(path):
+            continue
+        if path.name in merged_into and not path.name.startswith("power_exp1d8_6w"):
+            print(f"_{path.name}: merged into {merged_into[path.name]} (its widths are "
+                  "shown there); its table is omitted._\n")
             continue
         extended = _extensions(path)
         if extended and path.name not in ("power_exp1d8_6w.json",
@@ -286,6 +295,18 @@ def power() -> None:
                   "min-p anti-conservative) and kept no raw statistics to recompute "
                   "them. Single widths, comparison tests and the ideal test are "
                   "unaffected.\n")
+        if "merged_from" in d:
+            m = d["merged_from"]
+            print(f"Merged by `{m['merge_command']}` (commit {m['merge_commit']}) from "
+                  + " and ".join(f"`{f}` (`{c}`, commit {k}, {mach})" for f, c, k, mach in
+                                 zip(m["files"], m["commands"], m["commits"], m["machines"],
+                                     strict=True))
+                  + ": the same toys (the settings, the toy indices and every comparison "
+                  "statistic both kept agree toy by toy), each width fitted in one of the "
+                  "runs. Combinations over the widths "
+                  + ", ".join(f"{x:g}" for x in d["combination_widths"])
+                  + "; single widths as their own run computed them (against the same null "
+                  "toys); the comparison tests and the ideal test of the first run.\n")
         for ext in d["null"].get("extensions", []):
             print(f"Null toys extended by {ext['n_added']} at commit {ext.get('commit', '?')} "
                   f"(`{ext['command']}`, {ext['wall_s'] / 60:.0f} min): every power below "
@@ -307,6 +328,13 @@ def power() -> None:
                   f"{r['commit']} (`{r['command']}`).\n")
         if d["benchmark"] == "exp1d8" and "t" in d["null"] and len(d["sigmas"]) == 6:
             _add_subset_min_p(d, [1, 2, 3, 4, 5], "min-p, widths 0.3-4.5 only")
+        if "combination_widths" in d:
+            ours = [0.1, 0.3, 0.7, 1.4, 2.3, 4.5]
+            for name, widths in (("min-p, our widths 0.1-4.5", ours),
+                                 ("min-p, our widths and 0.01", [0.01, *ours]),
+                                 ("min-p, all widths", d["sigmas"])):
+                if widths != d["combination_widths"] and all(w in d["sigmas"] for w in widths):
+                    _add_subset_min_p(d, [d["sigmas"].index(w) for w in widths], name)
         print(format_power_table(d))
         print()
         i90 = _sigma90_index(d)

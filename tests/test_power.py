@@ -148,6 +148,13 @@ def test_small_power_study(tmp_path):
     hot = recombine(res, temperature=50.0)
     assert hot["temperature"] == 50.0 and res["temperature"] == 1.0
     assert hot["signals"]["bulk"]["tests"]["min-p"] == sig["tests"]["min-p"]
+    # combinations over a subset of the widths (studies merged from runs on the same
+    # toys): min-p over one width is that width's own test
+    one = recombine({**json.loads(json.dumps(res)), "combination_widths": [1.5]})
+    assert one["signals"]["bulk"]["tests"]["min-p"]["power"] == \
+        sig["tests"]["sigma=1.5"]["power"]
+    with pytest.raises(InputError, match="not among the study's widths"):
+        recombine({**res, "combination_widths": [0.7]})
     stale = json.loads(json.dumps(res))
     del stale["null"]["t"]
     with pytest.raises(InputError, match="raw statistics"):

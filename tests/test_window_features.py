@@ -173,3 +173,24 @@ def test_window_features_in_float32_and_shared_pool_toys(rng, monkeypatch):
         feat = eng._cache[("shared", 0.01)][2]
         assert feat.mode == ("window" if on else "phi")
     np.testing.assert_allclose(ts[True], ts[False], rtol=1e-7)
+
+
+def test_window_solver_sees_the_candidates_in_its_own_order(rng, monkeypatch):
+    # the solver works in the features' sorted order: the candidate centres' rows (the
+    # "centres" preconditioner reads their loss curvature) must follow the events
+    X, y, sw = _narrow_problem(rng, 1)
+    seen = {}
+    real = kernel_mod._NewtonSolver
+
+    def spy(feat, sign, sw_t, *args, **kwargs):
+        seen.update(feat=feat, sign=sign, center_idx=args[2])
+        return real(feat, sign, sw_t, *args, **kwargs)
+
+    monkeypatch.setattr(kernel_mod, "_NewtonSolver", spy)
+    m = KernelLogisticRegression(sigma=0.01, n_centers=300, lam=1e-6, random_state=4,
+                                 inner="cg").fit(X, y, sw)
+    feat = seen["feat"]
+    assert feat.mode == "window"
+    rows = feat.X[seen["center_idx"]] + m._shift  # the events were shifted by the centres' mean
+    np.testing.assert_allclose(rows.numpy(), X[m.candidate_indices_], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(seen["sign"].numpy(), (2 * y - 1)[feat.perm.numpy()])

@@ -385,6 +385,8 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
     ----------
     result : dict
         A :func:`power_study` result holding ``null["t"]`` and each signal's ``"t"``.
+        With ``"combination_widths"`` (a subset of ``"sigmas"``, e.g. studies merged
+        from several runs on the same toys) only those widths are combined.
     temperature : float, optional
         ``T`` of the smooth maxima (default: the study's).
 
@@ -403,9 +405,21 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
     T = float(out["temperature"] if temperature is None else temperature)
     out["temperature"] = T
     T0 = np.asarray(out["null"]["t"], dtype=np.float64)
+    k = T0.shape[1]
+    sigmas = [float(x) for x in out.get("sigmas", [])]
+    chosen = out.get("combination_widths")
+    if chosen is None:
+        cols = list(range(k))
+    else:
+        missing = [x for x in chosen if float(x) not in sigmas]
+        if missing or len(sigmas) != k:
+            raise InputError(f"combination_widths {missing or chosen} not among the "
+                             f"study's widths {sigmas}")
+        cols = [sigmas.index(float(x)) for x in chosen]
+    T0 = T0[:, cols]
     zs = tuple(float(z) for z in out["z_thresholds"])
     for entry in out["signals"].values():
-        T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, T0.shape[1])
+        T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)[:, cols]
         n_failed = int(entry["n_requested"]) - int(entry["n_ok"])
         entry["tests"].update(_combination_power(T1, T0, out["combinations"], T, n_failed, zs))
     out["combination_ranks"] = "pooled"

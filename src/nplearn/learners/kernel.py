@@ -1586,10 +1586,12 @@ class KernelLogisticRegression:
     def window_budget(self) -> int | None:
         """Memory (bytes) the ``"window"`` features of a narrow kernel may take, or
         ``None`` where they are not used: the one-step schedule keeps the dense
-        features (its published single PCG step stays as it was)."""
-        if self.schedule == "onestep":
+        features (its published single PCG step stays as it was), and so do GPUs
+        (the windowed products have not been measured there yet)."""
+        device, _, budget, _ = self._settings()
+        if self.schedule == "onestep" or device.type != "cpu":
             return None
-        return self._settings()[2]
+        return budget
 
     def feature_mode(self, n: int, rank: int) -> tuple[str, str]:
         """Inner solver and feature storage for ``n`` events and rank ``rank``."""
