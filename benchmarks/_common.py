@@ -162,9 +162,13 @@ def store_pilot(out: Path, key: str, res: dict[str, Any] | None,
         print(table(d))
 
 
-def study_pvalues(study: dict[str, Any], entry: dict[str, Any], test: str) -> Any:
+def study_pvalues(study: dict[str, Any], entry: dict[str, Any], test: str,
+                  widths: list[float] | None = None) -> Any:
     """Calibrated p-value of every toy of a power study's signal ``entry`` under one
-    test (``"sigma=S"`` or a combination), against all the study's null toys."""
+    test (``"sigma=S"`` or a combination), against all the study's null toys.
+
+    A combination uses ``widths`` if given, else the study's ``combination_widths``
+    (merged studies), else all its widths."""
     import numpy as np
 
     from nplearn.multitest import combined_pvalues, empirical_p
@@ -173,4 +177,8 @@ def study_pvalues(study: dict[str, Any], entry: dict[str, Any], test: str) -> An
     if test.startswith("sigma="):
         col = [f"sigma={s:g}" for s in study["sigmas"]].index(test)
         return empirical_p(T1[:, col], T0[:, col])[0]
+    widths = widths if widths is not None else study.get("combination_widths")
+    if widths is not None:
+        cols = [study["sigmas"].index(w) for w in widths]
+        T0, T1 = T0[:, cols], T1[:, cols]
     return combined_pvalues(T1, T0, test, study["temperature"])[1]

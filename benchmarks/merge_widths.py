@@ -36,6 +36,15 @@ SAME = ("benchmark", "seed", "n_ref", "expected", "n_centers", "lam", "schedule"
         "z_thresholds", "temperature", "combinations")
 
 
+def _indices(entry: dict) -> list[int] | None:
+    """Indices of an entry's successful toys (older studies kept them only when a toy
+    failed: all of them otherwise); ``None`` when unknown."""
+    if entry.get("ok_indices") is not None:
+        return [int(i) for i in entry["ok_indices"]]
+    n = int(entry["n_requested"])
+    return list(range(n)) if int(entry["n_ok"]) == n else None
+
+
 def _check_same_toys(a: dict, b: dict) -> list[str]:
     """What differs between the toys of ``a`` and ``b`` (empty when they are the same)."""
     bad = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in SAME if a.get(k) != b.get(k)]
@@ -45,7 +54,7 @@ def _check_same_toys(a: dict, b: dict) -> list[str]:
         if eb is None:
             bad.append(f"{name}: missing in the second study")
             continue
-        if ea.get("ok_indices") != eb.get("ok_indices") or ea["n_requested"] != eb["n_requested"]:
+        if _indices(ea) is None or _indices(ea) != _indices(eb):
             bad.append(f"{name}: different toys (indices or counts)")
             continue
         shared = sorted(set(ea.get("extra", {})) & set(eb.get("extra", {})))
@@ -72,6 +81,17 @@ def merge(a: dict, b: dict, combine: list[float]) -> dict:
             T = np.asarray(e["t"], dtype=np.float64).reshape(-1, len(src["sigmas"]))
             cols.append(T[:, src["sigmas"].index(s)])
         return np.column_stack(cols)
+
+    # a width fitted in both runs is the most direct check that the toys are the same
+    for s in sorted(set(a["sigmas"]) & set(b["sigmas"])):
+        for name in ["null", *a["signals"]]:
+            ea = a["null"] if name == "null" else a["signals"][name]
+            eb = b["null"] if name == "null" else b["signals"][name]
+            ta = np.asarray(ea["t"]).reshape(-1, len(a["sigmas"]))[:, a["sigmas"].index(s)]
+            tb = np.asarray(eb["t"]).reshape(-1, len(b["sigmas"]))[:, b["sigmas"].index(s)]
+            if ta.shape != tb.shape or not np.allclose(ta, tb, rtol=1e-5, atol=1e-8):
+                raise SystemExit(f"width {s:g}, {name}: the two runs disagree on t "
+                                 "(not the same toys, or not the same fit)")
 
     out = copy.deepcopy(a)
     out["sigmas"] = [float(s) for s in sig]

@@ -151,8 +151,10 @@ def test_multi_width_test_end_to_end(rng):
     opts = dict(expected=300.0, n_toys=30, n_centers=200, workers=1, seed=4)
     multi = nplm_test(ref, data, sigmas=[0.1, 0.5, 2.0], **opts)
     single = nplm_test(ref, data, sigma=0.1, **opts)
-    assert multi.t_obs == single.t_obs
-    np.testing.assert_array_equal(multi.t_null_widths[:, 0], single.t_null)
+    # sigma = 0.1 is narrow here: windowed features use PCG, which the several widths
+    # start from the wider width's solution, so t agrees to the convergence tolerance
+    assert multi.t_obs == pytest.approx(single.t_obs, rel=1e-8)
+    np.testing.assert_allclose(multi.t_null_widths[:, 0], single.t_null, rtol=1e-8)
     assert [w["sigma"] for w in multi.widths] == [0.1, 0.5, 2.0]
     assert set(multi.combinations) == set(COMBINATIONS)
     assert multi.p_value == multi.combinations["min-p"].p_value

@@ -155,6 +155,9 @@ def test_small_power_study(tmp_path):
         sig["tests"]["sigma=1.5"]["power"]
     with pytest.raises(InputError, match="not among the study's widths"):
         recombine({**res, "combination_widths": [0.7]})
+    for bad in ([], [1.5, 1.5]):
+        with pytest.raises(InputError, match="distinct widths"):
+            recombine({**res, "combination_widths": bad})
     stale = json.loads(json.dumps(res))
     del stale["null"]["t"]
     with pytest.raises(InputError, match="raw statistics"):

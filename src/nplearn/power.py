@@ -411,11 +411,17 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
     if chosen is None:
         cols = list(range(k))
     else:
-        missing = [x for x in chosen if float(x) not in sigmas]
-        if missing or len(sigmas) != k:
-            raise InputError(f"combination_widths {missing or chosen} not among the "
-                             f"study's widths {sigmas}")
-        cols = [sigmas.index(float(x)) for x in chosen]
+        if len(sigmas) != k:
+            raise InputError(f"the study lists {len(sigmas)} widths but keeps statistics "
+                             f"of {k}: cannot pick combination_widths")
+        chosen = [float(x) for x in chosen]
+        missing = [x for x in chosen if x not in sigmas]
+        if missing:
+            raise InputError(f"combination_widths {missing} not among the study's widths "
+                             f"{sigmas}")
+        if not chosen or len(set(chosen)) != len(chosen):
+            raise InputError(f"combination_widths must name distinct widths, got {chosen}")
+        cols = [sigmas.index(x) for x in chosen]
     T0 = T0[:, cols]
     zs = tuple(float(z) for z in out["z_thresholds"])
     for entry in out["signals"].values():

@@ -35,7 +35,9 @@ Solver outline (what makes it fast and what it guarantees)
    available as ``schedule="onestep"``.
 4. **Memory.** ``Phi`` (``n x r``) is materialised only when it fits the memory
    budget; otherwise kernel blocks of at most ``block_bytes`` are computed on the
-   fly for every product. ``n x M`` is never formed.
+   fly for every product. ``n x M`` is never formed. Narrow kernels keep only the
+   kernel columns of the centres within reach of each block of sorted events
+   (``"window"`` features, see :class:`_Features`).
 """
 
 from __future__ import annotations
@@ -120,9 +122,6 @@ WINDOWED_FEATURES = True
 WINDOW_BLOCK = 256
 #: Largest window, as a fraction of the rank, at which ``"window"`` features are used.
 WINDOW_MAX_FRACTION = 0.7
-#: ``inner="auto"`` with ``"window"`` features: direct solves up to this rank (the
-#: Hessian costs ``n W^2 + 2 r^3`` flops for windows of ``W`` centres).
-WINDOW_DIRECT_MAX_RANK = 3000
 
 
 def default_n_centers(n: int) -> int:
@@ -416,8 +415,10 @@ class _Features:
         along one coordinate, the kernel columns of the ``W << r`` centres near it
         (``nb x block x W``); the other entries, all below :func:`negligible`, are
         zero. Products work with kernel coefficients and apply ``L_P^{-1}`` to
-        ``r``-vectors and, for the Hessian, to the ``r x r`` matrix
-        ``K_PX D K_XP`` (``n W^2 + 2 r^3`` flops instead of ``n r^2``).
+        ``r``-vectors only (``n W`` instead of ``n r``), as ``"kernel"`` does: for
+        PCG. (A Hessian assembled as ``L_P^{-1} K_PX D K_XP L_P^{-T}`` would carry
+        the rounding of ``cond(L_P)^2``, enough to make it indefinite at small
+        ``lam``; :meth:`gram` computes dense columns instead.)
     """
 
     #: columns per chunk of the Hessian accumulation (keeps operands in cache)
@@ -474,12 +475,6 @@ class _Features:
             raise ValueError(f"unknown feature mode {mode!r}")
 
     @property
-    def exact_gram(self) -> bool:
-        """Whether :meth:`gram` is accurate to the rounding of the features themselves
-        (``"window"``: only to that rounding times ``cond(L_P)^2``)."""
-        return self.mode != "window"
-
-    @property
     def materialised(self) -> bool:
         """Whether features of every event are held in memory."""
         return self.stored is not None
@@ -532,28 +527,6 @@ class _Features:
         acc = torch.zeros(self.r, dtype=self.dtype, device=ub.device)
         acc.index_add_(0, self._win.reshape(-1), sb.reshape(-1))
         return acc[self._inv_order]
-
-    def _window_gram(self, d: torch.Tensor) -> torch.Tensor:
-        """``L_P^{-1} K_PX diag(d) K_XP L_P^{-T}`` (float64, not symmetrised)."""
-        r, W = self.r, self.plan.width
-        B = self.plan.block
-        db = torch.nn.functional.pad(d.to(torch.float64), (0, self.plan.n_blocks * B - self.n))
-        db = db.view(self.plan.n_blocks, B)
-        S = torch.zeros(r * r, dtype=torch.float64, device=d.device)
-        ar = torch.arange(W, device=d.device)
-        # blocks per chunk: their weighted kernel, products and indices in block_bytes
-        step = max(1, self.block_bytes // (8 * (B * W + 2 * W * W)))
-        for b0 in range(0, self.plan.n_blocks, step):
-            V = self.stored[b0 : b0 + step]
-            V = V.to(torch.float64)  # a no-op in float64
-            T = torch.bmm(V.transpose(1, 2), V * db[b0 : b0 + step, :, None])
-            lo = self.plan.lo[b0 : b0 + step, None, None]
-            lin = (lo + ar[:, None]) * r + (lo + ar[None, :])
-            S.index_add_(0, lin.reshape(-1), T.reshape(-1))
-        inv = self._inv_order
-        S = S.view(r, r)[inv][:, inv]
-        S = torch.linalg.solve_triangular(self.L_P, S, upper=False)
-        return torch.linalg.solve_triangular(self.L_P, S.T, upper=False)
 
     def _slices(self):
         for start in range(0, self.n, self.rows):
@@ -652,9 +625,6 @@ class _Features:
     def gram(self, d: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """``Phi^T diag(d) Phi`` in float64, shape ``(r, r)``; with ``idx`` over those
         events only (``d`` then holds their weights), in blocks of ``rows`` events."""
-        if self.mode == "window" and idx is None:
-            G = self._window_gram(d)
-            return 0.5 * (G + G.T)
         G = torch.zeros(self.r, self.r, dtype=self.dtype, device=self.X.device)
         dd = d.to(self.dtype)
         if idx is not None:
@@ -700,7 +670,7 @@ class FitInfo:
         PCG preconditioner used: ``"sample"`` (Hessian on a weight-proportional
         subsample; converged schedule), ``"centres"`` (Falkon's estimate on the
         candidate centres; the one-step schedule, and the converged one when the
-        affordable subsample is not larger than ``M``) or ``"none"`` (no CG
+        affordable subsample is not larger than ``M``), or ``"none"`` (no CG
         iteration ran).
     n_hessian : int
         Hessians formed and factorised by the direct inner solve (a Hessian is
@@ -833,7 +803,8 @@ def weighted_subsample(sw: torch.Tensor, size: int) -> tuple[torch.Tensor, torch
     along the cumulative ``pi``, so the subsample depends on the data only, never on
     a random state. For events in random order ``sum_{i in S} a_i / pi_i``
     estimates ``sum_i a_i`` approximately without bias (a fixed offset is not
-    exactly unbiased: ample for a preconditioner).
+    exactly unbiased: ample for a preconditioner); for events sorted along a
+    coordinate (``"window"`` features) the sample is stratified along it.
 
     Parameters
     ----------
@@ -971,18 +942,8 @@ class _NewtonSolver:
                 else:
                     self._hess_factor, self._hess_d2 = Lh, d2
             if self._hess_factor is not None:
-                Lh = self._hess_factor
-                if self.feat.exact_gram:
-                    return -torch.cholesky_solve(g.unsqueeze(1), Lh).squeeze(1), 0, 0.0
-                # "window" features assemble the Hessian through L_P^{-1} on both
-                # sides, which squares its conditioning in the rounding errors: the
-                # factor then preconditions CG on the exact Hessian-vector products
-                # (one or two iterations when it is accurate)
-                delta, k, rel = _pcg(
-                    lambda v: self.feat.hvp(v, d2) / self.n + self.lam * v, -g,
-                    lambda v: torch.cholesky_solve(v.unsqueeze(1), Lh).squeeze(1),
-                    cg_tol, self.cg_max_iter)
-                return delta, k, rel
+                return (-torch.cholesky_solve(g.unsqueeze(1), self._hess_factor).squeeze(1),
+                        0, 0.0)
         # The preconditioner (the Hessian estimated on a subsample) costs about
         # (sample size) r^2, so it is built once and reused while PCG keeps
         # converging about as fast as with a fresh one; the CG solve is exact
@@ -1585,11 +1546,12 @@ class KernelLogisticRegression:
 
     def window_budget(self) -> int | None:
         """Memory (bytes) the ``"window"`` features of a narrow kernel may take, or
-        ``None`` where they are not used: the one-step schedule keeps the dense
-        features (its published single PCG step stays as it was), and so do GPUs
-        (the windowed products have not been measured there yet)."""
+        ``None`` where they are not used. They serve PCG only (``inner="auto"``
+        then uses PCG with them), so ``inner="direct"`` keeps the dense features, and
+        so do the one-step schedule (its published single PCG step stays as it was)
+        and GPUs (the windowed products have not been measured there yet)."""
         device, _, budget, _ = self._settings()
-        if self.schedule == "onestep" or device.type != "cpu":
+        if self.schedule == "onestep" or self.inner == "direct" or device.type != "cpu":
             return None
         return budget
 
@@ -1627,8 +1589,8 @@ class KernelLogisticRegression:
         if feat is None:
             Xt = torch.as_tensor(X, device=device).to(dtype)
             feat = basis.features(Xt, mode, self.block_bytes, self.window_budget())
-        if feat.mode == "window" and self.inner == "auto":
-            inner = "direct" if r <= WINDOW_DIRECT_MAX_RANK else "cg"
+        if feat.mode == "window":
+            inner = "cg"  # window features serve Hessian-vector products only
         sign = torch.as_tensor(2.0 * y - 1.0, dtype=torch.float64, device=device)
         swt = torch.as_tensor(sw, dtype=torch.float64, device=device)
         cidx = torch.as_tensor(basis.candidate_idx, device=device)
