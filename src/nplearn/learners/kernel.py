@@ -183,6 +183,13 @@ def _sq_dist(X: torch.Tensor, C: torch.Tensor, max_value: float = math.inf) -> t
     return D.clamp_(0.0, max_value)
 
 
+def _distance_cap(sigma: float, dtype: torch.dtype) -> float:
+    """Squared distance beyond which every kernel entry is below :func:`negligible`
+    (``inf`` without the floor, or when the cap overflows the dtype)."""
+    cap = -2.0 * sigma * sigma * math.log(negligible(dtype)) if KERNEL_FLOOR else math.inf
+    return cap if cap <= torch.finfo(dtype).max else math.inf
+
+
 def gaussian_kernel(X: torch.Tensor, C: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian kernel matrix ``exp(-|x - c|^2 / (2 sigma^2))`` (dense, one block).
 
@@ -190,11 +197,7 @@ def gaussian_kernel(X: torch.Tensor, C: torch.Tensor, sigma: float) -> torch.Ten
     before the exponential, which also keeps ``exp`` off its slow path for
     results that underflow.
     """
-    s2 = 2.0 * sigma * sigma
-    cap = -s2 * math.log(negligible(X.dtype)) if KERNEL_FLOOR else math.inf
-    if cap > torch.finfo(X.dtype).max:  # a width so large that no entry reaches the floor
-        cap = math.inf
-    return _sq_dist(X, C, cap).mul_(-1.0 / s2).exp_()
+    return _sq_dist(X, C, _distance_cap(sigma, X.dtype)).mul_(-0.5 / (sigma * sigma)).exp_()
 
 
 def _drop_negligible(A: torch.Tensor) -> torch.Tensor:
@@ -240,7 +243,7 @@ def _window_plan(X: torch.Tensor, P: torch.Tensor, sigma: float,
     if not (WINDOWED_FEATURES and KERNEL_FLOOR) or X.shape[0] == 0:
         return None
     r = P.shape[0]
-    reach = sigma * math.sqrt(-2.0 * math.log(negligible(X.dtype)))
+    reach = math.sqrt(_distance_cap(sigma, X.dtype))
     if not math.isfinite(reach) or r < 2:
         return None
     n = X.shape[0]
@@ -490,8 +493,7 @@ class _Features:
         Xs = Xs.view(nb, B, d)
         self._win = plan.lo[:, None] + torch.arange(W, device=self.X.device)  # sorted pos.
         Ps = self.P[plan.order]
-        s2 = 2.0 * self.sigma * self.sigma
-        cap = -s2 * math.log(negligible(self.dtype))
+        cap, s2 = _distance_cap(self.sigma, self.dtype), 2.0 * self.sigma * self.sigma
         V = torch.empty(nb, B, W, dtype=self.dtype, device=self.X.device)
         step = max(1, self.block_bytes // (3 * self.X.element_size() * B * W))
         for b0 in range(0, nb, step):
