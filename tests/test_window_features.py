@@ -132,6 +132,12 @@ def test_window_fit_equals_the_dense_fit(rng, inner, monkeypatch):
                                                     init_decision=wide.train_decision_)
         assert warm.fit_info_.warm_start and warm.fit_info_.features == "window"
         assert abs(t(warm) - t(fits[True])) <= 1e-8 * abs(t(fits[True]))
+        # started from its own solution (given in the caller's order) it needs fewer
+        # Newton steps; scrambled values (read in the wrong order) are rejected
+        again = KernelLogisticRegression(**opts).fit(
+            X, y, sw, init_decision=fits[True].train_decision_)
+        assert again.fit_info_.warm_start
+        assert again.fit_info_.n_iter < fits[True].fit_info_.n_iter
 
 
 def test_onestep_schedule_and_direct_solve_keep_dense_features(rng):
