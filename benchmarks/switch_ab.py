@@ -21,6 +21,13 @@ and the largest relative difference of ``t`` between the two.
         --inner direct --toys 3
     python benchmarks/switch_ab.py --switch window --benchmark exp1d8 \
         --sigma 0.1,0.3,0.7,1.4,2.3,4.5 --toys 5
+
+``--max-fraction 1`` windows every width it can (``WINDOW_MAX_FRACTION = 1``) and
+records the windows' width as a fraction of the kept centres: the sweep that sets the
+threshold (results ``window_threshold_*.json``).
+
+    python benchmarks/switch_ab.py --switch window --benchmark gauss2d --sigma 0.1 \
+        --toys 3 --max-fraction 1 --tag _mf1
 """
 
 from __future__ import annotations
@@ -46,25 +53,42 @@ SWITCHES = {
 }
 
 
-def run(eng: ToyEngine, index: int, switch: str, on: bool) -> dict:
-    """Toy ``index`` of ``eng`` with ``switch`` on or off."""
+def run(eng: ToyEngine, index: int, switch: str, on: bool,
+        max_fraction: float | None = None) -> dict:
+    """Toy ``index`` of ``eng`` with ``switch`` on or off (``max_fraction``: the
+    ``WINDOW_MAX_FRACTION`` of both arms; ``None`` keeps the library's)."""
     name, fixed, _ = SWITCHES[switch]
     settings = {**fixed, name: on}
+    if max_fraction is not None:
+        settings["WINDOW_MAX_FRACTION"] = max_fraction
     old = {k: getattr(kernel_mod, k) for k in settings}
     for k, v in settings.items():
         setattr(kernel_mod, k, v)
+    # the window plans of the fit (their width as a fraction of the kept centres)
+    plans: list[float] = []
+    real_plan = kernel_mod._window_plan
+
+    def spy(X, P, *args, **kwargs):
+        plan = real_plan(X, P, *args, **kwargs)
+        if plan is not None:
+            plans.append(plan.width / P.shape[0])
+        return plan
+
+    kernel_mod._window_plan = spy
     try:
         t0 = time.perf_counter()
         r = eng.run(index)
         wall = time.perf_counter() - t0
     finally:
+        kernel_mod._window_plan = real_plan
         for k, v in old.items():
             setattr(kernel_mod, k, v)
     if not r.ok or not r.converged:
         raise RuntimeError(f"toy {index} ({switch} {on}) failed: {r.message}")
     ts = list(r.t_widths) if r.t_widths else [r.t]
     ranks = list(r.rank_widths) if r.rank_widths else [r.rank]
-    return {"t": [float(x) for x in ts], "rank": [int(x) for x in ranks], "time_s": wall}
+    return {"t": [float(x) for x in ts], "rank": [int(x) for x in ranks], "time_s": wall,
+            "window_fraction": plans}
 
 
 def main() -> None:
@@ -79,7 +103,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="")
+    p.add_argument("--max-fraction", type=float, default=None,
+                   help="WINDOW_MAX_FRACTION in both arms (default: the library's "
+                        f"{kernel_mod.WINDOW_MAX_FRACTION}); 1 windows every width it can")
     a = p.parse_args()
+    if a.max_fraction is not None and (a.switch != "window" or not 0 < a.max_fraction <= 1):
+        p.error("--max-fraction needs --switch window and a value in (0, 1]")
     torch.set_num_threads(a.threads)
     warm_up("cpu")
     sigmas = tuple(float(s) for s in a.sigma.split(","))
@@ -90,7 +119,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"off": [], "on": []}
     for i in range(a.toys):
         for key, on in (("off", False), ("on", True)):
-            runs[key].append(run(eng, i, a.switch, on))
+            runs[key].append(run(eng, i, a.switch, on, a.max_fraction))
             print(i, key, runs[key][-1], flush=True)
     rel = [abs(x - y) / max(abs(y), 1e-300)
            for on, off in zip(runs["on"], runs["off"], strict=True)
@@ -100,13 +129,19 @@ def main() -> None:
            "expected": bench.expected,
            "sigmas": list(sigmas), "n_centers": a.centers, "lam": a.lam, "inner": a.inner,
            "toys": a.toys, "threads": a.threads,
+           "window_max_fraction": (kernel_mod.WINDOW_MAX_FRACTION if a.max_fraction is None
+                                   else a.max_fraction),
+           "median_window_fraction": float(np.median(
+               [x for r in runs["on"] for x in r["window_fraction"]]))
+           if any(r["window_fraction"] for r in runs["on"]) else None,
            "median_rank": [float(np.median([r["rank"][k] for r in runs["on"]]))
                            for k in range(len(sigmas))],
            "median_s_off": med["off"], "median_s_on": med["on"],
            "speedup": med["off"] / med["on"], "max_rel_dt": float(max(rel)), "runs": runs}
     name = "_".join(f"{s:g}" for s in sigmas) if len(sigmas) <= 2 else \
         f"{min(sigmas):g}-{max(sigmas):g}_{len(sigmas)}w"
-    prefix = SWITCHES[a.switch][2]
+    # a run with its own threshold is a threshold sweep, tabulated apart
+    prefix = SWITCHES[a.switch][2] if a.max_fraction is None else "window_threshold"
     path = save(f"{prefix}_{a.benchmark}_s{name}_M{a.centers}_{a.inner}{a.tag}", out)
     print(f"{a.switch} off {med['off']:.2f} s, on {med['on']:.2f} s "
           f"(x{out['speedup']:.2f}); max relative |dt| {out['max_rel_dt']:.1e} -> {path}")

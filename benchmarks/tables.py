@@ -849,6 +849,41 @@ def switch_ab() -> None:
             print()
 
 
+def window_threshold() -> None:
+    """The sweep behind ``WINDOW_MAX_FRACTION`` (``switch_ab.py --max-fraction``)."""
+    import numpy as np
+
+    from nplearn.learners.kernel import AUTO_DIRECT_MAX_RANK, WINDOW_MAX_FRACTION
+
+    runs = _runs_table(
+        "window_threshold_*.json",
+        "Where windows pay: the threshold sweep (`switch_ab.py --switch window --max-fraction 1`)",
+        lambda d: f"{d['machine']}; {d['threads']} torch threads; the same toys, each run "
+                  "dense, then windowed at any width",
+        "Windows forced wherever they can be built (`WINDOW_MAX_FRACTION = 1`); W / r: the "
+        "windows' width as a fraction of the kept centres (median over toys). Dense inner: "
+        f"what `inner=\"auto\"` solves the dense features with (direct up to rank "
+        f"{AUTO_DIRECT_MAX_RANK}); windows always use PCG. Times: median [min, max] over "
+        f"the toys. The library windows a width when W / r ≤ {WINDOW_MAX_FRACTION}.",
+        ["case", "commit", "σ", "M", "rank", "W / r", "dense inner", "toys", "dense",
+         "windows", "speed-up", "max rel dt"])
+
+    def span(rs: list[dict]) -> str:
+        x = [r["time_s"] for r in rs]
+        return f"{np.median(x):.2f} s [{min(x):.2f}, {max(x):.2f}]"
+
+    for d in sorted(runs, key=lambda d: (d["benchmark"], d["sigmas"])):
+        rank = d["median_rank"][0]
+        print(f"| {d['benchmark']} (N_R = {d['n_ref']}, N(R) = {d['expected']:g}) "
+              f"| {d['commit']} | {', '.join(f'{s:g}' for s in d['sigmas'])} "
+              f"| {d['n_centers']} | {rank:g} | {d['median_window_fraction']:.2f} "
+              f"| {'direct' if rank <= AUTO_DIRECT_MAX_RANK else 'PCG'} | {d['toys']} "
+              f"| {span(d['runs']['off'])} | {span(d['runs']['on'])} "
+              f"| {d['speedup']:.2f} | {d['max_rel_dt']:.1e} |")
+    if runs:
+        print()
+
+
 def tail_pvalues() -> None:
     d = load("tail_pvalues")
     if not d:
@@ -989,6 +1024,7 @@ if __name__ == "__main__":
     widths_cost()
     preconditioner()
     switch_ab()
+    window_threshold()
     power()
     size_check()
     published_rule()

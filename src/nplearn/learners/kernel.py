@@ -121,6 +121,9 @@ WINDOWED_FEATURES = True
 #: Events per block of the ``"window"`` features.
 WINDOW_BLOCK = 256
 #: Largest window, as a fraction of the rank, at which ``"window"`` features are used.
+#: Measured (BENCHMARKS.md, "Where windows pay"): against a direct solve of the dense
+#: features (1D ranks 47-112) windows lost from ~0.75 on; against dense PCG (2D, 5D)
+#: they were never slower up to 1. 0.7 serves both.
 WINDOW_MAX_FRACTION = 0.7
 
 
