@@ -884,6 +884,36 @@ def window_threshold() -> None:
         print()
 
 
+def null_tail() -> None:
+    """Empirical null tails against fitted chi-squares (``null_tail.py``)."""
+    for path in sorted(RESULTS.glob("null_tail_*.json")):
+        d = json.loads(path.read_text())
+        print(f"### Is the null heavier-tailed than a chi-square? (`{d['study']}`)\n")
+        print(header(d))
+        print(f"{d['n_null']} null toys. Dispersion: var(t) / (2 mean t), 1 for a chi-square. "
+              "Beyond: null toys at or above the fitted chi-square's Z = 2 / Z = 3 quantile "
+              "(a chi-square puts n·p there, 68% Poisson range in brackets). Power at Z ≥ 3 "
+              "per signal with the empirical threshold (the toys, as in the power tables) / "
+              "with the fitted chi-square's quantile.\n")
+        sigs = d["signals"]
+        print("| σ | dof | dispersion | beyond Z = 2 | beyond Z = 3 | "
+              + " | ".join(f"{s}: Z ≥ 3 toys / χ²" for s in sigs) + " |")
+        print("|---|---|---|---|---|" + "---|" * len(sigs))
+        for w in d["widths"]:
+            cells = []
+            for z in ("2", "3"):
+                e = w["levels"][z]
+                lo, hi = e["expected_beyond_68"]
+                cells.append(f"{e['null_beyond_chi2']} ({e['expected_beyond']:.1f} "
+                             f"[{lo:.0f}, {hi:.0f}])")
+            pw = w["levels"]["3"]["power"]
+            print(f"| {w['sigma']:g} | {w['dof']:.1f} | {w['dispersion']:.2f} | "
+                  + " | ".join(cells) + " | "
+                  + " | ".join(f"{pw[s]['empirical']:.3f} / {pw[s]['chi2']:.3f}" for s in sigs)
+                  + " |")
+        print()
+
+
 def tail_pvalues() -> None:
     d = load("tail_pvalues")
     if not d:
@@ -1028,6 +1058,7 @@ if __name__ == "__main__":
     power()
     size_check()
     published_rule()
+    null_tail()
     tail_pvalues()
     lam_scan()
     lam_pilot()
