@@ -68,14 +68,15 @@ class Progress:
 # ------------------------------------------------------------------ arguments
 
 
-def _float_list(s: str) -> list[str]:
+def _str_list(s: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]`` (argparse type; empty items dropped)."""
     return [c.strip() for c in s.split(",") if c.strip()]
 
 
 def _number_list(s: str) -> list[float]:
     """``"0.3"`` or ``"0.1,0.3,0.7"`` -> list of floats (argparse type)."""
     try:
-        out = [float(c) for c in _float_list(s)]
+        out = [float(c) for c in _str_list(s)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got "
                                          f"{s!r}") from None
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ref-weight-branch", "--ref-weight-column", dest="ref_weight_branch",
                    default=None, metavar="NAME",
                    help="column/branch of the reference file holding per-event weights")
-    t.add_argument("--columns", type=_float_list, default=None,
+    t.add_argument("--columns", type=_str_list, default=None,
                    help="comma-separated columns to use (names or 0-based indices)")
     t.add_argument("--expected", type=float, default=None, metavar="N",
                    help="expected data yield N(R) of the reference model (default: N_D)")
@@ -203,12 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Power study on a benchmark with exact densities: null toys calibrate "
                     "every test (each kernel width, each combination over widths, the "
                     "comparison tests); signal toys give the power at Z >= 2 and 3 with "
-                    "68%% Clopper-Pearson intervals and the median Z; the ideal "
+                    "68% Clopper-Pearson intervals and the median Z; the ideal "
                     "Neyman-Pearson test is computed from the exact densities.")
     pw.add_argument("--benchmark", default="exp1d8",
                     help="exp1d8 (1D exponential on the x'=8x scale, five signals) or "
                          "gauss<d>d, e.g. gauss2d, gauss5d, gauss10d (default exp1d8)")
-    pw.add_argument("--signals", type=_float_list, default=None,
+    pw.add_argument("--signals", type=_str_list, default=None,
                     help="comma-separated signals (default: all of the benchmark's)")
     pw.add_argument("--null-toys", type=int, default=1000, metavar="N")
     pw.add_argument("--signal-toys", type=int, default=300, metavar="N")
@@ -222,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--lam", type=float, default=1e-6)
     pw.add_argument("--schedule", choices=("converged", "onestep"), default="converged")
     pw.add_argument("--temperature", type=float, default=1.0)
-    pw.add_argument("--baselines", type=_float_list, default=None,
+    pw.add_argument("--baselines", type=_str_list, default=None,
                     help="comparison tests (default all applicable; 'none' for none)")
     pw.add_argument("--baseline-max-ref", type=int, default=None, metavar="N",
                     help="reference subsample of the energy and MMD tests (default 20000)")
