@@ -147,6 +147,18 @@ def test_selection_language():
         evaluate_selection("a > 1" + "0" * 400, cols, 3)
 
 
+@pytest.mark.parametrize("expr", ["a > 1 | b > 0", "a > 1 & b < 1", "(a > 1) | b",
+                                  "a | (b > 0)"])
+def test_bitwise_operators_join_parenthesised_conditions_only(expr):
+    # Python reads `a > 1 | b > 0` as `a > (1 | b) > 0`: evaluating it would apply
+    # another cut than the one written, silently
+    cols = {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([0.0, 1.0, 0.0])}
+    with pytest.raises(InputError, match="joins conditions only"):
+        evaluate_selection(expr, cols, 3)
+    np.testing.assert_array_equal(evaluate_selection("~(a > 1) | (b > 0) & True", cols, 3),
+                                  [True, True, False])
+
+
 def test_dataframes_and_awkward_arrays(rng):
     pd = pytest.importorskip("pandas")
     ak = pytest.importorskip("awkward")

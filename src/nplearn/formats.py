@@ -8,7 +8,8 @@ error naming the extra to install.
 Selections (``--selection``) are expressions over column names, evaluated
 element-wise with numpy: comparisons (``<``, ``<=``, ``>``, ``>=``, ``==``,
 ``!=``), ``and``/``or``/``not`` (also written ``&&``, ``||``, ``!``), ``&``/``|``
-with parentheses, arithmetic (``+ - * / ** %``) and the functions ``abs``,
+between parenthesised conditions (``(x > 0) | (y > 0)``; ``x > 0 | y > 0`` is refused,
+since Python reads it as ``x > (0 | y) > 0``), arithmetic (``+ - * / ** %``) and the functions ``abs``,
 ``sqrt``, ``log``, ``exp``, ``sin``, ``cos``, ``tan``, ``sinh``, ``cosh``,
 ``tanh``, ``arctan2``, ``hypot``, ``minimum``, ``maximum``. Nothing else is
 evaluated.
@@ -222,6 +223,18 @@ def selection_names(expr: str) -> list[str]:
     return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - funcs)
 
 
+def _is_condition(node: ast.AST) -> bool:
+    """Whether ``node`` is a true/false expression: a comparison, a logical
+    operation, ``not``/``~`` of one, ``&``/``|`` of two, or ``True``/``False``."""
+    if isinstance(node, (ast.Compare, ast.BoolOp)):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.Invert)):
+        return True
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitAnd, ast.BitOr)):
+        return _is_condition(node.left) and _is_condition(node.right)
+    return isinstance(node, ast.Constant) and isinstance(node.value, bool)
+
+
 def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
     """Boolean mask of the events passing ``expr`` (see the module docstring)."""
 
@@ -257,6 +270,17 @@ def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.
                 return np.negative(v)
             if isinstance(node.op, ast.UAdd):
                 return v
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitAnd, ast.BitOr)):
+            # `&` and `|` bind tighter than comparisons (`x > 0 | y > 0` is
+            # `x > (0 | y) > 0`): accept them between conditions only
+            for side in (node.left, node.right):
+                if not _is_condition(side):
+                    sym = "&" if isinstance(node.op, ast.BitAnd) else "|"
+                    word = "&&" if sym == "&" else "||"
+                    raise InputError(
+                        f"selection {expr!r}: {sym!r} joins conditions only and binds "
+                        f"tighter than comparisons; write (a > 1) {sym} (b < 2) with "
+                        f"parentheses, or use {word!r}")
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
         if isinstance(node, ast.Compare):
