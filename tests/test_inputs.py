@@ -154,6 +154,15 @@ def test_csv_reader_names_bad_cells(tmp_path):
     p.write_text("a,b\n1,2\nnan,4\n")
     with pytest.raises(InputError, match=r"non-finite value nan at row 1, column 0 \('a'\)"):
         read_events(p)
+    # no header and a bad value in the first row: an error, not a header (which would
+    # drop that event silently)
+    p.write_text("0.5,NA\n1,2\n3,4\n")
+    with pytest.raises(InputError, match="first row mixes numbers and text"):
+        read_events(p)
+    # pandas writes an unnamed index column: an empty name is still a header
+    p.write_text(",pt,eta\n0,1.5,2\n1,3,4\n")
+    arr, names = read_events(p, ["pt", "eta"])
+    assert names == ["pt", "eta"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0]]
 
 
 def test_reader_column_selection(tmp_path):

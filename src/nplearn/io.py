@@ -380,9 +380,15 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
         return [p.strip().strip('"').strip("'") for p in parts]
 
     first = split(lines[0])
-    # a header has at least one non-empty, non-numeric field (an empty field in a
-    # data row is a missing value, reported as such below)
+    # a header names columns (no field is a number; an empty name is allowed, as in
+    # pandas' index column); a data row holds numbers (an empty field is a missing
+    # value, reported below). A first row with both is neither: taking it for a
+    # header would drop an event silently.
     header = any(v != "" and not _is_number(v) for v in first)
+    if header and any(v != "" and _is_number(v) for v in first):
+        raise InputError(
+            f"{path}: the first row mixes numbers and text ({', '.join(map(repr, first))}): "
+            "a header must name every column and a data row may hold numbers only")
     names = first if header else None
     body = lines[1:] if header else lines
     ncol = len(first)
