@@ -105,3 +105,11 @@ def test_every_help_text_renders(command, capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert f"nplearn {command}" in text and "%%" not in text and "%(" not in text
+
+
+def test_bench_help_states_the_benchmark_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "exp1d", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default 0.3)" in text and "(default 3000)" in text and "1e-10" in text
+    assert "90th percentile" not in text

@@ -63,7 +63,38 @@ def test_single_width_1d_plots(tmp_path, rng, captured):
     assert f"t_obs = {res.t_obs:.2f}" in null["legend"]
     assert any(f"Z = {res.calibration.z_empirical:.2f}" in t for t in null["texts"])
     f1 = captured["f_1d"]
-    assert "learned f(x)" in f1["legend"] and "mass" in f1["xlabels"]
+    sigma = res.to_dict()["hyperparameters"]["sigma"]
+    assert f"learned f(x) (σ = {sigma:.3g})" in f1["legend"] and "mass" in f1["xlabels"]
+
+
+def test_f_curves_show_the_model_ratio_to_the_last_event(tmp_path, rng, monkeypatch):
+    lines: dict[str, list] = {}
+
+    def save(fig, outdir, name):
+        lines[name] = [(ln.get_label(), ln.get_xdata(), ln.get_ydata())
+                       for ax in fig.axes for ln in ax.lines]
+        return []
+
+    monkeypatch.setattr(plots_mod, "_save", save)
+    ref = rng.exponential(size=(9000, 2))
+    data = rng.exponential(size=(300, 2))
+    w = np.full(len(ref), 300 / len(ref))
+    # f = log 2 where x0 > 1, 0 elsewhere: the model's data / reference ratio per bin of
+    # x0 is the weighted mean of e^f (2 above 1, 1 below), not e^(mean f) (Jensen)
+    f = np.where(ref[:, 0] > 1.0, np.log(2.0), 0.0)
+    plots_mod.plot_features(ref, w, data, f, tmp_path, label="model")
+    (_, x, y), = [ln for ln in lines["features"] if ln[0] == "model"][:1]
+    np.testing.assert_allclose(np.asarray(y)[np.asarray(x) > 1.2], 2.0)
+    np.testing.assert_allclose(np.asarray(y)[np.asarray(x) < 0.8], 1.0)
+    # along x1, half of each bin's events sit above x0 = 1 or not: 1 < ratio < 2
+    (_, x1, y1), = [ln for ln in lines["features"] if ln[0] == "model"][1:2]
+    frac = np.exp(-1.0)  # P(x0 > 1)
+    y1 = np.asarray(y1)[np.asarray(x1) < 2.0]
+    assert np.all(np.abs(y1 - (1 + frac)) < 0.15)
+    # the 1D curve reaches the largest reference event
+    plots_mod.plot_f_1d(ref[:, :1], w, data[:, :1], f, tmp_path)
+    (_, xc, _), = [ln for ln in lines["f_1d"] if ln[0] == "learned f(x)"]
+    assert np.max(xc) == ref[:, 0].max()
 
 
 def test_multi_width_cli_plots_and_replot(tmp_path, rng, captured):

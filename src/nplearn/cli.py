@@ -88,12 +88,17 @@ def _number_list(s: str) -> list[float]:
 def _add_solver_args(p: argparse.ArgumentParser, *, sigma_default: Any = None,
                      centers_default: Any = None, lam_default: float = 1e-6) -> None:
     g = p.add_argument_group("kernel learner")
-    g.add_argument("--sigma", type=_number_list, default=sigma_default,
-                   help="Gaussian kernel width (standardised units for `test`), or several "
-                        "comma-separated widths for a multiple test (e.g. 0.1,0.3,0.7,1.4,2.4);"
-                        " default: the 90th percentile of reference pairwise distances")
+    if sigma_default is None:  # `test`
+        sigma_help = ("Gaussian kernel width in standardised units, or several "
+                      "comma-separated widths for a multiple test (e.g. 0.1,0.3,0.7,1.4,2.4); "
+                      "default: the 90th percentile of reference pairwise distances")
+    else:  # a benchmark's fixed settings
+        sigma_help = f"Gaussian kernel width in benchmark units (default {sigma_default:g})"
+    g.add_argument("--sigma", type=_number_list, default=sigma_default, help=sigma_help)
     g.add_argument("--centers", type=int, default=centers_default, metavar="M",
-                   help="candidate Nystrom centres (default max(1000, 2 sqrt(n)))")
+                   help="candidate Nystrom centres (default "
+                        + ("max(1000, 2 sqrt(n)))" if centers_default is None
+                           else f"{centers_default})"))
     g.add_argument("--lam", type=float, default=lam_default, metavar="L",
                    help=f"penalty lambda (default {lam_default:g})")
     g.add_argument("--schedule", choices=("converged", "onestep"), default="converged",
@@ -230,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--ideal-toys", type=int, default=20000)
     pw.add_argument("--shape-only", action="store_true",
                     help="normalise each toy's reference to the toy's own data count "
-                         "instead of N(R) (the statistic of `nplearn run` without "
+                         "instead of N(R) (the statistic of `nplearn test` without "
                          "--expected); the data keep their Poisson yields")
     pw.add_argument("--workers", type=int, default=None)
     pw.add_argument("--seed", type=int, default=0)

@@ -9,10 +9,10 @@ Selections (``--selection``) are expressions over column names, evaluated
 element-wise with numpy: comparisons (``<``, ``<=``, ``>``, ``>=``, ``==``,
 ``!=``), ``and``/``or``/``not`` (also written ``&&``, ``||``, ``!``), ``&``/``|``
 between parenthesised conditions (``(x > 0) | (y > 0)``; ``x > 0 | y > 0`` is refused,
-since Python reads it as ``x > (0 | y) > 0``), arithmetic (``+ - * / ** %``) and the functions ``abs``,
-``sqrt``, ``log``, ``exp``, ``sin``, ``cos``, ``tan``, ``sinh``, ``cosh``,
-``tanh``, ``arctan2``, ``hypot``, ``minimum``, ``maximum``. Nothing else is
-evaluated.
+since Python reads it as ``x > (0 | y) > 0``), arithmetic (``+ - * / ** %``) and
+the functions ``abs``, ``sqrt``, ``log``, ``exp``, ``sin``, ``cos``, ``tan``,
+``sinh``, ``cosh``, ``tanh``, ``arctan2``, ``hypot``, ``minimum``, ``maximum``.
+Nothing else is evaluated.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def _weighted_hist(x: np.ndarray, bins: np.ndarray, w: np.ndarray | None) -> np.
 
 
 def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref: np.ndarray,
-              outdir: Path, name: str = "x") -> list[Path]:
+              outdir: Path, name: str = "x", label: str = "learned f(x)") -> list[Path]:
     """Learned ``f(x)`` over the data and weighted reference histograms (1D)."""
     plt = _pyplot()
     x_r, x_d = reference[:, 0], data[:, 0]
@@ -172,7 +172,9 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     idx = np.argsort(x_r)
     step = max(1, idx.size // _CURVE_POINTS)
     sel = idx[::step]
-    axf.plot(x_r[sel], f_ref[sel], color="tab:red", label="learned f(x)")
+    if sel[-1] != idx[-1]:  # draw the curve to the last event (the far tail)
+        sel = np.append(sel, idx[-1])
+    axf.plot(x_r[sel], f_ref[sel], color="tab:red", label=label)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(h_d / h_r)
     ok = np.isfinite(ratio)
@@ -189,9 +191,10 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
 
 def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                   f_ref: np.ndarray, outdir: Path,
-                  names: Sequence[str] | None = None) -> list[Path]:
-    """Per feature: data vs weighted reference, their ratio, and the mean learned ``f``
-    per bin (``f`` projected on the feature)."""
+                  names: Sequence[str] | None = None,
+                  label: str = "model") -> list[Path]:
+    """Per feature: data vs weighted reference, and their ratio against the model's,
+    ``sum w e^f / sum w`` per bin (the learned density ratio projected on the feature)."""
     plt = _pyplot()
     d = reference.shape[1]
     names = list(names) if names else [f"x{j}" for j in range(d)]
@@ -204,7 +207,7 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
         bins = np.linspace(lo, hi, 40)
         h_r = _weighted_hist(x_r, bins, w_ref)
         h_d = _weighted_hist(x_d, bins, None)
-        sw = _weighted_hist(x_r, bins, w_ref * f_ref)
+        h_model = _weighted_hist(x_r, bins, w_ref * np.exp(f_ref))
         centers = 0.5 * (bins[1:] + bins[:-1])
         ax, axr = axes[0, j], axes[1, j]
         ax.stairs(h_r, bins, color="tab:blue", label="reference")
@@ -216,13 +219,13 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = h_d / h_r
             err = np.sqrt(h_d) / h_r
-            f_mean = sw / h_r
+            model = h_model / h_r
         ok = np.isfinite(ratio) & (h_r > 0)
         axr.errorbar(centers[ok], ratio[ok], yerr=err[ok], fmt="o", ms=2, color="k",
                      label="data / reference")
-        axr.plot(centers[ok], np.exp(f_mean[ok]), color="tab:red", label="exp(mean f)")
+        axr.plot(centers[ok], model[ok], color="tab:red", label=label)
         axr.axhline(1.0, color="gray", lw=0.8)
-        top = float(np.nanmax(np.exp(f_mean[ok]))) if ok.any() else 1.0
+        top = float(np.nanmax(model[ok])) if ok.any() else 1.0
         axr.set_ylim(0.0, min(5.0, max(2.0, 1.3 * top)))  # tails with few events clipped
         axr.set_xlabel(names[j])
         if j == 0:
@@ -232,6 +235,16 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
     paths = _save(fig, outdir, "features")
     plt.close(fig)
     return paths
+
+
+def _first_width(result: dict[str, Any]) -> float | None:
+    """The kernel width whose ``f`` the figures show: the first of a multi-width
+    run, else the run's (standardised units, as in the result)."""
+    widths = result.get("widths") or []
+    if widths and isinstance(widths[0], dict) and widths[0].get("sigma") is not None:
+        return float(widths[0]["sigma"])
+    sigma = (result.get("hyperparameters") or {}).get("sigma")
+    return float(sigma) if isinstance(sigma, (int, float)) else None
 
 
 def make_plots(
@@ -278,9 +291,12 @@ def make_plots(
     if reference is not None and data is not None and f_ref is not None:
         w = (np.full(len(reference), result["expected"] / len(reference)) if w_ref is None
              else np.asarray(w_ref))
+        width = _first_width(result)
+        at = "" if width is None else f" (σ = {width:.3g})"
         if reference.shape[1] == 1:
             paths += plot_f_1d(reference, w, data, f_ref, out,
-                               names[0] if names else "x")
+                               names[0] if names else "x", label=f"learned f(x){at}")
         else:
-            paths += plot_features(reference, w, data, f_ref, out, names)
+            paths += plot_features(reference, w, data, f_ref, out, names,
+                                   label=f"model{at}: Σ w e^f / Σ w")
     return paths

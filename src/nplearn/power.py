@@ -243,7 +243,7 @@ def power_study(
     shape_only : bool
         Normalise each toy's reference to the toy's own data count ``N_D``
         (weight ``N_D / N_R``) instead of the expected yield ``N(R)`` -- the
-        statistic of ``nplearn run`` when no ``--expected`` is given. The data are
+        statistic of ``nplearn test`` when no ``--expected`` is given. The data are
         drawn as before (Poisson yields); the statistic no longer carries the
         Poisson fluctuation of the total count (about one χ² degree of freedom of
         noise in the null ``t``) and with it loses any sensitivity to a pure
