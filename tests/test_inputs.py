@@ -131,6 +131,17 @@ def test_cli_bad_weights_exit_2(files, capsys):
                              str(files / "data.npy"), "--ref-weights", str(files / "w.npy"),
                              "--toys", "2", "--workers", "1"], capsys)
     assert code == 2 and "sum to zero" in err
+    # 1-D .npy weights: every error names the weight file
+    w = np.ones(3000)
+    w[10] = -0.3
+    for arr, match in ((w, "negative weight -0.3 at row 10"),
+                       (np.ones(2999), "expected 3000 weights")):
+        np.save(files / "w1.npy", arr)
+        code, _, err = _run_cli(["test", "--reference", str(files / "ref.npy"), "--data",
+                                 str(files / "data.npy"), "--ref-weights",
+                                 str(files / "w1.npy"), "--toys", "2", "--workers", "1"],
+                                capsys)
+        assert code == 2 and f"{files / 'w1.npy'}: " in err and match in err
 
 
 def test_cli_usage_errors_exit_2(capsys):
@@ -172,6 +183,9 @@ def test_reader_column_selection(tmp_path):
     assert names == ["phi", "pt"] and arr.tolist() == [[3.0, 1.0], [6.0, 4.0]]
     with pytest.raises(InputError, match="no column named 'mass'"):
         read_events(p, ["mass"])
+    for cols in (["pt", "pt"], ["eta", "1"]):
+        with pytest.raises(InputError, match="is selected twice"):
+            read_events(p, cols)
     np.savez(tmp_path / "z.npz", a=np.ones((3, 2)), b=np.zeros((3, 2)))
     with pytest.raises(InputError, match="holds 2 arrays"):
         read_events(tmp_path / "z.npz")

@@ -449,7 +449,9 @@ def _read_weight_file(path: str, rt: Any, ref_name: str) -> np.ndarray:
                              f"{rt.n_read} events before the selection (one weight per "
                              "event of the file)")
         w = w[rt.selected]
-    return w
+    from .io import as_weights
+
+    return as_weights(w, len(rt.events), path)  # errors name the weight file
 
 
 def _weight_column(path: str) -> np.ndarray:

@@ -285,6 +285,10 @@ def read_table(
         weight_column = all_names[_column_index(weight_column, all_names, name)]
     if columns:
         wanted = [all_names[_column_index(c, all_names, name)] for c in columns]
+        twice = [c for i, c in enumerate(wanted) if c in wanted[:i]]
+        if twice:
+            raise InputError(f"{name}: column {twice[0]!r} is selected twice (by name or by "
+                             "index); every feature must be a different column")
     else:
         wanted = [c for c in all_names if c != weight_column]
     if not wanted:
