@@ -97,7 +97,7 @@ def test_f_curves_show_the_model_ratio_to_the_last_event(tmp_path, rng, monkeypa
     assert np.max(xc) == ref[:, 0].max()
 
 
-def test_multi_width_cli_plots_and_replot(tmp_path, rng, captured):
+def test_multi_width_cli_plots_and_replot(tmp_path, rng, captured, capsys):
     np.save(tmp_path / "ref.npy", rng.normal(size=(3000, 2)))
     np.save(tmp_path / "dat.npy", rng.normal(size=(120, 2)))
     out = tmp_path / "r.json"
@@ -123,6 +123,11 @@ def test_multi_width_cli_plots_and_replot(tmp_path, rng, captured):
     captured.clear()
     assert main(["plot", str(out), "--out", str(tmp_path / "third")]) == 0
     assert set(captured) == {"null_distribution", "z_vs_width"}
+    # an --out that is a file is blamed, not the result
+    capsys.readouterr()
+    assert main(["plot", str(out), "--out", str(tmp_path / "dat.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "dat.npy: exists and is not a folder" in err and "damaged" not in err
 
 
 def test_plot_bad_inputs(tmp_path, capsys):

@@ -646,6 +646,8 @@ def cmd_plot(a: argparse.Namespace) -> int:
     if not isinstance(res, dict) or not str(res.get("format", "")).startswith("nplearn-result"):
         raise InputError(f"{a.result}: not an nplearn result file")
     out = a.out or (os.path.splitext(a.result)[0] + "_plots")
+    if os.path.exists(out) and not os.path.isdir(out):  # before any refit
+        raise InputError(f"{out}: exists and is not a folder (the figures need a folder)")
     run = res.get("run") or {}
     extra: dict[str, Any] = {}
     have_inputs = all(run.get(k) and os.path.exists(str(run[k]).split(":")[0])
@@ -670,6 +672,8 @@ def cmd_plot(a: argparse.Namespace) -> int:
               "calibration only (no f plots)", file=sys.stderr)
     try:
         paths = make_plots(res, out, **extra)
+    except InputError:
+        raise  # names its own cause (e.g. the output folder)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
         raise InputError(f"{a.result}: cannot be plotted, the result is incomplete or "
