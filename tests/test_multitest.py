@@ -148,7 +148,8 @@ def test_multi_width_test_end_to_end(rng):
     # centres); the result has every width and every combination
     ref = rng.normal(size=(6000, 1))
     data = np.concatenate([rng.normal(size=(290, 1)), rng.normal(1.5, 0.05, size=(25, 1))])
-    opts = dict(expected=300.0, n_toys=30, n_centers=200, workers=1, seed=4)
+    # 50 toys: the fewest from which a width's chi-square extrapolation is reported
+    opts = dict(expected=300.0, n_toys=50, n_centers=200, workers=1, seed=4)
     multi = nplm_test(ref, data, sigmas=[0.1, 0.5, 2.0], **opts)
     single = nplm_test(ref, data, sigma=0.1, **opts)
     # sigma = 0.1 is narrow here: windowed features use PCG, which the several widths
@@ -159,13 +160,13 @@ def test_multi_width_test_end_to_end(rng):
     assert set(multi.combinations) == set(COMBINATIONS)
     assert multi.p_value == multi.combinations["min-p"].p_value
     assert multi.reported_method == "min-p"
-    # beyond every null toy at every width: p = 1/31
+    # beyond every null toy at every width: p = 1/51
     assert multi.combinations["min-p"].n_exceed == 0
-    assert multi.p_value == pytest.approx(1 / 31)
+    assert multi.p_value == pytest.approx(1 / 51)
     d = multi.to_dict()
     assert d["z_method"] == "min-p" and len(d["t_null_widths"][0]) == 3
     assert "per width" in multi.summary()
-    # the Bonferroni bound goes beyond the 1/31 of the toys (chi-square local p-values)
+    # the Bonferroni bound goes beyond the 1/51 of the toys (chi-square local p-values)
     b = multi.combined_bound
     local = [w["calibration"]["p_value"] for w in multi.widths]
     assert b["p_value"] == pytest.approx(3 * min(local))
@@ -180,6 +181,15 @@ def test_percentile_widths_match_single_width_default(rng):
     multi = nplm_test(ref, data, sigma_percentiles=[50, 90], **opts)
     single = nplm_test(ref, data, **opts)
     assert multi.widths[1]["sigma"] == single.hyperparameters["sigma"]
+
+
+def test_too_few_toys_to_combine_report_nothing(rng):
+    ref, data = rng.normal(size=(2000, 1)), rng.normal(size=(80, 1))
+    res = nplm_test(ref, data, sigmas=[0.5, 2.0], n_toys=2, n_centers=60, workers=1)
+    assert res.combinations is None and math.isnan(res.p_value)
+    assert res.reported_method is None and res.to_dict()["z_method"] is None
+    assert "too few to combine the widths" in res.summary()
+    assert "(empirical)" not in res.summary()
 
 
 def test_width_options_validated():

@@ -123,3 +123,8 @@ def test_calibration_method_switch():
     rej = calibrate(200.0, odd)
     assert rej.chi2_ks_pvalue < 0.01 and math.isfinite(rej.z_chi2)
     assert rej.method == "empirical" and rej.p_value == pytest.approx(1 / 601)
+    # too few toys to judge a fit: the toys' p is reported, the fit's is only shown
+    few = calibrate(60.0, t_null[:49])
+    assert few.method == "empirical" and math.isfinite(few.z_chi2)
+    assert few.p_value == pytest.approx(1 / 50)
+    assert calibrate(60.0, t_null[:50]).method == "chi2"

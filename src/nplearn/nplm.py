@@ -21,7 +21,7 @@ from .io import as_events, as_weights, write_json_atomic
 from .learners.kernel import KernelLogisticRegression, default_n_centers
 from .multitest import COMBINATIONS, CombinedResult, bonferroni_bound, combine_all
 from .preprocess import Standardizer, sigma_from_percentile
-from .stats import Calibration, calibrate
+from .stats import CHI2_REPORT_MIN_TOYS, Calibration, calibrate
 from .toys import (
     WARM_START_WIDTHS,
     ToyEngine,
@@ -145,6 +145,8 @@ class NPLMResult:
         combination (``"min-p"``...) of a multi-width run."""
         if self.combinations:
             return self.config.combine
+        if self.widths:
+            return None  # too few toys to combine the widths: nothing reported
         return self.calibration.method if self.calibration else None
 
     @property
@@ -231,6 +233,9 @@ class NPLMResult:
             lines[-2] = ("  t_obs (first width)       " + f"{self.t_obs:.4f}")
         if c is None:
             lines.append("  no toys run: no p-value (use n_toys > 0)")
+        elif self.widths and not self.combinations:
+            lines.append(f"  null toys                 {c.n_toys} ok: too few to combine the "
+                         f"widths (at least 3 needed); no p-value reported")
         elif self.widths and self.combinations:
             lines += [
                 f"  null toys                 {c.n_toys} ok"
@@ -276,7 +281,9 @@ class NPLMResult:
                 + ("  (bound: no toy reached t_obs)" if c.n_exceed == 0 else ""),
                 f"  p (chi2 extrapolation)    {c.p_chi2:.4g}   Z = {c.z_chi2:.2f}"
                 + ("  (poor chi2 fit: KS p < 0.01, do not trust)"
-                   if c.chi2_ks_pvalue < 0.01 else ""),
+                   if c.chi2_ks_pvalue < 0.01 else
+                   f"  (not reported: fitted to fewer than {CHI2_REPORT_MIN_TOYS} toys)"
+                   if c.n_toys < CHI2_REPORT_MIN_TOYS else ""),
                 f"  reported                  p = {self.p_value:.4g}, Z = {self.z:.2f} "
                 f"({c.method})",
             ]

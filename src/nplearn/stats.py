@@ -27,6 +27,10 @@ __all__ = [
 #: The chi-square extrapolation is reported only when the fit to the null toys has a
 #: Kolmogorov-Smirnov p-value of at least this.
 CHI2_FIT_MIN_KS_P = 0.01
+#: ... and only from at least this many null toys: below it the KS test cannot reject a
+#: poor fit and the fitted dof is uncertain by more than ~20% (sqrt(2 / n)), so a
+#: significance extrapolated from it would be unfounded (the toys' p is reported).
+CHI2_REPORT_MIN_TOYS = 50
 
 def nplm_statistic(
     f_ref: np.ndarray, f_data: np.ndarray, w_ref: np.ndarray
@@ -235,8 +239,9 @@ def calibrate(
     min_exceed : int
         Report the empirical p-value when at least this many toys are at or above
         ``t_obs``; otherwise report the chi-square extrapolation, unless the toys
-        reject the chi-square fit (KS p-value below :data:`CHI2_FIT_MIN_KS_P`): then
-        the empirical value (a bound when no toy reaches ``t_obs``) is reported.
+        reject the chi-square fit (KS p-value below :data:`CHI2_FIT_MIN_KS_P`) or are
+        fewer than :data:`CHI2_REPORT_MIN_TOYS`: then the empirical value (a bound when
+        no toy reaches ``t_obs``) is reported.
     n_failed : int
         Toys that failed (for the conservative p-value).
     """
@@ -257,7 +262,7 @@ def calibrate(
         dof = ksd = ksp = p_chi = z_chi = math.nan
     # never report an extrapolation from a fit the toys reject (KS p < 0.01)
     use_emp = (n_exceed >= min_exceed or not math.isfinite(z_chi)
-               or not ksp >= CHI2_FIT_MIN_KS_P)
+               or not ksp >= CHI2_FIT_MIN_KS_P or n < CHI2_REPORT_MIN_TOYS)
     return Calibration(
         p_value=p_emp if use_emp else p_chi,
         z=z_emp if use_emp else z_chi,
