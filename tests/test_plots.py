@@ -138,6 +138,16 @@ def test_plot_bad_inputs(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     assert main(["test", "--reference", "r.npy", "--data", "d.npy", "--plots",
                  str(tmp_path / "afile")]) == 2
+    # a run that fails on its inputs removes the plot folder it made (still empty) and
+    # keeps one that was there before
+    np.save(tmp_path / "bad.npy", np.full((50, 1), np.nan))
+    for existed in (False, True):
+        figs = tmp_path / f"figs{existed}"
+        if existed:
+            figs.mkdir()
+        assert main(["test", "--reference", str(tmp_path / "bad.npy"), "--data",
+                     str(tmp_path / "bad.npy"), "--plots", str(figs)]) == 2
+        assert figs.exists() == existed
 
 
 def test_mplhep_style_used_when_installed():

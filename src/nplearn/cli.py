@@ -489,8 +489,29 @@ def _dask_client(a: argparse.Namespace) -> Any:
         raise InputError(f"cannot connect to the Dask scheduler {a.scheduler} ({exc})") from None
 
 
+def _drop_new_empty_plot_dir(a: argparse.Namespace, run: Callable[[argparse.Namespace], int]
+                             ) -> int:
+    """``run(a)``; if it fails, remove the ``--plots`` folder when this run created it
+    (it is made early, so that a folder that cannot be made stops the run before any
+    result is written) and it is still empty."""
+    import os
+
+    plots = getattr(a, "plots", None)
+    existed = bool(plots) and os.path.lexists(plots)
+    try:
+        return run(a)
+    except BaseException:
+        if plots and not existed and os.path.isdir(plots) and not os.listdir(plots):
+            os.rmdir(plots)
+        raise
+
+
 def cmd_test(a: argparse.Namespace) -> int:
     """``nplearn test``."""
+    return _drop_new_empty_plot_dir(a, _run_test)
+
+
+def _run_test(a: argparse.Namespace) -> int:
     import os
 
     from .io import check_writable, sha256_file
@@ -694,6 +715,10 @@ def cmd_bench_exp1d(a: argparse.Namespace) -> int:
 
 def cmd_demo(a: argparse.Namespace) -> int:
     """``nplearn demo``."""
+    return _drop_new_empty_plot_dir(a, _run_demo)
+
+
+def _run_demo(a: argparse.Namespace) -> int:
     from .benchmarks import Exp1D
     from .nplm import nplm_test
 
