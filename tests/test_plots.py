@@ -64,7 +64,8 @@ def test_single_width_1d_plots(tmp_path, rng, captured):
     assert any(f"Z = {res.calibration.z_empirical:.2f}" in t for t in null["texts"])
     f1 = captured["f_1d"]
     sigma = res.to_dict()["hyperparameters"]["sigma"]
-    assert f"learned f(x) (σ = {sigma:.3g})" in f1["legend"] and "mass" in f1["xlabels"]
+    assert f"learned f(x) (σ = {sigma:.3g}, standardised)" in f1["legend"]
+    assert "mass" in f1["xlabels"]
 
 
 def test_f_curves_show_the_model_ratio_to_the_last_event(tmp_path, rng, monkeypatch):

@@ -170,10 +170,13 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     ax.set_ylabel("events / bin")
     ax.legend(fontsize=8)
     idx = np.argsort(x_r)
+    xs = x_r[idx]
     step = max(1, idx.size // _CURVE_POINTS)
-    sel = idx[::step]
-    if sel[-1] != idx[-1]:  # draw the curve to the last event (the far tail)
-        sel = np.append(sel, idx[-1])
+    # points evenly spaced in events (the bulk) and in x (the sparse tail, up to the
+    # last event), so the curve is drawn where the events are few too
+    grid = np.searchsorted(xs, np.linspace(xs[0], xs[-1], _CURVE_POINTS // 4))
+    sel = idx[np.union1d(np.arange(0, idx.size, step), np.r_[grid, idx.size - 1])
+              .clip(max=idx.size - 1)]
     axf.plot(x_r[sel], f_ref[sel], color="tab:red", label=label)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(h_d / h_r)
@@ -292,7 +295,9 @@ def make_plots(
         w = (np.full(len(reference), result["expected"] / len(reference)) if w_ref is None
              else np.asarray(w_ref))
         width = _first_width(result)
-        at = "" if width is None else f" (σ = {width:.3g})"
+        units = ", standardised" if (result.get("config") or {}).get("standardize", True) \
+            else ""
+        at = "" if width is None else f" (σ = {width:.3g}{units})"
         if reference.shape[1] == 1:
             paths += plot_f_1d(reference, w, data, f_ref, out,
                                names[0] if names else "x", label=f"learned f(x){at}")
