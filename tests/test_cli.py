@@ -113,3 +113,12 @@ def test_bench_help_states_the_benchmark_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "(default 0.3)" in text and "(default 3000)" in text and "1e-10" in text
     assert "90th percentile" not in text
+
+
+def test_combine_needs_several_widths(samples, capsys):
+    args = ["test", "--reference", str(samples / "ref.npy"), "--data",
+            str(samples / "data.csv"), "--toys", "2", "--workers", "1", "--centers", "50",
+            "-q"]
+    assert main([*args, "--combine", "fused-t"]) == 2
+    assert "--combine choose how several kernel widths" in capsys.readouterr().err
+    assert main([*args, "--sigma", "0.5,1.0", "--combine", "fused-t"]) == 0

@@ -410,6 +410,11 @@ def _resolve_test_args(a: argparse.Namespace):
     for key in ("reference", "data"):
         if getattr(a, key) is None:
             raise InputError(f"no {key} sample: give --{key} FILE or '{key}' in --config")
+    asked = [f"--{k}" for k in ("combine", "temperature") if k in getattr(a, "_given", ())]
+    if asked and not cfg.multi_width:
+        raise InputError(f"{' and '.join(asked)} choose how several kernel widths are "
+                         "combined, but this test has one width (give several with "
+                         "--sigma a,b,... or --sigma-percentiles)")
     return cfg
 
 
