@@ -202,6 +202,34 @@ def test_power_study_bad_input():
             power_study(bench, **{**ok, **bad})
 
 
+def test_power_study_refuses_bad_settings_before_any_toy(monkeypatch):
+    import nplearn.power as power_mod
+
+    def no_toys(*args, **kwargs):
+        raise AssertionError("toys ran before the settings were checked")
+
+    monkeypatch.setattr(power_mod, "run_toys", no_toys)
+    bench = Exp1DScaled(n_ref=2000, expected=100.0)
+    ok = dict(n_null=5, n_signal=1, sigmas=[1.0, 2.0], n_centers=20, ideal_toys=0)
+    for bad, match in [
+        (dict(combinations=["minp"]), "unknown combination"),
+        (dict(combinations="min-p"), "not a string"),
+        (dict(z_thresholds=["three"]), "must be numbers"),
+        (dict(z_thresholds=[-1.0]), "z_thresholds must be positive"),
+        (dict(sigmas="abc"), "must be numbers"),
+        # the result records sigma, M, lambda, schedule: options may not override them
+        (dict(learner_options={"sigma": 3.0}), "may not set sigma"),
+        (dict(learner_options={"lam": 1e-3, "n_centers": 5}), "may not set lam, n_centers"),
+        (dict(learner_options={"foo": 1}), "learner_options: .*foo"),
+        (dict(n_null=5.5), "n_null must be an integer"),
+        (dict(signals=["tail", "tail"]), "tail listed twice"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            power_study(bench, **{**ok, **bad})
+    with pytest.raises(AssertionError, match="toys ran"):  # a valid study gets that far
+        power_study("exp1d8", **ok)
+
+
 def test_cli_power(tmp_path, capsys):
     out = tmp_path / "power.json"
     rc = main(["power", "--benchmark", "exp1d8", "--signals", "tail", "--null-toys", "12",

@@ -217,8 +217,9 @@ def power_study(
 
     Parameters
     ----------
-    benchmark : PowerBenchmark
-        Generator with exact densities (see :mod:`nplearn.benchmarks.suite`).
+    benchmark : PowerBenchmark or str
+        Generator with exact densities (see :mod:`nplearn.benchmarks.suite`), or its
+        name (``"exp1d8"``, ``"gauss5d"``, ...) for the benchmark's defaults.
     signals : sequence of str, optional
         Signals to study (default all of the benchmark's).
     n_null, n_signal : int
@@ -271,12 +272,24 @@ def power_study(
     from .baselines import available_baselines
     from .stats import fit_chi2_dof
 
+    if isinstance(benchmark, str):
+        from .benchmarks.suite import get_benchmark
+
+        benchmark = get_benchmark(benchmark)
     all_signals = list(benchmark.signals())
+    if isinstance(signals, str):
+        signals = [signals]
     signals = all_signals if signals is None else list(signals)
     unknown = [s for s in signals if s not in all_signals]
     if unknown:
         raise InputError(f"unknown signal(s) {', '.join(unknown)} for {benchmark.name}; "
                          f"choose from {', '.join(all_signals)}")
+    twice = sorted({s for s in signals if signals.count(s) > 1})
+    if twice:
+        raise InputError(f"signal(s) {', '.join(twice)} listed twice")
+    for name, v in (("n_null", n_null), ("n_signal", n_signal)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise InputError(f"{name} must be an integer, got {v!r}")
     if n_null < 5 or n_signal < 1:
         raise InputError("a power study needs at least 5 null toys (the chi-square fit of "
                          "the null) and 1 toy per signal")
@@ -292,9 +305,29 @@ def power_study(
         raise InputError(f"ideal_toys must be a non-negative integer, got {ideal_toys!r}")
     if not isinstance(shape_only, (bool, np.bool_)):
         raise InputError(f"shape_only must be True or False, got {shape_only!r}")
-    sigmas = tuple(float(s) for s in sigmas)
+    try:
+        sigmas = tuple(float(s) for s in np.atleast_1d(sigmas))
+        z_thresholds = tuple(float(z) for z in np.atleast_1d(z_thresholds))
+    except (TypeError, ValueError):
+        raise InputError(f"kernel widths and z_thresholds must be numbers, got {sigmas!r} "
+                         f"and {z_thresholds!r}") from None
     if not sigmas or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
         raise InputError(f"kernel widths must be positive numbers, got {sigmas}")
+    if not z_thresholds or any(not (z > 0 and math.isfinite(z)) for z in z_thresholds):
+        raise InputError(f"z_thresholds must be positive numbers, got {z_thresholds}")
+    if isinstance(combinations, str):
+        raise InputError(f"combinations must be a sequence of names, e.g. "
+                         f"({combinations!r},), not a string")
+    bad = [c for c in combinations if c not in COMBINATIONS]
+    if bad:
+        raise InputError(f"unknown combination(s) {', '.join(map(repr, bad))}; choose from "
+                         f"{', '.join(COMBINATIONS)}")
+    # the study records these itself; a learner option overriding one would make the
+    # result describe other settings than those used
+    clash = sorted(set(learner_options or {}) & {"sigma", "n_centers", "lam", "schedule"})
+    if clash:
+        raise InputError(f"learner_options may not set {', '.join(clash)}: give them as "
+                         "power_study's own arguments (sigmas, n_centers, lam, schedule)")
     if baseline_max_ref is not None and (isinstance(baseline_max_ref, bool)
                                          or int(baseline_max_ref) != baseline_max_ref
                                          or baseline_max_ref < 2):
@@ -310,6 +343,12 @@ def power_study(
                          f"choose from {', '.join(BASELINES)}")
     params = {"sigma": sigmas[0], "n_centers": int(n_centers), "lam": float(lam),
               "schedule": schedule, **(learner_options or {})}
+    from .learners.kernel import KernelLogisticRegression
+
+    try:  # unknown options fail here, not in every worker
+        KernelLogisticRegression(**params)
+    except TypeError as exc:
+        raise InputError(f"learner_options: {exc}") from None
 
     def prog(label: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda d, t: progress(label, d, t))
