@@ -17,6 +17,7 @@ from nplearn.multitest import (
     combined_pvalues,
     local_pvalues,
     local_pvalues_null,
+    standardise,
     standardise_null,
 )
 
@@ -331,3 +332,24 @@ def test_observed_fit_warm_starts_the_narrower_widths(rng):
     assert wide["history"][0]["objective"] == pytest.approx(J_zero)
     gap = narrow["history"][0]["objective"] - narrow["objective"]
     assert 0 <= gap < 0.05 * (J_zero - narrow["objective"])
+
+
+def test_ties_within_rounding_count_against_the_data_set():
+    # fused-t: a toy equal to the data set is a tie (the two are standardised by
+    # different sums, which round differently)
+    r = combine_all(np.array([4.0]), np.array([[0.0], [4.0], [4.0]]), ("fused-t",))
+    assert r["fused-t"].n_exceed == 2 and r["fused-t"].p_value == pytest.approx(3 / 4)
+    T = np.array([3.0, 3.0, 4.0, 1.0, 2.0, 0.0])[:, None]
+    ps = {m: combine_all(np.array([1.0]), T, (m,))[m].p_value for m in COMBINATIONS}
+    assert all(p == pytest.approx(6 / 7) for p in ps.values()), ps
+    # product-p: rank vectors with equal products (6*7*1 = 7*2*3) are ties
+    T = np.array([[4, 3, 3], [1, 4, 0], [0, 5, 3], [1, 3, 2], [4, 3, 1], [2, 5, 2]], float)
+    _, p, n_ge = combined_pvalues(np.array([1.0, 2.0, 4.0]), T, "product-p")
+    assert n_ge[0] == 3 and p[0] == pytest.approx(4 / 7)
+
+
+def test_nan_statistics_are_refused():
+    T = np.arange(10.0).reshape(5, 2)
+    for f in (local_pvalues, standardise):
+        with pytest.raises(InputError, match="NaN or inf"):
+            f(np.array([np.nan, 3.0]), T)

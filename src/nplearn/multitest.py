@@ -103,12 +103,8 @@ def local_pvalues(t: np.ndarray, t_null: np.ndarray) -> np.ndarray:
         ``(1 + #{t_null >= t}) / (1 + n_toys)``, same shape as ``t``.
     """
     T = _null_matrix(t_null)
-    x = np.asarray(t, dtype=np.float64)
-    one = x.ndim == 1
-    X = np.atleast_2d(x)
-    if X.shape[1] != T.shape[1]:
-        raise InputError(f"{X.shape[1]} statistics per data set but {T.shape[1]} widths in "
-                         "the null toys")
+    one = np.ndim(t) == 1
+    X = _rows(t, T)  # a NaN would otherwise rank beyond every toy
     out = (1.0 + _n_ge(X, T)) / (1.0 + T.shape[0])
     return out[0] if one else out
 
@@ -169,11 +165,13 @@ def _rows(t: np.ndarray, T: np.ndarray) -> np.ndarray:
 def standardise(t: np.ndarray, t_null: np.ndarray) -> np.ndarray:
     """``(t - mean) / std`` per width with the null toys' mean and standard deviation."""
     T = _null_matrix(t_null)
+    x = np.asarray(t, dtype=np.float64)
+    _rows(x, T)  # shape and finiteness
     mu, sd = T.mean(0), T.std(0, ddof=1)
     if (sd <= 0).any():
         raise InputError("a width has identical null statistics in every toy; cannot "
                          "standardise")
-    return (np.asarray(t, dtype=np.float64) - mu) / sd
+    return (x - mu) / sd
 
 
 def _toy_moments(T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -218,6 +216,15 @@ def standardise_null(t_null: np.ndarray, t: np.ndarray) -> np.ndarray:
         raise InputError("a width has identical null statistics in every toy; cannot "
                          "standardise")
     return z_T
+
+
+#: Relative tolerance under which two combined statistics count as tied (their
+#: rounding errors are ~1e-15 relative; a data set tied with a toy counts as exceeded).
+TIE_RTOL = 1e-12
+
+
+def _tie_tol(s: float) -> float:
+    return TIE_RTOL * max(1.0, abs(float(s)))
 
 
 def combine(values: np.ndarray, method: str, temperature: float = 1.0) -> np.ndarray:
@@ -329,8 +336,11 @@ def combined_pvalues(
     if method == "fused-t":
         stat = combined_statistic(X, T, method, temperature)
         for b in range(X.shape[0]):
+            # the data set and the toys are standardised by different sums: a toy equal
+            # to the data set can differ from it by rounding, so ties within rounding
+            # count against the data set
             n_ge[b] = int(np.count_nonzero(null_combined(T, X[b], method, temperature)
-                                           >= stat[b]))
+                                           >= stat[b] - _tie_tol(stat[b])))
         return stat, (1.0 + n_ge) / (1.0 + n), n_ge
     C_X = 1 + _n_ge(X, T)  # integer ranks of the data sets
     stat = combine(C_X / (1.0 + n), method, temperature)
@@ -341,9 +351,11 @@ def combined_pvalues(
         c_T = 1 + counts + (x >= T)  # integer ranks of the toys in the pool of n + 1
         if method != "min-p":
             # the data set through the same arithmetic as the toys: equal rank vectors
-            # give bit-equal statistics, so ties are never broken by rounding
+            # give bit-equal statistics; rank vectors that are equal only as products
+            # (6*7*1 = 7*2*3) or as permutations may differ by rounding, so ties within
+            # rounding count against the data set
             s_all = combine(np.vstack([c_x, c_T]) / (1.0 + n), method, temperature)
-            n_ge[b] = int(np.count_nonzero(s_all[1:] >= s_all[0]))
+            n_ge[b] = int(np.count_nonzero(s_all[1:] >= s_all[0] - _tie_tol(s_all[0])))
             continue
         # min-p compares the best ranks exactly; equal best ranks are ordered by the
         # largest standardised statistic among the widths that attain them
