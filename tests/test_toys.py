@@ -119,3 +119,33 @@ def test_shared_centres_refuse_a_generator(rng):
     with pytest.raises(InputError, match="centers='shared'"):
         nplm_test(ref, ref[:50], toy_generator=data_only_generator, centers="shared",
                   n_toys=2, workers=1)
+
+
+def test_dead_workers_give_a_clear_error(rng, monkeypatch):
+    # a script without the __main__ guard (or a worker killed for memory) breaks the
+    # spawned pool: the error says what to do instead of a bare BrokenProcessPool
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import nplearn.toys as toys_mod
+    from nplearn import NplearnError
+
+    class DeadPool:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, *args, **kwargs):
+            fut: Future = Future()
+            fut.set_exception(BrokenProcessPool("terminated abruptly"))
+            return fut
+
+    monkeypatch.setattr(toys_mod, "ProcessPoolExecutor", DeadPool)
+    eng = ToyEngine({"sigma": 1.0, "n_centers": 20}, 30.0, 0, pool=rng.normal(size=(500, 1)))
+    with pytest.raises(NplearnError, match='if __name__ == "__main__"'):
+        run_toys(eng, range(4), workers=2)

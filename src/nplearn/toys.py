@@ -14,6 +14,7 @@ import pickle
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from ._torch_utils import cpu_count, torch_threads
-from .errors import InputError
+from .errors import InputError, NplearnError
 from .learners.kernel import (
     FitInfo,
     KernelLogisticRegression,
@@ -771,9 +772,16 @@ def run_toys(
         slots = ctx.Queue()
         for k in range(nw):
             slots.put(k)
-    with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
-                             initargs=(engine_bytes, threads, ckpt, devices, slots)) as pool:
-        futures = [pool.submit(_run_chunk, c) for c in chunks]
-        _gather(futures, as_completed, results, total, progress,
-                lambda fs: [f.cancel() for f in fs])
+    try:
+        with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(engine_bytes, threads, ckpt, devices, slots)) as pool:
+            futures = [pool.submit(_run_chunk, c) for c in chunks]
+            _gather(futures, as_completed, results, total, progress,
+                    lambda fs: [f.cancel() for f in fs])
+    except BrokenProcessPool as exc:
+        raise NplearnError(
+            f"the toy worker processes died ({exc}). The usual cause: a script that starts "
+            "the toys without `if __name__ == \"__main__\":` (the workers are spawned and "
+            "re-import it); otherwise a worker ran out of memory. Rerun under that guard, "
+            "with fewer workers, or with workers=1.") from exc
     return sorted(results, key=lambda r: r.index)
