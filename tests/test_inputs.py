@@ -225,3 +225,14 @@ def test_result_files_get_normal_permissions(tmp_path):
         assert (out.stat().st_mode & 0o777) == 0o644
     finally:
         os.umask(mask)
+
+
+def test_config_takes_numpy_numbers():
+    from nplearn import NPLMConfig
+
+    c = NPLMConfig(n_toys=np.int64(10), seed=np.int64(1), n_centers=np.int32(100),
+                   lam=np.float32(1e-6), sigmas=[np.float64(0.5), 1.0], standardize=np.True_)
+    assert c.n_toys == 10 and type(c.n_toys) is int and type(c.lam) is float
+    assert c.sigmas == [0.5, 1.0] and type(c.sigmas[0]) is float and c.standardize is True
+    with pytest.raises(InputError, match="n_toys must be an integer"):
+        NPLMConfig(n_toys=np.float64(2.5))

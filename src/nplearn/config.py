@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
+
 from .errors import InputError
 from .learners.kernel import INNER_SOLVERS, SCHEDULES
 from .multitest import COMBINATIONS
@@ -155,7 +157,14 @@ class NPLMConfig:
         }
 
     def validate(self) -> None:
-        """Raise :class:`~nplearn.InputError` on any invalid option."""
+        """Raise :class:`~nplearn.InputError` on any invalid option (numpy scalars,
+        e.g. from a loop over ``np.arange``, become the Python numbers they hold)."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (list, tuple)):
+                setattr(self, f.name, type(v)(_plain(x) for x in v))
+            else:
+                setattr(self, f.name, _plain(v))
 
         def positive(name: str, v: Any, *, integer: bool = False, allow_none: bool = False,
                      allow_zero: bool = False) -> None:
@@ -223,3 +232,14 @@ class NPLMConfig:
         if not isinstance(self.device, str):
             raise InputError(f"device must be a string such as 'cpu' or 'cuda', got "
                              f"{self.device!r}")
+
+
+def _plain(v: Any) -> Any:
+    """A numpy scalar as the Python number it holds (anything else unchanged)."""
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
