@@ -435,12 +435,34 @@ def test_sklearn_clone_and_params():
         ({"inner": "lu"}, "inner must be one of"),
         ({"device": "tpu"}, "device"),
         ({"dtype": "float16"}, "dtype"),
+        ({"sigma": None}, "sigma must be a positive finite number or 'auto'"),
+        ({"sigma": [1.0]}, "sigma must be a positive finite number or 'auto'"),
+        ({"n_centers": 2.7}, "n_centers must be an integer"),
+        ({"n_centers": True}, "n_centers must be an integer"),
+        ({"n_centers": "abc"}, "n_centers must be an integer"),
+        ({"random_state": "seed"}, "random_state must be"),
     ],
 )
 def test_bad_parameters_are_named(rng, kwargs, match):
     X, y, sw = make_classification(rng, n_ref=100, n_data=10)
     with pytest.raises(InputError, match=match):
         KernelLogisticRegression(**kwargs).fit(X, y, sw)
+
+
+def test_numpy_scalars_and_random_state_instances(rng):
+    # what a scikit-learn user passes: numpy scalars, a RandomState
+    X, y, sw = make_classification(rng, n_ref=200, n_data=20)
+    a = KernelLogisticRegression(sigma=np.float32(1.0), lam=np.float32(1e-4),
+                                 n_centers=np.int64(40),
+                                 random_state=np.random.RandomState(3)).fit(X, y, sw)
+    b = KernelLogisticRegression(sigma=1.0, lam=float(np.float32(1e-4)), n_centers=40,
+                                 random_state=np.random.RandomState(3)).fit(X, y, sw)
+    np.testing.assert_array_equal(a.train_decision_, b.train_decision_)
+    # score checks its labels and weights like fit
+    with pytest.raises(InputError, match="sample_weight must have shape"):
+        a.score(X, y, np.ones(5))
+    with pytest.raises(InputError, match="only the labels 0 and 1"):
+        a.score(X, np.full(len(y), 2))
 
 
 def test_bad_fit_inputs(rng):

@@ -1265,10 +1265,36 @@ def _as_generator(random_state: Any) -> np.random.Generator:
         return np.random.default_rng(random_state)
     if random_state is None or isinstance(random_state, (int, np.integer)):
         return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.RandomState):  # scikit-learn's convention
+        return np.random.default_rng(int(random_state.randint(2**31 - 1)))
     raise InputError(
-        f"random_state must be None, an int, a numpy Generator or SeedSequence, "
+        f"random_state must be None, an int, a numpy Generator, SeedSequence or "
+        f"RandomState, "
         f"not {type(random_state).__name__}"
     )
+
+
+def _check_labels_and_weights(y: Any, sample_weight: Any, n: int
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels in {0, 1} of shape ``(n,)`` and finite, non-negative weights with a
+    positive sum (ones when ``sample_weight`` is None)."""
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise InputError(f"y must have shape ({n},), got {y.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise InputError("y must contain only the labels 0 and 1")
+    if sample_weight is None:
+        return y, np.ones(n)
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    if sw.shape != (n,):
+        raise InputError(f"sample_weight must have shape ({n},), got {sw.shape}")
+    if not np.isfinite(sw).all():
+        raise InputError("sample_weight contains non-finite values")
+    if (sw < 0).any():
+        raise InputError("sample_weight contains negative values")
+    if sw.sum() <= 0:
+        raise InputError("sample_weight sums to zero")
+    return y, sw
 
 
 def _check_2d(X: Any, name: str) -> np.ndarray:
@@ -1355,7 +1381,7 @@ class KernelLogisticRegression:
         to 8 GiB on CPU, half the free memory on a GPU).
     block_bytes : int
         Size of the kernel blocks computed on the fly.
-    random_state : int, numpy Generator or SeedSequence, optional
+    random_state : int, numpy Generator, SeedSequence or RandomState, optional
         Source of the centre draw.
     """
 
@@ -1437,18 +1463,26 @@ class KernelLogisticRegression:
             raise InputError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.inner not in INNER_SOLVERS:
             raise InputError(f"inner must be one of {INNER_SOLVERS}, got {self.inner!r}")
-        if not (isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam > 0):
+        def number(v: Any) -> bool:  # a real number, numpy scalars included, not a bool
+            return isinstance(v, (int, float, np.integer, np.floating)) and \
+                not isinstance(v, (bool, np.bool_))
+
+        if not (number(self.lam) and math.isfinite(self.lam) and self.lam > 0):
             raise InputError(f"lam must be a positive finite number, got {self.lam!r}")
         if isinstance(self.sigma, str):
             if self.sigma != "auto":
                 raise InputError(f"sigma must be a positive number or 'auto', got {self.sigma!r}")
-        elif not (math.isfinite(float(self.sigma)) and float(self.sigma) > 0):
-            raise InputError(f"sigma must be a positive finite number, got {self.sigma!r}")
+        elif not (number(self.sigma) and math.isfinite(self.sigma) and self.sigma > 0):
+            raise InputError(f"sigma must be a positive finite number or 'auto', got "
+                             f"{self.sigma!r}")
         elif not 1e-100 <= float(self.sigma) <= 1e100:
             raise InputError(f"sigma = {self.sigma!r} is outside [1e-100, 1e100]: the "
                              "Gaussian kernel under- or overflows")
-        if self.n_centers is not None and int(self.n_centers) < 1:
-            raise InputError(f"n_centers must be >= 1, got {self.n_centers!r}")
+        if self.n_centers is not None and not (
+                number(self.n_centers) and float(self.n_centers).is_integer()
+                and self.n_centers >= 1):
+            raise InputError(f"n_centers must be an integer >= 1 or None, got "
+                             f"{self.n_centers!r}")
         for name in ("max_iter", "cg_max_iter", "block_bytes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -1501,24 +1535,7 @@ class KernelLogisticRegression:
         self._validate_params()
         X = _check_2d(X, "X")
         n = X.shape[0]
-        y = np.asarray(y)
-        if y.shape != (n,):
-            raise InputError(f"y must have shape ({n},), got {y.shape}")
-        if not np.isin(y, (0, 1)).all():
-            raise InputError("y must contain only the labels 0 and 1")
-        if sample_weight is None:
-            sw = np.ones(n)
-        else:
-            sw = np.asarray(sample_weight, dtype=np.float64)
-            if sw.shape != (n,):
-                raise InputError(f"sample_weight must have shape ({n},), got {sw.shape}")
-            if not np.isfinite(sw).all():
-                raise InputError("sample_weight contains non-finite values")
-            if (sw < 0).any():
-                raise InputError("sample_weight contains negative values")
-            if sw.sum() <= 0:
-                raise InputError("sample_weight sums to zero")
-
+        y, sw = _check_labels_and_weights(y, sample_weight, n)
         device = self._settings()[0]
         rng = _as_generator(self.random_state)
         sigma = self._resolve_sigma(X, y, rng)
@@ -1696,10 +1713,8 @@ class KernelLogisticRegression:
         ``lam`` on held-out reference-only data) should compare.
         """
         f = self.decision_function(X)
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if y.shape[0] != f.shape[0]:
-            raise InputError(f"y has {y.shape[0]} labels for {f.shape[0]} events")
-        w = np.ones_like(f) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        y, w = _check_labels_and_weights(y, sample_weight, f.shape[0])
+        y = y.astype(np.float64)
         # y log(1 + e^-f) + (1 - y) log(1 + e^f), stable softplus forms
         loss = y * np.logaddexp(0.0, -f) + (1.0 - y) * np.logaddexp(0.0, f)
         return float(-(w * loss).mean())
