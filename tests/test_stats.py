@@ -128,3 +128,24 @@ def test_calibration_method_switch():
     assert few.method == "empirical" and math.isfinite(few.z_chi2)
     assert few.p_value == pytest.approx(1 / 50)
     assert calibrate(60.0, t_null[:50]).method == "chi2"
+
+
+def test_public_helpers_refuse_meaningless_input():
+    from nplearn.multitest import combine, combine_all
+    from nplearn.power import clopper_pearson
+    from nplearn.stats import chi2_pvalue, empirical_pvalue
+
+    cases = [
+        (lambda: empirical_pvalue(3.0, []), "no finite null toys"),
+        (lambda: chi2_pvalue(5.0, -1.0), "degrees of freedom must be a positive"),
+        (lambda: clopper_pearson(11, 10), "0 <= k <= n"),
+        (lambda: combine(np.zeros((1, 0)), "min-p"), "at least one width"),
+        (lambda: combine(np.full((2, 2, 2), 0.5), "min-p"), "at least one width"),
+        (lambda: combine_all(np.ones((2, 2)), np.arange(10.0).reshape(5, 2)), "1-D"),
+    ]
+    for call, match in cases:
+        with pytest.raises(InputError, match=match):
+            call()
+    # p = 1 (every toy above t_obs): the binomial error is zero, not a tiny number
+    cal = calibrate(-1.0, np.arange(10.0))
+    assert cal.p_empirical == 1.0 and cal.p_empirical_err == 0.0

@@ -246,6 +246,9 @@ def combine(values: np.ndarray, method: str, temperature: float = 1.0) -> np.nda
         The combined statistic (larger = more discrepant), one per data set.
     """
     v = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    if v.ndim != 2 or v.shape[1] == 0:
+        raise InputError(f"values must be (n_widths,) or (n_sets, n_widths) with at least "
+                         f"one width, got shape {np.shape(values)}")
     if method not in COMBINATIONS:
         raise InputError(f"unknown combination {method!r}; choose from "
                          f"{', '.join(COMBINATIONS)}")
@@ -431,6 +434,9 @@ def combine_all(
         ``T`` of ``fused-p`` and ``fused-t``.
     """
     T = _null_matrix(t_null)
+    if np.ndim(t_obs) != 1:
+        raise InputError(f"t_obs must hold one statistic per width (1-D), got shape "
+                         f"{np.shape(t_obs)}; combined_pvalues takes several data sets")
     out: dict[str, CombinedResult] = {}
     for m in methods:
         s, p, n_ge = combined_pvalues(t_obs, T, m, temperature)

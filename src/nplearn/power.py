@@ -71,6 +71,8 @@ def clopper_pearson(k: int, n: int, cl: float = 0.68) -> tuple[float, float]:
     """Central Clopper-Pearson interval of a binomial fraction ``k / n``."""
     if n <= 0:
         return (math.nan, math.nan)
+    if not 0 <= k <= n:
+        raise InputError(f"clopper_pearson needs 0 <= k <= n, got k = {k}, n = {n}")
     a = (1.0 - cl) / 2.0
     lo = 0.0 if k == 0 else float(sps.beta.ppf(a, k, n - k + 1))
     hi = 1.0 if k == n else float(sps.beta.ppf(1.0 - a, k + 1, n - k))

@@ -71,6 +71,8 @@ def empirical_pvalue(t_obs: float, t_null: np.ndarray) -> float:
     _check_t_obs(t_obs)
     t_null = np.asarray(t_null, dtype=np.float64)
     t_null = t_null[np.isfinite(t_null)]
+    if t_null.size == 0:
+        raise InputError("no finite null toys to calibrate against")
     return float((1 + np.count_nonzero(t_null >= t_obs)) / (1 + t_null.size))
 
 
@@ -125,6 +127,10 @@ def chi2_pvalue(t: float, dof: float) -> tuple[float, float]:
     Works with the log survival function so that very significant values keep
     a finite Z instead of underflowing to ``p = 0``.
     """
+    if not (isinstance(dof, (int, float, np.integer, np.floating)) and math.isfinite(dof)
+            and dof > 0):
+        raise InputError(f"chi-square degrees of freedom must be a positive number, got "
+                         f"{dof!r}")
     logp = chi2_logsf(t, dof)
     return math.exp(logp), _logp_to_z(logp)
 
@@ -253,7 +259,7 @@ def calibrate(
         raise InputError("no finite null toys to calibrate against")
     n_exceed = int(np.count_nonzero(t_null >= t_obs))
     p_emp = (1 + n_exceed) / (1 + n)
-    p_err = math.sqrt(max(p_emp * (1 - p_emp), 1e-300) / (1 + n))
+    p_err = math.sqrt(p_emp * (1 - p_emp) / (1 + n))
     z_emp = p_to_z(p_emp)
     if n >= 5:
         dof, ksd, ksp = fit_chi2_dof(t_null)
