@@ -203,6 +203,7 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
     names = list(names) if names else [f"x{j}" for j in range(d)]
     fig, axes = plt.subplots(2, d, figsize=(3.6 * d, 5.4), squeeze=False,
                              gridspec_kw={"height_ratios": [2, 1.3]})
+    w_model = w_ref * np.exp(f_ref)  # the model's expected data per reference event
     for j in range(d):
         x_r, x_d = reference[:, j], data[:, j]
         lo, hi = np.quantile(x_r, [0.001, 0.999])
@@ -210,7 +211,7 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
         bins = np.linspace(lo, hi, 40)
         h_r = _weighted_hist(x_r, bins, w_ref)
         h_d = _weighted_hist(x_d, bins, None)
-        h_model = _weighted_hist(x_r, bins, w_ref * np.exp(f_ref))
+        h_model = _weighted_hist(x_r, bins, w_model)
         centers = 0.5 * (bins[1:] + bins[:-1])
         ax, axr = axes[0, j], axes[1, j]
         ax.stairs(h_r, bins, color="tab:blue", label="reference")

@@ -61,6 +61,12 @@ def nplm_statistic(
     return float(t), n_w
 
 
+def is_real(v: Any) -> bool:
+    """Whether ``v`` is a real number (Python or numpy scalar), not a bool."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and \
+        not isinstance(v, (bool, np.bool_))
+
+
 def _check_t_obs(t_obs: float) -> None:
     if math.isnan(t_obs):
         raise InputError("the observed statistic is NaN: it cannot be calibrated")
@@ -127,8 +133,7 @@ def chi2_pvalue(t: float, dof: float) -> tuple[float, float]:
     Works with the log survival function so that very significant values keep
     a finite Z instead of underflowing to ``p = 0``.
     """
-    if not (isinstance(dof, (int, float, np.integer, np.floating)) and math.isfinite(dof)
-            and dof > 0):
+    if not (is_real(dof) and math.isfinite(dof) and dof > 0):
         raise InputError(f"chi-square degrees of freedom must be a positive number, got "
                          f"{dof!r}")
     logp = chi2_logsf(t, dof)

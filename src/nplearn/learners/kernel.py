@@ -59,6 +59,7 @@ from .._torch_utils import (
     resolve_dtype,
 )
 from ..errors import InputError
+from ..stats import is_real
 
 __all__ = [
     "FitInfo",
@@ -1463,23 +1464,19 @@ class KernelLogisticRegression:
             raise InputError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.inner not in INNER_SOLVERS:
             raise InputError(f"inner must be one of {INNER_SOLVERS}, got {self.inner!r}")
-        def number(v: Any) -> bool:  # a real number, numpy scalars included, not a bool
-            return isinstance(v, (int, float, np.integer, np.floating)) and \
-                not isinstance(v, (bool, np.bool_))
-
-        if not (number(self.lam) and math.isfinite(self.lam) and self.lam > 0):
+        if not (is_real(self.lam) and math.isfinite(self.lam) and self.lam > 0):
             raise InputError(f"lam must be a positive finite number, got {self.lam!r}")
         if isinstance(self.sigma, str):
             if self.sigma != "auto":
                 raise InputError(f"sigma must be a positive number or 'auto', got {self.sigma!r}")
-        elif not (number(self.sigma) and math.isfinite(self.sigma) and self.sigma > 0):
+        elif not (is_real(self.sigma) and math.isfinite(self.sigma) and self.sigma > 0):
             raise InputError(f"sigma must be a positive finite number or 'auto', got "
                              f"{self.sigma!r}")
         elif not 1e-100 <= float(self.sigma) <= 1e100:
             raise InputError(f"sigma = {self.sigma!r} is outside [1e-100, 1e100]: the "
                              "Gaussian kernel under- or overflows")
         if self.n_centers is not None and not (
-                number(self.n_centers) and float(self.n_centers).is_integer()
+                is_real(self.n_centers) and float(self.n_centers).is_integer()
                 and self.n_centers >= 1):
             raise InputError(f"n_centers must be an integer >= 1 or None, got "
                              f"{self.n_centers!r}")
