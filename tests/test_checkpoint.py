@@ -161,3 +161,96 @@ def test_fingerprint_tells_warm_from_cold_width_fits():
           for k in ((), (0.5, 1.0)) for w in (True, False)}
     assert fp[(0.5, 1.0), True] != fp[(0.5, 1.0), False]
     assert fp[(), True] == fp[(), False]
+
+
+def test_fingerprint_follows_the_code_and_the_generator_module(tmp_path, monkeypatch):
+    """Records written by other code, or by a generator whose module was edited, are
+    not reused (a function pickles by its name only)."""
+    import importlib
+
+    import nplearn.checkpoint as ckmod
+
+    pool = np.random.default_rng(0).normal(size=(500, 2))
+    engine = ToyEngine({"sigma": 1.0, "n_centers": 20}, 50.0, 1, pool=pool)
+    base = ckmod.engine_fingerprint(engine)
+    monkeypatch.setattr(ckmod, "source_digest", lambda: "0" * 64)
+    assert ckmod.engine_fingerprint(engine) != base
+    monkeypatch.undo()
+
+    mod = tmp_path / "genmod_fp.py"
+    mod.write_text("SCALE = 1.0\ndef gen(rng):\n    return rng.normal(0, SCALE, size=(50, 2))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m = importlib.import_module("genmod_fp")
+    ref = np.random.default_rng(1).normal(size=(300, 2))
+    g1 = ToyEngine({"sigma": 1.0, "n_centers": 20}, 50.0, 1, generator=m.gen, reference=ref)
+    fp1 = ckmod.engine_fingerprint(g1)
+    assert ckmod.engine_fingerprint(g1) == fp1  # stable
+    mod.write_text("SCALE = 2.0\ndef gen(rng):\n    return rng.normal(0, SCALE, size=(50, 2))\n")
+    m = importlib.reload(m)
+    g2 = ToyEngine({"sigma": 1.0, "n_centers": 20}, 50.0, 1, generator=m.gen, reference=ref)
+    assert ckmod.engine_fingerprint(g2) != fp1
+
+
+def test_out_of_memory_toys_are_retried_and_never_recorded(tmp_path, samples, monkeypatch):
+    import torch
+
+    import nplearn.toys as T
+
+    ref, data = samples
+    opts = {**OPTS, "n_toys": 5}
+    plain = nplm_test(ref, data, **opts)
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    real = T.ToyEngine._run_once
+    fails = {1: 1, 3: 2}  # toy 1 fails once (the retry succeeds), toy 3 twice
+
+    def flaky(self, i):
+        if fails.get(i, 0) > 0:
+            fails[i] -= 1
+            raise oom("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, i)
+
+    monkeypatch.setattr(T.ToyEngine, "_run_once", flaky)
+    ck = tmp_path / "ck"
+    first = nplm_test(ref, data, checkpoint=ck, **opts)
+    assert [t.ok for t in first.toys] == [True, True, True, False, True]
+    assert first.toys[3].message.startswith(T.OUT_OF_MEMORY)
+    assert first.toys[1].t == plain.toys[1].t
+    assert len(_records(ck)) == 4  # toy 3 is not recorded ...
+    again = nplm_test(ref, data, checkpoint=ck, **opts)  # ... so the rerun retries it
+    np.testing.assert_array_equal(again.t_null, plain.t_null)
+    assert again.provenance["execution"]["from_checkpoint"] == 4
+    # a numerical failure is not a resource error: recorded as failed, not retried
+    assert not T.is_resource_error(RuntimeError("linalg.cholesky: not positive-definite"))
+    assert T.is_resource_error(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
+    assert T.is_resource_error(MemoryError())
+
+
+def test_memory_budget_is_resolved_once_per_calibration(tmp_path, samples):
+    """The default budget is split between the workers asked for, the same for the
+    observed fit, every toy and a resumed run (it chooses the feature storage)."""
+    from nplearn._torch_utils import default_memory_budget
+    from nplearn.toys import run_toys, toy_memory_budget
+
+    full = default_memory_budget(__import__("torch").device("cpu"))
+    assert toy_memory_budget({"device": "cpu"}, 2, 100) == full // 2
+    assert toy_memory_budget({"device": "cpu"}, 2, 1) == full  # one toy: one worker
+    assert toy_memory_budget({"device": "cpu"}, 1, 100, executor=object()) == full // 2
+    assert toy_memory_budget({"device": "cpu", "memory_budget": 123}, 4, 100) == 123
+    pool = np.random.default_rng(0).normal(size=(2000, 1))
+    engine = ToyEngine({"sigma": 1.0, "n_centers": 40}, 80.0, 1, pool=pool)
+    rep: dict = {}
+    run_toys(engine, range(4), workers=2, checkpoint=tmp_path / "ck", report=rep)
+    assert rep["memory_budget"] == full // 2 and rep["workers"] == 2
+    for p in _records(tmp_path / "ck")[1:]:
+        p.unlink()
+    rep2: dict = {}
+    run_toys(engine, range(4), workers=2, checkpoint=tmp_path / "ck", report=rep2)
+    assert rep2["memory_budget"] == full // 2 and rep2["from_checkpoint"] == 1
+    ref, data = samples
+    res = nplm_test(ref, data, **{**OPTS, "n_toys": 3})
+    ex = res.provenance["execution"]
+    assert ex["memory_budget"] == full and ex["workers"] == 1
+    assert ex["observed_fit_threads"] == 1
+    assert res.provenance["input_arrays"]["reference"]["shape"] == [4000, 2]
+    assert res.provenance["toys"]["method"].startswith("resampled")
+    assert len(res.provenance["nplearn_source"]) == 64

@@ -92,3 +92,19 @@ def test_user_executor_equals_local_run(tmp_path):
     assert len(list((tmp_path / "ck").glob("*/toy_*.json"))) == 10
     with pytest.raises(InputError, match=r"concurrent\.futures"):
         nplm_test(ref, data, executor=object(), **kw)
+
+
+def test_threaded_executor_with_shared_centres_equals_local_run():
+    """Toys running at once in threads of one process (a threaded executor, a Dask
+    worker with several threads) must not share fitted state: with shared centres
+    they once read each other's decision values (wrong t, sometimes negative)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    ref, data = rng.normal(size=(400, 1)), rng.normal(size=(20, 1))
+    kw = dict(n_toys=240, sigma=1.0, n_centers=20, centers="shared", seed=3, lam=1e-4)
+    local = nplm_test(ref, data, workers=1, **kw)
+    with ThreadPoolExecutor(8) as ex:
+        threaded = nplm_test(ref, data, executor=ex, **kw)
+    assert np.array_equal(threaded.t_null, local.t_null)
+    assert threaded.t_obs == local.t_obs

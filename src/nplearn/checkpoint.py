@@ -5,15 +5,18 @@ With a checkpoint folder, every toy is written as soon as it finishes, as
 either complete or absent, whatever kills the run). The fingerprint hashes
 everything that defines a toy: the learner settings, the expected yield, the
 master seed, the toy family (stream), the widths, the comparison tests, the
-reference pool (its bytes) or the toy generator (its pickle), and the nplearn
-version. A rerun with the same definition finds its folder and skips the toys
-already there; a different definition gets a different folder, so records of
-different calibrations never mix.
+reference pool (its bytes) or the toy generator (its pickle and the source of the
+module that defines it), and the nplearn version and source digest (so records
+written by other code are not reused). A rerun with the same definition finds its
+folder and skips the toys already there; a different definition gets a different
+folder, so records of different calibrations never mix.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -23,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
+from ._version import __version__, source_digest
 from .errors import InputError
 from .io import write_json_atomic
 
-__all__ = ["ToyCheckpoint", "engine_fingerprint"]
+__all__ = ["ToyCheckpoint", "engine_fingerprint", "generator_source_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +46,49 @@ def _array_digest(h: Any, a: np.ndarray | None) -> None:
     h.update(a.tobytes())
 
 
+def _source_target(gen: Any) -> Any:
+    """The function or class whose definition makes ``gen`` (partials, methods,
+    callable instances unwrapped)."""
+    for _ in range(10):
+        if isinstance(gen, functools.partial):
+            gen = gen.func
+        elif inspect.ismethod(gen):
+            gen = gen.__func__
+        else:
+            break
+    if inspect.isfunction(gen) or inspect.isclass(gen):
+        return gen
+    return type(gen)
+
+
+def generator_source_digest(gen: Any) -> str:
+    """SHA-256 (hex) of the source of the module that defines the toy generator.
+
+    The module's source covers the generator's body and the module-level constants
+    it reads; where it cannot be read (a function typed at an interactive prompt),
+    the function's compiled code and constants are digested instead. A generator of
+    the nplearn package itself is covered by :func:`nplearn._version.source_digest`.
+    """
+    target = _source_target(gen)
+    h = hashlib.sha256(f"{getattr(target, '__module__', '')}."
+                       f"{getattr(target, '__qualname__', '')}".encode())
+    module = inspect.getmodule(target)
+    try:
+        h.update(inspect.getsource(module if module is not None else target).encode())
+    except (OSError, TypeError):
+        code = getattr(target, "__code__", None)
+        if code is not None:
+            h.update(code.co_code + repr(code.co_consts).encode())
+    return h.hexdigest()
+
+
 def engine_fingerprint(engine: Any) -> str:
     """SHA-256 (hex) of everything that determines the toys of ``engine``."""
     h = hashlib.sha256()
     spec = {
         "nplearn": __version__,
+        # the code, not only the version: records of other code are not reused
+        "nplearn_source": source_digest(),
         "learner_params": {k: repr(v) for k, v in sorted(engine.learner_params.items())
                            if k != "memory_budget"},
         "expected": repr(float(engine.expected)), "seed": int(engine.seed),
@@ -71,6 +112,9 @@ def engine_fingerprint(engine: Any) -> str:
         except Exception as exc:
             raise InputError(f"the toy generator cannot be fingerprinted for checkpoints "
                              f"({exc}); define it at module level") from None
+        # a function pickles by name only: its module's source identifies its body and
+        # the module-level constants it reads
+        h.update(generator_source_digest(engine.generator).encode())
     if engine.standardizer is not None:
         h.update(json.dumps(engine.standardizer.to_dict(), sort_keys=True).encode())
     return h.hexdigest()

@@ -112,6 +112,10 @@ def _add_solver_args(p: argparse.ArgumentParser, *, sigma_default: Any = None,
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="precision of the large kernel products (default float64)")
+    g.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
+                   help="GiB of cached kernel features per fit (default: a quarter of the "
+                        "memory, at most 8 GiB, split between the workers; give it for toys "
+                        "bit-identical across worker counts)")
 
 
 def _add_run_args(p: argparse.ArgumentParser, toys_default: int) -> None:
@@ -359,8 +363,17 @@ def _config_from_args(a: argparse.Namespace, **extra: Any):
         expected=getattr(a, "expected", None), n_toys=a.toys, sigma=sig,
         n_centers=a.centers, lam=a.lam, schedule=a.schedule, inner=a.inner, tol=a.tol,
         rank_tol=a.rank_tol, device=a.device, dtype=a.dtype, workers=a.workers, seed=a.seed,
-        **extra,
+        memory_budget=_budget_bytes(getattr(a, "memory_budget", None)), **extra,
     )
+
+
+def _budget_bytes(gib: float | None) -> int | None:
+    """``--memory-budget`` (GiB) in bytes."""
+    if gib is None:
+        return None
+    if not math.isfinite(gib) or gib <= 0:
+        raise InputError(f"--memory-budget must be a positive number of GiB, got {gib:g}")
+    return int(gib * 2**30)
 
 
 #: NPLMConfig field -> ``nplearn test`` argument that sets it (sigma handled apart).
@@ -370,6 +383,7 @@ _FIELD_DEST = {
     "centers": "centers_mode", "lam": "lam", "standardize": "no_standardize",
     "schedule": "schedule", "inner": "inner", "tol": "tol", "rank_tol": "rank_tol",
     "device": "device", "dtype": "dtype", "workers": "workers", "seed": "seed",
+    "memory_budget": "memory_budget",
 }
 
 

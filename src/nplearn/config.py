@@ -74,13 +74,19 @@ class NPLMConfig:
     dtype : {"float64", "float32"}
         Precision of the large kernel products.
     memory_budget : int, optional
-        Bytes the solver may use for cached kernel features.
+        Bytes the solver may use for cached kernel features, per fit. Default: the
+        device's default budget split between the toy workers, resolved once per
+        calibration and used by the observed fit and every toy (recorded as
+        ``provenance["execution"]["memory_budget"]``). It chooses how features are
+        stored, which can move ``t`` in its last digits; give it explicitly for
+        bit-identical toys across different worker counts or machines.
     workers : int, optional
         Worker processes for the toys (default: all cores on CPU, 1 on CUDA).
     threads_per_worker : int, optional
-        Torch threads per toy (default 1). Toys are bit-identical for any number of
-        workers at a given ``threads_per_worker``; different thread counts can
-        change results in the last bits (BLAS reduction order).
+        Torch threads per toy and for the observed fit (default 1). Toys are
+        bit-identical for any number of workers at a given ``threads_per_worker``
+        and ``memory_budget``; different thread counts can change results in the
+        last bits (BLAS reduction order).
     seed : int
         Master seed: the observed fit and toy ``i`` draw from independent streams
         derived from ``(seed, i)``.

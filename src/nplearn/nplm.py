@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import logging
 import platform
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._torch_utils import resolve_device, torch_threads
-from ._version import __version__
+from ._version import __version__, source_digest
 from .config import NPLMConfig
 from .errors import InputError, NplearnError
 from .io import as_events, as_weights, write_json_atomic
@@ -32,9 +33,9 @@ from .toys import (
     nplm_fit,
     nplm_fit_shared,
     observed_seed,
-    resolve_workers,
     run_toys,
     shared_basis,
+    toy_memory_budget,
 )
 
 __all__ = ["NPLMResult", "nplm_test", "nplm_toys", "provenance"]
@@ -52,6 +53,7 @@ def provenance() -> dict[str, Any]:
 
     return {
         "nplearn": __version__,
+        "nplearn_source": source_digest(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "scipy": scipy.__version__,
@@ -291,13 +293,38 @@ class NPLMResult:
         return "\n".join(lines)
 
 
+def _array_digest(a: np.ndarray | None) -> dict[str, Any] | None:
+    """SHA-256 of an input array as the test received it (float64, C order)."""
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    return {"sha256": hashlib.sha256(a.tobytes()).hexdigest(), "shape": list(a.shape)}
+
+
+def _toy_method(toy_generator: ToyGenerator | None, *, shape_only: bool) -> dict[str, Any]:
+    """How the null toys were made, for the provenance of a result."""
+    if toy_generator is None:
+        events = "exactly N_D" if shape_only else "Poisson(N(R))"
+        return {"method": f"resampled from the reference ({events} pseudo-data events "
+                          "drawn without replacement, the rest as the toy's reference)"}
+    from .checkpoint import generator_source_digest
+
+    target = getattr(toy_generator, "func", toy_generator)
+    name = getattr(target, "__qualname__", type(target).__qualname__)
+    module = getattr(target, "__module__", type(target).__module__)
+    return {"method": "toy generator", "generator": f"{module}.{name}",
+            "generator_source_sha256": generator_source_digest(toy_generator)}
+
+
 def _prepare(
     reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Standardizer]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Standardizer, dict[str, Any]]:
     ref = as_events(reference, "reference")
     dat = as_events(data, "data", n_features=ref.shape[1])
     rel = None if ref_weights is None else as_weights(ref_weights, ref.shape[0],
                                                       "reference weights")
+    digests = {"reference": _array_digest(ref), "data": _array_digest(dat),
+               "ref_weights": _array_digest(rel)}
     if rel is not None and np.ptp(rel) <= 1e-12 * rel.max():
         rel = None  # all equal: the uniform case
     std = Standardizer.fit(ref, rel) if cfg.standardize else Standardizer.identity(ref.shape[1])
@@ -312,7 +339,7 @@ def _prepare(
                 f"{name} feature(s) {', '.join(map(str, np.flatnonzero(big)[:10]))} hold "
                 f"values {where}: their distances overflow float64 (rescale the inputs or "
                 "check for corrupted values)")
-    return ref_s, dat_s, rel, std
+    return ref_s, dat_s, rel, std, digests
 
 
 def nplm_test(
@@ -375,7 +402,7 @@ def nplm_test(
     cfg = config if config is not None else NPLMConfig()
     if options:
         cfg = cfg.replace(**options)
-    S = _setup(reference, data, ref_weights, cfg, toy_generator)
+    S = _setup(reference, data, ref_weights, cfg, toy_generator, executor)
     ref, dat, n_ref, n_data = S["ref"], S["dat"], S["n_ref"], S["n_data"]
     expected, w_ref, params, hyper = S["expected"], S["w_ref"], S["params"], S["hyper"]
     widths, sources, n_centers, shared = S["widths"], S["sources"], S["n_centers"], S["shared"]
@@ -411,16 +438,19 @@ def nplm_test(
 
     # (t, n_w, info, learner) per width, in the order of the widths
     # (the toys' default, ToyEngine.warm_start, is the same constant)
-    observed = fit_widths(widths, fit_one, WARM_START_WIDTHS)
+    with torch_threads(cfg.threads_per_worker or 1):  # the toys' arithmetic
+        observed = fit_widths(widths, fit_one, WARM_START_WIDTHS)
     t_obs, n_w, info, learner = observed[0]
     t_fit = time.perf_counter() - t0
 
     # toys
     engine = _make_engine(S, cfg, toy_generator, bases)
+    execution: dict[str, Any] = {}
     t1 = time.perf_counter()
     toys = run_toys(engine, range(cfg.n_toys), workers=cfg.workers,
                     threads_per_worker=cfg.threads_per_worker, progress=progress,
-                    checkpoint=checkpoint, resume_only=resume_only, executor=executor)
+                    checkpoint=checkpoint, resume_only=resume_only, executor=executor,
+                    report=execution)
     t_toys = time.perf_counter() - t1
     t_null = np.array([t.t for t in toys if t.ok], dtype=np.float64)
     n_failed = sum(not t.ok for t in toys)
@@ -463,7 +493,11 @@ def nplm_test(
             log.warning("fewer than 3 successful toys: no combined p-value")
             p_value = z = float("nan")
     prov = provenance()
-    prov["workers"] = resolve_workers(cfg.workers, cfg.device, cfg.n_toys)
+    prov["workers"] = execution.get("workers", 0)
+    prov["execution"] = {**execution, "observed_fit_threads": cfg.threads_per_worker or 1,
+                         "executor": None if executor is None else type(executor).__name__}
+    prov["input_arrays"] = S["digests"]
+    prov["toys"] = _toy_method(toy_generator, shape_only=S["shape_only"])
     return NPLMResult(
         t_obs=t_obs,
         n_w=n_w,
@@ -529,13 +563,14 @@ def nplm_toys(
 
 
 _SETUP_KEYS = ("ref", "dat", "rel", "std", "n_ref", "n_data", "shape_only", "expected",
-               "w_ref", "device", "widths", "sources", "n_centers", "params", "hyper", "shared")
+               "w_ref", "device", "widths", "sources", "n_centers", "params", "hyper", "shared",
+               "digests")
 
 
 def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
-           toy_generator: ToyGenerator | None) -> dict[str, Any]:
+           toy_generator: ToyGenerator | None, executor: Any = None) -> dict[str, Any]:
     """Validated inputs and everything fixed before any fit (reference only)."""
-    ref, dat, rel, std = _prepare(reference, data, ref_weights, cfg)
+    ref, dat, rel, std, digests = _prepare(reference, data, ref_weights, cfg)
     n_ref, n_data = ref.shape[0], dat.shape[0]
     shape_only = cfg.expected is None
     expected = float(n_data) if shape_only else float(cfg.expected)
@@ -550,14 +585,20 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
     n_centers = cfg.n_centers if cfg.n_centers is not None else default_n_centers(n_ref + n_data)
     params = {**cfg.learner_params(), "sigma": sigma, "n_centers": int(n_centers),
               "device": device}
+    # one memory budget for the observed fit and every toy, resolved once: it chooses
+    # the feature storage, so the observed t is computed exactly as the toys' are
+    params["memory_budget"] = toy_memory_budget(params, cfg.workers, cfg.n_toys, executor)
     hyper = {
         "sigma": sigma, "sigma_source": sigma_source, "n_centers": int(n_centers),
         "n_centers_source": "user" if cfg.n_centers is not None else "max(1000, 2 sqrt(n))",
         "lam": cfg.lam, "standardizer": std.to_dict(), "standardized": cfg.standardize,
         "normalisation": (
-            "shape-only: N(R) = N_D in every fit; resampled toys have exactly N_D events"
-            if shape_only else
-            "extended: N(R) = expected; resampled toys have Poisson(N(R)) events"),
+            ("shape-only: N(R) = N_D in every fit; " if shape_only else
+             "extended: N(R) = expected; ")
+            + ("toys from the toy generator (see provenance.toys)"
+               if toy_generator is not None else
+               "resampled toys have exactly N_D events" if shape_only else
+               "resampled toys have Poisson(N(R)) events")),
         "device": device,
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -41,10 +42,14 @@ __all__ = [
     "nplm_fit",
     "observed_seed",
     "run_toys",
+    "toy_memory_budget",
     "toy_seed",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Serialises building the shared-centre state (threads of one process share an engine).
+_SHARED_BUILD_LOCK = threading.Lock()
 
 _OBSERVED_KEY = 0
 _TOY_KEY = 1
@@ -333,6 +338,13 @@ class ToyEngine:
         """
         sigma = self.widths[0] if sigma is None else float(sigma)
         key = ("shared", sigma)
+        if key in self._cache:
+            return self._cache[key]
+        with _SHARED_BUILD_LOCK:  # built once even when toys run in threads
+            return self._build_shared_state(key, sigma)
+
+    def _build_shared_state(self, key: tuple[str, float],
+                            sigma: float) -> tuple[Any, Any, Any, np.ndarray]:
         if key not in self._cache:
             if self.pool is None:
                 raise InputError("shared centres need a reference pool (resampled toys)")
@@ -424,7 +436,29 @@ class ToyEngine:
         return self.reference, data, w
 
     def run(self, index: int) -> ToyResult:
-        """Run toy ``index``: sample, fit, compute ``t``."""
+        """Run toy ``index``: sample, fit, compute ``t``.
+
+        A toy that runs out of memory is retried once after the caches are
+        released; if it fails again it is reported with a message starting with
+        :data:`OUT_OF_MEMORY` and is not written to a checkpoint, so a resumed run
+        tries it again (whether a toy fits in memory depends on what else runs,
+        and large toys, which have large ``t``, would otherwise be lost for good).
+        """
+        for attempt in (1, 2):
+            try:
+                return self._run_once(index)
+            except (MemoryError, RuntimeError) as exc:
+                if not is_resource_error(exc):
+                    raise
+                log.warning("toy %d ran out of memory (attempt %d): %s", index, attempt, exc)
+                _release_memory()
+                if attempt == 2:
+                    return ToyResult(index, math.nan, math.nan, 0, 0, False, False, 0, 0,
+                                     math.nan, math.nan, 0.0,
+                                     f"{OUT_OF_MEMORY}: {type(exc).__name__}: {exc}")
+        raise AssertionError("unreachable")
+
+    def _run_once(self, index: int) -> ToyResult:
         ss = toy_seed(self.seed, index, self.stream)
         s_sample, s_fit, s_extra = ss.spawn(3)  # the first two as with spawn(2)
         t0 = time.perf_counter()
@@ -437,7 +471,11 @@ class ToyEngine:
                 take = self._draw_pseudo_data(rng, free)
                 n_data, n_ref = take.size, self.pool.shape[0] - take.size  # type: ignore[union-attr]
                 def fit_one(sigma: float, f0: np.ndarray | None) -> Any:
-                    learner, basis, feat, _ = self.shared_state(sigma)
+                    _, basis, feat, _ = self.shared_state(sigma)
+                    # a learner of its own: toys may run at once in threads of one
+                    # process (threaded executors, Dask workers), and a fit stores its
+                    # result on the learner; the basis and features are read-only
+                    learner = KernelLogisticRegression(**self.width_params(sigma))
                     return _fit_shared(self.pool, take, self.pool_weights, self.expected,
                                        learner, basis, feat, f0)
 
@@ -458,6 +496,8 @@ class ToyEngine:
                     self.warm_start)
                 extra = self._extra(ref, data, w, s_extra)
         except (RuntimeError, FloatingPointError, torch.linalg.LinAlgError) as exc:
+            if is_resource_error(exc):
+                raise
             # numerical failures: report the toy, never count it
             return ToyResult(index, math.nan, math.nan, 0, 0, False, False, 0, 0,
                              math.nan, math.nan, time.perf_counter() - t0,
@@ -531,9 +571,34 @@ def _init_worker(engine_bytes: bytes, threads: int, checkpoint: Any = None,
 
 def _run_one(engine: ToyEngine, index: int, checkpoint: Any) -> ToyResult:
     res = engine.run(index)
-    if checkpoint is not None:
+    if checkpoint is not None and not res.message.startswith(OUT_OF_MEMORY):
         checkpoint.write(res)  # persisted as soon as it is done
     return res
+
+
+#: Message prefix of a toy that ran out of memory twice (never checkpointed).
+OUT_OF_MEMORY = "out of memory"
+
+
+def is_resource_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure to allocate memory (host or device), not a
+    numerical failure of the fit."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if isinstance(exc, (MemoryError, oom)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        k in text for k in ("out of memory", "can't allocate memory",
+                            "cannot allocate memory", "not enough memory"))
+
+
+def _release_memory() -> None:
+    """Free what can be freed before a toy is retried."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def _run_chunk(indices: Sequence[int]) -> list[ToyResult]:
@@ -637,6 +702,33 @@ def resolve_workers(workers: int | None, device: str, n_tasks: int,
     return max(1, min(int(workers), max(1, n_tasks)))
 
 
+def toy_memory_budget(learner_params: dict[str, Any], workers: int | None, n_toys: int,
+                      executor: Any = None) -> int:
+    """Bytes of cache each toy's fit may hold: the learner's ``memory_budget`` when
+    given; otherwise the device's default budget, split between the workers that
+    share the machine (or the GPU).
+
+    The budget chooses how features are stored (and, for narrow kernels, whether
+    they are windowed), which moves ``t`` in its last digits, so one budget is
+    resolved per calibration and used by the observed fit and by every toy. It
+    depends on the number of workers asked for (capped by ``n_toys``), not on how
+    many toys are left to run.
+    """
+    if learner_params.get("memory_budget") is not None:
+        return int(learner_params["memory_budget"])
+    from ._torch_utils import default_memory_budget, resolve_device
+
+    device = str(learner_params.get("device", "cpu"))
+    resolved = resolve_device(device)
+    budget = default_memory_budget(resolved)
+    nw = resolve_workers(workers, device, n_toys)
+    if executor is not None:
+        nw = max(2, nw)
+    elif resolved.type == "cuda" and worker_devices(device, nw):
+        nw = 1  # one GPU per worker: nothing is shared
+    return int(budget // nw)
+
+
 def worker_devices(device: str, n_workers: int, n_gpus: int | None = None) -> list[str] | None:
     """The device of each local worker: ``cuda:k`` round-robin over the visible GPUs.
 
@@ -660,6 +752,7 @@ def run_toys(
     resume_only: bool = False,
     executor: Any = None,
     retries: int = 2,
+    report: dict[str, Any] | None = None,
 ) -> list[ToyResult]:
     """Run toys ``indices`` and return their results ordered by index.
 
@@ -697,11 +790,28 @@ def run_toys(
         a local run.
     retries : int
         Dask only: retries of a failed task.
+    report : dict, optional
+        Filled with how the toys ran: ``workers`` (processes or tasks actually used,
+        0 when every toy came from the checkpoint), ``threads_per_worker``,
+        ``memory_budget`` (bytes per toy) and ``from_checkpoint`` (toys loaded).
     """
     indices = list(indices)
     total = len(indices)
+    if report is not None:
+        report.update(workers=0, threads_per_worker=threads_per_worker or 1,
+                      memory_budget=None, from_checkpoint=0)
     if total == 0:
         return []
+    if engine.learner_params.get("memory_budget") is None:
+        # resolved once from the whole calibration (not from the toys left to run), so
+        # that a resumed run gives its toys the budget, hence the feature storage and
+        # the rounding, of the first run
+        engine = replace(engine, learner_params={
+            **engine.learner_params,
+            "memory_budget": toy_memory_budget(engine.learner_params, workers, total,
+                                               executor)})
+    if report is not None:
+        report["memory_budget"] = int(engine.learner_params["memory_budget"])
     done: dict[int, ToyResult] = {}
     ckpt = None
     if checkpoint is not None:
@@ -723,6 +833,8 @@ def run_toys(
                 progress(total, total)
             return sorted(done.values(), key=lambda r: r.index)
     n_done = len(done)
+    if report is not None:
+        report["from_checkpoint"] = n_done
     device = str(engine.learner_params.get("device", "cpu"))
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise InputError("executor must be a concurrent.futures.Executor or a dask "
@@ -732,13 +844,8 @@ def run_toys(
         nw = max(2, nw)  # never the in-process path
     threads = threads_per_worker or 1
     devices = worker_devices(device, nw) if executor is None else None
-    if nw > 1 and not devices and engine.learner_params.get("memory_budget") is None:
-        # the workers share the machine (or the GPU): split the default cache budget
-        from ._torch_utils import default_memory_budget, resolve_device
-
-        budget = default_memory_budget(resolve_device(device)) // nw
-        engine = replace(engine, learner_params={**engine.learner_params,
-                                                 "memory_budget": int(budget)})
+    if report is not None:
+        report["workers"] = nw
     results: list[ToyResult] = list(done.values())
     if nw == 1:
         with torch_threads(threads):
