@@ -199,3 +199,33 @@ def test_cli_reads_root_with_selection_and_weights(tmp_path, rng, capsys):
     rc = main(["test", "--reference", f"{tmp_path / 'mc.root'}:nope", "--data",
                f"{tmp_path / 'data.root'}:tree"])
     assert rc == 2 and "no tree named 'nope'" in capsys.readouterr().err
+
+
+def test_hdf5_top_level_mixing_events_and_columns_must_be_chosen(tmp_path, rng):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "mix.h5"
+    with h5py.File(path, "w") as f:
+        f["events"] = rng.normal(size=(5, 3))
+        f["w"] = np.ones(5)
+    # reading the 1-D datasets as columns would drop the events silently
+    with pytest.raises(InputError, match="choose a dataset or group"):
+        read_table(str(path))
+    assert read_table(f"{path}:events").events.shape == (5, 3)
+
+
+def test_parquet_non_numeric_columns_are_named_as_such(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    import decimal
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": [1.0, 2.0], "s": ["a", "b"],
+                             "d": [decimal.Decimal("1.5"), decimal.Decimal("2.5")],
+                             "j": [[1.0], [2.0, 3.0]]}), path)
+    with pytest.raises(InputError, match=r"column 's' is not numeric \(type string\)"):
+        read_table(str(path), columns=["s"])
+    with pytest.raises(InputError, match=r"column 'd' is not numeric \(type decimal"):
+        read_table(str(path), columns=["d"])
+    with pytest.raises(InputError, match=r"column 'j' has a variable number"):
+        read_table(str(path), columns=["j"])
+    assert read_table(str(path), columns=["x"]).events.tolist() == [[1.0], [2.0]]

@@ -236,3 +236,20 @@ def test_config_takes_numpy_numbers():
     assert c.sigmas == [0.5, 1.0] and type(c.sigmas[0]) is float and c.standardize is True
     with pytest.raises(InputError, match="n_toys must be an integer"):
         NPLMConfig(n_toys=np.float64(2.5))
+
+
+def test_pandas_index_column_is_not_a_feature(tmp_path, caplog):
+    """`DataFrame.to_csv()` writes the row index as an unnamed first column; taken as a
+    feature it numbers the events, which the test would see as a huge discrepancy."""
+    p = tmp_path / "pd.csv"
+    p.write_text(",pt,eta\n0,1.5,2\n1,3,4\n2,5,6\n")
+    with caplog.at_level("WARNING"):
+        arr, names = read_events(p)
+    assert names == ["pt", "eta"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    assert "row index" in caplog.text
+    # an unnamed column that is not an index is an error unless columns are chosen
+    p.write_text(",pt\n7,1.5\n3,3\n")
+    with pytest.raises(InputError, match="column 0 has no name"):
+        read_events(p)
+    arr, names = read_events(p, ["pt"])
+    assert names == ["pt"] and arr.tolist() == [[1.5], [3.0]]

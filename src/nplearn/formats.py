@@ -120,7 +120,9 @@ def _hdf5(path: Path, key: str | None, spec: str) -> Columns:
         one_d = [k for k, v in f.items() if isinstance(v, h5py.Dataset) and v.ndim == 1]
         if len(two_d) == 1 and not one_d:
             obj = f[two_d[0]]
-        elif not one_d:
+        elif not one_d or two_d:
+            # several 2-D datasets, or 2-D next to 1-D ones (events next to a weight
+            # column, say): reading either would silently drop the other
             raise InputError(f"{spec}: choose a dataset or group with {path}:NAME (top level: "
                              f"{', '.join(f.keys()) or 'empty'})")
     if isinstance(obj, h5py.Dataset):
@@ -164,6 +166,18 @@ def _parquet(path: Path, key: str | None, spec: str) -> Columns:
         out = {}
         for c in cols:
             col = table.column(c)
+            import pyarrow as pa
+
+            kind = col.type
+            if pa.types.is_dictionary(kind):
+                kind = kind.value_type
+            if pa.types.is_list(kind) or pa.types.is_large_list(kind) or \
+                    pa.types.is_fixed_size_list(kind) or pa.types.is_nested(kind):
+                raise InputError(f"{spec}: column {c!r} has a variable number of values per "
+                                 "event (jagged); select a fixed element or a flat column")
+            if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                    or pa.types.is_boolean(kind)):
+                raise InputError(f"{spec}: column {c!r} is not numeric (type {col.type})")
             if col.null_count:
                 raise InputError(f"{spec}: column {c!r} has {col.null_count} missing value(s)")
             try:

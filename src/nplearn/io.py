@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Table",
@@ -277,6 +280,19 @@ def read_table(
             )
         has_header = names is not None
         all_names = names if names is not None else [f"x{i}" for i in range(arr_np.shape[1])]
+        if names is not None and "" in names:
+            k = names.index("")
+            if (k == 0 and names.count("") == 1
+                    and np.array_equal(arr_np[:, 0], np.arange(arr_np.shape[0]))):
+                # pandas' DataFrame.to_csv writes the row index as an unnamed first
+                # column: it numbers the events and must not become a feature
+                log.warning("%s: the unnamed first column holds 0, 1, 2, ... (a row index, "
+                            "as pandas writes it); it is not used", name)
+                arr_np, all_names = arr_np[:, 1:], names[1:]
+            elif not columns:
+                raise InputError(
+                    f"{name}: column {k} has no name in the header; name it, or choose the "
+                    "feature columns (--columns)")
     dup = sorted(c for c, k in Counter(all_names).items() if k > 1)
     if dup:
         raise InputError(f"{name}: duplicate column name(s) {', '.join(map(repr, dup))}; "
