@@ -343,6 +343,22 @@ def test_float32_close_to_float64(rng):
     np.testing.assert_allclose(a.train_decision_, b.train_decision_, atol=3e-3, rtol=2e-3)
 
 
+def test_float32_refuses_a_rank_tol_below_its_floor(rng):
+    """Below the float32 floor the features are rounding noise and the fit reported
+    a converged optimum of the wrong problem (t off by a factor of 2-3)."""
+    from nplearn import NPLMConfig
+
+    X, y, sw = make_classification(rng)
+    for rt in (1e-12, 0.0):
+        with pytest.raises(InputError, match="below the float32 floor"):
+            KernelLogisticRegression(sigma=1.0, n_centers=50, dtype="float32",
+                                     rank_tol=rt).fit(X, y, sw)
+        with pytest.raises(InputError, match="below the float32 floor"):
+            NPLMConfig(dtype="float32", rank_tol=rt)
+    KernelLogisticRegression(sigma=1.0, n_centers=50, rank_tol=1e-12).fit(X, y, sw)
+    NPLMConfig(dtype="float32", rank_tol=1e-5)
+
+
 def test_decision_function_matches_training_values(rng):
     X, y, sw = make_classification(rng)
     m = KernelLogisticRegression(sigma=1.0, n_centers=100, lam=1e-5, random_state=0)

@@ -217,6 +217,13 @@ class NPLMConfig:
         positive("tol", self.tol)
         positive("max_iter", self.max_iter, integer=True)
         positive("rank_tol", self.rank_tol, allow_none=True, allow_zero=True)
+        from .learners.kernel import RANK_TOL_FLOOR_FLOAT32
+
+        if (self.rank_tol is not None and self.dtype == "float32"
+                and self.rank_tol < RANK_TOL_FLOOR_FLOAT32):
+            raise InputError(f"rank_tol = {self.rank_tol!r} is below the float32 floor "
+                             f"{RANK_TOL_FLOOR_FLOAT32:g} (rounding errors would dominate "
+                             "the features); use dtype='float64' or the default rank_tol")
         positive("memory_budget", self.memory_budget, integer=True, allow_none=True)
         positive("workers", self.workers, integer=True, allow_none=True)
         positive("threads_per_worker", self.threads_per_worker, integer=True, allow_none=True)
