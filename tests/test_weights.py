@@ -68,3 +68,30 @@ def test_negative_and_zero_sum_weights_refused(rng):
         nplm_test(ref, data, ref_weights=w, n_toys=0)
     with pytest.raises(InputError, match="weights sum to zero"):
         nplm_test(ref, data, ref_weights=np.zeros(100), n_toys=0)
+
+
+def test_percentile_widths_follow_the_weighted_reference():
+    """Importance-weighted Monte Carlo: the width is a percentile of the reference
+    model's pair distances, not of how the events were generated."""
+    from nplearn.preprocess import pairwise_distance_percentile as pdp
+
+    rng = np.random.default_rng(0)
+    truth = pdp(rng.normal(size=(2000, 2)), [10.0, 50.0, 90.0])
+    # events uniform on [-5, 5]^2, weighted to a standard normal
+    u = rng.uniform(-5, 5, size=(20000, 2))
+    w = np.exp(-0.5 * (u**2).sum(1))
+    got = pdp(u, [10.0, 50.0, 90.0], weights=w, rng=np.random.default_rng(1))
+    # ~2000 subsampled events with an effective size of a few hundred: a few percent
+    np.testing.assert_allclose(got, truth, rtol=0.08)
+    assert pdp(u, 90.0) > 2 * truth[2]  # the unweighted events are far wider
+    # events of weight zero do not count; equal weights give the unweighted value
+    x = rng.normal(size=(800, 1))
+    far = np.r_[x, x[:300] + 1e3]
+    assert pdp(far, 90.0, weights=np.r_[np.ones(800), np.zeros(300)]) == pdp(x, 90.0)
+    assert pdp(x, [25.0, 90.0], weights=np.full(800, 3.0)).tolist() == \
+        pdp(x, [25.0, 90.0]).tolist()
+    # the test uses them for its default width
+    data = rng.normal(size=(300, 2))
+    res = nplm_test(u, data, ref_weights=w, n_toys=0, n_centers=50, workers=1,
+                    expected=300.0)
+    assert abs(res.hyperparameters["sigma"] / truth[2] - 1) < 0.1

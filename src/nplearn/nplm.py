@@ -580,7 +580,7 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
     device = str(resolve_device(cfg.device))  # "auto" -> the actual device, once
 
     # hyperparameters from the reference only
-    widths, sources = _resolve_widths(ref, cfg)
+    widths, sources = _resolve_widths(ref, cfg, rel)
     sigma, sigma_source = widths[0], sources[0]
     n_centers = cfg.n_centers if cfg.n_centers is not None else default_n_centers(n_ref + n_data)
     params = {**cfg.learner_params(), "sigma": sigma, "n_centers": int(n_centers),
@@ -650,17 +650,20 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
     return engine
 
 
-def _resolve_widths(ref: np.ndarray, cfg: NPLMConfig) -> tuple[list[float], list[str]]:
+def _resolve_widths(ref: np.ndarray, cfg: NPLMConfig,
+                    rel: np.ndarray | None = None) -> tuple[list[float], list[str]]:
     """Kernel widths of the test and how each was chosen (reference only).
 
     Percentile widths all use the same random subsample of reference pairs (the
     stream ``SeedSequence(seed, spawn_key=(2,))``), so the 90th-percentile width
-    of a multi-width run equals that of the single-width default.
+    of a multi-width run equals that of the single-width default. With reference
+    weights ``rel`` they are percentiles of the weighted reference (pairs weighted
+    by ``w_i w_j``, zero weights left out), as the standardisation is.
     """
 
     def from_percentile(q: float) -> float:
         rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
-        return sigma_from_percentile(ref, q, rng=rng)
+        return sigma_from_percentile(ref, q, weights=rel, rng=rng)
 
     def label(q: float) -> str:
         return f"{q:g}th percentile of reference pairwise distances"

@@ -95,31 +95,57 @@ def pairwise_distance_percentile(
     X: np.ndarray,
     q: float | np.ndarray,
     *,
+    weights: np.ndarray | None = None,
     max_points: int = 2000,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Percentile(s) ``q`` (0-100) of the pairwise Euclidean distances of ``X``.
 
     Computed on a uniform subsample of at most ``max_points`` events (all
-    ``max_points (max_points - 1) / 2`` distinct pairs), drawn with ``rng``.
+    ``max_points (max_points - 1) / 2`` distinct pairs), drawn with ``rng``. With
+    ``weights`` (e.g. Monte Carlo event weights) the percentile is that of the
+    weighted sample, the reference model: events of weight zero are left out and
+    each pair counts with weight ``w_i w_j`` (the smallest distance whose cumulative
+    pair weight reaches ``q`` percent). Without them, or with equal weights, it is
+    numpy's default (linear) percentile of the unweighted pairs.
     """
+    w = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (X.shape[0],):
+            raise InputError(f"weights must have shape ({X.shape[0]},), got {w.shape}")
+        keep = w > 0
+        X, w = X[keep], w[keep]
+        if w.size and np.ptp(w) <= 1e-12 * w.max():
+            w = None  # equal weights: the unweighted percentile
     n = X.shape[0]
     if n < 2:
-        raise InputError("need at least 2 reference events to compute pairwise distances")
+        raise InputError("need at least 2 reference events (of non-zero weight) to compute "
+                         "pairwise distances")
     if n > max_points:
         gen = rng if rng is not None else np.random.default_rng(0)
-        X = X[gen.choice(n, size=max_points, replace=False)]
+        idx = gen.choice(n, size=max_points, replace=False)
+        X = X[idx]
+        w = None if w is None else w[idx]
+    X = X - X.mean(axis=0)  # distances of points far from the origin keep their digits
     sq = (X * X).sum(1)
     D = sq[:, None] + sq[None, :] - 2.0 * X @ X.T
     iu = np.triu_indices(X.shape[0], k=1)
     d = np.sqrt(np.clip(D[iu], 0.0, None))
-    return np.percentile(d, q)
+    if w is None:
+        return np.percentile(d, q)
+    order = np.argsort(d, kind="stable")
+    cum = np.cumsum((w[:, None] * w[None, :])[iu][order])
+    cum /= cum[-1]
+    k = np.searchsorted(cum, np.asarray(q, dtype=np.float64) / 100.0, side="left")
+    return d[order][np.minimum(k, d.size - 1)]
 
 
 def sigma_from_percentile(
     X: np.ndarray,
     percentile: float = 90.0,
     *,
+    weights: np.ndarray | None = None,
     max_points: int = 2000,
     rng: np.random.Generator | None = None,
 ) -> float:
@@ -133,7 +159,8 @@ def sigma_from_percentile(
     """
     if not 0.0 < percentile <= 100.0:
         raise InputError(f"sigma percentile must be in (0, 100], got {percentile}")
-    s = float(pairwise_distance_percentile(X, percentile, max_points=max_points, rng=rng))
+    s = float(pairwise_distance_percentile(X, percentile, weights=weights,
+                                           max_points=max_points, rng=rng))
     if not s > 0.0:
         raise InputError(
             f"the {percentile}th percentile of reference pairwise distances is zero: "

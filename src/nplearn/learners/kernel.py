@@ -1549,7 +1549,7 @@ class KernelLogisticRegression:
         y, sw = _check_labels_and_weights(y, sample_weight, n)
         device = self._settings()[0]
         rng = _as_generator(self.random_state)
-        sigma = self._resolve_sigma(X, y, rng)
+        sigma = self._resolve_sigma(X, y, rng, sw)
         M = default_n_centers(n) if self.n_centers is None else min(int(self.n_centers), n)
         check_center_memory(M, device)
         center_idx = np.sort(rng.choice(n, size=M, replace=False))
@@ -1676,12 +1676,14 @@ class KernelLogisticRegression:
         self.fit_info_ = info
         return self
 
-    def _resolve_sigma(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> float:
+    def _resolve_sigma(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                       sw: np.ndarray | None = None) -> float:
         if isinstance(self.sigma, str):
             from ..preprocess import sigma_from_percentile
 
-            ref = X[y == 0] if (y == 0).any() else X
-            return sigma_from_percentile(ref, 90.0, rng=rng)
+            ref = (y == 0) if (y == 0).any() else np.ones(len(y), dtype=bool)
+            return sigma_from_percentile(X[ref], 90.0, rng=rng,
+                                         weights=None if sw is None else sw[ref])
         return float(self.sigma)
 
     # -- prediction ---------------------------------------------------------------
