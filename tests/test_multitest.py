@@ -269,6 +269,19 @@ def test_bonferroni_bound_by_hand_and_valid_under_null():
     for bad in ([], [0.0, 0.5], [0.5, float("nan")]):
         with pytest.raises(InputError):
             bonferroni_bound(bad, ["empirical"] * len(bad))
+    # a chi-square local p-value that underflowed to 0 (Z ~ 44) keeps a finite bound
+    from scipy import special
+
+    b = bonferroni_bound([0.0, 0.3], ["chi2", "empirical"], [44.0, 0.52])
+    assert b["p_value"] == 0.0 and b["width_index"] == 0
+    # two widths: log p = log 2 + log Phi(-44)
+    expect = -special.ndtri_exp(np.log(2.0) + special.log_ndtr(-44.0))
+    assert b["z"] == pytest.approx(expect, rel=1e-12) and 43.9 < b["z"] < 44.0
+    with pytest.raises(InputError, match="needs its finite z"):
+        bonferroni_bound([0.0, 0.3], ["chi2", "empirical"])
+    b2 = bonferroni_bound([0.2, 1e-4, 0.03], ["empirical"] * 3,
+                          [sps.norm.isf(x) for x in (0.2, 1e-4, 0.03)])
+    assert b2["p_value"] == pytest.approx(3e-4)
     # exact local p-values of 6 strongly correlated widths: the bound never rejects
     # more often than its level (Bonferroni; here it is conservative by ~2x)
     rng = np.random.default_rng(11)
@@ -353,3 +366,32 @@ def test_nan_statistics_are_refused():
     for f in (local_pvalues, standardise):
         with pytest.raises(InputError, match="NaN or inf"):
             f(np.array([np.nan, 3.0]), T)
+
+
+def test_failed_toys_give_a_conservative_combined_p(monkeypatch):
+    """Failed toys are left out of every p-value; the combination reports the
+    conservative p that counts them as reaching the data, like a single width."""
+    import nplearn.toys as T
+
+    rng = np.random.default_rng(0)
+    ref = rng.exponential(1 / 8, size=(2000, 1))
+    data = np.vstack([rng.exponential(1 / 8, size=(200, 1)),
+                      rng.normal(0.8, 0.02, size=(15, 1))])
+    real, calls = T.fit_widths, [0]
+
+    def broken(*args, **kwargs):  # the toys' fits, one call per toy (in order)
+        calls[0] += 1
+        if calls[0] in (3, 6, 10):
+            raise FloatingPointError("numerical breakdown")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(T, "fit_widths", broken)
+    res = nplm_test(ref, data, n_toys=12, expected=200.0, workers=1, seed=3, n_centers=100,
+                    sigmas=[0.02, 0.3, 1.0])
+    assert res.n_failed_toys == 3
+    for cr in res.combinations.values():
+        assert cr.n_toys == 9 and cr.n_failed == 3
+        assert cr.p_conservative == pytest.approx((1 + cr.n_exceed + 3) / (1 + 9 + 3))
+        assert cr.p_conservative >= cr.p_value
+    assert "conservative p" in res.summary()
+    assert res.to_dict()["combinations"]["min-p"]["n_failed"] == 3

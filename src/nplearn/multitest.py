@@ -287,6 +287,12 @@ class CombinedResult:
         Null toys whose combined statistic is at or above the observed one.
     n_toys : int
         Null toys used.
+    n_failed : int
+        Toys whose fit failed (not in the null distribution).
+    p_conservative : float
+        ``(1 + n_exceed + n_failed) / (1 + n_toys + n_failed)``: every failed toy
+        counted as reaching the observed statistic, valid even if failures prefer
+        large statistics (equal to ``p_value`` without failures).
     """
 
     method: str
@@ -295,6 +301,13 @@ class CombinedResult:
     z: float
     n_exceed: int
     n_toys: int
+    n_failed: int = 0
+    p_conservative: float = math.nan
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.p_conservative):
+            self.p_conservative = ((1.0 + self.n_exceed + self.n_failed)
+                                   / (1.0 + self.n_toys + self.n_failed))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (for JSON)."""
@@ -370,7 +383,7 @@ def combined_pvalues(
     return stat, (1.0 + n_ge) / (1.0 + n), n_ge
 
 
-def bonferroni_bound(local_p: Any, local_methods: Any) -> dict[str, Any]:
+def bonferroni_bound(local_p: Any, local_methods: Any, local_z: Any = None) -> dict[str, Any]:
     """A combined p-value that is not limited by the number of toys.
 
     ``p = min(1, k * min_k p_k)`` over the ``k`` widths' reported local p-values
@@ -379,7 +392,9 @@ def bonferroni_bound(local_p: Any, local_methods: Any) -> dict[str, Any]:
     makes it conservative for any correlation between the widths, so it holds as
     far as each local p-value holds: beyond the toys, as far as the chi-square
     tails hold. The toy-calibrated combinations cannot go below ``1 / (n + 1)``;
-    this bound can, which is what a large excess needs.
+    this bound can, which is what a large excess needs. It is computed in log
+    space, so local p-values that underflow to 0 (Z beyond ~37) still give a
+    finite Z when their ``local_z`` are given.
 
     Parameters
     ----------
@@ -387,6 +402,8 @@ def bonferroni_bound(local_p: Any, local_methods: Any) -> dict[str, Any]:
         Reported local p-value of each width.
     local_methods : sequence of str
         Where each comes from (``"empirical"`` or ``"chi2"``).
+    local_z : sequence of float, optional
+        The local significances; needed for p-values that underflowed to 0.
 
     Returns
     -------
@@ -394,15 +411,29 @@ def bonferroni_bound(local_p: Any, local_methods: Any) -> dict[str, Any]:
         ``p_value``, ``z``, ``n_widths``, the index of the smallest local p-value
         (``width_index``) and its source (``local_method``).
     """
+    from scipy import special
+
+    from .stats import _logp_to_z
+
     p = np.asarray(local_p, dtype=np.float64).ravel()
     methods = list(local_methods)
-    if p.size == 0 or len(methods) != p.size or not np.all((p > 0) & (p <= 1)):
-        raise InputError("bonferroni_bound needs one local p-value in (0, 1] and one "
-                         "method per width")
-    i = int(np.argmin(p))
-    pb = float(min(1.0, p.size * p[i]))
-    return {"method": "bonferroni", "p_value": pb, "z": p_to_z(pb), "n_widths": int(p.size),
-            "width_index": i, "local_method": str(methods[i])}
+    zs = None if local_z is None else np.asarray(local_z, dtype=np.float64).ravel()
+    if p.size == 0 or len(methods) != p.size or not np.all((p >= 0) & (p <= 1)) \
+            or (zs is not None and zs.size != p.size):
+        raise InputError("bonferroni_bound needs one local p-value in [0, 1] and one "
+                         "method (and z, when given) per width")
+    with np.errstate(divide="ignore"):
+        logp = np.log(p)
+    zero = p == 0
+    if zero.any():
+        if zs is None or not np.all(np.isfinite(zs[zero])):
+            raise InputError("a local p-value of 0 needs its finite z (local_z) for the "
+                             "Bonferroni bound")
+        logp[zero] = special.log_ndtr(-zs[zero])
+    i = int(np.argmin(logp))
+    logpb = min(0.0, math.log(p.size) + float(logp[i]))
+    return {"method": "bonferroni", "p_value": math.exp(logpb), "z": _logp_to_z(logpb),
+            "n_widths": int(p.size), "width_index": i, "local_method": str(methods[i])}
 
 
 def empirical_p(s: np.ndarray, s_null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import logging
+import math
 import platform
 import sys
 import time
@@ -259,6 +261,11 @@ class NPLMResult:
                                                     if cr.n_exceed == 0 else ""))
             lines.append(f"  reported                  p = {self.p_value:.4g}, Z = {self.z:.2f} "
                          f"({self.config.combine} over {len(self.widths)} widths)")
+            if self.n_failed_toys:
+                cr = self.combinations[self.config.combine]
+                lines.append(f"  conservative p            {cr.p_conservative:.4g} (counting the "
+                             f"{self.n_failed_toys} failed toys as reaching the data; the "
+                             "p-values above ignore them)")
             b = self.combined_bound
             if b is not None:
                 src = ("its chi2 extrapolation: trust it as far as that width's chi2 fit"
@@ -267,9 +274,6 @@ class NPLMResult:
                     f"  Bonferroni over widths    p = {b['p_value']:.4g}, Z = {b['z']:.2f} "
                     f"({b['n_widths']} x the smallest reported local p, at sigma = "
                     f"{self.widths[b['width_index']]['sigma']:.4g}, from {src})")
-                if self.n_failed_toys:
-                    lines.append(f"  (the local p-values ignore the {self.n_failed_toys} "
-                                 "failed toys)")
         else:
             lines += [
                 f"  null toys                 {c.n_toys} ok"
@@ -484,11 +488,16 @@ def nplm_test(
                     if m == cfg.combine:
                         raise
                     log.warning("combination %s not computed: %s", m, exc)
+            if n_failed:
+                combos = {m: dataclasses.replace(cr, n_failed=n_failed,
+                                                 p_conservative=math.nan)
+                          for m, cr in combos.items()}
             p_value, z = combos[cfg.combine].p_value, combos[cfg.combine].z
             cals = [w["calibration"] for w in width_info]
-            if all(c is not None and 0 < c["p_value"] <= 1 for c in cals):
+            if all(c is not None and 0 <= c["p_value"] <= 1 for c in cals):
                 bound = bonferroni_bound([c["p_value"] for c in cals],
-                                         [c["method"] for c in cals])
+                                         [c["method"] for c in cals],
+                                         [c["z"] for c in cals])
         elif t_null.size:
             log.warning("fewer than 3 successful toys: no combined p-value")
             p_value = z = float("nan")
