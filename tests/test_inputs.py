@@ -253,3 +253,35 @@ def test_pandas_index_column_is_not_a_feature(tmp_path, caplog):
         read_events(p)
     arr, names = read_events(p, ["pt"])
     assert names == ["pt"] and arr.tolist() == [[1.5], [3.0]]
+
+
+def test_memory_default_respects_a_cgroup_limit(tmp_path):
+    """Under SLURM --mem, Docker or Kubernetes the container's limit, not the host's
+    memory, bounds the default caches."""
+    from nplearn._torch_utils import cgroup_memory_limit
+
+    v2, v1 = tmp_path / "memory.max", tmp_path / "limit_in_bytes"
+    v2.write_text("4294967296\n")
+    assert cgroup_memory_limit((str(v2), str(v1))) == 4 * 2**30
+    v2.write_text("max\n")
+    assert cgroup_memory_limit((str(v2), str(v1))) is None
+    v2.unlink()
+    v1.write_text(str(2**63 - 4096))  # v1's "no limit" sentinel
+    assert cgroup_memory_limit((str(v2), str(v1))) is None
+    v1.write_text("1073741824")
+    assert cgroup_memory_limit((str(v2), str(v1))) == 2**30
+    assert cgroup_memory_limit((str(tmp_path / "none"),)) is None
+
+
+def test_result_writes_keep_links_and_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    os.chmod(target, 0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json_atomic(link, {"a": 2})
+    assert link.is_symlink() and json.loads(target.read_text()) == {"a": 2}
+    assert (target.stat().st_mode & 0o777) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]

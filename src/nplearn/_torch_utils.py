@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -69,12 +70,38 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         raise InputError(f"unsupported dtype {dtype!r}: use 'float32' or 'float64'") from exc
 
 
+#: Files holding the memory limit of this process's control group (v2, then v1).
+CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max",
+                      "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def cgroup_memory_limit(files: tuple[str, ...] = CGROUP_LIMIT_FILES) -> int | None:
+    """The container's memory limit in bytes (SLURM ``--mem``, Docker, Kubernetes),
+    or ``None`` when there is none (``max``, or v1's "unlimited" sentinel)."""
+    for f in files:
+        try:
+            text = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if not text or text == "max":
+            return None
+        try:
+            limit = int(text)
+        except ValueError:
+            continue
+        return limit if 0 < limit < 2**60 else None
+    return None
+
+
 def total_memory_bytes() -> int:
-    """Physical memory of this machine in bytes (falls back to 8 GiB)."""
+    """Memory this process may use, in bytes: the machine's physical memory, or the
+    control group's limit when it is lower (falls back to 8 GiB)."""
     try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        phys = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 * 1024**3
+        phys = 8 * 1024**3
+    limit = cgroup_memory_limit()
+    return min(phys, limit) if limit is not None else phys
 
 
 def device_memory_bytes(device: torch.device) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -563,7 +564,7 @@ def _run_test(a: argparse.Namespace) -> int:
     if a.ref_weights:
         res.provenance["inputs"]["reference_weights"] = {
             "path": a.ref_weights, "sha256": sha256_file(a.ref_weights)}
-    res.provenance["command"] = " ".join(sys.argv)
+    res.provenance["command"] = shlex.join(sys.argv)
     res.run = {
         "reference": os.path.abspath(a.reference), "data": os.path.abspath(a.data),
         "columns": a.columns,
@@ -759,7 +760,7 @@ def _run_demo(a: argparse.Namespace) -> int:
     progress = Progress("toys", enabled=None if not a.quiet else False)
     res = nplm_test(ref, data, n_toys=a.toys, expected=2000.0, lam=1e-10, seed=a.seed,
                     workers=a.workers, progress=progress)
-    res.provenance["command"] = " ".join(sys.argv)
+    res.provenance["command"] = shlex.join(sys.argv)
     print(res.summary())
     if a.json:
         res.save_json(a.json)

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -478,10 +479,30 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    # reading the umask means setting it: serialised, so that threads writing
+    # checkpoint records never see (or create files with) the temporary 0
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
     return mask
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
@@ -499,22 +520,30 @@ def check_writable(path: str | os.PathLike[str]) -> None:
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as JSON (sorted keys) atomically: temp file + rename.
 
-    A crash mid-write leaves any previous file intact.
+    A crash mid-write leaves any previous file intact. A symbolic link is followed
+    (its target is replaced, the link kept) and an existing file keeps its
+    permissions.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
     text = json.dumps(to_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.exists():
         raise InputError(f"{path}: directory {directory} does not exist")
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()  # a new file: the usual permissions
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        # mkstemp creates the file private (0600); give it the usual permissions
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, mode)  # mkstemp creates the file private (0600)
         os.replace(tmp, path)
+        _fsync_directory(directory)
     except BaseException:
         try:
             os.unlink(tmp)
