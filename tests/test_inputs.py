@@ -285,3 +285,23 @@ def test_result_writes_keep_links_and_permissions(tmp_path):
     assert link.is_symlink() and json.loads(target.read_text()) == {"a": 2}
     assert (target.stat().st_mode & 0o777) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]
+
+
+def test_fast_and_row_by_row_text_readers_agree(tmp_path, monkeypatch):
+    import nplearn.io as io
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 3)) * 10.0 ** rng.integers(-12, 12, size=(300, 3))
+    p = tmp_path / "t.csv"
+    rows = [", ".join(repr(float(v)) if j else f"{v:.17e}" for j, v in enumerate(r))
+            for r in x]
+    p.write_text("a,b,c\n" + "\n".join(rows) + "\n3, -4, 5e-3\n")
+    fast, names = read_events(p)
+    monkeypatch.setattr(io, "_parse_numbers", lambda *a: None)
+    slow, _ = read_events(p)
+    assert names == ["a", "b", "c"] and fast.shape == (301, 3)
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast[:300], x)
+    ws = tmp_path / "w.txt"
+    ws.write_text("1 2\n  3   4\n")
+    assert read_events(ws)[0].tolist() == [[1.0, 2.0], [3.0, 4.0]]
