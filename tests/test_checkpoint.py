@@ -188,7 +188,33 @@ def test_fingerprint_follows_the_code_and_the_generator_module(tmp_path, monkeyp
     mod.write_text("SCALE = 2.0\ndef gen(rng):\n    return rng.normal(0, SCALE, size=(50, 2))\n")
     m = importlib.reload(m)
     g2 = ToyEngine({"sigma": 1.0, "n_centers": 20}, 50.0, 1, generator=m.gen, reference=ref)
-    assert ckmod.engine_fingerprint(g2) != fp1
+    fp2 = ckmod.engine_fingerprint(g2)
+    assert fp2 != fp1
+    # an edit elsewhere in the script (e.g. more toys to extend the calibration) keeps
+    # the records
+    mod.write_text("N_TOYS = 5000\nSCALE = 2.0\n"
+                   "def gen(rng):\n    return rng.normal(0, SCALE, size=(50, 2))\n")
+    m = importlib.reload(m)
+    g3 = ToyEngine({"sigma": 1.0, "n_centers": 20}, 50.0, 1, generator=m.gen, reference=ref)
+    assert ckmod.engine_fingerprint(g3) == fp2
+
+
+def test_generator_digest_without_source_is_stable_and_sees_edits():
+    """Functions typed at a prompt have no source: their compiled code is digested,
+    names included (rng.normal vs rng.uniform), identically in every process (the
+    repr of nested code objects and set constants would not be)."""
+    code = ("import numpy as np\nfrom nplearn.checkpoint import generator_source_digest as g\n"
+            "ns = {{}}\nexec('def gen(rng):\\n    k = [x * 2 for x in range(3)]\\n"
+            "    return rng.{}(size=(10, 1)) if 1 in {{1, 2, 3}} else k', ns)\n"
+            "print(g(ns['gen']))\n")
+    out = set()
+    for name, seed in (("normal", "1"), ("normal", "2"), ("uniform", "1")):
+        r = subprocess.run([sys.executable, "-c", code.format(name)], capture_output=True,
+                           text=True, env={**os.environ, "PYTHONHASHSEED": seed}, check=True)
+        out.add((name, r.stdout.strip()))
+    digests = {n: {d for m, d in out if m == n} for n in ("normal", "uniform")}
+    assert len(digests["normal"]) == 1  # stable across processes and hash seeds
+    assert digests["normal"] != digests["uniform"]
 
 
 def test_out_of_memory_toys_are_retried_and_never_recorded(tmp_path, samples, monkeypatch):
@@ -232,10 +258,10 @@ def test_memory_budget_is_resolved_once_per_calibration(tmp_path, samples):
     from nplearn.toys import run_toys, toy_memory_budget
 
     full = default_memory_budget(__import__("torch").device("cpu"))
-    assert toy_memory_budget({"device": "cpu"}, 2, 100) == full // 2
-    assert toy_memory_budget({"device": "cpu"}, 2, 1) == full  # one toy: one worker
-    assert toy_memory_budget({"device": "cpu"}, 1, 100, executor=object()) == full // 2
-    assert toy_memory_budget({"device": "cpu", "memory_budget": 123}, 4, 100) == 123
+    assert toy_memory_budget({"device": "cpu"}, 2) == full // 2
+    assert toy_memory_budget({"device": "cpu"}, 1) == full
+    assert toy_memory_budget({"device": "cpu"}, 1, executor=object()) == full // 2
+    assert toy_memory_budget({"device": "cpu", "memory_budget": 123}, 4) == 123
     pool = np.random.default_rng(0).normal(size=(2000, 1))
     engine = ToyEngine({"sigma": 1.0, "n_centers": 40}, 80.0, 1, pool=pool)
     rep: dict = {}
@@ -246,11 +272,37 @@ def test_memory_budget_is_resolved_once_per_calibration(tmp_path, samples):
     rep2: dict = {}
     run_toys(engine, range(4), workers=2, checkpoint=tmp_path / "ck", report=rep2)
     assert rep2["memory_budget"] == full // 2 and rep2["from_checkpoint"] == 1
+    # every toy from the checkpoint: nothing runs, the count says so
+    rep3: dict = {}
+    run_toys(engine, range(4), workers=2, checkpoint=tmp_path / "ck", report=rep3)
+    assert rep3["from_checkpoint"] == 4 and rep3["workers"] == 0
     ref, data = samples
     res = nplm_test(ref, data, **{**OPTS, "n_toys": 3})
     ex = res.provenance["execution"]
     assert ex["memory_budget"] == full and ex["workers"] == 1
+    # the observed fit's budget does not depend on the number of toys (a refit without
+    # toys, as `nplearn plot` makes, uses the same budget)
+    none = nplm_test(ref, data, **{**OPTS, "n_toys": 0, "workers": 2})
+    assert none.provenance["execution"]["memory_budget"] == full // 2
     assert ex["observed_fit_threads"] == 1
     assert res.provenance["input_arrays"]["reference"]["shape"] == [4000, 2]
     assert res.provenance["toys"]["method"].startswith("resampled")
     assert len(res.provenance["nplearn_source"]) == 64
+
+
+def test_cuda_budget_is_split_between_workers_sharing_a_gpu(monkeypatch):
+    """Round-robin GPU workers: 8 workers on 2 GPUs put 4 on each, and each GPU's
+    free memory is shared by its 4; the GPU with the least free memory decides."""
+    import torch
+
+    import nplearn._torch_utils as tu
+    import nplearn.toys as T
+
+    free = {"cuda:0": 40_000, "cuda:1": 30_000, "cuda": 40_000}
+    monkeypatch.setattr(tu, "resolve_device", lambda d: torch.device("cuda"))
+    monkeypatch.setattr(tu, "default_memory_budget", lambda dev: free[str(dev)])
+    monkeypatch.setattr(T, "visible_gpus", lambda: 2)
+    assert T.toy_memory_budget({"device": "cuda"}, 8) == 30_000 // 4
+    assert T.toy_memory_budget({"device": "cuda"}, 3) == 30_000 // 2
+    assert T.toy_memory_budget({"device": "cuda"}, None) == 30_000  # one per GPU
+    assert T.toy_memory_budget({"device": "cuda"}, 1) == 40_000

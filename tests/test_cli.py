@@ -62,13 +62,15 @@ def test_cli_bench_exp1d_small(tmp_path, capsys):
     out = tmp_path / "b.json"
     code = main(["bench", "exp1d", "--signal", "bulk", "--toys", "3", "--null-toys", "6",
                  "--n-ref", "20000", "--expected", "200", "--centers", "300", "--lam", "1e-8",
-                 "--ideal-toys", "300", "--workers", "1", "--json", str(out), "-q"])
+                 "--ideal-toys", "300", "--workers", "1", "--json", str(out), "-q",
+                 "--memory-budget", "0.5"])
     printed = capsys.readouterr().out
     assert code == 0
     assert "null toys" in printed and "bulk signal toys" in printed
     assert "ideal (Neyman-Pearson) median Z" in printed
     d = json.loads(out.read_text())
     assert len(d["null_toys"]) == 6 and len(d["signal_toys"]) == 3
+    assert d["config"]["memory_budget"] == 2**29  # --memory-budget reaches the fits
     assert d["signal_summary"]["published"] == {"kernel": 2.8, "ideal": 4.1}
     # a 90-event bump on 200 expected events stands far above the null
     assert np.median([t["t"] for t in d["signal_toys"]]) > max(t["t"] for t in d["null_toys"])

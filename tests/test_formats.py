@@ -229,3 +229,23 @@ def test_parquet_non_numeric_columns_are_named_as_such(tmp_path):
     with pytest.raises(InputError, match=r"column 'j' has a variable number"):
         read_table(str(path), columns=["j"])
     assert read_table(str(path), columns=["x"]).events.tolist() == [[1.0], [2.0]]
+
+
+def test_pandas_index_in_parquet_and_hdf5_groups(tmp_path, rng):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    h5py = pytest.importorskip("h5py")
+    df = pd.DataFrame({"a": rng.normal(size=10), "b": rng.normal(size=10)})
+    path = tmp_path / "p.parquet"
+    df.iloc[[0, 2, 3, 7]].to_parquet(path)  # a non-range index is stored as a column
+    assert read_table(str(path)).names == ["a", "b"]
+    # with columns chosen, indices refer to the file as written
+    assert read_table(str(path), columns=["2"]).names == ["__index_level_0__"]
+    h5 = tmp_path / "g.h5"
+    with h5py.File(h5, "w") as f:
+        g = f.create_group("sample")
+        g["ev"] = rng.normal(size=(5, 2))
+        g["weight"] = np.ones(5)
+    with pytest.raises(InputError, match="mixes 1-D datasets"):
+        read_table(f"{h5}:sample")
+    assert read_table(f"{h5}:sample/ev").events.shape == (5, 2)

@@ -253,6 +253,10 @@ def test_pandas_index_column_is_not_a_feature(tmp_path, caplog):
         read_events(p)
     arr, names = read_events(p, ["pt"])
     assert names == ["pt"] and arr.tolist() == [[1.5], [3.0]]
+    # with columns chosen by index, indices count the index column (the file as written)
+    p.write_text(",pt,eta\n0,1.5,2\n1,3,4\n")
+    arr, names = read_events(p, ["1", "2"])
+    assert names == ["pt", "eta"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0]]
 
 
 def test_memory_default_respects_a_cgroup_limit(tmp_path):
@@ -305,3 +309,21 @@ def test_fast_and_row_by_row_text_readers_agree(tmp_path, monkeypatch):
     ws = tmp_path / "w.txt"
     ws.write_text("1 2\n  3   4\n")
     assert read_events(ws)[0].tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_cgroup_limit_is_found_in_the_process_group_and_above(tmp_path):
+    from nplearn._torch_utils import cgroup_limit_files, cgroup_memory_limit
+
+    root = tmp_path / "cg"
+    job = root / "slurm" / "job_5"
+    (job / "step_0").mkdir(parents=True)
+    (job / "step_0" / "memory.max").write_text("max\n")
+    (job / "memory.max").write_text(str(3 * 2**30))
+    (root / "slurm" / "memory.max").write_text(str(64 * 2**30))
+    files = cgroup_limit_files("0::/slurm/job_5/step_0\n", str(root))
+    assert files[0] == str(job / "step_0" / "memory.max")
+    assert files[-1] == str(root / "memory.max")
+    assert cgroup_memory_limit(files) == 3 * 2**30  # the job's --mem, two levels up
+    v1 = cgroup_limit_files("4:cpu:/a\n7:memory,hugetlb:/slurm/job_5\n", str(root))
+    assert v1[0] == str(root / "memory" / "slurm" / "job_5" / "memory.limit_in_bytes")
+    assert cgroup_limit_files("", str(root)) == []

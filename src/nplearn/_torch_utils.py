@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -70,27 +70,64 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         raise InputError(f"unsupported dtype {dtype!r}: use 'float32' or 'float64'") from exc
 
 
-#: Files holding the memory limit of this process's control group (v2, then v1).
+#: Files holding the memory limit of the root control group (v2, then v1).
 CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max",
                       "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
-def cgroup_memory_limit(files: tuple[str, ...] = CGROUP_LIMIT_FILES) -> int | None:
-    """The container's memory limit in bytes (SLURM ``--mem``, Docker, Kubernetes),
-    or ``None`` when there is none (``max``, or v1's "unlimited" sentinel)."""
+def cgroup_limit_files(proc_cgroup: str | None = None,
+                       root: str = "/sys/fs/cgroup") -> list[str]:
+    """The memory-limit files of this process's control group and of every group
+    above it (a SLURM job's limit sits in a sub-group, not at the root).
+
+    ``proc_cgroup`` is the text of ``/proc/self/cgroup`` (read when ``None``).
+    """
+    if proc_cgroup is None:
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            proc_cgroup = ""
+    files: list[str] = []
+    for line in proc_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hid, controllers, rel = parts
+        if hid == "0" and controllers == "":
+            base, name = Path(root), "memory.max"  # cgroup v2
+        elif "memory" in controllers.split(","):
+            base, name = Path(root) / "memory", "memory.limit_in_bytes"  # cgroup v1
+        else:
+            continue
+        group = Path(rel.strip("/"))
+        while True:
+            files.append(str(base / group / name))
+            if group == Path("."):
+                break
+            group = group.parent
+    return files
+
+
+def cgroup_memory_limit(files: Sequence[str] | None = None) -> int | None:
+    """The smallest memory limit in bytes among the control-group files (SLURM
+    ``--mem``, Docker, Kubernetes), or ``None`` when there is none (``max``, or
+    v1's "unlimited" sentinel). Default files: :func:`cgroup_limit_files` and the
+    root ones."""
+    if files is None:
+        files = [*cgroup_limit_files(), *CGROUP_LIMIT_FILES]
+    limits = []
     for f in files:
         try:
             text = Path(f).read_text().strip()
         except OSError:
             continue
-        if not text or text == "max":
-            return None
         try:
             limit = int(text)
         except ValueError:
-            continue
-        return limit if 0 < limit < 2**60 else None
-    return None
+            continue  # "max": no limit at this level
+        if 0 < limit < 2**60:
+            limits.append(limit)
+    return min(limits) if limits else None
 
 
 def total_memory_bytes() -> int:

@@ -62,24 +62,76 @@ def _source_target(gen: Any) -> Any:
 
 
 def generator_source_digest(gen: Any) -> str:
-    """SHA-256 (hex) of the source of the module that defines the toy generator.
+    """SHA-256 (hex) of what defines the toy generator's code.
 
-    The module's source covers the generator's body and the module-level constants
-    it reads; where it cannot be read (a function typed at an interactive prompt),
-    the function's compiled code and constants are digested instead. A generator of
-    the nplearn package itself is covered by :func:`nplearn._version.source_digest`.
+    The source of the generator's function or class (its compiled code, names and
+    constants where the source cannot be read, e.g. at an interactive prompt), and,
+    for every global name it uses, the value of plain constants (numbers, strings,
+    arrays, lists and dicts of them) and the same digest of functions and classes
+    defined in the same module. Editing the generator, a constant it reads or a
+    helper it calls changes the digest; editing anything else in its script does
+    not. Its pickle (the checkpoint fingerprint holds it too) covers the state of a
+    callable instance or a partial's arguments.
     """
     target = _source_target(gen)
     h = hashlib.sha256(f"{getattr(target, '__module__', '')}."
                        f"{getattr(target, '__qualname__', '')}".encode())
-    module = inspect.getmodule(target)
-    try:
-        h.update(inspect.getsource(module if module is not None else target).encode())
-    except (OSError, TypeError):
-        code = getattr(target, "__code__", None)
-        if code is not None:
-            h.update(code.co_code + repr(code.co_consts).encode())
+    _digest_callable(h, target, 0, set())
     return h.hexdigest()
+
+
+def _code_names(code: Any) -> set[str]:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if inspect.iscode(c):
+            names |= _code_names(c)
+    return names
+
+
+def _digest_code(h: Any, code: Any) -> None:
+    """Compiled code with its names and constants; nested code objects recursively
+    (their repr holds memory addresses), set constants in a fixed order."""
+    h.update(code.co_code + repr(code.co_names).encode())
+    for c in code.co_consts:
+        if inspect.iscode(c):
+            _digest_code(h, c)
+        elif isinstance(c, frozenset):
+            h.update(repr(sorted(map(repr, c))).encode())
+        else:
+            h.update(repr(c).encode())
+
+
+def _digest_value(h: Any, name: str, v: Any, module: str, depth: int, seen: set[int]) -> None:
+    if isinstance(v, (bool, int, float, complex, str, bytes, type(None))):
+        h.update(f"{name}={v!r};".encode())
+    elif isinstance(v, np.ndarray):
+        h.update(name.encode())
+        _array_digest(h, v)
+    elif isinstance(v, (list, tuple, dict)):
+        try:
+            h.update(f"{name}={json.dumps(v, sort_keys=True)};".encode())
+        except (TypeError, ValueError):
+            pass
+    elif (inspect.isfunction(v) or inspect.isclass(v)) and getattr(v, "__module__", None) == module:
+        _digest_callable(h, v, depth + 1, seen)
+
+
+def _digest_callable(h: Any, obj: Any, depth: int, seen: set[int]) -> None:
+    if id(obj) in seen or depth > 5:
+        return
+    seen.add(id(obj))
+    funcs = [obj] if inspect.isfunction(obj) else (
+        [v for v in vars(obj).values() if inspect.isfunction(v)] if inspect.isclass(obj) else [])
+    try:
+        h.update(inspect.getsource(obj).encode())
+    except (OSError, TypeError):
+        for f in funcs:
+            _digest_code(h, f.__code__)
+    for f in funcs:
+        g = f.__globals__
+        for name in sorted(_code_names(f.__code__)):
+            if name in g:
+                _digest_value(h, name, g[name], f.__module__, depth, seen)
 
 
 def engine_fingerprint(engine: Any) -> str:

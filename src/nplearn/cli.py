@@ -115,8 +115,9 @@ def _add_solver_args(p: argparse.ArgumentParser, *, sigma_default: Any = None,
                    help="precision of the large kernel products (default float64)")
     g.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
                    help="GiB of cached kernel features per fit (default: a quarter of the "
-                        "memory, at most 8 GiB, split between the workers; give it for toys "
-                        "bit-identical across worker counts)")
+                        "memory, at most 8 GiB, or half the free memory of a GPU, split "
+                        "between the workers; give it for toys bit-identical across worker "
+                        "counts)")
 
 
 def _add_run_args(p: argparse.ArgumentParser, toys_default: int) -> None:
@@ -354,7 +355,7 @@ def _unmark_defaults(a: argparse.Namespace) -> argparse.Namespace:
 
 
 def _config_from_args(a: argparse.Namespace, **extra: Any):
-    from .config import NPLMConfig
+    from .config import NPLMConfig, budget_bytes
 
     sig = a.sigma
     if isinstance(sig, list):
@@ -364,17 +365,11 @@ def _config_from_args(a: argparse.Namespace, **extra: Any):
         expected=getattr(a, "expected", None), n_toys=a.toys, sigma=sig,
         n_centers=a.centers, lam=a.lam, schedule=a.schedule, inner=a.inner, tol=a.tol,
         rank_tol=a.rank_tol, device=a.device, dtype=a.dtype, workers=a.workers, seed=a.seed,
-        memory_budget=_budget_bytes(getattr(a, "memory_budget", None)), **extra,
+        memory_budget=budget_bytes(getattr(a, "memory_budget", None)), **extra,
     )
 
 
-def _budget_bytes(gib: float | None) -> int | None:
-    """``--memory-budget`` (GiB) in bytes."""
-    if gib is None:
-        return None
-    if not math.isfinite(gib) or gib <= 0:
-        raise InputError(f"--memory-budget must be a positive number of GiB, got {gib:g}")
-    return int(gib * 2**30)
+
 
 
 #: NPLMConfig field -> ``nplearn test`` argument that sets it (sigma handled apart).

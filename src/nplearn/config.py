@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .learners.kernel import INNER_SOLVERS, SCHEDULES
+from .learners.kernel import INNER_SOLVERS, RANK_TOL_FLOOR_FLOAT32, SCHEDULES
 from .multitest import COMBINATIONS
 
 __all__ = ["NPLMConfig"]
@@ -217,8 +217,6 @@ class NPLMConfig:
         positive("tol", self.tol)
         positive("max_iter", self.max_iter, integer=True)
         positive("rank_tol", self.rank_tol, allow_none=True, allow_zero=True)
-        from .learners.kernel import RANK_TOL_FLOOR_FLOAT32
-
         if (self.rank_tol is not None and self.dtype == "float32"
                 and self.rank_tol < RANK_TOL_FLOOR_FLOAT32):
             raise InputError(f"rank_tol = {self.rank_tol!r} is below the float32 floor "
@@ -256,3 +254,12 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.floating):
         return float(v)
     return v
+
+
+def budget_bytes(gib: float | None) -> int | None:
+    """A memory budget given in GiB (``--memory-budget``) in bytes."""
+    if gib is None:
+        return None
+    if not math.isfinite(gib) or gib <= 0:
+        raise InputError(f"--memory-budget must be a positive number of GiB, got {gib:g}")
+    return int(gib * 2**30)

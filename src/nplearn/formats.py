@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,13 @@ class Columns:
         Available columns, in file order.
     load : callable
         ``load(names) -> dict name -> 1-D numpy array`` (same length).
+    index_names : list of str
+        Columns that hold a row index written by pandas, not event features.
     """
 
     names: list[str]
     load: Callable[[list[str]], dict[str, np.ndarray]]
+    index_names: list[str] = field(default_factory=list)
 
 
 def _numeric_1d(arr: Any, label: str) -> np.ndarray:
@@ -141,6 +144,13 @@ def _hdf5(path: Path, key: str | None, spec: str) -> Columns:
     names = [k for k, v in obj.items() if isinstance(v, h5py.Dataset) and v.ndim == 1]
     if not names:
         raise InputError(f"{spec}: the group holds no 1-D datasets (one per column expected)")
+    other = [k for k, v in obj.items() if isinstance(v, h5py.Dataset) and v.ndim != 1]
+    if other:
+        # e.g. a 2-D events dataset next to a 1-D weight column: taking the 1-D ones as
+        # the columns would drop the events silently
+        raise InputError(f"{spec}: the group mixes 1-D datasets ({', '.join(names)}) with "
+                         f"others ({', '.join(other)}); choose one with "
+                         f"{path}:{'' if key is None else key.rstrip('/') + '/'}NAME")
 
     def load(cols: list[str]) -> dict[str, np.ndarray]:
         return {c: _numeric_1d(obj[c][()], f"{spec}: dataset {c!r}") for c in cols}
@@ -160,6 +170,12 @@ def _parquet(path: Path, key: str | None, spec: str) -> Columns:
         raise InputError(f"{spec}: cannot be read as a Parquet file ({type(exc).__name__}: "
                          f"{exc})") from None
     names = list(schema.names)
+    try:
+        # pandas stores a non-default row index as a column (`__index_level_0__`)
+        index_cols = [c for c in (schema.pandas_metadata or {}).get("index_columns", [])
+                      if isinstance(c, str) and c in names]
+    except (ValueError, TypeError, AttributeError):  # malformed metadata: keep them all
+        index_cols = []
 
     def load(cols: list[str]) -> dict[str, np.ndarray]:
         table = pq.read_table(path, columns=cols)
@@ -188,7 +204,7 @@ def _parquet(path: Path, key: str | None, spec: str) -> Columns:
             out[c] = _numeric_1d(arr, f"{spec}: column {c!r}")
         return out
 
-    return Columns(names, load)
+    return Columns(names, load, index_cols)
 
 
 def open_columns(path: Path, key: str | None, spec: str) -> Columns:

@@ -261,6 +261,12 @@ def read_table(
     if suffix in COLUMNAR_SUFFIXES:
         src = open_columns(path, key, name)
         all_names, has_header, arr_np = src.names, True, None
+        by_index = weight_column is not None and str(weight_column).isdigit()
+        if src.index_names and not columns and not by_index:
+            # (with columns chosen, names and indices refer to the file as written)
+            log.warning("%s: column(s) %s hold the pandas row index; not used", name,
+                        ", ".join(src.index_names))
+            all_names = [c for c in all_names if c not in src.index_names]
     else:
         try:
             if suffix == ".npy":
@@ -281,16 +287,18 @@ def read_table(
             )
         has_header = names is not None
         all_names = names if names is not None else [f"x{i}" for i in range(arr_np.shape[1])]
-        if names is not None and "" in names:
+        if names is not None and "" in names and not columns:
+            # (with columns chosen, names and indices refer to the file as written)
             k = names.index("")
-            if (k == 0 and names.count("") == 1
+            by_index = weight_column is not None and str(weight_column).isdigit()
+            if (k == 0 and names.count("") == 1 and not by_index
                     and np.array_equal(arr_np[:, 0], np.arange(arr_np.shape[0]))):
                 # pandas' DataFrame.to_csv writes the row index as an unnamed first
                 # column: it numbers the events and must not become a feature
                 log.warning("%s: the unnamed first column holds 0, 1, 2, ... (a row index, "
                             "as pandas writes it); it is not used", name)
                 arr_np, all_names = arr_np[:, 1:], names[1:]
-            elif not columns:
+            else:
                 raise InputError(
                     f"{name}: column {k} has no name in the header; name it, or choose the "
                     "feature columns (--columns)")
@@ -505,8 +513,13 @@ _UMASK_LOCK = threading.Lock()
 
 
 def _umask() -> int:
-    # reading the umask means setting it: serialised, so that threads writing
-    # checkpoint records never see (or create files with) the temporary 0
+    try:  # Linux reports it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # elsewhere reading the umask means setting it: serialised between our threads
     with _UMASK_LOCK:
         mask = os.umask(0)
         os.umask(mask)

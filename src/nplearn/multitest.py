@@ -425,11 +425,13 @@ def bonferroni_bound(local_p: Any, local_methods: Any, local_z: Any = None) -> d
     with np.errstate(divide="ignore"):
         logp = np.log(p)
     zero = p == 0
-    if zero.any():
-        if zs is None or not np.all(np.isfinite(zs[zero])):
-            raise InputError("a local p-value of 0 needs its finite z (local_z) for the "
-                             "Bonferroni bound")
-        logp[zero] = special.log_ndtr(-zs[zero])
+    if zero.any() and (zs is None or not np.all(np.isfinite(zs[zero]))):
+        raise InputError("a local p-value of 0 needs its finite z (local_z) for the "
+                         "Bonferroni bound")
+    if zs is not None:
+        # where p underflowed (or is subnormal, with few digits left) the z is exact
+        tiny = (p < 1e-300) & np.isfinite(zs)
+        logp[tiny] = special.log_ndtr(-zs[tiny])
     i = int(np.argmin(logp))
     logpb = min(0.0, math.log(p.size) + float(logp[i]))
     return {"method": "bonferroni", "p_value": math.exp(logpb), "z": _logp_to_z(logpb),

@@ -38,6 +38,7 @@ from .toys import (
     run_toys,
     shared_basis,
     toy_memory_budget,
+    width_learner_params,
 )
 
 __all__ = ["NPLMResult", "nplm_test", "nplm_toys", "provenance"]
@@ -425,7 +426,7 @@ def nplm_test(
     bases = {}
 
     def fit_one(s: float, f0: np.ndarray | None) -> Any:
-        lw = KernelLogisticRegression(**{**params, "sigma": s})
+        lw = KernelLogisticRegression(**width_learner_params(params, s, len(widths), shared))
         if shared:
             # built with the toys' thread count so that workers rebuild it bit for bit
             with torch_threads(cfg.threads_per_worker or 1):
@@ -444,6 +445,10 @@ def nplm_test(
     # (the toys' default, ToyEngine.warm_start, is the same constant)
     with torch_threads(cfg.threads_per_worker or 1):  # the toys' arithmetic
         observed = fit_widths(widths, fit_one, WARM_START_WIDTHS)
+    if str(params["device"]).startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()  # toy workers on this GPU get the memory back
     t_obs, n_w, info, learner = observed[0]
     t_fit = time.perf_counter() - t0
 
@@ -503,7 +508,8 @@ def nplm_test(
             p_value = z = float("nan")
     prov = provenance()
     prov["workers"] = execution.get("workers", 0)
-    prov["execution"] = {**execution, "observed_fit_threads": cfg.threads_per_worker or 1,
+    prov["execution"] = {**execution, "memory_budget": int(params["memory_budget"]),
+                         "observed_fit_threads": cfg.threads_per_worker or 1,
                          "executor": None if executor is None else type(executor).__name__}
     prov["input_arrays"] = S["digests"]
     prov["toys"] = _toy_method(toy_generator, shape_only=S["shape_only"])
@@ -596,7 +602,7 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
               "device": device}
     # one memory budget for the observed fit and every toy, resolved once: it chooses
     # the feature storage, so the observed t is computed exactly as the toys' are
-    params["memory_budget"] = toy_memory_budget(params, cfg.workers, cfg.n_toys, executor)
+    params["memory_budget"] = toy_memory_budget(params, cfg.workers, executor)
     hyper = {
         "sigma": sigma, "sigma_source": sigma_source, "n_centers": int(n_centers),
         "n_centers_source": "user" if cfg.n_centers is not None else "max(1000, 2 sqrt(n))",

@@ -116,8 +116,10 @@ def pairwise_distance_percentile(
             raise InputError(f"weights must have shape ({X.shape[0]},), got {w.shape}")
         keep = w > 0
         X, w = X[keep], w[keep]
-        if w.size and np.ptp(w) <= 1e-12 * w.max():
-            w = None  # equal weights: the unweighted percentile
+        if w.size:
+            w = w / w.max()  # pair weights w_i w_j neither under- nor overflow
+            if np.ptp(w) <= 1e-12:
+                w = None  # equal weights: the unweighted percentile
     n = X.shape[0]
     if n < 2:
         raise InputError("need at least 2 reference events (of non-zero weight) to compute "

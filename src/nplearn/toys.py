@@ -167,6 +167,17 @@ FitOne = Callable[[float, "np.ndarray | None"], tuple[float, float, FitInfo,
                                                       KernelLogisticRegression]]
 
 
+def width_learner_params(params: dict[str, Any], sigma: float, n_widths: int,
+                         shared: bool) -> dict[str, Any]:
+    """Learner parameters of one kernel width: in shared-centre mode with several
+    widths the features of every width are cached at the same time, so the memory
+    budget is split between them (the observed fit and the toys alike)."""
+    out = {**params, "sigma": float(sigma)}
+    if shared and n_widths > 1 and out.get("memory_budget"):
+        out["memory_budget"] = int(out["memory_budget"]) // n_widths
+    return out
+
+
 #: Default of :func:`fit_widths` and ``ToyEngine.warm_start``: the observed fit and the
 #: toys of a test must fit their widths the same way.
 WARM_START_WIDTHS = True
@@ -320,12 +331,9 @@ class ToyEngine:
         return tuple(self.sigmas) if self.sigmas else (float(self.learner_params["sigma"]),)
 
     def width_params(self, sigma: float) -> dict[str, Any]:
-        """Learner parameters of one width (the memory budget split between widths
-        whose features are cached at the same time in shared-centre mode)."""
-        params = {**self.learner_params, "sigma": float(sigma)}
-        if self.shared_centers and len(self.widths) > 1 and params.get("memory_budget"):
-            params["memory_budget"] = int(params["memory_budget"]) // len(self.widths)
-        return params
+        """Learner parameters of one width (:func:`width_learner_params`)."""
+        return width_learner_params(self.learner_params, sigma, len(self.widths),
+                                    self.shared_centers)
 
     def shared_state(self, sigma: float | None = None) -> tuple[Any, Any, Any, np.ndarray]:
         """Shared-centre mode: ``(learner, basis, pool_features, free_indices)``.
@@ -438,11 +446,12 @@ class ToyEngine:
     def run(self, index: int) -> ToyResult:
         """Run toy ``index``: sample, fit, compute ``t``.
 
-        A toy that runs out of memory is retried once after the caches are
-        released; if it fails again it is reported with a message starting with
-        :data:`OUT_OF_MEMORY` and is not written to a checkpoint, so a resumed run
-        tries it again (whether a toy fits in memory depends on what else runs,
-        and large toys, which have large ``t``, would otherwise be lost for good).
+        A toy that runs out of memory is retried once after unreferenced memory is
+        collected (and the CUDA cache emptied); if it fails again it is reported
+        with a message starting with :data:`OUT_OF_MEMORY` and is not written to a
+        checkpoint, so a resumed run tries it again (whether a toy fits in memory
+        depends on what else runs, and large toys, which have large ``t``, would
+        otherwise be lost for good).
         """
         for attempt in (1, 2):
             try:
@@ -702,31 +711,36 @@ def resolve_workers(workers: int | None, device: str, n_tasks: int,
     return max(1, min(int(workers), max(1, n_tasks)))
 
 
-def toy_memory_budget(learner_params: dict[str, Any], workers: int | None, n_toys: int,
+def toy_memory_budget(learner_params: dict[str, Any], workers: int | None,
                       executor: Any = None) -> int:
     """Bytes of cache each toy's fit may hold: the learner's ``memory_budget`` when
     given; otherwise the device's default budget, split between the workers that
-    share the machine (or the GPU).
+    share the machine (or each GPU).
 
     The budget chooses how features are stored (and, for narrow kernels, whether
     they are windowed), which moves ``t`` in its last digits, so one budget is
     resolved per calibration and used by the observed fit and by every toy. It
-    depends on the number of workers asked for (capped by ``n_toys``), not on how
-    many toys are left to run.
+    depends on the number of workers asked for (``workers``; default all cores, or
+    one per visible GPU), not on how many toys there are or are left to run. On
+    CUDA it is taken from the GPU with the least free memory among those the
+    workers use, and split between the workers that share a GPU.
     """
     if learner_params.get("memory_budget") is not None:
         return int(learner_params["memory_budget"])
+    from collections import Counter
+
     from ._torch_utils import default_memory_budget, resolve_device
 
     device = str(learner_params.get("device", "cpu"))
     resolved = resolve_device(device)
-    budget = default_memory_budget(resolved)
-    nw = resolve_workers(workers, device, n_toys)
+    nw = resolve_workers(workers, device, 1 << 30)
     if executor is not None:
-        nw = max(2, nw)
-    elif resolved.type == "cuda" and worker_devices(device, nw):
-        nw = 1  # one GPU per worker: nothing is shared
-    return int(budget // nw)
+        return int(default_memory_budget(resolved) // max(2, nw))
+    devs = worker_devices(device, nw) if resolved.type == "cuda" else None
+    if devs:
+        per_gpu = max(Counter(devs).values())
+        return int(min(default_memory_budget(torch.device(d)) for d in set(devs)) // per_gpu)
+    return int(default_memory_budget(resolved) // nw)
 
 
 def worker_devices(device: str, n_workers: int, n_gpus: int | None = None) -> list[str] | None:
@@ -791,8 +805,8 @@ def run_toys(
     retries : int
         Dask only: retries of a failed task.
     report : dict, optional
-        Filled with how the toys ran: ``workers`` (processes or tasks actually used,
-        0 when every toy came from the checkpoint), ``threads_per_worker``,
+        Filled with how the toys ran: ``workers`` (local processes used, 0 when every
+        toy came from the checkpoint, ``None`` with an executor), ``threads_per_worker``,
         ``memory_budget`` (bytes per toy) and ``from_checkpoint`` (toys loaded).
     """
     indices = list(indices)
@@ -808,8 +822,7 @@ def run_toys(
         # the rounding, of the first run
         engine = replace(engine, learner_params={
             **engine.learner_params,
-            "memory_budget": toy_memory_budget(engine.learner_params, workers, total,
-                                               executor)})
+            "memory_budget": toy_memory_budget(engine.learner_params, workers, executor)})
     if report is not None:
         report["memory_budget"] = int(engine.learner_params["memory_budget"])
     done: dict[int, ToyResult] = {}
@@ -819,6 +832,8 @@ def run_toys(
 
         ckpt = ToyCheckpoint(checkpoint, engine_fingerprint(engine), read_only=resume_only)
         done = ckpt.load(indices)
+        if report is not None:
+            report["from_checkpoint"] = len(done)
         if done:
             log.info("checkpoint %s: %d of %d toys already done", ckpt.dir, len(done), total)
         indices = [i for i in indices if i not in done]
@@ -833,8 +848,6 @@ def run_toys(
                 progress(total, total)
             return sorted(done.values(), key=lambda r: r.index)
     n_done = len(done)
-    if report is not None:
-        report["from_checkpoint"] = n_done
     device = str(engine.learner_params.get("device", "cpu"))
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise InputError("executor must be a concurrent.futures.Executor or a dask "
@@ -845,7 +858,8 @@ def run_toys(
     threads = threads_per_worker or 1
     devices = worker_devices(device, nw) if executor is None else None
     if report is not None:
-        report["workers"] = nw
+        # an executor's own workers are not counted here: the tasks go where it sends them
+        report["workers"] = None if executor is not None else nw
     results: list[ToyResult] = list(done.values())
     if nw == 1:
         with torch_threads(threads):

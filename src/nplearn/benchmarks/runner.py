@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import NPLMConfig
+from ..config import NPLMConfig, budget_bytes
 from ..errors import InputError
 from ..stats import calibrate, fit_chi2_dof
 from ..toys import ToyEngine, ToyResult, resolve_workers, run_toys
@@ -127,7 +127,8 @@ def run_exp1d(a: argparse.Namespace) -> int:
     cfg = NPLMConfig(n_toys=n_null, sigma=sigma, n_centers=a.centers, lam=a.lam,
                      schedule=a.schedule, inner=a.inner, tol=a.tol, rank_tol=a.rank_tol,
                      device=a.device, dtype=a.dtype, workers=a.workers, seed=a.seed,
-                     standardize=False, expected=a.expected)
+                     standardize=False, expected=a.expected,
+                     memory_budget=budget_bytes(getattr(a, "memory_budget", None)))
     if cfg.sigma is None:
         cfg = cfg.replace(sigma=0.3)
     if cfg.n_centers is None:
