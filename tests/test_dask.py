@@ -87,3 +87,16 @@ def test_dask_survives_a_killed_worker_and_a_failed_task(rng, tmp_path):
         marker.write_text("")
         with pytest.raises(OSError, match="transient"):  # no retries: the error surfaces
             run_toys(engines["raise"], range(12), executor=client, retries=0)
+
+
+def test_threaded_dask_worker_with_shared_centres():
+    """A Dask worker runs several tasks at once in threads (its default): toys sharing
+    one engine in a process must not share fitted state."""
+    rng = np.random.default_rng(0)
+    ref, data = rng.normal(size=(400, 1)), rng.normal(size=(20, 1))
+    kw = dict(n_toys=120, sigma=1.0, n_centers=20, centers="shared", seed=3, lam=1e-4)
+    local = nplm_test(ref, data, workers=1, **kw)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=4, processes=True,
+                                  dashboard_address=":0") as c, distributed.Client(c) as client:
+        remote = nplm_test(ref, data, executor=client, **kw)
+    np.testing.assert_array_equal(remote.t_null, local.t_null)
