@@ -235,12 +235,15 @@ def test_pandas_index_in_parquet_and_hdf5_groups(tmp_path, rng):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     h5py = pytest.importorskip("h5py")
-    df = pd.DataFrame({"a": rng.normal(size=10), "b": rng.normal(size=10)})
+    df = pd.DataFrame({"a": rng.normal(size=10), "b": rng.uniform(0.5, 1.5, size=10)})
     path = tmp_path / "p.parquet"
     df.iloc[[0, 2, 3, 7]].to_parquet(path)  # a non-range index is stored as a column
     assert read_table(str(path)).names == ["a", "b"]
-    # with columns chosen, indices refer to the file as written
+    # with columns chosen, indices refer to the file as written; so do a weight column
+    # given by index and a selection on the index
     assert read_table(str(path), columns=["2"]).names == ["__index_level_0__"]
+    t = read_table(str(path), weight_column="1", selection="__index_level_0__ > 0")
+    assert t.names == ["a"] and t.events.shape == (3, 1)
     h5 = tmp_path / "g.h5"
     with h5py.File(h5, "w") as f:
         g = f.create_group("sample")
@@ -249,3 +252,8 @@ def test_pandas_index_in_parquet_and_hdf5_groups(tmp_path, rng):
     with pytest.raises(InputError, match="mixes 1-D datasets"):
         read_table(f"{h5}:sample")
     assert read_table(f"{h5}:sample/ev").events.shape == (5, 2)
+    # scalars next to the columns (a luminosity, a cross-section) are fine
+    with h5py.File(h5, "w") as f:
+        g = f.create_group("sample")
+        g["x"], g["y"], g["lumi"] = rng.normal(size=5), rng.normal(size=5), 138.0
+    assert read_table(f"{h5}:sample").names == ["x", "y"]

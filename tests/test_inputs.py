@@ -257,6 +257,11 @@ def test_pandas_index_column_is_not_a_feature(tmp_path, caplog):
     p.write_text(",pt,eta\n0,1.5,2\n1,3,4\n")
     arr, names = read_events(p, ["1", "2"])
     assert names == ["pt", "eta"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    # so does a weight column given by index, and the index is still no feature
+    from nplearn.io import read_table
+
+    t = read_table(str(p), weight_column="2")
+    assert t.names == ["pt"] and t.weights.tolist() == [2.0, 4.0]
 
 
 def test_memory_default_respects_a_cgroup_limit(tmp_path):

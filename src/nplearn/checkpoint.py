@@ -43,7 +43,10 @@ def _array_digest(h: Any, a: np.ndarray | None) -> None:
         return
     a = np.ascontiguousarray(a)
     h.update(str(a.dtype).encode() + str(a.shape).encode())
-    h.update(a.tobytes())
+    try:
+        h.update(memoryview(a).cast("B"))  # no copy of large arrays
+    except (TypeError, ValueError):  # formats a memoryview cannot cast (e.g. structured)
+        h.update(a.tobytes())
 
 
 def _source_target(gen: Any) -> Any:
@@ -64,18 +67,25 @@ def _source_target(gen: Any) -> Any:
 def generator_source_digest(gen: Any) -> str:
     """SHA-256 (hex) of what defines the toy generator's code.
 
-    The source of the generator's function or class (its compiled code, names and
-    constants where the source cannot be read, e.g. at an interactive prompt), and,
-    for every global name it uses, the value of plain constants (numbers, strings,
-    arrays, lists and dicts of them) and the same digest of functions and classes
-    defined in the same module. Editing the generator, a constant it reads or a
-    helper it calls changes the digest; editing anything else in its script does
-    not. Its pickle (the checkpoint fingerprint holds it too) covers the state of a
-    callable instance or a partial's arguments.
+    The source of the whole module that defines the generator's function or class:
+    its body, the constants, defaults and helpers it uses, base classes, anything
+    else there. Any edit of that module (a script's other lines too) therefore
+    starts a new calibration; keep a generator you want to extend over edits in a
+    module of its own. Modules it imports are not covered. Where the source cannot
+    be read (a function typed at an interactive prompt), the compiled code, names
+    and constants are digested, with the globals it uses (plain values by value,
+    others by their pickle). The generator's pickle, also in the fingerprint,
+    covers the state of a callable instance or a partial's arguments.
     """
     target = _source_target(gen)
     h = hashlib.sha256(f"{getattr(target, '__module__', '')}."
                        f"{getattr(target, '__qualname__', '')}".encode())
+    module = inspect.getmodule(target)
+    try:
+        h.update(inspect.getsource(module if module is not None else target).encode())
+        return h.hexdigest()
+    except (OSError, TypeError):
+        pass
     _digest_callable(h, target, 0, set())
     return h.hexdigest()
 
@@ -104,7 +114,7 @@ def _digest_code(h: Any, code: Any) -> None:
 def _digest_value(h: Any, name: str, v: Any, module: str, depth: int, seen: set[int]) -> None:
     if isinstance(v, (bool, int, float, complex, str, bytes, type(None))):
         h.update(f"{name}={v!r};".encode())
-    elif isinstance(v, np.ndarray):
+    elif isinstance(v, np.ndarray) and v.dtype != object:
         h.update(name.encode())
         _array_digest(h, v)
     elif isinstance(v, (list, tuple, dict)):
@@ -114,6 +124,12 @@ def _digest_value(h: Any, name: str, v: Any, module: str, depth: int, seen: set[
             pass
     elif (inspect.isfunction(v) or inspect.isclass(v)) and getattr(v, "__module__", None) == module:
         _digest_callable(h, v, depth + 1, seen)
+    elif not (inspect.ismodule(v) or inspect.isbuiltin(v) or inspect.isfunction(v)
+              or inspect.isclass(v)):
+        try:  # anything else (a config object, a frozen distribution): by its pickle
+            h.update(name.encode() + pickle.dumps(v))
+        except Exception:
+            h.update(f"{name}:{type(v).__qualname__};".encode())
 
 
 def _digest_callable(h: Any, obj: Any, depth: int, seen: set[int]) -> None:

@@ -369,9 +369,6 @@ def _config_from_args(a: argparse.Namespace, **extra: Any):
     )
 
 
-
-
-
 #: NPLMConfig field -> ``nplearn test`` argument that sets it (sigma handled apart).
 _FIELD_DEST = {
     "expected": "expected", "n_toys": "toys", "sigma_percentile": "sigma_percentile",
@@ -695,7 +692,10 @@ def cmd_plot(a: argparse.Namespace) -> int:
         weights = rt.weights
         if run.get("ref_weights"):
             weights = _read_weight_file(run["ref_weights"], rt, run["reference"])
-        cfg = NPLMConfig.from_dict({**res["config"], "n_toys": 0})
+        # the recorded budget: the refit stores its features as the original fit did
+        budget = (res.get("provenance", {}).get("execution") or {}).get("memory_budget")
+        cfg = NPLMConfig.from_dict({**res["config"], "n_toys": 0,
+                                    **({"memory_budget": int(budget)} if budget else {})})
         fit = nplm_test(rt.events, dt.events, cfg, ref_weights=weights)
         if fit.t_obs != res["t_obs"]:
             print(f"nplearn plot: warning: the refit gives t = {fit.t_obs:.6g}, the result "

@@ -144,12 +144,12 @@ def _hdf5(path: Path, key: str | None, spec: str) -> Columns:
     names = [k for k, v in obj.items() if isinstance(v, h5py.Dataset) and v.ndim == 1]
     if not names:
         raise InputError(f"{spec}: the group holds no 1-D datasets (one per column expected)")
-    other = [k for k, v in obj.items() if isinstance(v, h5py.Dataset) and v.ndim != 1]
+    other = [k for k, v in obj.items() if isinstance(v, h5py.Dataset) and v.ndim >= 2]
     if other:
         # e.g. a 2-D events dataset next to a 1-D weight column: taking the 1-D ones as
         # the columns would drop the events silently
         raise InputError(f"{spec}: the group mixes 1-D datasets ({', '.join(names)}) with "
-                         f"others ({', '.join(other)}); choose one with "
+                         f"multi-dimensional ones ({', '.join(other)}); choose one with "
                          f"{path}:{'' if key is None else key.rstrip('/') + '/'}NAME")
 
     def load(cols: list[str]) -> dict[str, np.ndarray]:

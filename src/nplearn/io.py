@@ -258,15 +258,14 @@ def read_table(
         )
     from .formats import COLUMNAR_SUFFIXES, evaluate_selection, open_columns, selection_names
 
+    # columns that number the events (a row index written by pandas): never a default
+    # feature; names, indices, the weight column and the selection still refer to the
+    # file's columns as written
+    index_cols: list[str] = []
     if suffix in COLUMNAR_SUFFIXES:
         src = open_columns(path, key, name)
         all_names, has_header, arr_np = src.names, True, None
-        by_index = weight_column is not None and str(weight_column).isdigit()
-        if src.index_names and not columns and not by_index:
-            # (with columns chosen, names and indices refer to the file as written)
-            log.warning("%s: column(s) %s hold the pandas row index; not used", name,
-                        ", ".join(src.index_names))
-            all_names = [c for c in all_names if c not in src.index_names]
+        index_cols = list(src.index_names)
     else:
         try:
             if suffix == ".npy":
@@ -287,18 +286,12 @@ def read_table(
             )
         has_header = names is not None
         all_names = names if names is not None else [f"x{i}" for i in range(arr_np.shape[1])]
-        if names is not None and "" in names and not columns:
-            # (with columns chosen, names and indices refer to the file as written)
+        if names is not None and "" in names:
             k = names.index("")
-            by_index = weight_column is not None and str(weight_column).isdigit()
-            if (k == 0 and names.count("") == 1 and not by_index
+            if (k == 0 and names.count("") == 1
                     and np.array_equal(arr_np[:, 0], np.arange(arr_np.shape[0]))):
-                # pandas' DataFrame.to_csv writes the row index as an unnamed first
-                # column: it numbers the events and must not become a feature
-                log.warning("%s: the unnamed first column holds 0, 1, 2, ... (a row index, "
-                            "as pandas writes it); it is not used", name)
-                arr_np, all_names = arr_np[:, 1:], names[1:]
-            else:
+                index_cols = [""]  # pandas' DataFrame.to_csv writes the row index so
+            elif not columns:
                 raise InputError(
                     f"{name}: column {k} has no name in the header; name it, or choose the "
                     "feature columns (--columns)")
@@ -315,7 +308,10 @@ def read_table(
             raise InputError(f"{name}: column {twice[0]!r} is selected twice (by name or by "
                              "index); every feature must be a different column")
     else:
-        wanted = [c for c in all_names if c != weight_column]
+        wanted = [c for c in all_names if c != weight_column and c not in index_cols]
+        if index_cols:
+            log.warning("%s: column(s) %s hold a row index (as pandas writes it); not used "
+                        "as features", name, ", ".join(map(repr, index_cols)))
     if not wanted:
         raise InputError(f"{name}: no feature columns left")
     sel_cols = selection_names(selection) if selection else []

@@ -601,7 +601,7 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
     params = {**cfg.learner_params(), "sigma": sigma, "n_centers": int(n_centers),
               "device": device}
     # one memory budget for the observed fit and every toy, resolved once: it chooses
-    # the feature storage, so the observed t is computed exactly as the toys' are
+    # how features are stored, so the observed t is computed as the toys' are
     params["memory_budget"] = toy_memory_budget(params, cfg.workers, executor)
     hyper = {
         "sigma": sigma, "sigma_source": sigma_source, "n_centers": int(n_centers),

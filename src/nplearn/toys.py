@@ -722,8 +722,10 @@ def toy_memory_budget(learner_params: dict[str, Any], workers: int | None,
     resolved per calibration and used by the observed fit and by every toy. It
     depends on the number of workers asked for (``workers``; default all cores, or
     one per visible GPU), not on how many toys there are or are left to run. On
-    CUDA it is taken from the GPU with the least free memory among those the
-    workers use, and split between the workers that share a GPU.
+    CUDA it is half the free memory of the current GPU, split between the workers
+    that share a GPU. The storage is chosen from the budget and the number of events,
+    of which the observed fit has N_D more than a resampled toy: the same budget does
+    not guarantee the same storage at the border.
     """
     if learner_params.get("memory_budget") is not None:
         return int(learner_params["memory_budget"])
@@ -738,8 +740,9 @@ def toy_memory_budget(learner_params: dict[str, Any], workers: int | None,
         return int(default_memory_budget(resolved) // max(2, nw))
     devs = worker_devices(device, nw) if resolved.type == "cuda" else None
     if devs:
-        per_gpu = max(Counter(devs).values())
-        return int(min(default_memory_budget(torch.device(d)) for d in set(devs)) // per_gpu)
+        # the free memory of the current GPU stands for all of them (asking every GPU
+        # would create a CUDA context on each in this process, held for the whole run)
+        return int(default_memory_budget(resolved) // max(Counter(devs).values()))
     return int(default_memory_budget(resolved) // nw)
 
 
