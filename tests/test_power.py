@@ -377,6 +377,28 @@ def test_extend_null_equals_the_larger_study(sigmas):
     assert ext["signals"]["tail"]["tests"] == big["signals"]["tail"]["tests"]
     assert ext["null"]["extensions"][0]["n_added"] == 5
     assert small["null"]["n_requested"] == 8  # the input is not modified
+    # one memory budget for the study, stored and reused by its extensions
+    import torch
+
+    from nplearn._torch_utils import default_memory_budget
+
+    assert small["memory_budget"] == default_memory_budget(torch.device("cpu"))
+    assert ext["memory_budget"] == small["memory_budget"]
+    seen = []
+    real_run = __import__("nplearn.power", fromlist=["run_toys"]).run_toys
+
+    def spy(engine, *a, **k):
+        seen.append(engine.learner_params["memory_budget"])
+        return real_run(engine, *a, **k)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr("nplearn.power.run_toys", spy)
+    try:
+        extend_null({**json.loads(json.dumps(small)), "memory_budget": 12345}, bench, 1,
+                    workers=1)
+    finally:
+        mp.undo()
+    assert seen == [12345]
     with pytest.raises(InputError, match="does not match"):
         extend_null(small, Exp1DScaled(n_ref=2000, expected=150.0), 5)
     for bad in (dict(n_more=0), dict(n_more=2.5), dict(n_more=2, verify=-1)):

@@ -43,7 +43,7 @@ from scipy import stats as sps
 from .errors import InputError
 from .multitest import COMBINATIONS, combined_pvalues, empirical_p
 from .stats import p_to_z
-from .toys import ToyEngine, ToyResult, run_toys
+from .toys import ToyEngine, ToyResult, run_toys, toy_memory_budget
 
 __all__ = [
     "BenchmarkToy", "clopper_pearson", "extend_null", "extend_signals", "extend_study",
@@ -351,6 +351,8 @@ def power_study(
         KernelLogisticRegression(**params)
     except TypeError as exc:
         raise InputError(f"learner_options: {exc}") from None
+    # one memory budget for every toy of the study (and its extensions: it is stored)
+    params["memory_budget"] = toy_memory_budget(params, workers)
 
     def prog(label: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda d, t: progress(label, d, t))
@@ -378,6 +380,7 @@ def power_study(
         "shape_only": bool(shape_only),
         "seed": seed, "z_thresholds": list(z_thresholds),
         "learner_options": dict(learner_options or {}),
+        "memory_budget": int(params["memory_budget"]),
         # local p-values of the combinations: every data set ranked with the null toys
         # as one pool of n + 1 (results without this key used leave-one-out toy ranks,
         # which made min-p anti-conservative)
@@ -718,6 +721,9 @@ def extend_study(
     bl = tuple(out["baselines"])
     params = {"sigma": sigmas[0], "n_centers": int(out["n_centers"]), "lam": float(out["lam"]),
               "schedule": out["schedule"], **out.get("learner_options", {})}
+    # the study's budget (the feature storage of its toys); older studies: this machine's
+    params["memory_budget"] = int(out.get("memory_budget") or
+                                  toy_memory_budget(params, workers))
     seed = int(out["seed"])
 
     def engine(signal: str, stream: int) -> ToyEngine:
