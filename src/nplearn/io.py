@@ -310,8 +310,10 @@ def read_table(
     else:
         wanted = [c for c in all_names if c != weight_column and c not in index_cols]
         if index_cols:
-            log.warning("%s: column(s) %s hold a row index (as pandas writes it); not used "
-                        "as features", name, ", ".join(map(repr, index_cols)))
+            what = ("the unnamed first column holds 0, 1, 2, ...:" if index_cols == [""] else
+                    f"column(s) {', '.join(index_cols)} hold")
+            log.warning("%s: %s a row index as pandas writes it, not used as a feature",
+                        name, what)
     if not wanted:
         raise InputError(f"{name}: no feature columns left")
     sel_cols = selection_names(selection) if selection else []
