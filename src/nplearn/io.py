@@ -443,9 +443,10 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
 
 
 def _parse_numbers(body: list[str], delim: str | None, ncol: int) -> np.ndarray | None:
-    """All rows at once with numpy's C parser (10x faster than the row-by-row
-    reader); ``None`` whenever a row is not plain numbers in ``ncol`` fields (quotes,
-    empty fields, text), which the row-by-row reader then reports precisely."""
+    """All rows at once with numpy's C parser (2-3x faster than the row-by-row
+    reader on a 200000 x 5 file); ``None`` whenever a row is not plain numbers in
+    ``ncol`` fields (quotes, empty fields, text), which the row-by-row reader then
+    reports precisely."""
     import warnings
 
     if not body:

@@ -298,12 +298,16 @@ class NPLMResult:
         return "\n".join(lines)
 
 
-def _array_digest(a: np.ndarray | None) -> dict[str, Any] | None:
-    """SHA-256 of an input array as the test received it (float64, C order)."""
+def _input_digest(a: np.ndarray | None) -> dict[str, Any] | None:
+    """SHA-256 of an input array as the test received it (dtype, shape and bytes, the
+    digest the checkpoint fingerprint uses)."""
     if a is None:
         return None
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    return {"sha256": hashlib.sha256(a.tobytes()).hexdigest(), "shape": list(a.shape)}
+    from .checkpoint import _array_digest
+
+    h = hashlib.sha256()
+    _array_digest(h, a)
+    return {"sha256": h.hexdigest(), "shape": list(a.shape)}
 
 
 def _toy_method(toy_generator: ToyGenerator | None, *, shape_only: bool) -> dict[str, Any]:
@@ -312,12 +316,11 @@ def _toy_method(toy_generator: ToyGenerator | None, *, shape_only: bool) -> dict
         events = "exactly N_D" if shape_only else "Poisson(N(R))"
         return {"method": f"resampled from the reference ({events} pseudo-data events "
                           "drawn without replacement, the rest as the toy's reference)"}
-    from .checkpoint import generator_source_digest
+    from .checkpoint import _source_target, generator_source_digest
 
-    target = getattr(toy_generator, "func", toy_generator)
-    name = getattr(target, "__qualname__", type(target).__qualname__)
-    module = getattr(target, "__module__", type(target).__module__)
-    return {"method": "toy generator", "generator": f"{module}.{name}",
+    target = _source_target(toy_generator)
+    return {"method": "toy generator",
+            "generator": f"{target.__module__}.{target.__qualname__}",
             "generator_source_sha256": generator_source_digest(toy_generator)}
 
 
@@ -328,8 +331,8 @@ def _prepare(
     dat = as_events(data, "data", n_features=ref.shape[1])
     rel = None if ref_weights is None else as_weights(ref_weights, ref.shape[0],
                                                       "reference weights")
-    digests = {"reference": _array_digest(ref), "data": _array_digest(dat),
-               "ref_weights": _array_digest(rel)}
+    digests = {"reference": _input_digest(ref), "data": _input_digest(dat),
+               "ref_weights": _input_digest(rel)}
     if rel is not None and np.ptp(rel) <= 1e-12 * rel.max():
         rel = None  # all equal: the uniform case
     std = Standardizer.fit(ref, rel) if cfg.standardize else Standardizer.identity(ref.shape[1])
