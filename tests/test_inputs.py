@@ -176,6 +176,33 @@ def test_csv_reader_names_bad_cells(tmp_path):
     assert names == ["pt", "eta"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0]]
 
 
+def test_text_reader_chunks(tmp_path, monkeypatch):
+    """Rows are parsed a chunk at a time: the result does not depend on the chunk
+    size, comments and blank lines between chunks are skipped, and a bad value in a
+    later chunk is reported with its row index in the whole file."""
+    import nplearn.io as nio
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(23, 3))
+    lines = ["pt,eta,phi"] + [",".join(repr(float(v)) for v in row) for row in x]
+    lines.insert(9, "# a comment")
+    lines.insert(15, "")
+    p = tmp_path / "t.csv"
+    p.write_text("\r\n".join(lines) + "\r\n")
+    whole, names = read_events(p)
+    monkeypatch.setattr(nio, "_TEXT_CHUNK_ROWS", 4)
+    chunked, names4 = read_events(p)
+    assert names == names4 == ["pt", "eta", "phi"]
+    assert np.array_equal(whole, x) and np.array_equal(chunked, x)
+    lines[20] = "1,2,oops"  # body row 17 once the header, comment and blank line are out
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"non-numeric value 'oops' at row 17, column 2"):
+        read_events(p)
+    p.write_text("pt,eta\n")
+    with pytest.raises(InputError, match=r"is empty \(0 events\)"):
+        read_events(p)
+
+
 def test_reader_column_selection(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("# comment\npt,eta,phi\n1,2,3\n4,5,6\n")

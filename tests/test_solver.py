@@ -496,6 +496,27 @@ def test_bad_fit_inputs(rng):
         m.decision_function(X)
 
 
+def test_not_fitted_follows_sklearn(rng):
+    """Before ``fit`` the learner raises nplearn's NotFittedError (a ValueError and an
+    AttributeError, as scikit-learn's is) and scikit-learn's check_is_fitted sees it as
+    not fitted; after ``fit`` both pass."""
+    from nplearn import NotFittedError
+
+    validation = pytest.importorskip("sklearn.utils.validation")
+    sk_exc = pytest.importorskip("sklearn.exceptions")
+    X, y, sw = make_classification(rng, n_ref=100, n_data=10)
+    m = KernelLogisticRegression(sigma=1.0, n_centers=20, random_state=0)
+    for call in (m.decision_function, m.predict_proba, m.predict):
+        with pytest.raises(NotFittedError) as err:
+            call(X)
+        assert isinstance(err.value, ValueError) and isinstance(err.value, AttributeError)
+    with pytest.raises(sk_exc.NotFittedError):
+        validation.check_is_fitted(m)
+    m.fit(X, y, sw)
+    validation.check_is_fitted(m)
+    assert m.decision_function(X).shape == (len(X),)
+
+
 def test_warm_start_from_another_width_reaches_the_dense_solution(rng):
     # A PCG fit started from the fit at a wider kernel ends at the same optimum (the
     # dense float64 Newton solution), with fewer Newton steps than from zero.

@@ -11,7 +11,7 @@ See :func:`nplm_test`, :class:`NPLMConfig` and :class:`KernelLogisticRegression`
 
 from ._version import __version__
 from .config import NPLMConfig
-from .errors import InputError, MissingDependencyError, NplearnError
+from .errors import InputError, MissingDependencyError, NotFittedError, NplearnError
 from .learners import FitInfo, KernelLogisticRegression, default_n_centers
 from .nplm import NPLMResult, nplm_test, nplm_toys
 from .preprocess import Standardizer, sigma_from_percentile
@@ -35,6 +35,7 @@ __all__ = [
     "MissingDependencyError",
     "NPLMConfig",
     "NPLMResult",
+    "NotFittedError",
     "NplearnError",
     "Standardizer",
     "ToyEngine",

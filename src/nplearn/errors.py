@@ -17,6 +17,14 @@ class InputError(NplearnError, ValueError):
     """Invalid user input: bad array, unreadable file, inconsistent option."""
 
 
+class NotFittedError(InputError, AttributeError):
+    """A fitted model was asked for predictions before ``fit``.
+
+    Like scikit-learn's exception of the same name it is both a ``ValueError`` and an
+    ``AttributeError``; scikit-learn's ``check_is_fitted`` recognises nplearn's
+    learners through their ``__sklearn_is_fitted__`` method."""
+
+
 class MissingDependencyError(NplearnError, ImportError):
     """An optional dependency is needed for the requested feature."""
 

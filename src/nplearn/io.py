@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -15,6 +16,7 @@ import os
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -390,41 +392,62 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
         return z[key]
 
 
+_TEXT_CHUNK_ROWS = 100_000
+
+
 def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    """Read a delimited text file, ``_TEXT_CHUNK_ROWS`` rows at a time: the file's
+    lines are never all held as strings, only one chunk of them and the numbers."""
     with open(path, newline="", encoding="utf-8-sig") as fh:  # tolerate a BOM
-        lines = [ln for ln in fh.read().splitlines() if ln.strip() and not ln.lstrip()
-                 .startswith("#")]
-    if not lines:
-        raise InputError(f"{path}: is empty (no rows)")
-    sample = "\n".join(lines[:20])
-    try:
-        delim = csv.Sniffer().sniff(sample, delimiters=",;\t ").delimiter
-    except csv.Error:
-        delim = "," if "," in lines[0] else None
+        rows = (ln for ln in (raw.rstrip("\r\n") for raw in fh)
+                if ln.strip() and not ln.lstrip().startswith("#"))
+        head = list(itertools.islice(rows, 20))
+        if not head:
+            raise InputError(f"{path}: is empty (no rows)")
+        try:
+            delim = csv.Sniffer().sniff("\n".join(head), delimiters=",;\t ").delimiter
+        except csv.Error:
+            delim = "," if "," in head[0] else None
 
-    def split(line: str) -> list[str]:
-        parts = line.split(delim) if delim not in (None, " ") else line.split()
-        return [p.strip().strip('"').strip("'") for p in parts]
+        def split(line: str) -> list[str]:
+            parts = line.split(delim) if delim not in (None, " ") else line.split()
+            return [p.strip().strip('"').strip("'") for p in parts]
 
-    first = split(lines[0])
-    # a header names columns (no field is a number; an empty name is allowed, as in
-    # pandas' index column); a data row holds numbers (an empty field is a missing
-    # value, reported below). A first row with both is neither: taking it for a
-    # header would drop an event silently.
-    header = any(v != "" and not _is_number(v) for v in first)
-    if header and any(v != "" and _is_number(v) for v in first):
-        raise InputError(
-            f"{path}: the first row mixes numbers and text ({', '.join(map(repr, first))}): "
-            "a header must name every column and a data row may hold numbers only")
-    names = first if header else None
-    body = lines[1:] if header else lines
-    ncol = len(first)
-    fast = _parse_numbers(body, delim, ncol)
-    if fast is not None:
-        return fast, names
-    # the row-by-row reader: slow, but it names the row and column of a bad value
-    out = np.empty((len(body), ncol), dtype=np.float64)
-    for r, line in enumerate(body):
+        first = split(head[0])
+        # a header names columns (no field is a number; an empty name is allowed, as in
+        # pandas' index column); a data row holds numbers (an empty field is a missing
+        # value, reported below). A first row with both is neither: taking it for a
+        # header would drop an event silently.
+        header = any(v != "" and not _is_number(v) for v in first)
+        if header and any(v != "" and _is_number(v) for v in first):
+            raise InputError(
+                f"{path}: the first row mixes numbers and text "
+                f"({', '.join(map(repr, first))}): "
+                "a header must name every column and a data row may hold numbers only")
+        names = first if header else None
+        ncol = len(first)
+        body = itertools.chain(head[1:] if header else head, rows)
+        parts: list[np.ndarray] = []
+        start = 0
+        while chunk := list(itertools.islice(body, _TEXT_CHUNK_ROWS)):
+            arr = _parse_numbers(chunk, delim, ncol)
+            if arr is None:
+                arr = _parse_rows(path, chunk, start, header, ncol, names, split)
+            parts.append(arr)
+            start += len(chunk)
+    if not parts:
+        return np.empty((0, ncol), dtype=np.float64), names
+    return (parts[0] if len(parts) == 1 else np.concatenate(parts)), names
+
+
+def _parse_rows(path: Path, chunk: list[str], start: int, header: bool, ncol: int,
+                names: list[str] | None,
+                split: Callable[[str], list[str]]) -> np.ndarray:
+    """The row-by-row reader: slow, but it names the row and column of a bad value
+    (``start`` is the index of the chunk's first row in the file's body)."""
+    out = np.empty((len(chunk), ncol), dtype=np.float64)
+    for i, line in enumerate(chunk):
+        r = start + i
         vals = split(line)
         if len(vals) != ncol:
             raise InputError(
@@ -433,13 +456,13 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
             )
         for c, v in enumerate(vals):
             try:
-                out[r, c] = float(v) if v != "" else math.nan
+                out[i, c] = float(v) if v != "" else math.nan
             except ValueError:
                 cname = f" ({names[c]!r})" if names else ""
                 raise InputError(
                     f"{path}: non-numeric value {v!r} at row {r}, column {c}{cname}"
                 ) from None
-    return out, names
+    return out
 
 
 def _parse_numbers(body: list[str], delim: str | None, ncol: int) -> np.ndarray | None:

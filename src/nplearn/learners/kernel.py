@@ -58,7 +58,7 @@ from .._torch_utils import (
     resolve_device,
     resolve_dtype,
 )
-from ..errors import InputError
+from ..errors import InputError, NotFittedError
 from ..stats import is_real
 
 __all__ = [
@@ -1687,9 +1687,14 @@ class KernelLogisticRegression:
         return float(self.sigma)
 
     # -- prediction ---------------------------------------------------------------
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether ``fit`` has run (scikit-learn's ``check_is_fitted`` protocol)."""
+        return hasattr(self, "_beta")
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "_beta"):
-            raise InputError("this KernelLogisticRegression is not fitted yet: call fit first")
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                "this KernelLogisticRegression is not fitted yet: call fit first")
 
     def decision_function(self, X: Any) -> np.ndarray:
         """The learned ``f(x)`` (the log-odds; NPLM: the log density ratio)."""
