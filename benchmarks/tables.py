@@ -252,7 +252,7 @@ def _is_check(path: Path) -> bool:
 
 def power() -> None:
     from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
-    from nplearn.power import format_power_table
+    from nplearn.power import format_power_table, ideal_power_row
 
     merged_into = {}
     for path in sorted(RESULTS.glob("power_*.json")):
@@ -371,8 +371,11 @@ def power() -> None:
                 best = max(combos, key=lambda m, t=t: t[m]["power"]["3"]["value"])
                 single = t.get(f"sigma={d['sigmas'][i90]:g}") if i90 is not None else None
                 ideal = e.get("ideal")
-                ideal_s = (f"{ideal['power']['2']:.3f} / {ideal['power']['3']:.3f}"
-                           if ideal else "–")
+                if ideal:
+                    ipw = ideal_power_row(ideal, int(d["null"]["n_ok"]))
+                    ideal_s = f"{ipw['2']:.3f} / {ipw['3']:.3f}"
+                else:
+                    ideal_s = "–"
                 mp = t.get("min-p")
                 diff = "–"
                 if mp and single:
@@ -457,11 +460,15 @@ def _add_subset_min_p(d: dict, cols: list[int], name: str) -> None:
     zs = tuple(float(z) for z in d["z_thresholds"])
     for e in d["signals"].values():
         _, p, _ = combined_pvalues(np.asarray(e["t"])[:, cols], T0, "min-p")
-        e["tests"][name] = power_summary(p, zs)
+        # failed toys count as not detected, as in every other row
+        n_failed = int(e["n_requested"]) - int(e["n_ok"])
+        e["tests"][name] = power_summary(np.r_[p, np.ones(n_failed)], zs, len(T0))
 
 
 def lam_scan() -> None:
     """One table per benchmark from the single-width runs tagged ``_lamscan_<lam>``."""
+    from nplearn.power import median_z_label
+
     runs: dict[str, list[dict]] = {}
     for path in RESULTS.glob("power_*_lamscan_*.json"):
         d = json.loads(path.read_text())
@@ -489,7 +496,7 @@ def lam_scan() -> None:
                 (t,) = d["signals"][s]["tests"].values()
                 b = t["power"]["2"]
                 cells.append(f"{b['value']:.3f} ± {(b['hi68'] - b['lo68']) / 2:.3f} "
-                             f"({t['median_z']:.2f})")
+                             f"({median_z_label(t, int(d['null']['n_ok']))})")
             print(f"| {d['lam']:g} | {d['null']['chi2_dof'][0]:.1f} | "
                   f"{d['null']['median_t'][0]:.1f} | " + " | ".join(cells) + " |")
         print()

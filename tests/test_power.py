@@ -186,6 +186,11 @@ def test_baseline_subsample_is_used_and_recorded():
     assert power_study(bench, baseline_max_ref=500, **opts)["baseline_max_ref"] == 500
     with pytest.raises(InputError, match="baseline_max_ref"):
         power_study(bench, baseline_max_ref=1, **opts)
+    assert power_study(bench, **opts)["baseline_max_ref"] is None  # the tests' 20000
+    # in 1D the default is the whole reference (MMD's cost is linear there), recorded
+    one_d = Exp1DScaled(n_ref=25000, expected=100.0)
+    res = power_study(one_d, **{**opts, "baselines": ["mmd"], "n_signal": 1})
+    assert res["baseline_max_ref"] == 25000
 
 
 def test_power_study_bad_input():
@@ -468,3 +473,79 @@ def test_cli_power_shape_only(tmp_path, capsys):
                  "--shape-only", "--json", str(out), "-q"]) == 0
     assert json.loads(out.read_text())["shape_only"] is True
     assert "shape-only" in capsys.readouterr().out
+
+
+def test_ideal_power_at_the_sizes_of_the_null_toys():
+    """The ideal test reports its power at the exact thresholds and at the sizes the
+    other tests use with the study's null toys (k / (n + 1)); the latter follows an
+    extension of the null toys, and a stored ideal entry is reproduced from the seed
+    and the signal's stream."""
+    from nplearn.benchmarks.suite import ideal_power
+    from nplearn.power import extend_null, ideal_power_row, refresh_ideal, threshold_size
+
+    bench = Exp1DScaled(n_ref=2000, expected=100.0, n_signal_scale=3.0)
+    res = power_study(bench, signals=["tail", "bulk"], n_null=6, n_signal=2, sigmas=[1.0],
+                      n_centers=40, ideal_toys=300, baselines=[], seed=4, workers=1)
+    for j, sig in enumerate(["tail", "bulk"]):
+        ideal = res["signals"][sig]["ideal"]
+        assert res["signals"][sig]["stream"] == j + 1 and ideal["n_null"] == 6
+        # with 6 null toys Z >= 2 needs p <= 0 (unreachable), as for the other tests
+        assert ideal["sizes"] == {"2": threshold_size(6, 2.0)["size"], "3": 0.0}
+        assert ideal["power_at_size"] == {"2": 0.0, "3": 0.0}
+        direct = ideal_power(bench, sig, np.random.default_rng(
+            np.random.SeedSequence(4, spawn_key=(5, j))), n_toys=300)
+        assert direct["power"] == ideal["power"] and ideal["power"]["2"] > 0.5
+        assert ideal_power_row(ideal, 6) is ideal["power_at_size"]
+        assert ideal_power_row(ideal, 7) is ideal["power"]
+    assert "ideal (Neyman-Pearson), at the same sizes" in format_power_table(res)
+    stored = json.loads(json.dumps(res, sort_keys=True))
+    for entry in stored["signals"].values():
+        del entry["ideal"]["power_at_size"], entry["ideal"]["sizes"], entry["ideal"]["n_null"]
+    assert refresh_ideal(stored, bench)["signals"] == json.loads(
+        json.dumps(res["signals"], sort_keys=True))
+    stored["signals"]["bulk"]["ideal"]["power"]["2"] -= 0.01
+    with pytest.raises(InputError, match="ideal test of bulk no longer reproduces"):
+        refresh_ideal(stored, bench)
+    # 60 null toys: Z >= 2 is p <= 1/61; the matched power moves with the null toys
+    ext = extend_null(res, bench, 54, workers=1)
+    ideal = ext["signals"]["tail"]["ideal"]
+    assert ideal["n_null"] == 60 and ideal["sizes"]["2"] == pytest.approx(1 / 61)
+    assert ideal["power"] == res["signals"]["tail"]["ideal"]["power"]
+    assert 0.0 < ideal["power_at_size"]["2"] <= ideal["power"]["2"]
+
+
+def test_extension_keeps_the_combination_widths():
+    """A study whose combinations use a subset of its widths (merged studies) keeps
+    combining that subset when it is extended."""
+    bench = Exp1DScaled(n_ref=2000, expected=100.0)
+    res = power_study(bench, signals=["tail"], n_null=8, n_signal=6, sigmas=[0.5, 2.0],
+                      n_centers=40, ideal_toys=0, baselines=[], seed=2, workers=1)
+    sub = recombine({**json.loads(json.dumps(res)), "combination_widths": [2.0]})
+    got = extend_null(sub, bench, 3, workers=1)["signals"]["tail"]["tests"]
+    full = extend_null(res, bench, 3, workers=1)
+    want = recombine({**full, "combination_widths": [2.0]})["signals"]["tail"]["tests"]
+    assert got == want
+    # the subset changes the numbers (the check above can fail)
+    assert got["product-p"] != full["signals"]["tail"]["tests"]["product-p"]
+
+
+def test_median_z_at_the_floor_is_a_bound():
+    """More than half of the signal toys beyond every null toy: the median Z is the
+    floor Z(1/(n + 1)), flagged and printed as a lower bound."""
+    from nplearn.power import median_z_label
+
+    n = 1000
+    p = np.r_[np.full(200, 1 / 1001), np.linspace(0.002, 0.5, 100)]
+    out = power_summary(p, (3.0,), n_null=n)
+    assert out["median_z"] == pytest.approx(sps.norm.isf(1 / 1001))
+    assert out["median_z_bound"] and out["z84_bound"] and not out["z16_bound"]
+    assert median_z_label(out, n) == f"≥{out['median_z']:.2f}"
+    # half or fewer at the floor: an ordinary median
+    low = power_summary(np.r_[np.full(100, 1 / 1001), np.linspace(0.002, 0.5, 200)],
+                        (3.0,), n_null=n)
+    assert not low["median_z_bound"] and low["z84_bound"]
+    assert median_z_label(low, n) == f"{low['median_z']:.2f}"
+    # entries written before the flag existed are judged from n_null
+    old = {k: v for k, v in out.items() if not k.endswith("_bound")}
+    assert median_z_label(old, n).startswith("≥")
+    assert median_z_label(old, None) == f"{out['median_z']:.2f}"

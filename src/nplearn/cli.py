@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--baselines", type=_str_list, default=None,
                     help="comparison tests (default all applicable; 'none' for none)")
     pw.add_argument("--baseline-max-ref", type=int, default=None, metavar="N",
-                    help="reference subsample of the energy and MMD tests (default 20000)")
+                    help="reference subsample of the energy and MMD tests (default 20000; "
+                         "the whole reference in 1D)")
     pw.add_argument("--ideal-toys", type=int, default=20000)
     pw.add_argument("--shape-only", action="store_true",
                     help="normalise each toy's reference to the toy's own data count "

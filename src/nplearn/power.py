@@ -47,8 +47,8 @@ from .toys import ToyEngine, ToyResult, run_toys, toy_memory_budget
 
 __all__ = [
     "BenchmarkToy", "clopper_pearson", "extend_null", "extend_signals", "extend_study",
-    "power_study", "power_summary",
-    "recombine", "study_benchmark", "threshold_note", "threshold_size",
+    "ideal_power_row", "median_z_label", "power_study", "power_summary", "recombine",
+    "refresh_ideal", "study_benchmark", "threshold_note", "threshold_size",
 ]
 
 
@@ -151,6 +151,10 @@ def power_summary(p: np.ndarray, z_thresholds: Sequence[float] = (2.0, 3.0),
     dict
         ``n_toys``; ``power`` keyed by ``f"{z:g}"`` with ``value``, ``lo68``,
         ``hi68``, ``k`` (and ``threshold_band68``); ``median_z``, ``z16``, ``z84``.
+        With ``n_null`` also ``median_z_bound``, ``z16_bound`` and ``z84_bound``:
+        whether that quantile sits at the smallest attainable p-value
+        ``1 / (n_null + 1)``, where its Z is only a lower bound (more than half of
+        the toys beyond every null toy gives ``median_z_bound``).
     """
     p = np.asarray(p, dtype=np.float64)
     out: dict[str, Any] = {"n_toys": int(p.size), "power": {}}
@@ -174,6 +178,10 @@ def power_summary(p: np.ndarray, z_thresholds: Sequence[float] = (2.0, 3.0),
     if p.size:
         p84, p50, p16 = np.quantile(p, [0.84, 0.5, 0.16])
         out.update(median_z=p_to_z(float(p50)), z16=p_to_z(float(p84)), z84=p_to_z(float(p16)))
+        if n_null is not None:
+            floor = 1.0 / (n_null + 1) * (1 + 1e-9)
+            out.update(median_z_bound=bool(p50 <= floor), z16_bound=bool(p84 <= floor),
+                       z84_bound=bool(p16 <= floor))
     else:
         out.update(median_z=math.nan, z16=math.nan, z84=math.nan)
     return out
@@ -238,7 +246,9 @@ def power_study(
         :func:`nplearn.baselines.available_baselines`); ``[]`` for none.
     baseline_max_ref : int, optional
         Reference subsample of the energy-distance and MMD tests (default
-        20 000 events); their cost grows like its square.
+        20 000 events; their cost grows like its square). In 1D the default is the
+        whole reference: both tests then cost ``O(N log N)``. The value used is
+        recorded in the result.
     ideal_toys : int
         Toys of the ideal Neyman-Pearson test per signal (0 to skip).
     z_thresholds : sequence of float
@@ -358,6 +368,8 @@ def power_study(
         return None if progress is None else (lambda d, t: progress(label, d, t))
 
     t_start = time.perf_counter()
+    if baseline_max_ref is None and int(benchmark.d) == 1:
+        baseline_max_ref = int(benchmark.n_ref)
     null = run_toys(_engine(params, benchmark, "none", 0, seed, sigmas, bl, baseline_max_ref,
                             bool(shape_only)),
                     range(n_null),
@@ -412,14 +424,60 @@ def power_study(
                                  "tests": tests, "t": T1.tolist(),
                                  "extra": {b: v.tolist() for b, v in extra1.items()}}
         if ideal_toys:
-            from .benchmarks.suite import ideal_power
-
-            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(5, j)))
-            entry["ideal"] = ideal_power(benchmark, sig, rng, n_toys=ideal_toys,
-                                         z_thresholds=tuple(z_thresholds))
+            entry["ideal"] = _ideal_entry(benchmark, sig, seed, j + 1, int(ideal_toys),
+                                          z_thresholds, T0.shape[0])
         result["signals"][sig] = entry
     result["wall_s"] = time.perf_counter() - t_start
     return result
+
+
+def _ideal_entry(benchmark: Any, signal: str, seed: int, stream: int, n_toys: int,
+                 z_thresholds: Sequence[float], n_null: int) -> dict[str, Any]:
+    """The ideal test of one signal: its own toys from the study's seed and the
+    signal's stream (``spawn_key=(5, stream - 1)``), power at the exact thresholds
+    (``power``) and at the sizes the other tests use with ``n_null`` null toys
+    (``power_at_size``, the like-for-like row of the tables)."""
+    from .benchmarks.suite import ideal_power
+
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(5, stream - 1)))
+    sizes = {f"{z:g}": threshold_size(n_null, z)["size"] for z in z_thresholds}
+    out = ideal_power(benchmark, signal, rng, n_toys=n_toys,
+                      z_thresholds=tuple(z_thresholds), sizes=sizes)
+    out["n_null"] = int(n_null)
+    return out
+
+
+def refresh_ideal(result: dict[str, Any], benchmark: Any) -> dict[str, Any]:
+    """Recompute the ideal test of every signal of a stored power study.
+
+    The ideal toys are redrawn from the study's seed and each signal's stream; the
+    stored power at the exact thresholds must be reproduced exactly (otherwise the
+    generator or the densities changed and an :class:`InputError` is raised). The
+    power at the sizes of the study's current null toys (``power_at_size``) is
+    added or updated, e.g. after :func:`extend_null`.
+
+    Returns
+    -------
+    dict
+        A copy of ``result`` with the ideal entries recomputed.
+    """
+    import copy
+
+    out = copy.deepcopy(result)
+    n_null = len(out["null"]["t"])
+    zs = tuple(float(z) for z in out["z_thresholds"])
+    for sig, entry in out["signals"].items():
+        old = entry.get("ideal")
+        if not old:
+            continue
+        new = _ideal_entry(benchmark, sig, int(out["seed"]), _signal_stream(out, benchmark, sig),
+                           int(old["n_toys"]), zs, n_null)
+        if new["power"] != old["power"] or new["median_z"] != old["median_z"]:
+            raise InputError(f"the ideal test of {sig} no longer reproduces the study "
+                             f"(power {new['power']} vs stored {old['power']}): the benchmark's "
+                             "generator or densities changed")
+        entry["ideal"] = new
+    return out
 
 
 def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[str, Any]:
@@ -450,22 +508,7 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
     out["temperature"] = T
     T0 = np.asarray(out["null"]["t"], dtype=np.float64)
     k = T0.shape[1]
-    sigmas = [float(x) for x in out.get("sigmas", [])]
-    chosen = out.get("combination_widths")
-    if chosen is None:
-        cols = list(range(k))
-    else:
-        if len(sigmas) != k:
-            raise InputError(f"the study lists {len(sigmas)} widths but keeps statistics "
-                             f"of {k}: cannot pick combination_widths")
-        chosen = [float(x) for x in chosen]
-        missing = [x for x in chosen if x not in sigmas]
-        if missing:
-            raise InputError(f"combination_widths {missing} not among the study's widths "
-                             f"{sigmas}")
-        if not chosen or len(set(chosen)) != len(chosen):
-            raise InputError(f"combination_widths must name distinct widths, got {chosen}")
-        cols = [sigmas.index(x) for x in chosen]
+    cols = _combination_columns(out, k)
     T0 = T0[:, cols]
     zs = tuple(float(z) for z in out["z_thresholds"])
     for entry in out["signals"].values():
@@ -474,6 +517,26 @@ def recombine(result: dict[str, Any], temperature: float | None = None) -> dict[
         entry["tests"].update(_combination_power(T1, T0, out["combinations"], T, n_failed, zs))
     out["combination_ranks"] = "pooled"
     return out
+
+
+def _combination_columns(result: dict[str, Any], k: int) -> list[int]:
+    """Columns of the ``k`` kept widths that the combinations use: all, or those
+    named by ``"combination_widths"`` (studies merged from several runs)."""
+    chosen = result.get("combination_widths")
+    if chosen is None:
+        return list(range(k))
+    sigmas = [float(x) for x in result.get("sigmas", [])]
+    if len(sigmas) != k:
+        raise InputError(f"the study lists {len(sigmas)} widths but keeps statistics "
+                         f"of {k}: cannot pick combination_widths")
+    chosen = [float(x) for x in chosen]
+    missing = [x for x in chosen if x not in sigmas]
+    if missing:
+        raise InputError(f"combination_widths {missing} not among the study's widths "
+                         f"{sigmas}")
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise InputError(f"combination_widths must name distinct widths, got {chosen}")
+    return [sigmas.index(x) for x in chosen]
 
 
 def study_benchmark(result: dict[str, Any]) -> Any:
@@ -781,28 +844,36 @@ def extend_study(
                       chi2_dof=[fit_chi2_dof(T0[:, j])[0] for j in range(k)],
                       median_t=[float(np.median(T0[:, j])) for j in range(k)])
     zs = tuple(float(z) for z in out["z_thresholds"])
+    cols = _combination_columns(out, k)
     for entry in out["signals"].values():
         T1 = np.asarray(entry["t"], dtype=np.float64).reshape(-1, k)
         extra1 = {b: np.asarray(entry["extra"][b], dtype=np.float64) for b in bl}
         entry["tests"] = _signal_tests(T1, extra1, T0, extra0, sigmas, out["combinations"],
                                        float(out["temperature"]),
-                                       int(entry["n_requested"]) - int(entry["n_ok"]), zs)
+                                       int(entry["n_requested"]) - int(entry["n_ok"]), zs,
+                                       cols)
     out["combination_ranks"] = "pooled"
     out.pop("combinations_recomputed", None)  # every test is recomputed here
     out["wall_s"] = float(out.get("wall_s", 0.0)) + total_wall
+    if n_null:  # the other tests' sizes moved with the number of null toys
+        out = refresh_ideal(out, benchmark)
     return out
 
 
 def _signal_tests(T1: np.ndarray, extra1: dict[str, np.ndarray], T0: np.ndarray,
                   extra0: dict[str, np.ndarray], sigmas: Sequence[float],
                   combos: Sequence[str], temperature: float, n_failed: int,
-                  z_thresholds: Sequence[float]) -> dict[str, Any]:
-    """Power of every single width, combination and comparison test of one signal."""
+                  z_thresholds: Sequence[float],
+                  cols: Sequence[int] | None = None) -> dict[str, Any]:
+    """Power of every single width, combination (over the widths ``cols``, default
+    all) and comparison test of one signal."""
     tests: dict[str, Any] = {}
     for w, s in enumerate(sigmas):
         p, _ = empirical_p(T1[:, w], T0[:, w])
         tests[f"sigma={s:g}"] = _power(p, n_failed, z_thresholds, len(T0))
-    tests.update(_combination_power(T1, T0, combos, temperature, n_failed, z_thresholds))
+    c = list(range(T0.shape[1])) if cols is None else list(cols)
+    tests.update(_combination_power(T1[:, c], T0[:, c], combos, temperature, n_failed,
+                                    z_thresholds))
     for b, v in extra1.items():
         p, _ = empirical_p(v, extra0[b])
         tests[b] = _power(p, n_failed, z_thresholds, len(extra0[b]))
@@ -837,25 +908,57 @@ def format_power_table(result: dict[str, Any], z: str = "3") -> str:
     lines = [f"power at Z >= {' / '.join(zs)} (median Z)", "", head,
              "|---|" + "---|" * len(sigs)]
 
-    def cell(e: dict[str, Any]) -> str:
+    n = int(result.get("null", {}).get("n_ok", 0))
+
+    def cell(e: dict[str, Any], n_null: int | None = n) -> str:
         vals = [e["power"][k] for k in zs]
         pw = " / ".join(f"{v['value'] if isinstance(v, dict) else v:.3f}" for v in vals)
-        return f"{pw} ({e['median_z']:.2f})"
+        return f"{pw} ({median_z_label(e, n_null)})"
 
     for tname in tests:
         lines.append(f"| {tname} | " + " | ".join(
             cell(result["signals"][s]["tests"][tname]) for s in sigs) + " |")
-    if all("ideal" in result["signals"][s] for s in sigs):
-        lines.append("| ideal (Neyman-Pearson) | " + " | ".join(
-            cell(result["signals"][s]["ideal"]) for s in sigs) + " |")
-    n = int(result.get("null", {}).get("n_ok", 0))
+    ideals = [result["signals"][s].get("ideal") for s in sigs]
+    if all(ideals):
+        matched = all(ideal_power_row(e, n) is not e["power"] for e in ideals)
+        label = ("ideal (Neyman-Pearson), at the same sizes" if matched
+                 else "ideal (Neyman-Pearson), exact thresholds")
+        lines.append(f"| {label} | " + " | ".join(
+            cell({**e, "power": ideal_power_row(e, n)}, None) for e in ideals) + " |")
     if n > 0:
         banded = any("threshold_band68" in pw
                      for s in sigs for e in result["signals"][s]["tests"].values()
                      for pw in e["power"].values() if isinstance(pw, dict))
         lines.append("")
         lines.extend(threshold_note(n, float(zt), banded) for zt in result["z_thresholds"])
+        if any(median_z_label(e, n).startswith("≥") for s in sigs
+               for e in result["signals"][s]["tests"].values()):
+            lines.append(f"≥: more than half of the signal toys are beyond every one of the "
+                         f"{n} null toys, so the median Z is only a lower bound.")
     return "\n".join(lines)
+
+
+def median_z_label(entry: dict[str, Any], n_null: int | None) -> str:
+    """The median Z of a power entry for a table: ``"≥3.09"`` where it sits at the
+    smallest p-value ``n_null`` null toys can give (a lower bound, see
+    :func:`power_summary`; entries written before ``median_z_bound`` existed are
+    judged from ``n_null``), else ``"3.09"``. ``n_null=None``: no floor (the ideal
+    test)."""
+    z = float(entry["median_z"])
+    bound = entry.get("median_z_bound")
+    if bound is None and n_null:
+        bound = z >= p_to_z(1.0 / (n_null + 1)) - 1e-9
+    return f"≥{z:.2f}" if (bound and n_null) else f"{z:.2f}"
+
+
+def ideal_power_row(ideal: dict[str, Any], n_null: int) -> dict[str, Any]:
+    """The ideal test's power to set beside tests calibrated by ``n_null`` null toys:
+    ``power_at_size`` when it was computed for that many toys (the same true sizes,
+    ``k / (n_null + 1)``), otherwise ``power`` (exact thresholds; studies written
+    before ``power_at_size`` existed)."""
+    if "power_at_size" in ideal and int(ideal.get("n_null", -1)) == int(n_null):
+        return ideal["power_at_size"]
+    return ideal["power"]
 
 
 def threshold_note(n_null: int, z: float, banded: bool = False) -> str:

@@ -33,7 +33,7 @@ about 3 to 4 at the default yields; those of :class:`Exp1DScaled` are fixed
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -688,18 +688,27 @@ def ideal_power(
     rng: np.random.Generator,
     n_toys: int = 20000,
     z_thresholds: Sequence[float] = (2.0, 3.0),
+    sizes: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Power and significance of the ideal (Neyman-Pearson) test.
 
     Draws ``n_toys`` data sets under ``signal``, computes ``t_NP`` and the null
     p-value of each with :func:`reweighted_null_sf`, and converts it to Z.
 
+    Parameters
+    ----------
+    sizes : mapping of str to float, optional
+        Other thresholds on the p-value, e.g. the sizes that tests calibrated by a
+        finite number of null toys actually use (``k / (n_null + 1)``): the power at
+        each is reported as ``power_at_size`` under the same key.
+
     Returns
     -------
     dict
-        ``power`` (``{f"{z:g}": fraction of toys with Z >= z}``), ``median_z``,
-        ``z16`` and ``z84`` (Z at the 16 %, 50 % and 84 % quantiles of ``t_NP``),
-        ``t_median`` and ``n_toys``.
+        ``power`` (``{f"{z:g}": fraction of toys with Z >= z}``, exact thresholds),
+        ``median_z``, ``z16`` and ``z84`` (Z at the 16 %, 50 % and 84 % quantiles of
+        ``t_NP``), ``t_median`` and ``n_toys``; with ``sizes`` also ``sizes`` and
+        ``power_at_size`` (fraction of toys with p at most each size).
     """
     bench.yield_excess(signal)  # validates the name
     if signal == "none":
@@ -707,10 +716,11 @@ def ideal_power(
     if int(n_toys) != n_toys or n_toys < 1:
         raise InputError(f"n_toys must be an integer >= 1, got {n_toys!r}")
     ts = ideal_t_toys(bench, signal, rng, int(n_toys))
-    z = np.array([p_to_z(min(1.0, float(p))) for p in reweighted_null_sf(ts, ts)])
+    p = reweighted_null_sf(ts, ts)
+    z = np.array([p_to_z(min(1.0, float(v))) for v in p])
     t_q = np.quantile(ts, [0.16, 0.5, 0.84])
-    z_q = [p_to_z(min(1.0, float(p))) for p in reweighted_null_sf(t_q, ts)]
-    return {
+    z_q = [p_to_z(min(1.0, float(v))) for v in reweighted_null_sf(t_q, ts)]
+    out: dict[str, Any] = {
         "power": {f"{thr:g}": float(np.mean(z >= thr)) for thr in z_thresholds},
         "median_z": z_q[1],
         "z16": z_q[0],
@@ -718,6 +728,13 @@ def ideal_power(
         "t_median": float(t_q[1]),
         "n_toys": int(n_toys),
     }
+    if sizes is not None:
+        out["sizes"] = {str(key): float(a) for key, a in sizes.items()}
+        # a size of 0 is a threshold the other tests cannot reach (p underflowing to 0
+        # for a strong signal must not count as reaching it)
+        out["power_at_size"] = {key: float(np.mean(p <= a)) if a > 0 else 0.0
+                                for key, a in out["sizes"].items()}
+    return out
 
 
 #: Published powers at Z >= 2 / Z >= 3 on the x' = 8x 1D suite (arXiv:2408.12296,
