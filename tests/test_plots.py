@@ -30,6 +30,8 @@ def captured(monkeypatch):
             "texts": [t.get_text() for ax in axes for t in ax.texts],
             "n_lines": sum(len(ax.lines) for ax in axes),
             "xlabels": [ax.get_xlabel() for ax in axes],
+            "xlims": [ax.get_xlim() for ax in axes],
+            "ylims": [ax.get_ylim() for ax in axes],
         }
         return real_save(fig, outdir, name)
 
@@ -61,7 +63,8 @@ def test_single_width_1d_plots(tmp_path, rng, captured):
     null = captured["null_distribution"]
     assert any(lbl.startswith("χ² fit, dof =") for lbl in null["legend"])
     assert f"t_obs = {res.t_obs:.2f}" in null["legend"]
-    assert any(f"Z = {res.calibration.z_empirical:.2f}" in t for t in null["texts"])
+    rel = "≥" if res.calibration.n_exceed == 0 else "="  # a bound when no toy reached t_obs
+    assert any(f"Z {rel} {res.calibration.z_empirical:.2f}" in t for t in null["texts"])
     f1 = captured["f_1d"]
     sigma = res.to_dict()["hyperparameters"]["sigma"]
     assert f"learned f(x) (σ = {sigma:.3g}, standardised)" in f1["legend"]
@@ -156,3 +159,29 @@ def test_mplhep_style_used_when_installed():
     plt = plots_mod._pyplot()
     # the CMS style sets inward ticks on all sides (matplotlib's default is outward)
     assert plt.rcParams["xtick.direction"] == "in" and plt.rcParams["xtick.top"]
+
+
+def test_plots_show_what_a_strong_excess_hides(tmp_path, captured):
+    """A t_obs far beyond the toys: the histogram keeps the toys' range and an arrow
+    points to t_obs; bounds read as bounds; the ratio panel reaches the excess; a
+    width with Z = -inf (p = 1) is drawn, not dropped."""
+    rng = np.random.default_rng(1)
+    ref = rng.exponential(size=(5000, 2))
+    data = np.r_[rng.exponential(size=(300, 2)), rng.normal(2.0, 0.1, (60, 2))]
+    res = nplm_test(ref, data, expected=300, n_toys=20, n_centers=100, workers=1)
+    assert res.calibration.n_exceed == 0
+    plots_mod.make_plots(res.to_dict(), tmp_path / "a", reference=ref, data=data,
+                         w_ref=np.full(len(ref), 300 / 5000),
+                         f_ref=res.learner.train_decision_[:len(ref)])
+    null = captured["null_distribution"]
+    assert null["xlims"][0][1] < res.t_obs
+    assert any(t.startswith("t_obs = ") and t.endswith("→") for t in null["texts"])
+    assert "reported Z ≥" in null["titles"][0]
+    assert any("Z ≥" in t and "not used: < 50 toys" in t for t in null["texts"])
+    # ratio panels: the signal bins (data/reference about 10-60) are inside the range
+    assert max(lim[1] for lim in captured["features"]["ylims"][2:]) > 10
+    multi = nplm_test(ref, data[:300], expected=300, n_toys=20, n_centers=100, workers=1,
+                      sigmas=[0.5, 2.0]).to_dict()
+    multi["widths"][0]["calibration"]["z_empirical"] = "-inf"
+    plots_mod.make_plots(multi, tmp_path / "b")
+    assert "Z = −∞ (p = 1), drawn at the floor" in captured["z_vs_width"]["legend"]

@@ -157,3 +157,26 @@ def test_unreachable_tolerance_is_never_reported_converged(rng):
                                      inner=inner, random_state=0).fit(X, y, sw)
         assert not m.fit_info_.converged
         assert m.fit_info_.n_iter <= 12
+
+
+def test_summary_states_bounds_and_unconverged_fits():
+    """The reported line and the JSON say when the reported p is only a bound (no toy
+    reached the data); multi-width summaries name the widths whose observed fit did
+    not converge; unconverged toys are counted in the summary."""
+    rng = np.random.default_rng(1)
+    ref = rng.exponential(size=(5000, 1))
+    data = np.r_[rng.exponential(size=(300, 1)), rng.normal(2.0, 0.1, (60, 1))]
+    strong = nplm_test(ref, data, expected=300, n_toys=20, n_centers=100, workers=1)
+    assert strong.calibration.n_exceed == 0 and strong.p_is_bound
+    assert strong.to_dict()["p_is_bound"] is True
+    reported = next(ln for ln in strong.summary().splitlines() if "  reported  " in ln)
+    assert "p <= " in reported and "Z >= " in reported and "a bound" in reported
+    plain = nplm_test(ref, data[:300], expected=300, n_toys=20, n_centers=100, workers=1)
+    assert plain.calibration.n_exceed > 0 and not plain.p_is_bound
+    assert "p = " in plain.summary() and "Z >= " not in plain.summary()
+    multi = nplm_test(ref, data, expected=300, n_toys=6, n_centers=100, workers=1,
+                      sigmas=[1.0, 0.05], max_iter=2)
+    text = multi.summary()
+    assert "NOT converged at sigma = 1, 0.05" in text
+    assert "6 ok (6 not converged" in text and "N_w (first width)" in text
+    assert multi.p_is_bound == (multi.combinations["min-p"].n_exceed == 0)

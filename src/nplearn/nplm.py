@@ -155,6 +155,17 @@ class NPLMResult:
         return self.calibration.method if self.calibration else None
 
     @property
+    def p_is_bound(self) -> bool:
+        """Whether the reported p-value is only an upper bound (its Z a lower bound):
+        a toy p-value that no null toy reached, ``1 / (n_toys + 1)``."""
+        if self.combinations:
+            cr = self.combinations.get(self.config.combine)
+            return bool(cr is not None and cr.n_exceed == 0)
+        c = self.calibration
+        return bool(c is not None and not self.widths and c.method == "empirical"
+                    and c.n_exceed == 0)
+
+    @property
     def chi2_dof(self) -> float:
         """Degrees of freedom of the chi-square fitted to the null (nan without toys)."""
         return self.calibration.chi2_dof if self.calibration else float("nan")
@@ -186,6 +197,7 @@ class NPLMResult:
             "p_value": self.p_value,
             "z": self.z,
             "z_method": self.reported_method,
+            "p_is_bound": self.p_is_bound,
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "n_data": self.n_data,
             "n_ref": self.n_ref,
@@ -235,7 +247,18 @@ class NPLMResult:
         if self.widths:
             lines[4] = (f"  kernel widths sigma       {len(self.widths)}: "
                         + ", ".join(f"{w['sigma']:.3g}" for w in self.widths))
+            lines[5] = (f"  centres M / kept rank r   {hp['n_centers']} / "
+                        + ", ".join(str(w["fit"]["rank"]) for w in self.widths)
+                        + f" ({hp.get('centers', 'per-fit')})")
+            bad = [w for w in self.widths if not w["fit"]["converged"]]
+            steps = ", ".join(str(w["fit"]["n_iter"]) for w in self.widths)
+            lines[9] = (f"  observed fits             {steps} Newton steps, "
+                        + ("converged at every width" if not bad else
+                           "NOT converged at sigma = "
+                           + ", ".join(f"{w['sigma']:.3g}" for w in bad))
+                        + f", {sum(w['fit']['time_total'] for w in self.widths):.2f} s")
             lines[-2] = ("  t_obs (first width)       " + f"{self.t_obs:.4f}")
+            lines[-1] = ("  N_w (first width)         " + f"{self.n_w:.2f}")
         if c is None:
             lines.append("  no toys run: no p-value (use n_toys > 0)")
         elif self.widths and not self.combinations:
@@ -243,7 +266,7 @@ class NPLMResult:
                          f"widths (at least 3 needed); no p-value reported")
         elif self.widths and self.combinations:
             lines += [
-                f"  null toys                 {c.n_toys} ok"
+                f"  null toys                 {c.n_toys} ok{self._not_converged_note()}"
                 + (f", {self.n_failed_toys} failed" if self.n_failed_toys else ""),
                 "  per width:     sigma        t_obs   chi2 dof   local p (toys)   Z local"
                 "   local p reported (method)",
@@ -260,8 +283,8 @@ class NPLMResult:
                 lines.append(f"  {m:>20s}  statistic {cr.statistic:8.3f}   p = {cr.p_value:.4g}"
                              f"   Z = {cr.z:.2f}" + ("  (bound: no toy reached it)"
                                                     if cr.n_exceed == 0 else ""))
-            lines.append(f"  reported                  p = {self.p_value:.4g}, Z = {self.z:.2f} "
-                         f"({self.config.combine} over {len(self.widths)} widths)")
+            lines.append("  reported                  " + self._reported(
+                f"{self.config.combine} over {len(self.widths)} widths"))
             if self.n_failed_toys:
                 cr = self.combinations[self.config.combine]
                 lines.append(f"  conservative p            {cr.p_conservative:.4g} (counting the "
@@ -276,26 +299,44 @@ class NPLMResult:
                     f"({b['n_widths']} x the smallest reported local p, at sigma = "
                     f"{self.widths[b['width_index']]['sigma']:.4g}, from {src})")
         else:
+            fitted = math.isfinite(c.chi2_dof)
             lines += [
-                f"  null toys                 {c.n_toys} ok"
+                f"  null toys                 {c.n_toys} ok{self._not_converged_note()}"
                 + (f", {self.n_failed_toys} failed (conservative p counting them: "
                    f"{c.p_conservative:.4g})" if self.n_failed_toys else ""),
-                f"  chi2 fit of the null      dof = {c.chi2_dof:.2f} "
-                f"(KS distance {c.chi2_ks_distance:.3f})",
+                (f"  chi2 fit of the null      dof = {c.chi2_dof:.2f} "
+                 f"(KS distance {c.chi2_ks_distance:.3f})" if fitted else
+                 "  chi2 fit of the null      none (too few toys)"),
                 f"  toys with t >= t_obs      {c.n_exceed}",
-                f"  p (toys)                  {c.p_empirical:.4g} +- {c.p_empirical_err:.2g}"
-                f"   Z = {c.z_empirical:.2f}"
-                + ("  (bound: no toy reached t_obs)" if c.n_exceed == 0 else ""),
-                f"  p (chi2 extrapolation)    {c.p_chi2:.4g}   Z = {c.z_chi2:.2f}"
-                + ("  (poor chi2 fit: KS p < 0.01, do not trust)"
-                   if c.chi2_ks_pvalue < 0.01 else
-                   f"  (not reported: fitted to fewer than {CHI2_REPORT_MIN_TOYS} toys)"
-                   if c.n_toys < CHI2_REPORT_MIN_TOYS else ""),
-                f"  reported                  p = {self.p_value:.4g}, Z = {self.z:.2f} "
-                f"({c.method})",
+                (f"  p (toys)                  <= {c.p_empirical:.4g}   Z >= "
+                 f"{c.z_empirical:.2f}  (bound: none of the {c.n_toys} toys reached t_obs)"
+                 if c.n_exceed == 0 else
+                 f"  p (toys)                  {c.p_empirical:.4g} +- {c.p_empirical_err:.2g}"
+                 f"   Z = {c.z_empirical + 0.0:.2f}"),
             ]
+            if fitted:
+                lines.append(
+                    f"  p (chi2 extrapolation)    {c.p_chi2:.4g}   Z = {c.z_chi2:.2f}"
+                    + ("  (poor chi2 fit: KS p < 0.01, do not trust)"
+                       if c.chi2_ks_pvalue < 0.01 else
+                       f"  (not reported: fitted to fewer than {CHI2_REPORT_MIN_TOYS} toys)"
+                       if c.n_toys < CHI2_REPORT_MIN_TOYS else ""))
+            lines.append(f"  reported                  {self._reported(c.method)}")
         lines.append(f"  wall time                 {self.timings['total']:.1f} s")
         return "\n".join(lines)
+
+    def _reported(self, method: str) -> str:
+        """``p = ..., Z = ... (method)`` of the reported result, written as bounds
+        when no toy reached the data (``p <= ..., Z >= ...``)."""
+        z = self.z + 0.0  # no "-0.00"
+        if self.p_is_bound:
+            return (f"p <= {self.p_value:.4g}, Z >= {z:.2f} ({method}; a bound: no toy "
+                    "reached the data)")
+        return f"p = {self.p_value:.4g}, Z = {z:.2f} ({method})"
+
+    def _not_converged_note(self) -> str:
+        n = sum(t.ok and not t.converged for t in self.toys)
+        return f" ({n} not converged: check max_iter / tol)" if n else ""
 
 
 def _input_digest(a: np.ndarray | None) -> dict[str, Any] | None:

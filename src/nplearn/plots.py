@@ -24,6 +24,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .errors import InputError, MissingDependencyError
+from .stats import CHI2_REPORT_MIN_TOYS
 
 __all__ = ["make_plots"]
 
@@ -73,8 +74,12 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
                 title: str) -> None:
     t_null = np.asarray(t_null, dtype=np.float64)
     t_obs = _num(t_obs)
-    hi = max(float(t_null.max()), t_obs) * 1.08 + 1e-9
-    lo = min(0.0, float(t_null.min()))
+    lo = min(0.0, float(t_null.min()), t_obs if math.isfinite(t_obs) else 0.0)
+    t_max = float(t_null.max())
+    # a t_obs far beyond the toys would squeeze them into one bin: the axis then
+    # covers the toys and an arrow at its right edge points to t_obs
+    far = math.isfinite(t_obs) and t_obs - lo > 1.5 * (t_max - lo)
+    hi = (t_max if far else max(t_max, t_obs)) * 1.08 + 1e-9
     bins = np.linspace(lo, hi, max(10, min(60, t_null.size // 8)))
     ax.hist(t_null, bins=bins, density=True, histtype="stepfilled", alpha=0.35,
             color="tab:blue", label=f"null toys ({t_null.size})")
@@ -82,13 +87,26 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
     if math.isfinite(dof) and dof > 0:
         x = np.linspace(max(lo, 1e-6), hi, 400)
         ax.plot(x, sps.chi2.pdf(x, dof), color="tab:blue", label=f"χ² fit, dof = {dof:.2f}")
-    ax.axvline(t_obs, color="tab:red", lw=2, label=f"t_obs = {t_obs:.2f}")
+    if far:
+        ax.annotate(f"t_obs = {t_obs:.4g} →", xy=(0.99, 0.45), xycoords="axes fraction",
+                    ha="right", va="center", color="tab:red", fontsize=9, fontweight="bold")
+    else:
+        ax.axvline(t_obs, color="tab:red", lw=2, label=f"t_obs = {t_obs:.2f}")
     if cal:
-        bound = " (bound)" if cal.get("n_exceed") == 0 else ""
-        text = (f"p (toys) = {_num(cal.get('p_empirical')):.3g}, "
-                f"Z = {_num(cal.get('z_empirical')):.2f}{bound}\n"
-                f"p (χ²) = {_num(cal.get('p_chi2')):.3g}, Z = {_num(cal.get('z_chi2')):.2f}")
-        ax.text(0.97, 0.6, text, transform=ax.transAxes, ha="right", va="top", fontsize=9)
+        if cal.get("n_exceed") == 0:
+            toys = f"p (toys) ≤ {_num(cal.get('p_empirical')):.3g}, " \
+                f"Z ≥ {_num(cal.get('z_empirical')):.2f} (no toy reached t_obs)"
+        else:
+            toys = f"p (toys) = {_num(cal.get('p_empirical')):.3g}, " \
+                f"Z = {_num(cal.get('z_empirical')):.2f}"
+        n_toys = cal.get("n_toys")
+        caveat = (" (not used: poor χ² fit)" if _num(cal.get("chi2_ks_pvalue")) < 0.01 else
+                  f" (not used: < {CHI2_REPORT_MIN_TOYS} toys)"
+                  if isinstance(n_toys, int) and n_toys < CHI2_REPORT_MIN_TOYS else "")
+        text = toys + (f"\np (χ²) = {_num(cal.get('p_chi2')):.3g}, "
+                       f"Z = {_num(cal.get('z_chi2')):.2f}{caveat}"
+                       if math.isfinite(dof) and dof > 0 else "")
+        ax.text(0.97, 0.6, text, transform=ax.transAxes, ha="right", va="top", fontsize=8)
     ax.set_xlabel("t")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=10)
@@ -112,9 +130,13 @@ def plot_null(res: dict[str, Any], outdir: Path) -> list[Path]:
             ax.set_visible(False)
     else:
         fig, ax = plt.subplots(figsize=(6, 4.2))
+        cal = res.get("calibration") or {}
+        bound = res.get("p_is_bound", res.get("z_method") == "empirical"
+                        and cal.get("n_exceed") == 0)
         _null_panel(ax, np.asarray(res["t_null"]), res["t_obs"], res["calibration"],
-                    f"σ = {res['hyperparameters']['sigma']:.3g}; reported Z = "
-                    f"{_num(res.get('z')):.2f} ({res.get('z_method', '?')})")
+                    f"σ = {res['hyperparameters']['sigma']:.3g}; reported Z "
+                    f"{'≥' if bound else '='} {_num(res.get('z')):.2f} "
+                    f"({res.get('z_method', '?')})")
     fig.tight_layout()
     paths = _save(fig, outdir, "null_distribution")
     plt.close(fig)
@@ -128,11 +150,19 @@ def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
     s = np.array([w["sigma"] for w in widths])
     z = np.array([_num(w["calibration"]["z_empirical"]) for w in widths])
     bound = np.array([w["calibration"]["n_exceed"] == 0 for w in widths])
+    # Z = -inf (p = 1: every toy at or above t_obs) is drawn at the axis floor
+    low = ~np.isfinite(z)
+    finite = z[~low]
+    floor = (min(float(finite.min()), 0.0) if finite.size else 0.0) - 0.5
+    z_draw = np.where(low, floor, z)
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    ax.plot(s, z, "o-", color="tab:blue", label="local Z (toys)")
+    ax.plot(s, z_draw, "o-", color="tab:blue", label="local Z (toys)")
     if bound.any():
-        ax.plot(s[bound], z[bound], "^", color="tab:blue", ms=9,
+        ax.plot(s[bound], z_draw[bound], "^", color="tab:blue", ms=9,
                 label="lower bound (no toy reached t_obs)")
+    if low.any():
+        ax.plot(s[low], z_draw[low], "v", color="tab:gray", ms=9,
+                label="Z = −∞ (p = 1), drawn at the floor")
     styles = ["--", ":", "-.", (0, (5, 1))]
     for k, (m, c) in enumerate((res.get("combinations") or {}).items()):
         zc = _num(c["z"])
@@ -229,8 +259,18 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                      label="data / reference")
         axr.plot(centers[ok], model[ok], color="tab:red", label=label)
         axr.axhline(1.0, color="gray", lw=0.8)
+        # the range covers the model and every data point whose lower error bar is
+        # above 1 (a real excess), up to 100; points above the range are marked
         top = float(np.nanmax(model[ok])) if ok.any() else 1.0
-        axr.set_ylim(0.0, min(5.0, max(2.0, 1.3 * top)))  # tails with few events clipped
+        if ok.any():
+            top = max(top, float(np.nanmax(np.where(ratio[ok] - err[ok] > 1.0,
+                                                    ratio[ok], 0.0))))
+        ymax = min(100.0, max(2.0, 1.3 * top))
+        axr.set_ylim(0.0, ymax)
+        over = ok & (ratio > ymax)
+        if over.any():
+            axr.plot(centers[over], np.full(over.sum(), 0.97 * ymax), "^", color="k",
+                     ms=5, label="off scale")
         axr.set_xlabel(names[j])
         if j == 0:
             axr.set_ylabel("ratio")
