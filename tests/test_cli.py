@@ -81,8 +81,11 @@ def test_cli_demo_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = main(["demo", "--toys", "4", "--workers", "1", "-q"])
     printed = capsys.readouterr().out
-    assert code == 0 and "Z =" in printed
+    reported = [ln for ln in printed.splitlines() if ln.startswith("  reported  ")]
+    assert code == 0 and len(reported) == 1
     d = json.loads((tmp_path / "nplearn-demo.json").read_text())
+    # 4 toys cannot reach this data set: the reported value is a bound, and says so
+    assert d["p_is_bound"] and "Z >= " in reported[0] and "a bound" in reported[0]
     assert d["t_obs"] > 15  # the bump is strong in this demo data set
 
 
