@@ -394,4 +394,5 @@ def test_failed_toys_give_a_conservative_combined_p(monkeypatch):
         assert cr.p_conservative == pytest.approx((1 + cr.n_exceed + 3) / (1 + 9 + 3))
         assert cr.p_conservative >= cr.p_value
     assert "conservative p" in res.summary()
+    assert "the 3 failed toys are not counted" in res.summary()  # the Bonferroni line
     assert res.to_dict()["combinations"]["min-p"]["n_failed"] == 3

@@ -297,7 +297,9 @@ class NPLMResult:
                 lines.append(
                     f"  Bonferroni over widths    p = {b['p_value']:.4g}, Z = {b['z']:.2f} "
                     f"({b['n_widths']} x the smallest reported local p, at sigma = "
-                    f"{self.widths[b['width_index']]['sigma']:.4g}, from {src})")
+                    f"{self.widths[b['width_index']]['sigma']:.4g}, from {src}"
+                    + (f"; the {self.n_failed_toys} failed toys are not counted)"
+                       if self.n_failed_toys else ")"))
         else:
             fitted = math.isfinite(c.chi2_dof)
             lines += [
