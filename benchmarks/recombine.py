@@ -51,10 +51,11 @@ def main() -> None:
         new = refresh_ideal(d, study_benchmark(d))
         new["ideal_refreshed"] = {"commit": commit(), **record}
         write_json_atomic(path, new)
-        rows = "; ".join(f"{s}: {e['ideal']['power']['3']:.3f} -> "
-                         f"{e['ideal']['power_at_size']['3']:.3f}"
+        z = f"{float(new['z_thresholds'][-1]):g}"
+        rows = "; ".join(f"{s}: {e['ideal']['power'][z]:.3f} -> "
+                         f"{e['ideal'].get('power_at_size', e['ideal']['power'])[z]:.3f}"
                          for s, e in new["signals"].items() if "ideal" in e)
-        print(f"{path}: reproduced; Z >= 3 exact -> at the study's size: {rows}")
+        print(f"{path}: reproduced; Z >= {z} exact -> at the study's size: {rows}")
 
 
 if __name__ == "__main__":

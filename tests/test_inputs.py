@@ -157,7 +157,8 @@ def test_cli_usage_errors_exit_2(capsys):
 def test_csv_reader_names_bad_cells(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("a,b\n1,2\n3,oops\n")
-    with pytest.raises(InputError, match=r"non-numeric value 'oops' at row 1, column 1 \('b'\)"):
+    with pytest.raises(InputError,
+                       match=r"non-numeric value 'oops' at row 1 \(line 3\), column 1 \('b'\)"):
         read_events(p)
     p.write_text("a,b\n1,2\n3\n")
     with pytest.raises(InputError, match=r"row 1 .* has 1 fields, expected 2"):
@@ -196,7 +197,8 @@ def test_text_reader_chunks(tmp_path, monkeypatch):
     assert np.array_equal(whole, x) and np.array_equal(chunked, x)
     lines[20] = "1,2,oops"  # body row 17 once the header, comment and blank line are out
     p.write_text("\n".join(lines) + "\n")
-    with pytest.raises(InputError, match=r"non-numeric value 'oops' at row 17, column 2"):
+    with pytest.raises(InputError,
+                       match=r"non-numeric value 'oops' at row 17 \(line 21\), column 2"):
         read_events(p)
     p.write_text("pt,eta\n")
     with pytest.raises(InputError, match=r"is empty \(0 events\)"):

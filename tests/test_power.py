@@ -498,6 +498,12 @@ def test_ideal_power_at_the_sizes_of_the_null_toys():
         assert ideal_power_row(ideal, 6) is ideal["power_at_size"]
         assert ideal_power_row(ideal, 7) is ideal["power"]
     assert "ideal (Neyman-Pearson), at the same sizes" in format_power_table(res)
+    # one signal without the matched powers: the whole row falls back to exact thresholds
+    mixed = json.loads(json.dumps(res))
+    del mixed["signals"]["tail"]["ideal"]["power_at_size"]
+    row = next(ln for ln in format_power_table(mixed).splitlines() if "ideal" in ln)
+    bulk = res["signals"]["bulk"]["ideal"]["power"]
+    assert "exact thresholds" in row and f"{bulk['2']:.3f} / {bulk['3']:.3f}" in row
     stored = json.loads(json.dumps(res, sort_keys=True))
     for entry in stored["signals"].values():
         del entry["ideal"]["power_at_size"], entry["ideal"]["sizes"], entry["ideal"]["n_null"]
@@ -549,3 +555,33 @@ def test_median_z_at_the_floor_is_a_bound():
     old = {k: v for k, v in out.items() if not k.endswith("_bound")}
     assert median_z_label(old, n).startswith("≥")
     assert median_z_label(old, None) == f"{out['median_z']:.2f}"
+
+
+def test_null_extension_keeps_an_ideal_entry_it_cannot_refresh():
+    """A study that does not record its signal streams and holds a subset of the
+    benchmark's signals can still get null toys (as before the ideal refresh
+    existed): its ideal entry is kept. A stored infinite median Z ("inf" in JSON) is
+    reproduced, not reported as a changed generator."""
+    from nplearn.io import to_jsonable
+    from nplearn.power import refresh_ideal
+
+    bench = Exp1DScaled(n_ref=2000, expected=100.0, n_signal_scale=3.0)
+    res = power_study(bench, signals=["tail"], n_null=5, n_signal=1, sigmas=[1.0],
+                      n_centers=40, ideal_toys=200, baselines=[], seed=4, workers=1)
+    old = json.loads(json.dumps(to_jsonable(res)))
+    del old["signals"]["tail"]["stream"]
+    with pytest.raises(InputError, match="stream of tail is unknown"):
+        refresh_ideal(old, bench)
+    ext = extend_null(old, bench, 1, workers=1)
+    assert ext["null"]["n_ok"] == 6
+    assert ext["signals"]["tail"]["ideal"] == old["signals"]["tail"]["ideal"]
+    table = format_power_table(ext)
+    assert "ideal (Neyman-Pearson), exact thresholds" in table
+    # a signal strong enough that every ideal p-value underflows: median Z = inf
+    strong = Exp1DScaled(n_ref=2000, expected=100.0, n_signal_scale=30.0)
+    res = power_study(strong, signals=["bulk"], n_null=5, n_signal=1, sigmas=[1.0],
+                      n_centers=40, ideal_toys=100, baselines=[], seed=4, workers=1)
+    assert res["signals"]["bulk"]["ideal"]["median_z"] == math.inf
+    stored = json.loads(json.dumps(to_jsonable(res)))
+    assert stored["signals"]["bulk"]["ideal"]["median_z"] == "inf"
+    assert refresh_ideal(stored, strong)["signals"]["bulk"]["ideal"]["median_z"] == math.inf

@@ -32,8 +32,15 @@ def test_readme_example_runs(name, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     bindir = str(Path(sys.executable).parent)  # the `nplearn` script of this environment
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    for lang, code in _examples()[name]:
-        cmd = [sys.executable, "-c", code] if lang == "python" else ["bash", "-e", "-c", code]
+    for i, (lang, code) in enumerate(_examples()[name]):
+        if lang == "python":
+            # run as a script file, as a user would: worker processes are spawned and
+            # re-import it, so a missing `if __name__ == "__main__":` guard fails here
+            script = tmp_path / f"{name}_{i}.py"
+            script.write_text(code)
+            cmd = [sys.executable, str(script)]
+        else:
+            cmd = ["bash", "-e", "-c", code]
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 0, f"{lang} block of {name!r} failed:\n{proc.stderr[-3000:]}"

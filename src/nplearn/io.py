@@ -399,21 +399,23 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
     """Read a delimited text file, ``_TEXT_CHUNK_ROWS`` rows at a time: the file's
     lines are never all held as strings, only one chunk of them and the numbers."""
     with open(path, newline="", encoding="utf-8-sig") as fh:  # tolerate a BOM
-        rows = (ln for ln in (raw.rstrip("\r\n") for raw in fh)
+        # (line number in the file, text) of every line that is not blank or a comment
+        rows = ((i, ln) for i, ln in enumerate((raw.rstrip("\r\n") for raw in fh), 1)
                 if ln.strip() and not ln.lstrip().startswith("#"))
         head = list(itertools.islice(rows, 20))
         if not head:
             raise InputError(f"{path}: is empty (no rows)")
         try:
-            delim = csv.Sniffer().sniff("\n".join(head), delimiters=",;\t ").delimiter
+            delim = csv.Sniffer().sniff("\n".join(ln for _, ln in head),
+                                        delimiters=",;\t ").delimiter
         except csv.Error:
-            delim = "," if "," in head[0] else None
+            delim = "," if "," in head[0][1] else None
 
         def split(line: str) -> list[str]:
             parts = line.split(delim) if delim not in (None, " ") else line.split()
             return [p.strip().strip('"').strip("'") for p in parts]
 
-        first = split(head[0])
+        first = split(head[0][1])
         # a header names columns (no field is a number; an empty name is allowed, as in
         # pandas' index column); a data row holds numbers (an empty field is a missing
         # value, reported below). A first row with both is neither: taking it for a
@@ -430,9 +432,9 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
         parts: list[np.ndarray] = []
         start = 0
         while chunk := list(itertools.islice(body, _TEXT_CHUNK_ROWS)):
-            arr = _parse_numbers(chunk, delim, ncol)
+            arr = _parse_numbers([ln for _, ln in chunk], delim, ncol)
             if arr is None:
-                arr = _parse_rows(path, chunk, start, header, ncol, names, split)
+                arr = _parse_rows(path, chunk, start, ncol, names, split)
             parts.append(arr)
             start += len(chunk)
     if not parts:
@@ -440,18 +442,19 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
     return (parts[0] if len(parts) == 1 else np.concatenate(parts)), names
 
 
-def _parse_rows(path: Path, chunk: list[str], start: int, header: bool, ncol: int,
+def _parse_rows(path: Path, chunk: list[tuple[int, str]], start: int, ncol: int,
                 names: list[str] | None,
                 split: Callable[[str], list[str]]) -> np.ndarray:
-    """The row-by-row reader: slow, but it names the row and column of a bad value
-    (``start`` is the index of the chunk's first row in the file's body)."""
+    """The row-by-row reader: slow, but it names the row, line and column of a bad
+    value (``chunk`` holds ``(line number, text)``; ``start`` is the index of its
+    first row among the file's data rows)."""
     out = np.empty((len(chunk), ncol), dtype=np.float64)
-    for i, line in enumerate(chunk):
+    for i, (lineno, line) in enumerate(chunk):
         r = start + i
         vals = split(line)
         if len(vals) != ncol:
             raise InputError(
-                f"{path}: row {r} (line {r + 1 + header}) has {len(vals)} fields, "
+                f"{path}: row {r} (line {lineno}) has {len(vals)} fields, "
                 f"expected {ncol}"
             )
         for c, v in enumerate(vals):
@@ -460,7 +463,8 @@ def _parse_rows(path: Path, chunk: list[str], start: int, header: bool, ncol: in
             except ValueError:
                 cname = f" ({names[c]!r})" if names else ""
                 raise InputError(
-                    f"{path}: non-numeric value {v!r} at row {r}, column {c}{cname}"
+                    f"{path}: non-numeric value {v!r} at row {r} (line {lineno}), "
+                    f"column {c}{cname}"
                 ) from None
     return out
 

@@ -76,10 +76,11 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
     t_obs = _num(t_obs)
     lo = min(0.0, float(t_null.min()), t_obs if math.isfinite(t_obs) else 0.0)
     t_max = float(t_null.max())
-    # a t_obs far beyond the toys would squeeze them into one bin: the axis then
-    # covers the toys and an arrow at its right edge points to t_obs
-    far = math.isfinite(t_obs) and t_obs - lo > 1.5 * (t_max - lo)
-    hi = (t_max if far else max(t_max, t_obs)) * 1.08 + 1e-9
+    # a t_obs far beyond the toys (or not finite) would squeeze them into one bin:
+    # the axis then covers the toys and an arrow at its right edge points to t_obs
+    far = not math.isfinite(t_obs) or t_obs - lo > 1.5 * (t_max - lo)
+    top = t_max if far else max(t_max, t_obs)
+    hi = top + 0.08 * max(top - lo, 1.0)
     bins = np.linspace(lo, hi, max(10, min(60, t_null.size // 8)))
     ax.hist(t_null, bins=bins, density=True, histtype="stepfilled", alpha=0.35,
             color="tab:blue", label=f"null toys ({t_null.size})")
@@ -100,9 +101,11 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
             toys = f"p (toys) = {_num(cal.get('p_empirical')):.3g}, " \
                 f"Z = {_num(cal.get('z_empirical')):.2f}"
         n_toys = cal.get("n_toys")
-        caveat = (" (not used: poor χ² fit)" if _num(cal.get("chi2_ks_pvalue")) < 0.01 else
+        caveat = ("" if cal.get("method") == "chi2" else
+                  " (not used: poor χ² fit)" if _num(cal.get("chi2_ks_pvalue")) < 0.01 else
                   f" (not used: < {CHI2_REPORT_MIN_TOYS} toys)"
-                  if isinstance(n_toys, int) and n_toys < CHI2_REPORT_MIN_TOYS else "")
+                  if isinstance(n_toys, int) and n_toys < CHI2_REPORT_MIN_TOYS else
+                  " (not used: enough toys reach t_obs)")
         text = toys + (f"\np (χ²) = {_num(cal.get('p_chi2')):.3g}, "
                        f"Z = {_num(cal.get('z_chi2')):.2f}{caveat}"
                        if math.isfinite(dof) and dof > 0 else "")
@@ -151,8 +154,8 @@ def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
     z = np.array([_num(w["calibration"]["z_empirical"]) for w in widths])
     bound = np.array([w["calibration"]["n_exceed"] == 0 for w in widths])
     # Z = -inf (p = 1: every toy at or above t_obs) is drawn at the axis floor
-    low = ~np.isfinite(z)
-    finite = z[~low]
+    low = np.isneginf(z)
+    finite = z[np.isfinite(z)]
     floor = (min(float(finite.min()), 0.0) if finite.size else 0.0) - 0.5
     z_draw = np.where(low, floor, z)
     fig, ax = plt.subplots(figsize=(6, 4.2))
