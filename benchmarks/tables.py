@@ -959,7 +959,14 @@ def published_rule() -> None:
     from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
     from published_rule import rule_rank
 
-    for path in sorted(RESULTS.glob("published_rule_*.json")):
+    paths = sorted(RESULTS.glob("published_rule_*.json"))
+    for path in paths:
+        # the same analysis of an extended study replaces it
+        newer = [q for q in paths if q.stem.startswith(path.stem + "_")]
+        if newer:
+            print(f"_{path.name}: superseded by {newer[-1].name} (the same analysis of the "
+                  "study with more toys); its tables are omitted._\n")
+            continue
         d = json.loads(path.read_text())
         r = d["rule"]
         print(f"### The published power rule on our toys ({d['source']})\n")
