@@ -111,6 +111,16 @@ def test_threshold_band_single_toy():
     band = power_summary(p, (3.0,), n_null=1000)["power"]["3"]
     assert band["value"] == pytest.approx(2 / 7)
     assert band["threshold_band68"] == [None, pytest.approx(5 / 7)]
+    # 300 null toys, Z >= 2: k = 6 and the 68% range of the true size is 3.65/301 to
+    # 8.35/301; outward rounding gives the grid points 3 and 9 (nearest would give 4
+    # and 8), so toys at ranks 4 and 9 tell the two apart
+    th = threshold_size(300, 2.0)
+    assert th["k"] == 6
+    assert 3 < th["size_lo"] * 301 < 3.7 and 8.3 < th["size_hi"] * 301 < 9
+    p = np.array([1, 3, 4, 6, 8, 9, 10, 40]) / 301.0
+    band = power_summary(p, (2.0,), n_null=300)["power"]["2"]
+    assert band["value"] == pytest.approx(4 / 8)
+    assert band["threshold_band68"] == [pytest.approx(2 / 8), pytest.approx(6 / 8)]
 
 
 SMALL = dict(n_null=50, n_signal=12, sigmas=(0.3, 1.5), n_centers=100, lam=1e-6,
@@ -521,18 +531,32 @@ def test_ideal_power_at_the_sizes_of_the_null_toys():
 
 
 def test_extension_keeps_the_combination_widths():
-    """A study whose combinations use a subset of its widths (merged studies) keeps
-    combining that subset when it is extended."""
+    """Combinations over a subset of the widths (merged studies), on a signal whose
+    powers are not saturated: recombining over one width gives that width's own test,
+    the temperature moves the smooth combinations, and an extension keeps combining the
+    subset (its numbers computed here from the kept statistics, column by hand)."""
+    from nplearn.multitest import combined_pvalues
+
     bench = Exp1DScaled(n_ref=2000, expected=100.0)
     res = power_study(bench, signals=["tail"], n_null=8, n_signal=6, sigmas=[0.5, 2.0],
                       n_centers=40, ideal_toys=0, baselines=[], seed=2, workers=1)
+    tests = res["signals"]["tail"]["tests"]
+    assert tests["sigma=2"]["median_z"] != tests["sigma=0.5"]["median_z"]  # not saturated
     sub = recombine({**json.loads(json.dumps(res)), "combination_widths": [2.0]})
-    got = extend_null(sub, bench, 3, workers=1)["signals"]["tail"]["tests"]
-    full = extend_null(res, bench, 3, workers=1)
-    want = recombine({**full, "combination_widths": [2.0]})["signals"]["tail"]["tests"]
-    assert got == want
-    # the subset changes the numbers (the check above can fail)
-    assert got["product-p"] != full["signals"]["tail"]["tests"]["product-p"]
+    one = sub["signals"]["tail"]["tests"]
+    assert one["min-p"] == one["sigma=2"] and one["min-p"] != tests["min-p"]
+    hot = recombine(res, temperature=50.0)["signals"]["tail"]["tests"]
+    assert hot["fused-p"] != tests["fused-p"] and hot["min-p"] == tests["min-p"]
+    got = extend_null(sub, bench, 3, workers=1)
+    assert got["combination_widths"] == [2.0]
+    T0 = np.asarray(got["null"]["t"])[:, [1]]
+    T1 = np.asarray(got["signals"]["tail"]["t"])[:, [1]]
+    for m in ("min-p", "product-p", "fused-t"):
+        p = combined_pvalues(T1, T0, m)[1]
+        assert got["signals"]["tail"]["tests"][m] == power_summary(p, (2.0, 3.0), len(T0)), m
+    full = extend_null(res, bench, 3, workers=1)  # all widths: other numbers
+    assert got["signals"]["tail"]["tests"]["product-p"] != \
+        full["signals"]["tail"]["tests"]["product-p"]
 
 
 def test_median_z_at_the_floor_is_a_bound():
