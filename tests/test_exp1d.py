@@ -56,7 +56,9 @@ def test_ideal_null_sf_agrees_with_direct_null_toys():
 
 def test_ideal_median_z_tail_near_published():
     z = Exp1D("tail").ideal_median_z(np.random.default_rng(3), 4000)["z"]
-    assert 4.4 < z < 5.1  # published 4.7
+    # published 4.7 (rounded); the same densities give 4.76 on the x' = 8x scale
+    # (tests/test_suite.py: spread 0.020 over replicas of 4000 toys), so 6 sd
+    assert abs(z - 4.76) < 0.12
 
 
 def test_unknown_signal():

@@ -266,7 +266,10 @@ def test_ideal_power_exp1d8_tail_matches_exp1d():
     assert list(r["power"]) == ["2", "3", "5"]
     assert 1 >= r["power"]["2"] >= r["power"]["3"] >= r["power"]["5"] >= 0
     assert r["z16"] < r["median_z"] < r["z84"]
-    assert 4.4 < r["median_z"] < 5.1  # Exp1D "tail": ideal 4.75 with 20 000 toys
+    # the ideal median Z of "tail": 4.756 with a spread of 0.020 over 10 replicas of
+    # 4000 toys (seeds 100-109), and 4.78 from the Asimov integral of the exact densities
+    # (a review's independent check); 0.12 is 6 sd, allowing for the rough spread
+    assert abs(r["median_z"] - 4.76) < 0.12
     # half of the toys lie above the median
     assert r["power"]["5"] < 0.5 if r["median_z"] < 5 else r["power"]["5"] >= 0.5
 
