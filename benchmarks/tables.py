@@ -252,7 +252,7 @@ def _is_check(path: Path) -> bool:
 
 def power() -> None:
     from nplearn.benchmarks.suite import EXP1D8_PUBLISHED_POWER
-    from nplearn.power import format_power_table, ideal_power_row
+    from nplearn.power import format_power_table, ideal_table_rows
 
     merged_into = {}
     for path in sorted(RESULTS.glob("power_*.json")):
@@ -359,26 +359,20 @@ def power() -> None:
                   f"90th-percentile width (σ = {s90}) at Z ≥ 2 / Z ≥ 3, ± its paired "
                   "standard error sqrt(b + c)/n from the toys only one of the two "
                   "detects.\n")
-            n_ok = int(d["null"]["n_ok"])
-            ideals = [e.get("ideal") for e in d["signals"].values()]
-            same = all(i and ideal_power_row(i, n_ok) is not i["power"] for i in ideals)
+            same, ideal_rows = ideal_table_rows(
+                [e.get("ideal") for e in d["signals"].values()], int(d["null"]["n_ok"]))
             print("| signal | published min-p | published best single σ | ours: min-p | "
                   f"ours: best combination | ours: σ = {s90} (90th pct) | min-p − σ90 | "
                   f"ideal ({'at the same sizes' if same else 'exact thresholds'}) |")
             print("|---|---|---|---|---|---|---|---|")
-            for s, e in d["signals"].items():
+            for (s, e), ipw in zip(d["signals"].items(), ideal_rows, strict=True):
                 pub = EXP1D8_PUBLISHED_POWER.get(s)
                 if pub is None or not combos:
                     continue
                 t = e["tests"]
                 best = max(combos, key=lambda m, t=t: t[m]["power"]["3"]["value"])
                 single = t.get(f"sigma={d['sigmas'][i90]:g}") if i90 is not None else None
-                ideal = e.get("ideal")
-                if ideal:
-                    ipw = ideal_power_row(ideal, n_ok) if same else ideal["power"]
-                    ideal_s = f"{ipw['2']:.3f} / {ipw['3']:.3f}"
-                else:
-                    ideal_s = "–"
+                ideal_s = f"{ipw['2']:.3f} / {ipw['3']:.3f}" if ipw else "–"
                 mp = t.get("min-p")
                 diff = "–"
                 if mp and single:

@@ -166,6 +166,11 @@ class NPLMResult:
                     and c.n_exceed == 0)
 
     @property
+    def n_not_converged(self) -> int:
+        """Toys whose fit ended without meeting the convergence criterion (kept)."""
+        return sum(t.ok and not t.converged for t in self.toys)
+
+    @property
     def chi2_dof(self) -> float:
         """Degrees of freedom of the chi-square fitted to the null (nan without toys)."""
         return self.calibration.chi2_dof if self.calibration else float("nan")
@@ -182,7 +187,7 @@ class NPLMResult:
             "n_requested": len(self.toys),
             "n_ok": len(toys_ok),
             "n_failed": self.n_failed_toys,
-            "n_not_converged": sum(t.ok and not t.converged for t in self.toys),
+            "n_not_converged": self.n_not_converged,
             "median_time_s": float(np.median([t.time for t in toys_ok])) if toys_ok else None,
             "median_newton_iter": float(np.median([t.n_iter for t in toys_ok])) if toys_ok
             else None,
@@ -337,7 +342,7 @@ class NPLMResult:
         return f"p = {self.p_value:.4g}, Z = {z:.2f} ({method})"
 
     def _not_converged_note(self) -> str:
-        n = sum(t.ok and not t.converged for t in self.toys)
+        n = self.n_not_converged
         return f" ({n} not converged: check max_iter / tol)" if n else ""
 
 

@@ -48,8 +48,9 @@ from .toys import ToyEngine, ToyResult, run_toys, toy_memory_budget
 
 __all__ = [
     "BenchmarkToy", "clopper_pearson", "extend_null", "extend_signals", "extend_study",
-    "ideal_power_row", "median_z_label", "power_study", "power_summary", "recombine",
-    "refresh_ideal", "study_benchmark", "threshold_note", "threshold_size",
+    "ideal_power_row", "ideal_table_rows", "median_z_label", "power_study",
+    "power_summary", "recombine", "refresh_ideal", "study_benchmark", "threshold_note",
+    "threshold_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -949,13 +950,12 @@ def format_power_table(result: dict[str, Any], z: str = "3") -> str:
             cell(result["signals"][s]["tests"][tname]) for s in sigs) + " |")
     ideals = [result["signals"][s].get("ideal") for s in sigs]
     if all(ideals):
-        # one kind per row: at the same sizes only if every signal has them
-        matched = all(ideal_power_row(e, n) is not e["power"] for e in ideals)
+        matched, rows = ideal_table_rows(ideals, n)
         label = ("ideal (Neyman-Pearson), at the same sizes" if matched
                  else "ideal (Neyman-Pearson), exact thresholds")
         lines.append(f"| {label} | " + " | ".join(
-            cell({**e, "power": ideal_power_row(e, n) if matched else e["power"]}, None)
-            for e in ideals) + " |")
+            cell({**e, "power": row}, None) for e, row in zip(ideals, rows, strict=True))
+            + " |")
     if n > 0:
         banded = any("threshold_band68" in pw
                      for s in sigs for e in result["signals"][s]["tests"].values()
@@ -990,6 +990,17 @@ def ideal_power_row(ideal: dict[str, Any], n_null: int) -> dict[str, Any]:
     if "power_at_size" in ideal and int(ideal.get("n_null", -1)) == int(n_null):
         return ideal["power_at_size"]
     return ideal["power"]
+
+
+def ideal_table_rows(ideals: Sequence[dict[str, Any] | None], n_null: int
+                     ) -> tuple[bool, list[dict[str, Any] | None]]:
+    """One kind of ideal power for a whole table row: ``(True, power_at_size of
+    each)`` when every signal has it for ``n_null`` null toys, else ``(False, the
+    exact-threshold power of each)``; ``None`` for a signal without an ideal test."""
+    matched = all(i and ideal_power_row(i, n_null) is not i["power"] for i in ideals)
+    rows = [None if not i else ideal_power_row(i, n_null) if matched else i["power"]
+            for i in ideals]
+    return matched, rows
 
 
 def threshold_note(n_null: int, z: float, banded: bool = False) -> str:
