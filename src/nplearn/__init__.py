@@ -12,7 +12,13 @@ See :func:`nplm_test`, :class:`NPLMConfig` and :class:`KernelLogisticRegression`
 from ._version import __version__
 from .config import NPLMConfig
 from .errors import InputError, MissingDependencyError, NotFittedError, NplearnError
-from .learners import FitInfo, KernelLogisticRegression, default_n_centers
+from .learners import (
+    FitInfo,
+    KernelLogisticRegression,
+    NeuralFitInfo,
+    NeuralNetworkLearner,
+    default_n_centers,
+)
 from .nplm import NPLMResult, nplm_test, nplm_toys
 from .preprocess import Standardizer, sigma_from_percentile
 from .stats import (
@@ -35,6 +41,8 @@ __all__ = [
     "MissingDependencyError",
     "NPLMConfig",
     "NPLMResult",
+    "NeuralFitInfo",
+    "NeuralNetworkLearner",
     "NotFittedError",
     "NplearnError",
     "Standardizer",

@@ -120,6 +120,38 @@ def _add_solver_args(p: argparse.ArgumentParser, *, sigma_default: Any = None,
                         "counts)")
 
 
+def _int_list(s: str) -> list[int]:
+    """``"5,5,5"`` -> ``[5, 5, 5]`` (argparse type)."""
+    try:
+        return [int(c) for c in _str_list(s)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}"
+                                         ) from None
+
+
+def _add_nn_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("neural-network learner (--learner neural)")
+    g.add_argument("--learner", choices=("kernel", "neural"), default="kernel",
+                   help="kernel (default): Nystrom kernel logistic regression; neural: the "
+                        "original NPLM network with weight clipping")
+    g.add_argument("--nn-hidden", type=_int_list, default=None, metavar="H,H,...",
+                   help="hidden-layer widths (default 4 in 1D, d,d,d otherwise)")
+    g.add_argument("--nn-activation", choices=("sigmoid", "tanh", "relu"), default="sigmoid",
+                   help="hidden-layer activation (default sigmoid)")
+    g.add_argument("--nn-weight-clip", type=float, default=None, metavar="W",
+                   help="bound on every weight and bias (default 9 in 1D, 2.15 otherwise; "
+                        "tune it so that the null chi2 dof is near the number of parameters)")
+    g.add_argument("--nn-optimizer", choices=("lbfgs", "adam"), default="lbfgs",
+                   help="lbfgs (default): L-BFGS-B to convergence; adam: the published "
+                        "fixed-epoch full-batch Adam (slow)")
+    g.add_argument("--nn-epochs", type=int, default=None, metavar="N",
+                   help="Adam epochs (default 50000) or L-BFGS-B iteration cap (default 10000)")
+    g.add_argument("--nn-lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    g.add_argument("--nn-n-init", type=int, default=None, metavar="K",
+                   help="trainings from independent initial weights per fit, the best kept "
+                        "(default 4 with lbfgs, 1 with adam)")
+
+
 def _add_run_args(p: argparse.ArgumentParser, toys_default: int) -> None:
     g = p.add_argument_group("calibration and output")
     g.add_argument("--toys", type=int, default=toys_default, metavar="N",
@@ -181,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "of centres from the reference for the observed fit and all toys "
                         "(faster toys)")
     _add_solver_args(t)
+    _add_nn_args(t)
     _add_run_args(t, toys_default=100)
     t.add_argument("--plots", default=None, metavar="DIR",
                    help="write the figures (PNG and PDF) to this folder (needs matplotlib)")
@@ -377,8 +410,16 @@ _FIELD_DEST = {
     "centers": "centers_mode", "lam": "lam", "standardize": "no_standardize",
     "schedule": "schedule", "inner": "inner", "tol": "tol", "rank_tol": "rank_tol",
     "device": "device", "dtype": "dtype", "workers": "workers", "seed": "seed",
-    "memory_budget": "memory_budget",
+    "memory_budget": "memory_budget", "learner": "learner", "nn_hidden": "nn_hidden",
+    "nn_activation": "nn_activation", "nn_weight_clip": "nn_weight_clip",
+    "nn_optimizer": "nn_optimizer", "nn_epochs": "nn_epochs", "nn_lr": "nn_lr",
+    "nn_n_init": "nn_n_init",
 }
+
+
+#: Neural-network options of ``nplearn test`` (argument dest = NPLMConfig field).
+_NN_FIELDS = ("learner", "nn_hidden", "nn_activation", "nn_weight_clip", "nn_optimizer",
+              "nn_epochs", "nn_lr", "nn_n_init")
 
 
 def _resolve_test_args(a: argparse.Namespace):
@@ -394,7 +435,8 @@ def _resolve_test_args(a: argparse.Namespace):
     cli = _config_from_args(a, sigma_percentile=a.sigma_percentile,
                             sigma_percentiles=a.sigma_percentiles, combine=a.combine,
                             temperature=a.temperature,
-                            standardize=not a.no_standardize, centers=a.centers_mode).to_dict()
+                            standardize=not a.no_standardize, centers=a.centers_mode,
+                            **{f: getattr(a, f) for f in _NN_FIELDS}).to_dict()
     if not a.config:
         cfg, file = NPLMConfig.from_dict(cli), RunConfig()
     else:

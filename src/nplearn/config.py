@@ -14,9 +14,15 @@ import numpy as np
 
 from .errors import InputError
 from .learners.kernel import INNER_SOLVERS, RANK_TOL_FLOOR_FLOAT32, SCHEDULES
+from .learners.neural import ACTIVATIONS, OPTIMIZERS
+from .learners.neural import DEFAULT_EPOCHS as NN_DEFAULT_EPOCHS
+from .learners.neural import DEFAULT_N_INIT as NN_DEFAULT_N_INIT
 from .multitest import COMBINATIONS
 
-__all__ = ["NPLMConfig"]
+__all__ = ["LEARNERS", "NPLMConfig"]
+
+#: Learners of ``f``: the Nyström kernel logistic regression and the NPLM network.
+LEARNERS = ("kernel", "neural")
 
 
 @dataclass
@@ -93,6 +99,34 @@ class NPLMConfig:
     min_exceed : int
         Report the toy p-value when at least this many toys exceed ``t_obs``,
         else the chi-square extrapolation.
+    learner : {"kernel", "neural"}
+        ``"kernel"`` (default): Nyström kernel logistic regression, every option
+        above. ``"neural"``: the NPLM neural network with weight clipping
+        (:class:`~nplearn.NeuralNetworkLearner`), set by the ``nn_*`` options; the
+        kernel options (widths, centres, ``lam``, schedule) do not apply to it.
+    nn_hidden : list of int, optional
+        Hidden layers of the network; default 1-4-1 in 1D, d-d-d-d-1 otherwise.
+    nn_activation : {"sigmoid", "tanh", "relu"}
+        Hidden-layer activation.
+    nn_weight_clip : float, optional
+        Bound on every weight and bias; default 9 in 1D, 2.15 otherwise (the
+        published values). Tune it so that the null chi-square dof is close to the
+        number of parameters (both are in the summary).
+    nn_optimizer : {"lbfgs", "adam"}
+        ``"lbfgs"`` (default): L-BFGS-B on the clipped problem, to convergence.
+        ``"adam"``: the published procedure, full-batch Adam for ``nn_epochs``
+        epochs with clipping after each step (slow: one pass over the events per
+        epoch).
+    nn_epochs : int, optional
+        Adam epochs (default 50000) or the L-BFGS-B iteration cap (default 10000).
+    nn_lr : float
+        Adam learning rate.
+    nn_tol : float
+        Adam: largest change of the loss over the last 10% of the epochs for the fit
+        to count as converged (``t`` moves by twice this).
+    nn_n_init : int, optional
+        Trainings from independent initial weights per fit, the best kept (default
+        4 with L-BFGS-B, 1 with Adam as published); the loss has local minima.
     """
 
     expected: float | None = None
@@ -119,6 +153,15 @@ class NPLMConfig:
     threads_per_worker: int | None = None
     seed: int = 0
     min_exceed: int = 10
+    learner: str = "kernel"
+    nn_hidden: list[int] | None = None
+    nn_activation: str = "sigmoid"
+    nn_weight_clip: float | None = None
+    nn_optimizer: str = "lbfgs"
+    nn_epochs: int | None = None
+    nn_lr: float = 1e-3
+    nn_tol: float = 0.05
+    nn_n_init: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -154,8 +197,33 @@ class NPLMConfig:
         """True when several kernel widths are tested."""
         return bool(self.sigmas) or bool(self.sigma_percentiles)
 
+    @property
+    def neural(self) -> bool:
+        """True when the learner is the neural network."""
+        return self.learner == "neural"
+
+    def nn_epochs_resolved(self) -> int:
+        """``nn_epochs``, or the default of ``nn_optimizer``."""
+        if self.nn_epochs is not None:
+            return int(self.nn_epochs)
+        return NN_DEFAULT_EPOCHS[self.nn_optimizer]
+
+    def nn_n_init_resolved(self) -> int:
+        """``nn_n_init``, or the default of ``nn_optimizer``."""
+        return NN_DEFAULT_N_INIT[self.nn_optimizer] if self.nn_n_init is None \
+            else int(self.nn_n_init)
+
     def learner_params(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`~nplearn.KernelLogisticRegression` (no sigma/M)."""
+        """Keyword arguments of the learner: :class:`~nplearn.KernelLogisticRegression`
+        (no sigma/M) or, with ``learner="neural"``, :class:`~nplearn.NeuralNetworkLearner`
+        (with ``"learner": "neural"``, see :func:`nplearn.learners.make_learner`)."""
+        if self.neural:
+            return {"learner": "neural", "hidden": self.nn_hidden,
+                    "activation": self.nn_activation, "weight_clip": self.nn_weight_clip,
+                    "optimizer": self.nn_optimizer, "epochs": self.nn_epochs_resolved(),
+                    "lr": self.nn_lr, "tol": self.nn_tol, "n_init": self.nn_n_init_resolved(),
+                    "dtype": self.dtype,
+                    "device": self.device}
         return {
             "lam": self.lam, "schedule": self.schedule, "tol": self.tol,
             "max_iter": self.max_iter, "inner": self.inner, "rank_tol": self.rank_tol,
@@ -243,6 +311,44 @@ class NPLMConfig:
         if not isinstance(self.device, str):
             raise InputError(f"device must be a string such as 'cpu' or 'cuda', got "
                              f"{self.device!r}")
+        self._validate_neural(positive)
+
+    def _validate_neural(self, positive: Any) -> None:
+        if self.learner not in LEARNERS:
+            raise InputError(f"learner must be one of {', '.join(LEARNERS)}, got "
+                             f"{self.learner!r}")
+        if self.nn_hidden is not None:
+            if isinstance(self.nn_hidden, tuple):
+                self.nn_hidden = list(self.nn_hidden)
+            if not isinstance(self.nn_hidden, list) or not self.nn_hidden or any(
+                    isinstance(h, bool) or not isinstance(h, int) or h < 1
+                    for h in self.nn_hidden):
+                raise InputError(f"nn_hidden must be a non-empty list of positive integers "
+                                 f"(hidden-layer widths), got {self.nn_hidden!r}")
+        if self.nn_activation not in ACTIVATIONS:
+            raise InputError(f"nn_activation must be one of {', '.join(ACTIVATIONS)}, got "
+                             f"{self.nn_activation!r}")
+        if self.nn_optimizer not in OPTIMIZERS:
+            raise InputError(f"nn_optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                             f"{self.nn_optimizer!r}")
+        positive("nn_weight_clip", self.nn_weight_clip, allow_none=True)
+        positive("nn_epochs", self.nn_epochs, integer=True, allow_none=True)
+        positive("nn_lr", self.nn_lr)
+        positive("nn_tol", self.nn_tol)
+        positive("nn_n_init", self.nn_n_init, integer=True, allow_none=True)
+        if not self.neural:
+            return
+        # kernel-only options given to the network: refuse rather than ignore
+        kernel_only = [name for name, bad in (
+            ("sigma", self.sigma is not None), ("sigmas", bool(self.sigmas)),
+            ("sigma_percentiles", bool(self.sigma_percentiles)),
+            ("n_centers", self.n_centers is not None), ("centers", self.centers != "per-fit"),
+            ("schedule", self.schedule != "converged"), ("rank_tol", self.rank_tol is not None),
+        ) if bad]
+        if kernel_only:
+            raise InputError(f"{', '.join(kernel_only)}: kernel-learner option(s), not used by "
+                             "learner='neural' (several widths, centres and schedules belong "
+                             "to the kernel learner)")
 
 
 def _plain(v: Any) -> Any:

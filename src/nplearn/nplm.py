@@ -21,7 +21,9 @@ from ._version import __version__, source_digest
 from .config import NPLMConfig
 from .errors import InputError, NplearnError
 from .io import as_events, as_weights, write_json_atomic
+from .learners import NeuralNetworkLearner, make_learner
 from .learners.kernel import KernelLogisticRegression, default_n_centers
+from .learners.neural import n_parameters
 from .multitest import COMBINATIONS, CombinedResult, bonferroni_bound, combine_all
 from .preprocess import Standardizer, sigma_from_percentile
 from .stats import CHI2_REPORT_MIN_TOYS, Calibration, calibrate
@@ -137,7 +139,8 @@ class NPLMResult:
     config: NPLMConfig
     timings: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
-    learner: KernelLogisticRegression | None = field(default=None, repr=False)
+    learner: KernelLogisticRegression | NeuralNetworkLearner | None = field(default=None,
+                                                                            repr=False)
     widths: list[dict[str, Any]] | None = None
     combinations: dict[str, CombinedResult] | None = None
     t_null_widths: np.ndarray | None = None
@@ -231,20 +234,44 @@ class NPLMResult:
     def summary(self) -> str:
         """Human-readable multi-line summary."""
         hp = self.hyperparameters
+        neural = hp.get("learner") == "neural"
+        if neural:
+            learner_lines = [
+                f"  learner                   neural network {hp['architecture']} "
+                f"({hp['activation']}), {hp['n_params']} parameters",
+                f"  weight clip               {hp['weight_clip']:g} "
+                f"({hp['weight_clip_source']}); {self.fit['at_clip']} parameters at the "
+                "clip after the observed fit",
+                f"  normalisation             {hp['normalisation'].split(':')[0]}",
+                f"  training                  {hp['optimizer']}"
+                + (f", {hp['epochs']} epochs, lr {hp['lr']:g}" if hp["optimizer"] == "adam"
+                   else f", at most {hp['epochs']} iterations")
+                + f"; best of {hp['n_init']} start(s) per fit",
+                f"  observed fit              {self.fit['n_iter']} "
+                + ("epochs" if hp["optimizer"] == "adam" else "iterations") + ", "
+                + ("converged" if self.fit["converged"] else "NOT converged")
+                + f", {self.fit['time_total']:.2f} s"
+                + (", t of the starts " + ", ".join(f"{x:.2f}" for x in self.fit["start_t"])
+                   if len(self.fit.get("start_t", ())) > 1 else ""),
+            ]
+        else:
+            learner_lines = [
+                f"  kernel width sigma        {hp['sigma']:.4g} ({hp['sigma_source']})",
+                f"  centres M / kept rank r   {hp['n_centers']} / {self.fit['rank']} "
+                f"({hp.get('centers', 'per-fit')})",
+                f"  normalisation             {hp['normalisation'].split(':')[0]}",
+                f"  penalty lambda            {hp['lam']:.3g}",
+                f"  schedule                  {self.config.schedule}",
+                f"  observed fit              {self.fit['n_iter']} Newton steps, "
+                f"{'converged' if self.fit['converged'] else 'NOT converged'}, "
+                f"{self.fit['time_total']:.2f} s",
+            ]
         lines = [
             f"NPLM goodness-of-fit test (nplearn {__version__})",
             f"  reference events N_R      {self.n_ref}",
             f"  data events N_D           {self.n_data}",
             f"  expected yield N(R)       {self.expected:.6g}",
-            f"  kernel width sigma        {hp['sigma']:.4g} ({hp['sigma_source']})",
-            f"  centres M / kept rank r   {hp['n_centers']} / {self.fit['rank']} "
-            f"({hp.get('centers', 'per-fit')})",
-            f"  normalisation             {hp['normalisation'].split(':')[0]}",
-            f"  penalty lambda            {hp['lam']:.3g}",
-            f"  schedule                  {self.config.schedule}",
-            f"  observed fit              {self.fit['n_iter']} Newton steps, "
-            f"{'converged' if self.fit['converged'] else 'NOT converged'}, "
-            f"{self.fit['time_total']:.2f} s",
+            *learner_lines,
             f"  t_obs                     {self.t_obs:.4f}",
             f"  N_w (fitted yield)        {self.n_w:.2f}",
         ]
@@ -312,7 +339,10 @@ class NPLMResult:
                 + (f", {self.n_failed_toys} failed (conservative p counting them: "
                    f"{c.p_conservative:.4g})" if self.n_failed_toys else ""),
                 (f"  chi2 fit of the null      dof = {c.chi2_dof:.2f} "
-                 f"(KS distance {c.chi2_ks_distance:.3f})" if fitted else
+                 f"(KS distance {c.chi2_ks_distance:.3f})"
+                 + (f"; the network has {hp['n_params']} parameters (a well-chosen weight "
+                    "clip brings the two close)" if neural else "")
+                 if fitted else
                  "  chi2 fit of the null      none (too few toys)"),
                 f"  toys with t >= t_obs      {c.n_exceed}",
                 (f"  p (toys)                  <= {c.p_empirical:.4g}   Z >= "
@@ -465,7 +495,6 @@ def nplm_test(
 
     # observed fit (every width on the same data, with the same centres)
     t0 = time.perf_counter()
-    learner = KernelLogisticRegression(**params)
     if shared:
         if n_ref - int(n_centers) < MIN_POOL_RATIO * expected:
             raise InputError(
@@ -495,7 +524,14 @@ def nplm_test(
     # (t, n_w, info, learner) per width, in the order of the widths
     # (the toys' default, ToyEngine.warm_start, is the same constant)
     with torch_threads(cfg.threads_per_worker or 1):  # the toys' arithmetic
-        observed = fit_widths(widths, fit_one, WARM_START_WIDTHS)
+        if cfg.neural:
+            observed = [nplm_fit(ref, dat, w_ref, make_learner(params), observed_seed(cfg.seed))]
+            if not np.isfinite(observed[0][0]):
+                raise InputError("the observed fit gave a non-finite statistic "
+                                 f"({observed[0][2].message})")
+            log.info("observed t = %.4f (%s)", observed[0][0], observed[0][2].message)
+        else:
+            observed = fit_widths(widths, fit_one, WARM_START_WIDTHS)
     if str(params["device"]).startswith("cuda"):
         import torch
 
@@ -559,7 +595,7 @@ def nplm_test(
             p_value = z = float("nan")
     prov = provenance()
     prov["workers"] = execution.get("workers", 0)
-    prov["execution"] = {**execution, "memory_budget": int(params["memory_budget"]),
+    prov["execution"] = {**execution, "memory_budget": params.get("memory_budget"),
                          "observed_fit_threads": cfg.threads_per_worker or 1,
                          "executor": None if executor is None else type(executor).__name__}
     prov["input_arrays"] = S["digests"]
@@ -644,6 +680,15 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
         raise InputError("the expected yield N(R) must be positive (data set is empty?)")
     w_ref = normalised_weights(n_ref, expected, rel)
     device = str(resolve_device(cfg.device))  # "auto" -> the actual device, once
+    normalisation = (
+        ("shape-only: N(R) = N_D in every fit; " if shape_only else
+         "extended: N(R) = expected; ")
+        + ("toys from the toy generator (see provenance.toys)"
+           if toy_generator is not None else
+           "resampled toys have exactly N_D events" if shape_only else
+           "resampled toys have Poisson(N(R)) events"))
+    if cfg.neural:
+        return _setup_neural(cfg, device, normalisation, locals())
 
     # hyperparameters from the reference only
     widths, sources = _resolve_widths(ref, cfg, rel)
@@ -658,13 +703,7 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
         "sigma": sigma, "sigma_source": sigma_source, "n_centers": int(n_centers),
         "n_centers_source": "user" if cfg.n_centers is not None else "max(1000, 2 sqrt(n))",
         "lam": cfg.lam, "standardizer": std.to_dict(), "standardized": cfg.standardize,
-        "normalisation": (
-            ("shape-only: N(R) = N_D in every fit; " if shape_only else
-             "extended: N(R) = expected; ")
-            + ("toys from the toy generator (see provenance.toys)"
-               if toy_generator is not None else
-               "resampled toys have exactly N_D events" if shape_only else
-               "resampled toys have Poisson(N(R)) events")),
+        "normalisation": normalisation,
         "device": device,
     }
 
@@ -678,6 +717,34 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
         hyper["sigma_sources"] = sources
 
     return {k: v for k, v in locals().items() if k in _SETUP_KEYS}
+
+
+def _setup_neural(cfg: NPLMConfig, device: str, normalisation: str,
+                  scope: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_setup` of the neural-network learner: the network's layers and clip
+    resolved from the number of features (no kernel width, no centres)."""
+    d = scope["ref"].shape[1]
+    net = NeuralNetworkLearner(hidden=cfg.nn_hidden, weight_clip=cfg.nn_weight_clip)
+    hidden, clip = net.resolved_hidden(d), net.resolved_weight_clip(d)
+    params = {**cfg.learner_params(), "hidden": list(hidden), "weight_clip": clip,
+              "device": device}
+    hyper = {
+        "learner": "neural",
+        "architecture": "-".join(str(k) for k in (d, *hidden, 1)),
+        "hidden": list(hidden), "activation": cfg.nn_activation,
+        "n_params": n_parameters(d, hidden), "weight_clip": clip,
+        "weight_clip_source": "user" if cfg.nn_weight_clip is not None else
+        "published default (9 in 1D, 2.15 otherwise)",
+        "optimizer": cfg.nn_optimizer, "epochs": params["epochs"],
+        "lr": cfg.nn_lr if cfg.nn_optimizer == "adam" else None,
+        "n_init": params["n_init"],
+        "standardizer": scope["std"].to_dict(), "standardized": cfg.standardize,
+        "normalisation": normalisation, "device": device,
+    }
+    out = {k: v for k, v in scope.items() if k in _SETUP_KEYS}
+    out.update(device=device, widths=[], sources=[], n_centers=None, params=params,
+               hyper=hyper, shared=False)
+    return out
 
 
 def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator | None,

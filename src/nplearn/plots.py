@@ -137,7 +137,7 @@ def plot_null(res: dict[str, Any], outdir: Path) -> list[Path]:
         bound = res.get("p_is_bound", res.get("z_method") == "empirical"
                         and cal.get("n_exceed") == 0)
         _null_panel(ax, np.asarray(res["t_null"]), res["t_obs"], res["calibration"],
-                    f"σ = {res['hyperparameters']['sigma']:.3g}; reported Z "
+                    f"{_learner_label(res['hyperparameters'])}; reported Z "
                     f"{'≥' if bound else '='} {_num(res.get('z')):.2f} "
                     f"({res.get('z_method', '?')})")
     fig.tight_layout()
@@ -284,6 +284,14 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
     return paths
 
 
+def _learner_label(hp: dict[str, Any]) -> str:
+    """Short name of a single-width result's learner: ``σ = 0.3`` for the kernel, the
+    architecture and clip for the neural network."""
+    if hp.get("learner") == "neural":
+        return f"NN {hp['architecture']}, clip {hp['weight_clip']:g}"
+    return f"σ = {hp['sigma']:.3g}"
+
+
 def _first_width(result: dict[str, Any]) -> float | None:
     """The kernel width whose ``f`` the figures show: the first of a multi-width
     run, else the run's (standardised units, as in the result)."""
@@ -341,7 +349,9 @@ def make_plots(
         width = _first_width(result)
         units = ", standardised" if (result.get("config") or {}).get("standardize", True) \
             else ""
-        at = "" if width is None else f" (σ = {width:.3g}{units})"
+        hp = result.get("hyperparameters") or {}
+        at = (f" ({_learner_label(hp)})" if hp.get("learner") == "neural" else
+              "" if width is None else f" (σ = {width:.3g}{units})")
         if reference.shape[1] == 1:
             paths += plot_f_1d(reference, w, data, f_ref, out,
                                names[0] if names else "x", label=f"learned f(x){at}")

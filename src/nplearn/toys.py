@@ -25,6 +25,7 @@ import torch
 
 from ._torch_utils import cpu_count, torch_threads
 from .errors import InputError, NplearnError
+from .learners import is_neural, make_learner
 from .learners.kernel import (
     FitInfo,
     KernelLogisticRegression,
@@ -328,7 +329,14 @@ class ToyEngine:
     @property
     def widths(self) -> tuple[float, ...]:
         """The kernel widths every toy fits (one unless ``sigmas`` is given)."""
+        if self.neural:
+            return ()
         return tuple(self.sigmas) if self.sigmas else (float(self.learner_params["sigma"]),)
+
+    @property
+    def neural(self) -> bool:
+        """True when the toys train the neural network (no kernel widths)."""
+        return is_neural(self.learner_params)
 
     def width_params(self, sigma: float) -> dict[str, Any]:
         """Learner parameters of one width (:func:`width_learner_params`)."""
@@ -498,11 +506,14 @@ class ToyEngine:
             else:
                 ref, data, w = self.sample(rng)
                 n_data, n_ref = len(data), len(ref)
-                fits = fit_widths(
-                    self.widths,
-                    lambda sigma, f0: nplm_fit(ref, data, w, KernelLogisticRegression(
-                        **self.width_params(sigma)), s_fit, f0),
-                    self.warm_start)
+                if self.neural:
+                    fits = [nplm_fit(ref, data, w, make_learner(self.learner_params), s_fit)]
+                else:
+                    fits = fit_widths(
+                        self.widths,
+                        lambda sigma, f0: nplm_fit(ref, data, w, KernelLogisticRegression(
+                            **self.width_params(sigma)), s_fit, f0),
+                        self.warm_start)
                 extra = self._extra(ref, data, w, s_extra)
         except (RuntimeError, FloatingPointError, torch.linalg.LinAlgError) as exc:
             if is_resource_error(exc):
@@ -819,14 +830,16 @@ def run_toys(
                       memory_budget=None, from_checkpoint=0)
     if total == 0:
         return []
-    if engine.learner_params.get("memory_budget") is None:
+    if engine.neural:
+        pass  # the network holds no feature cache: no memory budget
+    elif engine.learner_params.get("memory_budget") is None:
         # resolved once from the whole calibration (not from the toys left to run), so
         # that a resumed run gives its toys the budget, hence the feature storage and
         # the rounding, of the first run
         engine = replace(engine, learner_params={
             **engine.learner_params,
             "memory_budget": toy_memory_budget(engine.learner_params, workers, executor)})
-    if report is not None:
+    if report is not None and not engine.neural:
         report["memory_budget"] = int(engine.learner_params["memory_budget"])
     done: dict[int, ToyResult] = {}
     ckpt = None

@@ -1,0 +1,298 @@
+"""The NPLM neural-network learner: loss, constraint, optimisers, calibration, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from nplearn import (
+    InputError,
+    NeuralNetworkLearner,
+    NotFittedError,
+    NPLMConfig,
+    calibrate,
+    nplm_statistic,
+    nplm_test,
+)
+from nplearn.learners import make_learner
+from nplearn.learners.neural import n_parameters
+from nplearn.toys import ToyEngine, nplm_fit, run_toys
+
+N_REF, EXPECTED = 5000, 100.0
+
+
+def _sample(seed: int, n_signal: float = 0.0, n_ref: int = N_REF, expected: float = EXPECTED):
+    rng = np.random.default_rng(seed)
+    ref = rng.exponential(1.0, (n_ref, 1))
+    parts = [rng.exponential(1.0, rng.poisson(expected))]
+    if n_signal:
+        parts.append(rng.normal(3.0, 0.2, rng.poisson(n_signal)))
+    return ref, np.concatenate(parts)[:, None]
+
+
+def _xyw(ref, dat, expected=EXPECTED):
+    X = np.concatenate([ref, dat])
+    y = np.r_[np.zeros(len(ref)), np.ones(len(dat))]
+    w = np.r_[np.full(len(ref), expected / len(ref)), np.ones(len(dat))]
+    return X, y, w
+
+
+def _loss_numpy(coefs, X, y, w, act=lambda z: 1 / (1 + np.exp(-z))):
+    """The NPLM loss of a network written out by hand (independent of the learner)."""
+    h = X
+    n_layers = len(coefs) // 2
+    for k in range(n_layers):
+        h = h @ coefs[2 * k].T + coefs[2 * k + 1]
+        if k < n_layers - 1:
+            h = act(h)
+    f = h[:, 0]
+    return float(np.sum(np.where(y == 1, -w * f, w * (np.exp(f) - 1)))), f
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_objective_is_minus_half_t_and_matches_a_hand_written_network(optimizer):
+    ref, dat = _sample(1, n_signal=15)
+    X, y, w = _xyw(ref, dat)
+    m = NeuralNetworkLearner(hidden=(3, 2), optimizer=optimizer, epochs=300, lr=0.02,
+                             n_init=1, random_state=0).fit(X, y, w)
+    loss, f = _loss_numpy(m.coefs_, X, y, w)
+    np.testing.assert_allclose(f, m.train_decision_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(m.decision_function(X), f, rtol=1e-10, atol=1e-12)
+    t, _ = nplm_statistic(f[: len(ref)], f[len(ref):], w[: len(ref)])
+    assert m.fit_info_.objective == pytest.approx(loss, rel=1e-10)
+    assert t == pytest.approx(-2 * loss, rel=1e-9)
+    assert m.n_params_ == n_parameters(1, (3, 2)) == 1 * 3 + 3 + 3 * 2 + 2 + 2 * 1 + 1
+    assert [c.shape for c in m.coefs_] == [(3, 1), (3,), (2, 3), (2,), (1, 2), (1,)]
+
+
+def test_lbfgs_reaches_a_constrained_stationary_point_with_the_yield_normalised():
+    # At a minimum where the output bias is inside the clip box, dL/db_out = N_w - N_D
+    # vanishes: the extended-likelihood normalisation of the NPLM loss. A wrong sign
+    # or weight in the loss breaks it.
+    ref, dat = _sample(5, n_signal=20)
+    X, y, w = _xyw(ref, dat)
+    # a loose clip, so that the output bias ends inside it (measured: -25.7)
+    m = NeuralNetworkLearner(hidden=(3,), weight_clip=100.0, n_init=1,
+                             random_state=1).fit(X, y, w)
+    info = m.fit_info_
+    assert info.converged, info.message
+    assert abs(m.coefs_[-1][0]) < m.weight_clip_
+    n_w = float(w[: len(ref)] @ np.exp(m.train_decision_[: len(ref)]))
+    assert n_w == pytest.approx(len(dat), abs=0.02)
+    # the projected gradient is small against the gradient at the start (~N_D)
+    assert info.grad_norm < 1e-3 * len(dat)
+    # and no step along any free parameter lowers the loss (finite differences)
+    loss0, _ = _loss_numpy(m.coefs_, X, y, w)
+    for k, c in enumerate(m.coefs_):
+        for idx in np.ndindex(c.shape):
+            for h in (1e-4, -1e-4):
+                if abs(c[idx] + h) > m.weight_clip_:
+                    continue
+                moved = [x.copy() for x in m.coefs_]
+                moved[k][idx] += h
+                assert _loss_numpy(moved, X, y, w)[0] >= loss0 - 1e-6
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_every_parameter_stays_within_the_clip(optimizer):
+    ref, dat = _sample(2, n_signal=40)
+    X, y, w = _xyw(ref, dat)
+    clip = 0.3
+    m = NeuralNetworkLearner(hidden=(4,), weight_clip=clip, optimizer=optimizer, epochs=400,
+                             lr=0.05, n_init=1, random_state=1).fit(X, y, w)
+    assert max(np.abs(c).max() for c in m.coefs_) <= clip
+    # a strong excess pushes the small network against its bound
+    assert m.fit_info_.at_clip >= 1
+    loose = NeuralNetworkLearner(hidden=(4,), weight_clip=9.0, optimizer=optimizer, epochs=400,
+                                 lr=0.05, n_init=1, random_state=1).fit(X, y, w)
+    # the clip bounds the capacity: the looser network reaches a larger t
+    assert loose.fit_info_.objective < m.fit_info_.objective
+
+
+def test_adam_from_the_same_start_approaches_the_lbfgs_optimum():
+    ref, dat = _sample(5)
+    X, y, w = _xyw(ref, dat)
+    kw = dict(hidden=(3,), n_init=1, random_state=0)
+    lb = NeuralNetworkLearner(optimizer="lbfgs", **kw).fit(X, y, w)
+    ad = NeuralNetworkLearner(optimizer="adam", epochs=3000, lr=0.05, **kw).fit(X, y, w)
+    t_lb, t_ad = -2 * lb.fit_info_.objective, -2 * ad.fit_info_.objective
+    # measured 7.018 (L-BFGS-B) and 6.959 (Adam): the same basin, Adam not quite at the floor
+    assert t_ad == pytest.approx(t_lb, abs=0.15)
+    assert t_ad <= t_lb + 1e-6
+    assert ad.fit_info_.n_iter == 3000 and ad.fit_info_.optimizer == "adam"
+    assert len(ad.fit_info_.history) >= 50
+
+
+def test_restarts_keep_the_best_start_and_are_reproducible():
+    ref, dat = _sample(11, n_signal=12)
+    X, y, w = _xyw(ref, dat)
+    m = NeuralNetworkLearner(hidden=(3,), n_init=5, random_state=3).fit(X, y, w)
+    info = m.fit_info_
+    assert info.n_init == 5 and len(info.start_t) == 5
+    assert -2 * info.objective == pytest.approx(max(info.start_t), rel=1e-12)
+    # the first start of a 5-start fit is the 1-start fit of the same generator
+    one = NeuralNetworkLearner(hidden=(3,), n_init=1, random_state=3).fit(X, y, w)
+    assert -2 * one.fit_info_.objective == pytest.approx(info.start_t[0], rel=1e-12)
+    again = NeuralNetworkLearner(hidden=(3,), n_init=5, random_state=3).fit(X, y, w)
+    for a, b in zip(m.coefs_, again.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = NeuralNetworkLearner(hidden=(3,), n_init=1, random_state=4).fit(X, y, w)
+    assert not np.array_equal(other.coefs_[0], one.coefs_[0])
+
+
+def test_learner_parameters_and_errors():
+    ref, dat = _sample(0)
+    X, y, w = _xyw(ref, dat)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        NeuralNetworkLearner().decision_function(X)
+    for kw, msg in [(dict(hidden=(0,)), "hidden"), (dict(hidden="a"), "hidden"),
+                    (dict(hidden=(2.5,)), "hidden"), (dict(weight_clip=-1.0), "weight_clip"),
+                    (dict(optimizer="sgd"), "optimizer"), (dict(activation="elu"), "activation"),
+                    (dict(epochs=0), "epochs"), (dict(lr=float("nan")), "lr"),
+                    (dict(n_init=0), "n_init"), (dict(dtype="float16"), "dtype")]:
+        with pytest.raises(InputError, match=msg):
+            NeuralNetworkLearner(**kw).fit(X, y, w)
+    with pytest.raises(InputError, match="non-finite"):
+        Xb = X.copy()
+        Xb[3, 0] = np.nan
+        NeuralNetworkLearner().fit(Xb, y, w)
+    with pytest.raises(InputError, match="negative"):
+        NeuralNetworkLearner().fit(X, y, -w)
+    with pytest.raises(InputError, match="warm start"):
+        NeuralNetworkLearner().fit(X, y, w, init_decision=np.zeros(len(y)))
+    m = NeuralNetworkLearner(n_init=1, epochs=50).fit(X, y, w)
+    with pytest.raises(InputError, match="features"):
+        m.decision_function(np.zeros((3, 2)))
+    assert m.hidden_ == (4,) and m.weight_clip_ == 9.0  # the published 1D network
+    assert NeuralNetworkLearner().resolved_hidden(5) == (5, 5, 5)
+    assert NeuralNetworkLearner().resolved_weight_clip(5) == 2.15
+    p = m.predict_proba(X[:4])
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert set(np.unique(m.predict(X))) <= {0, 1}
+    assert np.isfinite(m.score(X, y, w))
+    assert "n_init=1" in repr(NeuralNetworkLearner(n_init=1))
+    assert isinstance(make_learner({"learner": "neural", "hidden": [2]}), NeuralNetworkLearner)
+
+
+def test_scikit_learn_protocol():
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.utils.validation import check_is_fitted
+
+    m = NeuralNetworkLearner(hidden=(2,), weight_clip=1.0, n_init=2)
+    c = clone(m)
+    assert c.get_params() == m.get_params()
+    with pytest.raises(sklearn.exceptions.NotFittedError):
+        check_is_fitted(m)
+    ref, dat = _sample(0)
+    check_is_fitted(m.fit(*_xyw(ref, dat)))
+
+
+def test_config_refuses_kernel_options_and_bad_network_options():
+    with pytest.raises(InputError, match="kernel-learner option"):
+        NPLMConfig(learner="neural", sigma=0.3)
+    with pytest.raises(InputError, match="sigmas"):
+        NPLMConfig(learner="neural", sigmas=[0.1, 0.3])
+    with pytest.raises(InputError, match="centers"):
+        NPLMConfig(learner="neural", centers="shared")
+    with pytest.raises(InputError, match="learner must be"):
+        NPLMConfig(learner="forest")
+    with pytest.raises(InputError, match="nn_hidden"):
+        NPLMConfig(learner="neural", nn_hidden=[4, 0])
+    with pytest.raises(InputError, match="nn_optimizer"):
+        NPLMConfig(learner="neural", nn_optimizer="sgd")
+    with pytest.raises(InputError, match="nn_n_init"):
+        NPLMConfig(learner="neural", nn_n_init=0)
+    cfg = NPLMConfig(learner="neural", nn_optimizer="adam")
+    p = cfg.learner_params()
+    assert p["epochs"] == 50000 and p["n_init"] == 1 and p["learner"] == "neural"
+    assert NPLMConfig(learner="neural").learner_params()["n_init"] == 4
+    # the kernel learner's parameters are those of before (checkpoint fingerprints)
+    assert "learner" not in NPLMConfig().learner_params()
+
+
+NN_OPTS = dict(learner="neural", nn_hidden=[3], nn_n_init=1)
+
+
+def test_nplm_test_with_the_network_is_reproducible_and_independent_of_workers():
+    ref, dat = _sample(3, n_signal=25, n_ref=4000, expected=80)
+    r1 = nplm_test(ref, dat, expected=80, n_toys=6, workers=1, seed=4, **NN_OPTS)
+    r2 = nplm_test(ref, dat, expected=80, n_toys=6, workers=2, seed=4, **NN_OPTS)
+    assert r1.t_obs == r2.t_obs
+    np.testing.assert_array_equal(r1.t_null, r2.t_null)
+    d = r1.to_dict()
+    hp = d["hyperparameters"]
+    assert hp["learner"] == "neural" and hp["architecture"] == "1-3-1" and hp["n_params"] == 10
+    assert d["fit"]["optimizer"] == "lbfgs" and d["fit"]["rank"] == 10
+    assert all(t["rank"] == 10 for t in d["toys"])
+    s = r1.summary()
+    assert "neural network 1-3-1" in s and "10 parameters" in s and "kernel width" not in s
+    # the JSON's config reproduces the run
+    r3 = nplm_test(ref, dat, NPLMConfig.from_dict(d["config"]))
+    assert r3.t_obs == r1.t_obs
+    np.testing.assert_array_equal(r3.t_null, r1.t_null)
+    json.dumps(d)  # serialisable
+
+
+@pytest.mark.slow
+def test_network_null_pvalues_are_uniform_and_a_strong_signal_is_seen():
+    # The observed procedure on fresh null data sets, calibrated by toys resampled from
+    # the fixed reference, must give uniform p-values. 200 toys carry an ECDF error of
+    # ~0.035, well below the KS critical distance at the 1% level for 80 p-values (0.18).
+    rng = np.random.default_rng(77)
+    ref = rng.exponential(1.0, (N_REF, 1))
+    params = {"learner": "neural", "hidden": [3], "n_init": 1}
+    engine = ToyEngine(params, EXPECTED, seed=8, pool=ref)
+    toys = run_toys(engine, range(200), workers=2)
+    t_null = np.array([t.t for t in toys if t.ok])
+    assert t_null.size == 200
+    w = np.full(N_REF, EXPECTED / N_REF)
+    p = []
+    for k in range(80):
+        ss = np.random.SeedSequence(5, spawn_key=(k,))
+        s_data, s_fit = ss.spawn(2)
+        r = np.random.default_rng(s_data)
+        data = r.exponential(1.0, (r.poisson(EXPECTED), 1))
+        t, *_ = nplm_fit(ref, data, w, make_learner(params), s_fit)
+        p.append(calibrate(t, t_null).p_empirical)
+    assert sps.kstest(np.array(p), "uniform").pvalue > 0.01
+    # a 40-event bump on 100 expected events is far beyond every null toy
+    _, dat = _sample(9, n_signal=40)
+    t_sig, *_ = nplm_fit(ref, dat, w, make_learner(params), np.random.SeedSequence(1))
+    assert calibrate(t_sig, t_null).n_exceed == 0 and t_sig > 2 * t_null.max()
+
+
+def test_cli_runs_the_network_and_refuses_kernel_options(tmp_path):
+    ref, dat = _sample(6, n_signal=30, n_ref=3000, expected=60)
+    np.save(tmp_path / "ref.npy", ref)
+    np.save(tmp_path / "dat.npy", dat)
+    base = [sys.executable, "-m", "nplearn", "test", "--reference", str(tmp_path / "ref.npy"),
+            "--data", str(tmp_path / "dat.npy"), "--expected", "60", "--toys", "4", "-q",
+            "--workers", "1", "--learner", "neural", "--nn-hidden", "2", "--nn-n-init", "2"]
+    out = tmp_path / "r.json"
+    r = subprocess.run([*base, "--json", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "neural network 1-2-1" in r.stdout and "best of 2 start(s)" in r.stdout
+    res = json.loads(out.read_text())
+    assert res["config"]["learner"] == "neural" and res["config"]["nn_hidden"] == [2]
+    assert len(res["fit"]["start_t"]) == 2
+    bad = subprocess.run([*base, "--sigma", "0.3"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "kernel-learner option" in bad.stderr
+    bad = subprocess.run([*base, "--nn-hidden", "2,x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "integers" in bad.stderr
+
+
+def test_float32_network_runs_and_agrees_with_float64():
+    ref, dat = _sample(4, n_signal=20)
+    X, y, w = _xyw(ref, dat)
+    kw = dict(hidden=(3,), optimizer="adam", epochs=500, lr=0.05, n_init=1, random_state=2)
+    m32 = NeuralNetworkLearner(dtype="float32", **kw).fit(X, y, w)
+    m64 = NeuralNetworkLearner(dtype="float64", **kw).fit(X, y, w)
+    assert m32.fit_info_.objective == pytest.approx(m64.fit_info_.objective, rel=1e-3)
+    assert torch.get_default_dtype() == torch.float32  # the library leaves it alone
