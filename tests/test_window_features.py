@@ -47,9 +47,11 @@ def test_window_products_equal_the_dense_ones(rng, d, sigma, dtype):
     dd = torch.as_tensor(sw) * torch.rand(X.shape[0], generator=g, dtype=torch.float64)
     # Both sides round differently (explicit L_P^-1 times the kernel, against kernel
     # sums and triangular solves): they agree to the dtype's rounding amplified by
-    # the conditioning of L_P (up to ~1e5 here), not to machine precision.
+    # the conditioning of L_P (up to ~1e5 here), not to machine precision. Measured
+    # up to 30 eps cond on an Intel Xeon and 84 eps cond on an AMD EPYC (2D, float64);
+    # a wrong window (a kernel column left out) gives errors of order 1e-3 or more.
     cond = float(torch.linalg.cond(basis.L_P))
-    rtol = 30 * torch.finfo(dtype).eps * cond
+    rtol = 200 * torch.finfo(dtype).eps * cond
 
     def close(a: torch.Tensor, b: torch.Tensor) -> None:
         err = float((a - b).abs().max()) / float(b.abs().max())
