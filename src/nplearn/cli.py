@@ -147,6 +147,9 @@ def _add_nn_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nn-epochs", type=int, default=None, metavar="N",
                    help="Adam epochs (default 50000) or L-BFGS-B iteration cap (default 10000)")
     g.add_argument("--nn-lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    g.add_argument("--nn-tol", type=float, default=0.05,
+                   help="adam: largest change of the loss over the last 10%% of the epochs "
+                        "for a converged fit (default 0.05)")
     g.add_argument("--nn-n-init", type=int, default=None, metavar="K",
                    help="trainings from independent initial weights per fit, the best kept "
                         "(default 4 with lbfgs, 1 with adam)")
@@ -413,13 +416,13 @@ _FIELD_DEST = {
     "memory_budget": "memory_budget", "learner": "learner", "nn_hidden": "nn_hidden",
     "nn_activation": "nn_activation", "nn_weight_clip": "nn_weight_clip",
     "nn_optimizer": "nn_optimizer", "nn_epochs": "nn_epochs", "nn_lr": "nn_lr",
-    "nn_n_init": "nn_n_init",
+    "nn_n_init": "nn_n_init", "nn_tol": "nn_tol",
 }
 
 
 #: Neural-network options of ``nplearn test`` (argument dest = NPLMConfig field).
 _NN_FIELDS = ("learner", "nn_hidden", "nn_activation", "nn_weight_clip", "nn_optimizer",
-              "nn_epochs", "nn_lr", "nn_n_init")
+              "nn_epochs", "nn_lr", "nn_tol", "nn_n_init")
 
 
 def _resolve_test_args(a: argparse.Namespace):

@@ -336,19 +336,34 @@ class NPLMConfig:
         positive("nn_lr", self.nn_lr)
         positive("nn_tol", self.nn_tol)
         positive("nn_n_init", self.nn_n_init, integer=True, allow_none=True)
+        defaults = {f.name: f.default for f in fields(self)}
+        changed = [name for name in defaults
+                   if getattr(self, name) != defaults[name]]
         if not self.neural:
+            nn_given = [n for n in changed if n.startswith("nn_")]
+            if nn_given:
+                raise InputError(f"{', '.join(nn_given)}: neural-network option(s), but the "
+                                 "learner is the kernel one (set learner='neural', "
+                                 "--learner neural)")
             return
-        # kernel-only options given to the network: refuse rather than ignore
-        kernel_only = [name for name, bad in (
-            ("sigma", self.sigma is not None), ("sigmas", bool(self.sigmas)),
-            ("sigma_percentiles", bool(self.sigma_percentiles)),
-            ("n_centers", self.n_centers is not None), ("centers", self.centers != "per-fit"),
-            ("schedule", self.schedule != "converged"), ("rank_tol", self.rank_tol is not None),
-        ) if bad]
+        # options of the kernel learner given to the network: refuse rather than ignore
+        kernel_only = [n for n in changed if n in KERNEL_ONLY_OPTIONS]
         if kernel_only:
             raise InputError(f"{', '.join(kernel_only)}: kernel-learner option(s), not used by "
-                             "learner='neural' (several widths, centres and schedules belong "
-                             "to the kernel learner)")
+                             "learner='neural' (the network is set by the nn_* options)")
+        if self.nn_optimizer == "lbfgs" and self.dtype != "float64":
+            raise InputError("dtype applies to nn_optimizer='adam' only: L-BFGS-B runs in "
+                             "float64")
+        if self.nn_optimizer == "lbfgs" and self.nn_activation == "relu":
+            raise InputError("nn_activation 'relu' makes the loss non-smooth, which L-BFGS-B "
+                             "cannot handle: use sigmoid or tanh, or nn_optimizer='adam'")
+
+
+#: Options of the kernel learner (refused with ``learner="neural"`` when changed).
+KERNEL_ONLY_OPTIONS = ("sigma", "sigma_percentile", "sigmas", "sigma_percentiles", "combine",
+                       "temperature", "n_centers", "centers", "lam", "schedule", "tol",
+                       "max_iter", "inner", "rank_tol", "memory_budget",
+                       "threads_per_worker")
 
 
 def _plain(v: Any) -> Any:

@@ -94,9 +94,12 @@ class NPLMResult:
     n_data, n_ref : int
         Observed sample sizes; ``expected`` is ``N(R)``.
     hyperparameters : dict
-        sigma (and how it was chosen), n_centers, lam, the standardisation.
+        Kernel learner: sigma (and how it was chosen), n_centers, lam, the
+        standardisation. Neural network (``"learner": "neural"``): architecture,
+        parameters, weight clip, optimiser, the standardisation.
     fit : dict
-        Diagnostics of the observed fit (iterations, gradient norm, rank, times).
+        Diagnostics of the observed fit (iterations, gradient norm, rank, times;
+        :class:`~nplearn.FitInfo` or :class:`~nplearn.NeuralFitInfo`).
     config : NPLMConfig
         The options used (reproduces the run with the same inputs).
     timings : dict
@@ -373,7 +376,9 @@ class NPLMResult:
 
     def _not_converged_note(self) -> str:
         n = self.n_not_converged
-        return f" ({n} not converged: check max_iter / tol)" if n else ""
+        what = ("nn_epochs / nn_tol" if self.hyperparameters.get("learner") == "neural"
+                else "max_iter / tol")
+        return f" ({n} not converged: check {what})" if n else ""
 
 
 def _input_digest(a: np.ndarray | None) -> dict[str, Any] | None:
@@ -443,9 +448,10 @@ def nplm_test(
 ) -> NPLMResult:
     """Run the NPLM goodness-of-fit test of ``data`` against ``reference``.
 
-    Learns ``f = log n_data / n_ref`` with Nyström kernel logistic regression,
-    computes ``t``, runs ``config.n_toys`` null toys with the identical procedure
-    and returns p-values and Z (from the toys and from a chi-square fit of them).
+    Learns ``f = log n_data / n_ref`` with Nyström kernel logistic regression (or,
+    with ``learner="neural"``, the NPLM neural network), computes ``t``, runs
+    ``config.n_toys`` null toys with the identical procedure and returns p-values
+    and Z (from the toys and from a chi-square fit of them).
 
     Parameters
     ----------

@@ -8,8 +8,9 @@ likelihood loss of the NPLM papers,
 
 whose value at the end of training gives the statistic ``t = -2 L``: exactly the
 ``t = 2 [sum_D f - sum_R w (e^f - 1)]`` that :func:`nplearn.stats.nplm_statistic`
-computes from any learned ``f``. Every weight and bias is clipped to
-``[-weight_clip, weight_clip]``; the clip bounds the network's capacity, and the
+computes from any learned ``f``. Every weight (not the biases, as in the published
+networks) is clipped to ``[-weight_clip, weight_clip]``; the clip bounds the network's
+capacity, and the
 published studies tune it so that the null distribution of ``t`` follows a
 chi-square with as many degrees of freedom as the network has parameters.
 
@@ -18,10 +19,12 @@ calibrated by toys trained the same way):
 
 ``"adam"``
     The published procedure: full-batch Adam for a fixed number of epochs, the
-    parameters clipped after every step.
+    weights clipped after every step.
 ``"lbfgs"``
-    Box-constrained L-BFGS (scipy's L-BFGS-B, float64) run to convergence of the
-    clipped problem: the same loss and constraint, far fewer passes over the data.
+    Box-constrained L-BFGS (scipy's L-BFGS-B, float64) run until the projected
+    gradient of the clipped problem vanishes (relative to the data yield): the same loss
+    and constraint, far fewer passes over the data. It needs a smooth network (sigmoid
+    or tanh).
 """
 
 from __future__ import annotations
@@ -52,6 +55,14 @@ DEFAULT_N_INIT = {"lbfgs": 4, "adam": 1}
 
 #: Hidden-layer activations.
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
+
+#: L-BFGS-B counts as converged when the norm of the projected gradient of the loss is
+#: at most this times the data yield (the loss's size; ``dL/db_out = N_w - N_D``).
+GRAD_RTOL = 1e-6
+
+#: Most L-BFGS-B runs of one start (each restarts from the last point with fresh
+#: curvature memory while the gradient is above the tolerance and the loss falls).
+LBFGS_ROUNDS = 5
 
 #: Fraction of the iterations at the end of training over which the plateau of the
 #: loss is measured (:attr:`NeuralFitInfo.suboptimality`).
@@ -87,8 +98,10 @@ class NeuralFitInfo:
     ----------
     converged : bool
         ``"adam"``: the loss changed by at most ``tol`` over the last 10% of the
-        epochs (a plateau, not a proof of a minimum). ``"lbfgs"``: L-BFGS-B reported
-        convergence (relative decrease or projected gradient below its tolerance).
+        epochs (a plateau, not a proof of a minimum). ``"lbfgs"``: the projected
+        gradient norm is at most :data:`GRAD_RTOL` times the data yield (a
+        constrained stationary point of the kept start; the loss is not convex, so
+        not necessarily the global minimum).
     optimizer : str
         ``"adam"`` or ``"lbfgs"``.
     n_iter : int
@@ -99,7 +112,7 @@ class NeuralFitInfo:
         Final loss ``L``; ``t = -2 L`` on the training set.
     grad_norm : float
         Norm of the projected gradient of ``L`` at the end (components pushing a
-        parameter beyond its clip left out).
+        weight beyond its clip left out).
     suboptimality : float
         Decrease of ``L`` over the last 10% of the iterations: how far training
         was still moving (``t`` moves by twice this).
@@ -109,9 +122,9 @@ class NeuralFitInfo:
     n_params : int
         Trainable parameters.
     weight_clip : float
-        Bound on every weight and bias.
+        Bound on every weight (the biases are free).
     at_clip : int
-        Parameters at the clip bound at the end (within 1e-9 of it).
+        Weights at the clip bound at the end (within 1e-9 of it).
     time_total : float
         Wall time of the fit in seconds.
     message : str
@@ -178,12 +191,14 @@ class NeuralNetworkLearner:
     activation : {"sigmoid", "tanh", "relu"}
         Hidden-layer activation (sigmoid in the published networks).
     weight_clip : float, optional
-        Every weight and bias is kept in ``[-weight_clip, weight_clip]``; default
-        :func:`default_weight_clip` (9 in 1D, 2.15 otherwise).
+        Every weight is kept in ``[-weight_clip, weight_clip]`` (the biases are free,
+        as in the published networks); default :func:`default_weight_clip` (9 in 1D,
+        2.15 otherwise).
     optimizer : {"lbfgs", "adam"}
         ``"lbfgs"`` (default): L-BFGS-B on the clipped problem, at most ``epochs``
-        iterations, until converged. ``"adam"``: full-batch Adam for ``epochs``
-        epochs, clipping after each step (the published procedure).
+        iterations, until the projected gradient vanishes (sigmoid or tanh only).
+        ``"adam"``: full-batch Adam for ``epochs`` epochs, clipping after each step
+        (the published procedure).
     epochs : int, optional
         Adam epochs, or the L-BFGS-B iteration cap; default
         :data:`DEFAULT_EPOCHS` of the optimiser.
@@ -332,6 +347,9 @@ class NeuralNetworkLearner:
         e = self.resolved_epochs()
         if isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 1:
             raise InputError(f"epochs must be a positive integer, got {e!r}")
+        if self.optimizer == "lbfgs" and self.activation == "relu":
+            raise InputError("activation 'relu' makes the loss non-smooth, which L-BFGS-B "
+                             "cannot handle: use sigmoid or tanh, or optimizer='adam'")
         k = self.resolved_n_init()
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"n_init must be a positive integer, got {k!r}")
@@ -390,27 +408,57 @@ class NeuralNetworkLearner:
         is_data = torch.as_tensor(y == 1, device=device)
         swt = torch.as_tensor(sw, device=device).to(dtype)
         act = _activation(self.activation)
-        best: tuple[float, list[torch.Tensor], NeuralFitInfo, int] | None = None
-        start_t, n_evals = [], 0
+        scale = max(1.0, float(sw[y == 1].sum()))  # the loss's size: the data yield
+        starts: list[tuple[float, list[torch.Tensor], NeuralFitInfo]] = []
+        failures: list[str] = []
+        n_evals = 0
         # one CPU thread: the network's tensors are too thin for intra-op threads to
         # pay (measured 3x slower per pass with two threads at 2e5 events, 25x at 5e3);
         # parallelism comes from toys running in separate workers
         with torch_threads(1 if device.type == "cpu" else None):
             for _ in range(self.resolved_n_init()):
-                best = self._one_start(sizes, clip, rng, device, dtype, Xt, is_data, swt, act,
-                                       d, hidden, start_t, best)
-                n_evals += best[3]
-        assert best is not None
-        _, params, info, _ = best
+                # every start draws its initial weights from the fit's generator in turn
+                params = self._init_params(sizes, clip, int(rng.integers(2**62)), device,
+                                           dtype)
+                info = NeuralFitInfo(optimizer=self.optimizer, weight_clip=clip,
+                                     n_params=n_parameters(d, hidden))
+                try:
+                    if self.optimizer == "adam":
+                        params = self._train_adam(Xt, is_data, swt, params, act, clip, info)
+                    else:
+                        params = self._train_lbfgs(Xt, is_data, swt, params, act, clip, info,
+                                                   scale)
+                    with torch.no_grad():
+                        loss = float(_nplm_loss(_forward(Xt, params, act), is_data, swt))
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(f"the NPLM loss ended at {loss}")
+                except FloatingPointError as exc:
+                    # a diverging start is recorded and skipped; the fit fails only
+                    # when every start does
+                    failures.append(str(exc))
+                    loss = math.nan
+                n_evals += info.n_evals
+                starts.append((loss, params, info))
+        ok = [st for st in starts if math.isfinite(st[0])]
+        if not ok:
+            raise FloatingPointError(f"every start of the network diverged: {failures[0]}")
+        _, params, info = min(ok, key=lambda st: st[0])
         info.rank = info.n_params
-        info.n_init = len(start_t)
-        info.start_t = start_t
+        info.n_init = len(starts)
+        info.start_t = [-2.0 * st[0] for st in starts]
         info.n_evals = n_evals
         with torch.no_grad():
             f = _forward(Xt, params, act)
             info.objective = float(_nplm_loss(f, is_data, swt))
         info.grad_norm = _projected_grad_norm(Xt, is_data, swt, params, act, clip)
-        info.at_clip = int(sum(int((p.abs() >= clip * (1 - 1e-9)).sum()) for p in params))
+        if self.optimizer == "lbfgs":
+            info.converged = info.grad_norm <= GRAD_RTOL * scale
+            if not info.converged:
+                info.message += (f"; projected gradient {info.grad_norm:.3g} > "
+                                 f"{GRAD_RTOL:g} x N_D: NOT converged")
+        if failures:
+            info.message += f"; {len(failures)} of {len(starts)} starts diverged"
+        info.at_clip = int(sum(int((W.abs() >= clip * (1 - 1e-9)).sum()) for W in params[0::2]))
         info.time_total = time.perf_counter() - t0
         self.n_features_in_ = d
         self.hidden_ = hidden
@@ -421,24 +469,6 @@ class NeuralNetworkLearner:
         self.train_decision_ = f.detach().to(torch.float64).cpu().numpy()
         self.fit_info_ = info
         return self
-
-    def _one_start(self, sizes, clip, rng, device, dtype, Xt, is_data, swt, act, d, hidden,
-                   start_t, best):
-        """Train from one draw of initial weights; return the better of it and ``best``
-        as ``(loss, params, info, n_evals of this start)``."""
-        params = self._init_params(sizes, clip, int(rng.integers(2**62)), device, dtype)
-        info = NeuralFitInfo(optimizer=self.optimizer, weight_clip=clip,
-                             n_params=n_parameters(d, hidden))
-        if self.optimizer == "adam":
-            params = self._train_adam(Xt, is_data, swt, params, act, clip, info)
-        else:
-            params = self._train_lbfgs(Xt, is_data, swt, params, act, clip, info)
-        with torch.no_grad():
-            loss = float(_nplm_loss(_forward(Xt, params, act), is_data, swt))
-        start_t.append(-2.0 * loss)
-        if best is None or loss < best[0]:
-            return (loss, params, info, info.n_evals)
-        return (*best[:3], info.n_evals)
 
     def _train_adam(self, Xt, is_data, swt, params, act, clip, info) -> list[torch.Tensor]:
         params = [p.clone().requires_grad_(True) for p in params]
@@ -454,8 +484,8 @@ class NeuralNetworkLearner:
             loss.backward()
             opt.step()
             with torch.no_grad():
-                for p in params:
-                    p.clamp_(-clip, clip)
+                for W in params[0::2]:  # the weights; biases are free
+                    W.clamp_(-clip, clip)
             if epoch == start_plateau or epoch % every == 0 or epoch == epochs - 1:
                 loss_val = float(loss.detach())
                 if not math.isfinite(loss_val):
@@ -477,7 +507,12 @@ class NeuralNetworkLearner:
                            "train longer or raise lr)"))
         return [p.detach() for p in params]
 
-    def _train_lbfgs(self, Xt, is_data, swt, params, act, clip, info) -> list[torch.Tensor]:
+    def _train_lbfgs(self, Xt, is_data, swt, params, act, clip, info,
+                     scale: float) -> list[torch.Tensor]:
+        """L-BFGS-B on the clipped problem, restarted with fresh curvature memory while
+        the projected gradient is above ``GRAD_RTOL * scale`` and the loss still falls
+        (its own stopping rule, a relative decrease of the loss, also fires in flat,
+        badly conditioned valleys of saturated sigmoids)."""
         from scipy.optimize import minimize
         from threadpoolctl import threadpool_limits
 
@@ -503,19 +538,32 @@ class NeuralNetworkLearner:
             losses.append(val)
             return val, torch.cat([g.reshape(-1) for g in grads]).cpu().numpy()
 
-        x0 = torch.cat([p.reshape(-1) for p in params]).cpu().numpy().astype(np.float64)
+        # weights within the clip, biases free (as in the published networks)
+        bounds = [b for k, size in enumerate(sizes)
+                  for b in [((-clip, clip) if k % 2 == 0 else (None, None))] * size]
+        x = torch.cat([p.reshape(-1) for p in params]).cpu().numpy().astype(np.float64)
         iters: list[float] = []
+        budget = int(self.resolved_epochs())
+        n_iter = n_evals = 0
+        res = None
         # one BLAS thread: its vectors are short, and idle BLAS threads spinning
         # against the other toy workers made toys 3.6x slower (two workers, two cores)
         with threadpool_limits(1, user_api="blas"):
-            res = minimize(fun, x0, jac=True, method="L-BFGS-B",
-                           bounds=[(-clip, clip)] * x0.size,
-                           callback=lambda xk: iters.append(losses[-1]),
-                           options={"maxiter": int(self.resolved_epochs()),
-                                    "maxfun": 4 * int(self.resolved_epochs()),
-                                    "ftol": 1e-13, "gtol": 1e-9, "maxcor": 20})
-        info.n_iter = int(res.nit)
-        info.n_evals = int(res.nfev)
+            for _ in range(LBFGS_ROUNDS):
+                before = losses[-1] if losses else math.inf
+                res = minimize(fun, x, jac=True, method="L-BFGS-B", bounds=bounds,
+                               callback=lambda xk: iters.append(losses[-1]),
+                               options={"maxiter": max(1, budget - n_iter),
+                                        "maxfun": 4 * max(1, budget - n_iter),
+                                        "ftol": 1e-14, "gtol": 0.1 * GRAD_RTOL * scale,
+                                        "maxcor": 20})
+                x, n_iter, n_evals = res.x, n_iter + int(res.nit), n_evals + int(res.nfev)
+                g = _projected_grad_norm(Xt, is_data, swt, unpack(x), act, clip)
+                if (g <= GRAD_RTOL * scale or n_iter >= budget
+                        or before - float(res.fun) <= 1e-12 * abs(float(res.fun))):
+                    break
+        assert res is not None
+        info.n_iter, info.n_evals = n_iter, n_evals
         every = max(1, len(iters) // 50)
         info.history = [[k, v] for k, v in enumerate(iters) if k % every == 0]
         if iters:
@@ -523,11 +571,10 @@ class NeuralNetworkLearner:
             info.suboptimality = abs(iters[k0] - float(res.fun))
         else:
             info.suboptimality = 0.0
-        info.converged = bool(res.success)
         msg = res.message.decode() if isinstance(res.message, bytes) else str(res.message)
-        info.message = (f"L-BFGS-B: {msg.lower()} after {res.nit} iterations"
-                        + ("" if res.success else " (NOT converged: raise epochs)"))
-        return [p.detach() for p in unpack(res.x)]
+        info.message = (f"L-BFGS-B: {msg.lower()} after {n_iter} iterations"
+                        + (" (the iteration cap: raise epochs)" if n_iter >= budget else ""))
+        return [p.detach() for p in unpack(x)]
 
     # -- prediction ---------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -564,17 +611,18 @@ class NeuralNetworkLearner:
 
 
 def _projected_grad_norm(Xt, is_data, swt, params, act, clip) -> float:
-    """Norm of the gradient of ``L`` without the components that push a parameter at
-    its clip bound outwards (zero at a constrained minimum)."""
+    """Norm of the gradient of ``L`` without the components that push a weight at its
+    clip bound outwards (zero at a constrained minimum; biases are unbounded)."""
     ps = [p.detach().clone().requires_grad_(True) for p in params]
     loss = _nplm_loss(_forward(Xt, ps, act), is_data, swt)
     grads = torch.autograd.grad(loss, ps)
     total = 0.0
-    for p, g in zip(ps, grads, strict=True):
+    for k, (p, g) in enumerate(zip(ps, grads, strict=True)):
         g = g.detach().clone()
-        at_hi = p.detach() >= clip * (1 - 1e-9)
-        at_lo = p.detach() <= -clip * (1 - 1e-9)
-        g[at_hi & (g < 0)] = 0.0  # descent would increase the parameter beyond +clip
-        g[at_lo & (g > 0)] = 0.0
+        if k % 2 == 0:  # a weight matrix
+            at_hi = p.detach() >= clip * (1 - 1e-9)
+            at_lo = p.detach() <= -clip * (1 - 1e-9)
+            g[at_hi & (g < 0)] = 0.0  # descent would push the weight beyond +clip
+            g[at_lo & (g > 0)] = 0.0
         total += float((g.to(torch.float64) ** 2).sum())
     return math.sqrt(total)
