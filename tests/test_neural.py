@@ -341,3 +341,32 @@ def test_float32_network_runs_and_agrees_with_float64():
     m32 = NeuralNetworkLearner(dtype="float32", **kw).fit(X, y, w)
     m64 = NeuralNetworkLearner(dtype="float64", **kw).fit(X, y, w)
     assert m32.fit_info_.objective == pytest.approx(m64.fit_info_.objective, rel=1e-3)
+
+
+def test_network_shards_merge_and_plot(tmp_path, capsys):
+    # batch-farm shards of a network calibration merge to the direct result, and
+    # `nplearn plot` refits the network to the recorded t
+    pytest.importorskip("matplotlib")
+    from nplearn.cli import main
+
+    ref, dat = _sample(8, n_signal=20, n_ref=3000, expected=60)
+    np.save(tmp_path / "ref.npy", ref)
+    np.save(tmp_path / "dat.npy", dat)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('reference = "ref.npy"\ndata = "dat.npy"\nexpected = 60\nn_toys = 6\n'
+                   'seed = 3\nworkers = 1\nlearner = "neural"\nnn_hidden = [2]\n'
+                   'nn_n_init = 2\n')
+    shards = tmp_path / "shards"
+    for spec in ("3:6", "0:3"):
+        assert main(["toys", "--config", str(cfg), "--toys", spec, "--out", str(shards),
+                     "-q"]) == 0
+    merged, direct = tmp_path / "merged.json", tmp_path / "direct.json"
+    assert main(["merge", str(shards), "--config", str(cfg), "--json", str(merged)]) == 0
+    assert main(["test", "--config", str(cfg), "--json", str(direct), "-q"]) == 0
+    a, b = json.loads(merged.read_text()), json.loads(direct.read_text())
+    assert a["t_null"] == b["t_null"] and a["t_obs"] == b["t_obs"]
+    capsys.readouterr()
+    assert main(["plot", str(direct), "--out", str(tmp_path / "plots")]) == 0
+    assert "refit gives" not in capsys.readouterr().err  # the refit reproduced t_obs
+    assert (tmp_path / "plots" / "f_1d.png").exists()
+    assert (tmp_path / "plots" / "null_distribution.png").exists()
