@@ -58,8 +58,9 @@ from .._torch_utils import (
     resolve_device,
     resolve_dtype,
 )
-from ..errors import InputError, NotFittedError
+from ..errors import InputError
 from ..stats import is_real
+from ._base import EstimatorProtocol
 
 __all__ = [
     "FitInfo",
@@ -1338,7 +1339,7 @@ def _check_init_decision(init_decision: Any, n: int) -> np.ndarray | None:
     return f0
 
 
-class KernelLogisticRegression:
+class KernelLogisticRegression(EstimatorProtocol):
     """Weighted Nyström kernel logistic regression (Gaussian kernel).
 
     A scikit-learn style estimator: ``__init__`` stores parameters, :meth:`fit`
@@ -1433,35 +1434,7 @@ class KernelLogisticRegression:
         "random_state",
     )
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Estimator parameters (scikit-learn protocol)."""
-        return {k: getattr(self, k) for k in self._PARAM_NAMES}
-
-    def set_params(self, **params: Any) -> KernelLogisticRegression:
-        """Set estimator parameters (scikit-learn protocol)."""
-        for k, v in params.items():
-            if k not in self._PARAM_NAMES:
-                raise InputError(f"unknown parameter {k!r} for KernelLogisticRegression")
-            setattr(self, k, v)
-        return self
-
-    #: scikit-learn < 1.6 reads the estimator type from this attribute
-    _estimator_type = "classifier"
-
-    def __sklearn_tags__(self) -> Any:
-        """Estimator tags for scikit-learn >= 1.6 (a binary classifier)."""
-        from sklearn.utils import ClassifierTags, Tags, TargetTags
-
-        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
-                    classifier_tags=ClassifierTags(multi_class=False))
-
-    def __repr__(self) -> str:
-        defaults = KernelLogisticRegression().get_params()
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if not (v is defaults[k] or (isinstance(v, (int, float, str))
-                                               and type(v) is type(defaults[k])
-                                               and v == defaults[k]))]
-        return f"KernelLogisticRegression({', '.join(changed)})"
+    _FITTED_ATTR = "_beta"
 
     # -- validation ---------------------------------------------------------------
     def _validate_params(self) -> None:
@@ -1687,15 +1660,6 @@ class KernelLogisticRegression:
         return float(self.sigma)
 
     # -- prediction ---------------------------------------------------------------
-    def __sklearn_is_fitted__(self) -> bool:
-        """Whether ``fit`` has run (scikit-learn's ``check_is_fitted`` protocol)."""
-        return hasattr(self, "_beta")
-
-    def _check_fitted(self) -> None:
-        if not self.__sklearn_is_fitted__():
-            raise NotFittedError(
-                "this KernelLogisticRegression is not fitted yet: call fit first")
-
     def decision_function(self, X: Any) -> np.ndarray:
         """The learned ``f(x)`` (the log-odds; NPLM: the log density ratio)."""
         self._check_fitted()

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from .._torch_utils import resolve_device, resolve_dtype, torch_threads
-from ..errors import InputError, NotFittedError
+from ..errors import InputError
+from ._base import EstimatorProtocol
 from .kernel import _as_generator, _check_2d, _check_labels_and_weights
 
 __all__ = ["ACTIVATIONS", "DEFAULT_EPOCHS", "DEFAULT_N_INIT", "OPTIMIZERS", "NeuralFitInfo",
@@ -180,7 +181,7 @@ def _nplm_loss(f: torch.Tensor, is_data: torch.Tensor, sw: torch.Tensor) -> torc
     return torch.where(is_data, -f, torch.expm1(f)).mul(sw).sum()
 
 
-class NeuralNetworkLearner:
+class NeuralNetworkLearner(EstimatorProtocol):
     """NPLM neural network with weight clipping (scikit-learn style).
 
     Parameters
@@ -241,6 +242,7 @@ class NeuralNetworkLearner:
 
     _PARAM_NAMES = ("hidden", "activation", "weight_clip", "optimizer", "epochs", "lr", "tol",
                     "n_init", "dtype", "device", "random_state")
+    _FITTED_ATTR = "coefs_"
 
     def __init__(
         self,
@@ -268,38 +270,6 @@ class NeuralNetworkLearner:
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
-
-    # -- scikit-learn protocol -------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Estimator parameters (scikit-learn protocol)."""
-        return {k: getattr(self, k) for k in self._PARAM_NAMES}
-
-    def set_params(self, **params: Any) -> NeuralNetworkLearner:
-        """Set estimator parameters (scikit-learn protocol)."""
-        for k, v in params.items():
-            if k not in self._PARAM_NAMES:
-                raise InputError(f"unknown parameter {k!r} for NeuralNetworkLearner")
-            setattr(self, k, v)
-        return self
-
-    _estimator_type = "classifier"
-
-    def __sklearn_tags__(self) -> Any:
-        """Estimator tags for scikit-learn >= 1.6 (a binary classifier)."""
-        from sklearn.utils import ClassifierTags, Tags, TargetTags
-
-        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
-                    classifier_tags=ClassifierTags(multi_class=False))
-
-    def __repr__(self) -> str:
-        defaults = NeuralNetworkLearner().get_params()
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k]
-                   or type(v) is not type(defaults[k])]
-        return f"NeuralNetworkLearner({', '.join(changed)})"
-
-    def __sklearn_is_fitted__(self) -> bool:
-        """Whether ``fit`` has run (scikit-learn's ``check_is_fitted`` protocol)."""
-        return hasattr(self, "coefs_")
 
     # -- validation ---------------------------------------------------------------
     def resolved_hidden(self, n_features: int) -> tuple[int, ...]:
@@ -577,10 +547,6 @@ class NeuralNetworkLearner:
         return [p.detach() for p in unpack(x)]
 
     # -- prediction ---------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not self.__sklearn_is_fitted__():
-            raise NotFittedError("this NeuralNetworkLearner is not fitted yet: call fit first")
-
     def decision_function(self, X: Any) -> np.ndarray:
         """The learned ``f(x)`` (NPLM: the log density ratio)."""
         self._check_fitted()
