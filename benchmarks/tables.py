@@ -1084,16 +1084,22 @@ def neural_1d() -> None:
                 cells.append(f"{z[0]:.2f} [{z[1]:.2f}, {z[2]:.2f}]")
             frac = (1 / o["n_init"]) if label == "one start" else 1.0
             tt = np.median([r["time_s"] for r in toys]) * frac
+            est = f" (1/{o['n_init']} of the fit)" if frac != 1.0 else ""
             print(f"| {label} | {tn.mean():.2f} | {dof:.2f} ({ks:.3f}) | " + " | ".join(cells)
-                  + f" | {tt:.1f} s{' (a quarter of the fit)' if frac != 1.0 else ''} |")
+                  + f" | {tt:.1f} s{est} |")
         pub = ", ".join(f"{s} {PUBLISHED[s]['kernel']:g} (ideal {PUBLISHED[s]['ideal']:g})"
                         for s in d["signals"] if s in PUBLISHED)
-        spread = np.array([max(r["start_t"]) - min(r["start_t"]) for r in toys])
+        # starts that diverged are stored as null (NaN)
+        finite = [[x for x in r["start_t"] if x is not None] for r in toys]
+        spread = np.array([max(x) - min(x) for x in finite])
+        n_div = sum(len(r["start_t"]) - len(x) for r, x in zip(toys, finite, strict=True))
         print(f"\nThe network has {n_par} parameters; the published clip is tuned so that "
               f"the null dof matches it. Spread of t between the starts of one fit (max − "
               f"min): median {np.median(spread):.2f}, 90th percentile "
               f"{np.quantile(spread, 0.9):.2f}, largest {spread.max():.2f}. Not converged: "
-              f"{sum(not r['converged'] for r in toys)} of {len(toys)} kept fits."
+              f"{sum(not r['converged'] for r in toys)} of {len(toys)} kept fits; starts "
+              f"that diverged (e^f overflowed in a line search): {n_div} of "
+              f"{sum(len(r['start_t']) for r in toys)}."
               + (f" Published median Z of the kernel NPLM for comparison: {pub}." if pub
                  else ""))
         adam = d.get("adam_s_per_epoch")

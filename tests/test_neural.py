@@ -213,7 +213,7 @@ def test_learner_parameters_and_errors():
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
     assert set(np.unique(m.predict(X))) <= {0, 1}
     assert np.isfinite(m.score(X, y, w))
-    assert "n_init=1" in repr(NeuralNetworkLearner(n_init=1))
+    assert repr(NeuralNetworkLearner(n_init=2)) == "NeuralNetworkLearner(n_init=2)"
     assert isinstance(make_learner({"learner": "neural", "hidden": [2]}), NeuralNetworkLearner)
 
 
@@ -258,7 +258,7 @@ def test_config_refuses_kernel_options_and_bad_network_options():
     cfg = NPLMConfig(learner="neural", nn_optimizer="adam")
     p = cfg.learner_params()
     assert p["epochs"] == 50000 and p["n_init"] == 1 and p["learner"] == "neural"
-    assert NPLMConfig(learner="neural").learner_params()["n_init"] == 4
+    assert NPLMConfig(learner="neural").learner_params()["n_init"] == 1
     # the kernel learner's parameters are those of before (checkpoint fingerprints)
     assert "learner" not in NPLMConfig().learner_params()
 

@@ -150,9 +150,9 @@ def _add_nn_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nn-tol", type=float, default=0.05,
                    help="adam: largest change of the loss over the last 10%% of the epochs "
                         "for a converged fit (default 0.05)")
-    g.add_argument("--nn-n-init", type=int, default=None, metavar="K",
+    g.add_argument("--nn-n-init", type=int, default=1, metavar="K",
                    help="trainings from independent initial weights per fit, the best kept "
-                        "(default 4 with lbfgs, 1 with adam)")
+                        "(default 1)")
 
 
 def _add_run_args(p: argparse.ArgumentParser, toys_default: int) -> None:

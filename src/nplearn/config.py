@@ -16,7 +16,6 @@ from .errors import InputError
 from .learners.kernel import INNER_SOLVERS, RANK_TOL_FLOOR_FLOAT32, SCHEDULES
 from .learners.neural import ACTIVATIONS, OPTIMIZERS
 from .learners.neural import DEFAULT_EPOCHS as NN_DEFAULT_EPOCHS
-from .learners.neural import DEFAULT_N_INIT as NN_DEFAULT_N_INIT
 from .multitest import COMBINATIONS
 
 __all__ = ["LEARNERS", "NPLMConfig"]
@@ -124,9 +123,9 @@ class NPLMConfig:
     nn_tol : float
         Adam: largest change of the loss over the last 10% of the epochs for the fit
         to count as converged (``t`` moves by twice this).
-    nn_n_init : int, optional
-        Trainings from independent initial weights per fit, the best kept (default
-        4 with L-BFGS-B, 1 with Adam as published); the loss has local minima.
+    nn_n_init : int
+        Trainings from independent initial weights per fit, the best kept (default 1,
+        as published; see :class:`~nplearn.NeuralNetworkLearner`).
     """
 
     expected: float | None = None
@@ -161,7 +160,7 @@ class NPLMConfig:
     nn_epochs: int | None = None
     nn_lr: float = 1e-3
     nn_tol: float = 0.05
-    nn_n_init: int | None = None
+    nn_n_init: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -208,11 +207,6 @@ class NPLMConfig:
             return int(self.nn_epochs)
         return NN_DEFAULT_EPOCHS[self.nn_optimizer]
 
-    def nn_n_init_resolved(self) -> int:
-        """``nn_n_init``, or the default of ``nn_optimizer``."""
-        return NN_DEFAULT_N_INIT[self.nn_optimizer] if self.nn_n_init is None \
-            else int(self.nn_n_init)
-
     def learner_params(self) -> dict[str, Any]:
         """Keyword arguments of the learner: :class:`~nplearn.KernelLogisticRegression`
         (no sigma/M) or, with ``learner="neural"``, :class:`~nplearn.NeuralNetworkLearner`
@@ -221,7 +215,7 @@ class NPLMConfig:
             return {"learner": "neural", "hidden": self.nn_hidden,
                     "activation": self.nn_activation, "weight_clip": self.nn_weight_clip,
                     "optimizer": self.nn_optimizer, "epochs": self.nn_epochs_resolved(),
-                    "lr": self.nn_lr, "tol": self.nn_tol, "n_init": self.nn_n_init_resolved(),
+                    "lr": self.nn_lr, "tol": self.nn_tol, "n_init": self.nn_n_init,
                     "dtype": self.dtype,
                     "device": self.device}
         return {
@@ -335,7 +329,7 @@ class NPLMConfig:
         positive("nn_epochs", self.nn_epochs, integer=True, allow_none=True)
         positive("nn_lr", self.nn_lr)
         positive("nn_tol", self.nn_tol)
-        positive("nn_n_init", self.nn_n_init, integer=True, allow_none=True)
+        positive("nn_n_init", self.nn_n_init, integer=True)
         defaults = {f.name: f.default for f in fields(self)}
         changed = [name for name in defaults
                    if getattr(self, name) != defaults[name]]
