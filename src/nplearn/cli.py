@@ -139,7 +139,7 @@ def _add_nn_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nn-activation", choices=("sigmoid", "tanh", "relu"), default="sigmoid",
                    help="hidden-layer activation (default sigmoid)")
     g.add_argument("--nn-weight-clip", type=float, default=None, metavar="W",
-                   help="bound on every weight and bias (default 9 in 1D, 2.15 otherwise; "
+                   help="bound on every weight, biases free (default 9 in 1D, 2.15 otherwise; "
                         "tune it so that the null chi2 dof is near the number of parameters)")
     g.add_argument("--nn-optimizer", choices=("lbfgs", "adam"), default="lbfgs",
                    help="lbfgs (default): L-BFGS-B to convergence; adam: the published "

@@ -108,11 +108,12 @@ class NPLMConfig:
     nn_activation : {"sigmoid", "tanh", "relu"}
         Hidden-layer activation.
     nn_weight_clip : float, optional
-        Bound on every weight and bias; default 9 in 1D, 2.15 otherwise (the
+        Bound on every weight (biases are free); default 9 in 1D, 2.15 otherwise (the
         published values). Tune it so that the null chi-square dof is close to the
         number of parameters (both are in the summary).
     nn_optimizer : {"lbfgs", "adam"}
-        ``"lbfgs"`` (default): L-BFGS-B on the clipped problem, to convergence.
+        ``"lbfgs"`` (default): L-BFGS-B on the clipped problem, until the projected
+        gradient vanishes.
         ``"adam"``: the published procedure, full-batch Adam for ``nn_epochs``
         epochs with clipping after each step (slow: one pass over the events per
         epoch).

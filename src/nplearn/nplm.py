@@ -243,7 +243,7 @@ class NPLMResult:
                 f"  learner                   neural network {hp['architecture']} "
                 f"({hp['activation']}), {hp['n_params']} parameters",
                 f"  weight clip               {hp['weight_clip']:g} "
-                f"({hp['weight_clip_source']}); {self.fit['at_clip']} parameters at the "
+                f"({hp['weight_clip_source']}); {self.fit['at_clip']} weights at the "
                 "clip after the observed fit",
                 f"  normalisation             {hp['normalisation'].split(':')[0]}",
                 f"  training                  {hp['optimizer']}"
@@ -531,7 +531,12 @@ def nplm_test(
     # (the toys' default, ToyEngine.warm_start, is the same constant)
     with torch_threads(cfg.threads_per_worker or 1):  # the toys' arithmetic
         if cfg.neural:
-            observed = [nplm_fit(ref, dat, w_ref, make_learner(params), observed_seed(cfg.seed))]
+            try:
+                observed = [nplm_fit(ref, dat, w_ref, make_learner(params),
+                                     observed_seed(cfg.seed))]
+            except FloatingPointError as exc:
+                raise NplearnError(f"the observed fit of the network failed ({exc}); try a "
+                                   "smaller nn_weight_clip or nn_lr") from None
             if not np.isfinite(observed[0][0]):
                 raise InputError("the observed fit gave a non-finite statistic "
                                  f"({observed[0][2].message})")
