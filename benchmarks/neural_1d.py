@@ -1,4 +1,5 @@
-"""The neural-network learner on the 1D exponential benchmark (REFERENCE.md §2).
+"""The neural-network learner on the 1D exponential benchmark (REFERENCE.md §2), or on
+a multivariate power-suite benchmark (``--benchmark gauss5d``) at its default sizes.
 
 Every toy draws its own reference (N_R events of the reference density) and data set
 (Poisson(N(R)) reference events plus Poisson(N(S)) signal events), standardised with
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from nplearn.benchmarks import Exp1D
+from nplearn.benchmarks.suite import get_benchmark
 from nplearn.learners import NeuralNetworkLearner
 from nplearn.stats import nplm_statistic
 
@@ -34,21 +36,32 @@ from _common import save
 SIGNALS = ("tail", "bulk", "nonres")
 
 
+def _sample(kind: str, rng: np.random.Generator, opt: dict[str, Any]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and data of one toy: the 1D benchmark (``exp1d``) or a power-suite
+    benchmark (``gauss2d``, ``gauss5d``, ...) at its default sizes."""
+    if opt["benchmark"] == "exp1d":
+        gen = Exp1D("none" if kind == "null" else kind, n_ref=opt["n_ref"],
+                    expected=opt["expected"])
+        return Exp1D.sample_reference_events(rng, opt["n_ref"]), gen.sample_data(rng)
+    bench = get_benchmark(opt["benchmark"])
+    return (bench.sample_reference_events(rng, bench.n_ref),
+            bench.sample_data(rng, "none" if kind == "null" else kind))
+
+
 def _toy(args: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
     """One toy: sample, standardise with its reference, train, record every start."""
     kind, index, opt = args
     torch.set_num_threads(1)
-    ss = np.random.SeedSequence(opt["seed"], spawn_key=(SIGNALS.index(kind) + 1
-                                                         if kind in SIGNALS else 0, index))
+    signals = opt["signals"]
+    ss = np.random.SeedSequence(opt["seed"], spawn_key=(signals.index(kind) + 1
+                                                         if kind in signals else 0, index))
     s_sample, s_fit = ss.spawn(2)
     rng = np.random.default_rng(s_sample)
-    gen = Exp1D("none" if kind == "null" else kind, n_ref=opt["n_ref"],
-                expected=opt["expected"])
-    ref = Exp1D.sample_reference_events(rng, opt["n_ref"])
-    data = gen.sample_data(rng)
+    ref, data = _sample(kind, rng, opt)
     mu, sd = ref.mean(axis=0), ref.std(axis=0)
     ref_s, dat_s = (ref - mu) / sd, (data - mu) / sd
-    w = np.full(len(ref), opt["expected"] / len(ref))
+    w = np.full(len(ref), opt["expected"] / len(ref))  # N(R) of the benchmark
     X = np.concatenate([ref_s, dat_s])
     y = np.r_[np.zeros(len(ref)), np.ones(len(dat_s))]
     sw = np.r_[w, np.ones(len(dat_s))]
@@ -89,10 +102,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--null", type=int, default=100, help="null toys")
     ap.add_argument("--signal-toys", type=int, default=20, help="toys per signal")
-    ap.add_argument("--n-ref", type=int, default=200_000)
-    ap.add_argument("--expected", type=float, default=2000.0)
-    ap.add_argument("--hidden", type=int, nargs="+", default=[4])
-    ap.add_argument("--weight-clip", type=float, default=9.0)
+    ap.add_argument("--benchmark", default="exp1d",
+                    help="exp1d (default) or a power-suite benchmark (gauss2d, gauss5d, "
+                         "gauss10d) at its default sizes")
+    ap.add_argument("--n-ref", type=int, default=200_000, help="exp1d only")
+    ap.add_argument("--expected", type=float, default=2000.0, help="exp1d only")
+    ap.add_argument("--hidden", type=int, nargs="+", default=None,
+                    help="default: the learner's (1-4-1 in 1D, d-d-d-d-1 otherwise)")
+    ap.add_argument("--weight-clip", type=float, default=None,
+                    help="default: the learner's (9 in 1D, 2.15 otherwise)")
     ap.add_argument("--n-init", type=int, default=4)
     ap.add_argument("--adam-epochs", type=int, default=300,
                     help="epochs of the Adam cost measurement (0: skip)")
@@ -100,10 +118,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
-    opt = {"seed": a.seed, "n_ref": a.n_ref, "expected": a.expected, "hidden": a.hidden,
-           "weight_clip": a.weight_clip, "n_init": a.n_init}
+    if a.benchmark == "exp1d":
+        d, signals, n_ref, expected = 1, list(SIGNALS), a.n_ref, a.expected
+    else:
+        bench = get_benchmark(a.benchmark)
+        d, signals, n_ref, expected = bench.d, bench.signals(), bench.n_ref, bench.expected
+    net = NeuralNetworkLearner(hidden=a.hidden, weight_clip=a.weight_clip)
+    opt = {"seed": a.seed, "benchmark": a.benchmark, "n_ref": n_ref, "expected": expected,
+           "hidden": list(net.resolved_hidden(d)), "weight_clip": net.resolved_weight_clip(d),
+           "n_init": a.n_init, "signals": signals, "d": d}
     jobs = [("null", i, opt) for i in range(a.null)]
-    jobs += [(s, i, opt) for s in SIGNALS for i in range(a.signal_toys)]
+    jobs += [(s, i, opt) for s in signals for i in range(a.signal_toys)]
     t0 = time.perf_counter()
     toys = []
     with mp.get_context("spawn").Pool(a.workers) as pool:
@@ -113,9 +138,11 @@ def main() -> None:
                 print(f"{k}/{len(jobs)} toys, {time.perf_counter() - t0:.0f} s", flush=True)
     toys.sort(key=lambda r: (r["kind"], r["index"]))
     wall = time.perf_counter() - t0
-    adam = adam_epoch_cost(opt, a.adam_epochs) if a.adam_epochs else None
-    out = save(f"neural_1d{a.tag}", {
-        "benchmark": "exp1d", "options": opt, "signals": list(SIGNALS), "workers": a.workers,
+    adam = adam_epoch_cost(opt, a.adam_epochs) if a.adam_epochs and a.benchmark == "exp1d" \
+        else None
+    name = "neural_1d" if a.benchmark == "exp1d" else f"neural_{a.benchmark}"
+    out = save(f"{name}{a.tag}", {
+        "benchmark": a.benchmark, "options": opt, "signals": signals, "workers": a.workers,
         "wall_s": wall, "toys": toys, "adam_s_per_epoch": adam,
         "adam_epochs_measured": a.adam_epochs,
         "torch": torch.__version__})

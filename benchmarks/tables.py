@@ -1051,16 +1051,21 @@ def neural_1d() -> None:
     from nplearn.learners.neural import n_parameters
     from nplearn.stats import chi2_pvalue, fit_chi2_dof
 
-    for path in sorted(RESULTS.glob("neural_1d*.json")):
+    for path in sorted(RESULTS.glob("neural_*.json")):
         d = json.loads(path.read_text())
         o = d["options"]
-        arch = "-".join(str(k) for k in (1, *o["hidden"], 1))
-        n_par = n_parameters(1, tuple(o["hidden"]))
-        print(f"### Neural-network learner, 1D exponential benchmark (`{path.name}`)\n")
+        d_in = o.get("d", 1)
+        arch = "-".join(str(k) for k in (d_in, *o["hidden"], 1))
+        n_par = n_parameters(d_in, tuple(o["hidden"]))
+        what = ("1D exponential benchmark" if o.get("benchmark", "exp1d") == "exp1d"
+                else f"{o['benchmark']} (default sizes)")
+        print(f"### Neural-network learner, {what} (`{path.name}`)\n")
         print(header(d))
         toys = d["toys"]
         null = [r for r in toys if r["kind"] == "null"]
-        counts = ", ".join(f"{s} {sum(r['kind'] == s for r in toys)}" for s in d["signals"])
+        signals = [s for s in d["signals"] if any(r["kind"] == s for r in toys)]
+        counts = ", ".join(f"{s} {sum(r['kind'] == s for r in toys)}" for s in signals) \
+            or "none"
         print(f"N_R = {o['n_ref']}, N(R) = {o['expected']:g}; network {arch} (sigmoid), "
               f"{n_par} parameters, weight clip {o['weight_clip']:g}, L-BFGS-B, "
               f"{o['n_init']} starts per fit; {len(null)} null toys, signal toys: {counts}; "
@@ -1070,33 +1075,37 @@ def neural_1d() -> None:
               "'one start' is the first start of each fit (an `n_init = 1` fit), 'best of "
               f"{o['n_init']}' the fit kept.\n")
         print("| statistic | null mean t | null chi2 dof (KS distance) | "
-              + " | ".join(f"{s}: median Z [16%, 84%]" for s in d["signals"])
-              + " | median time per toy |")
-        print("|---|---|---|" + "---|" * len(d["signals"]) + "---|")
-        for label, key in (("one start", lambda r: r["start_t"][0]),
-                           (f"best of {o['n_init']}", lambda r: r["t"])):
+              + "".join(f"{s}: median Z [16%, 84%] | " for s in signals)
+              + "median time per toy |")
+        print("|---|---|---|" + "---|" * len(signals) + "---|")
+        rows = [("one start", lambda r: r["start_t"][0])]
+        if o["n_init"] > 1:
+            rows.append((f"best of {o['n_init']}", lambda r: r["t"]))
+        for label, key in rows:
             tn = np.array([key(r) for r in null])
             dof, ks, _ = fit_chi2_dof(tn)
             cells = []
-            for s in d["signals"]:
+            for s in signals:
                 ts = np.array([key(r) for r in toys if r["kind"] == s])
                 z = [chi2_pvalue(float(q), dof)[1] for q in np.quantile(ts, [0.5, 0.16, 0.84])]
                 cells.append(f"{z[0]:.2f} [{z[1]:.2f}, {z[2]:.2f}]")
             frac = (1 / o["n_init"]) if label == "one start" else 1.0
             tt = np.median([r["time_s"] for r in toys]) * frac
             est = f" (1/{o['n_init']} of the fit)" if frac != 1.0 else ""
-            print(f"| {label} | {tn.mean():.2f} | {dof:.2f} ({ks:.3f}) | " + " | ".join(cells)
-                  + f" | {tt:.1f} s{est} |")
+            print(f"| {label} | {tn.mean():.2f} | {dof:.2f} ({ks:.3f}) | "
+                  + "".join(f"{c} | " for c in cells) + f"{tt:.1f} s{est} |")
         pub = ", ".join(f"{s} {PUBLISHED[s]['kernel']:g} (ideal {PUBLISHED[s]['ideal']:g})"
-                        for s in d["signals"] if s in PUBLISHED)
+                        for s in signals if s in PUBLISHED)
         # starts that diverged are stored as null (NaN)
         finite = [[x for x in r["start_t"] if x is not None] for r in toys]
         spread = np.array([max(x) - min(x) for x in finite])
         n_div = sum(len(r["start_t"]) - len(x) for r, x in zip(toys, finite, strict=True))
         print(f"\nThe network has {n_par} parameters; the published clip is tuned so that "
-              f"the null dof matches it. Spread of t between the starts of one fit (max − "
-              f"min): median {np.median(spread):.2f}, 90th percentile "
-              f"{np.quantile(spread, 0.9):.2f}, largest {spread.max():.2f}. Not converged: "
+              "the null dof matches it. "
+              + (f"Spread of t between the starts of one fit (max − min): median "
+                 f"{np.median(spread):.2f}, 90th percentile {np.quantile(spread, 0.9):.2f}, "
+                 f"largest {spread.max():.2f}. " if o["n_init"] > 1 else "")
+              + "Not converged: "
               f"{sum(not r['converged'] for r in toys)} of {len(toys)} kept fits; starts "
               f"that diverged (e^f overflowed in a line search): {n_div} of "
               f"{sum(len(r['start_t']) for r in toys)}."
