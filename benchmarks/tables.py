@@ -1068,12 +1068,12 @@ def neural_1d() -> None:
             or "none"
         print(f"N_R = {o['n_ref']}, N(R) = {o['expected']:g}; network {arch} (sigmoid), "
               f"{n_par} parameters, weight clip {o['weight_clip']:g}, L-BFGS-B, "
-              f"{o['n_init']} starts per fit; {len(null)} null toys, signal toys: {counts}; "
+              f"{o['n_init']} start(s) per fit; {len(null)} null toys, signal toys: {counts}; "
               f"every toy has its own reference sample; {d['workers']} workers, "
               f"wall {d['wall_s'] / 60:.0f} min. Median Z from the chi-square fitted to the "
-              "null toys (the published convention; the null toys alone resolve Z < 2.4). "
-              "'one start' is the first start of each fit (an `n_init = 1` fit), 'best of "
-              f"{o['n_init']}' the fit kept.\n")
+              "null toys (the published convention; the null toys alone resolve Z < 2.4)."
+              + (" 'one start' is the first start of each fit (an `n_init = 1` fit), 'best "
+                 f"of {o['n_init']}' the fit kept." if o["n_init"] > 1 else "") + "\n")
         print("| statistic | null mean t | null chi2 dof (KS distance) | "
               + "".join(f"{s}: median Z [16%, 84%] | " for s in signals)
               + "median time per toy |")
