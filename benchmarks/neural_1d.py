@@ -29,7 +29,8 @@ import torch
 from nplearn.benchmarks import Exp1D
 from nplearn.benchmarks.suite import get_benchmark
 from nplearn.learners import NeuralNetworkLearner
-from nplearn.stats import nplm_statistic
+from nplearn.preprocess import Standardizer
+from nplearn.toys import nplm_fit
 
 from _common import save
 
@@ -59,20 +60,13 @@ def _toy(args: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
     s_sample, s_fit = ss.spawn(2)
     rng = np.random.default_rng(s_sample)
     ref, data = _sample(kind, rng, opt)
-    mu, sd = ref.mean(axis=0), ref.std(axis=0)
-    ref_s, dat_s = (ref - mu) / sd, (data - mu) / sd
+    std = Standardizer.fit(ref)  # as nplm_test does
     w = np.full(len(ref), opt["expected"] / len(ref))  # N(R) of the benchmark
-    X = np.concatenate([ref_s, dat_s])
-    y = np.r_[np.zeros(len(ref)), np.ones(len(dat_s))]
-    sw = np.r_[w, np.ones(len(dat_s))]
     t0 = time.perf_counter()
-    m = NeuralNetworkLearner(hidden=opt["hidden"], weight_clip=opt["weight_clip"],
-                             n_init=opt["n_init"], random_state=np.random.default_rng(s_fit))
-    m.fit(X, y, sw)
+    learner = NeuralNetworkLearner(hidden=opt["hidden"], weight_clip=opt["weight_clip"],
+                                   n_init=opt["n_init"])
+    t, n_w, info, _ = nplm_fit(std.transform(ref), std.transform(data), w, learner, s_fit)
     dt = time.perf_counter() - t0
-    f = m.train_decision_
-    t, n_w = nplm_statistic(f[: len(ref)], f[len(ref):], w)
-    info = m.fit_info_
     return {"kind": kind, "index": index, "n_data": len(data), "t": t, "n_w": n_w,
             "start_t": info.start_t, "time_s": dt, "n_evals": info.n_evals,
             "converged": info.converged, "at_clip": info.at_clip, "grad_norm": info.grad_norm}
@@ -84,16 +78,16 @@ def adam_epoch_cost(opt: dict[str, Any], epochs: int) -> dict[str, float]:
     rng = np.random.default_rng(opt["seed"])
     ref = Exp1D.sample_reference_events(rng, opt["n_ref"])
     data = Exp1D("none", n_ref=opt["n_ref"], expected=opt["expected"]).sample_data(rng)
-    X = np.concatenate([ref, data])
-    X = (X - ref.mean()) / ref.std()
-    y = np.r_[np.zeros(len(ref)), np.ones(len(data))]
-    sw = np.r_[np.full(len(ref), opt["expected"] / len(ref)), np.ones(len(data))]
+    std = Standardizer.fit(ref)
+    w = np.full(len(ref), opt["expected"] / len(ref))
     out = {}
     for dtype in ("float64", "float32"):
         t0 = time.perf_counter()
-        NeuralNetworkLearner(hidden=opt["hidden"], weight_clip=opt["weight_clip"],
-                             optimizer="adam", epochs=epochs, n_init=1, dtype=dtype,
-                             random_state=0).fit(X, y, sw)
+        learner = NeuralNetworkLearner(hidden=opt["hidden"], weight_clip=opt["weight_clip"],
+                                       optimizer="adam", epochs=epochs, n_init=1,
+                                       dtype=dtype)
+        nplm_fit(std.transform(ref), std.transform(data), w, learner,
+                 np.random.SeedSequence(0))
         out[dtype] = (time.perf_counter() - t0) / epochs
     return out
 
