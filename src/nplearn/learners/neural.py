@@ -159,19 +159,85 @@ class NeuralFitInfo:
         return asdict(self)
 
 
-def _activation(name: str):
-    return {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[name]
+@dataclass
+class _Events:
+    """Training events stored feature-major, ``(d, n)``, and split into the reference
+    and the data block: every layer is then a short-and-wide product, about four times
+    faster on one CPU thread than the same product on ``(n, d)`` rows."""
+
+    ref: torch.Tensor
+    w_ref: torch.Tensor
+    data: torch.Tensor
+    w_data: torch.Tensor
+    is_data: np.ndarray  # (n,) bool: where each block's events sit in the input order
+
+    @classmethod
+    def build(cls, X: np.ndarray, y: np.ndarray, sw: np.ndarray, device: torch.device,
+              dtype: torch.dtype) -> _Events:
+        is_data = y == 1
+
+        def block(mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            xb = torch.as_tensor(np.ascontiguousarray(X[mask].T), device=device).to(dtype)
+            return xb, torch.as_tensor(sw[mask], device=device).to(dtype)
+
+        ref, w_ref = block(~is_data)
+        data, w_data = block(is_data)
+        return cls(ref, w_ref, data, w_data, is_data)
+
+    def in_input_order(self, f_ref: torch.Tensor, f_data: torch.Tensor) -> np.ndarray:
+        """``f`` of every event, in the order of the ``X`` the events were built from."""
+        out = np.empty(self.is_data.shape[0], dtype=np.float64)
+        out[~self.is_data] = f_ref.detach().to(torch.float64).cpu().numpy()
+        out[self.is_data] = f_data.detach().to(torch.float64).cpu().numpy()
+        return out
 
 
-def _forward(X: torch.Tensor, params: list[torch.Tensor], act) -> torch.Tensor:
-    """``f(X)`` of the network whose layers are ``params = [W1, b1, W2, b2, ...]``."""
-    h = X
+def _layers(h: torch.Tensor, params: list[torch.Tensor], act: str) -> list[torch.Tensor]:
+    """Forward pass on feature-major events ``h`` (``(d, n)``) through the network whose
+    layers are ``params = [W1, b1, W2, b2, ...]``: the input, every hidden layer's
+    activations, and the output ``f`` as a ``(1, n)`` tensor, last."""
+    outs = [h]
     n_layers = len(params) // 2
     for k in range(n_layers):
-        h = h @ params[2 * k].T + params[2 * k + 1]
+        W, b = params[2 * k], params[2 * k + 1]
+        # one input feature: an outer product, cheaper as a broadcast than as a GEMM
+        z = W * h + b[:, None] if h.shape[0] == 1 else torch.addmm(b[:, None], W, h)
         if k < n_layers - 1:
-            h = act(h)
-    return h[:, 0]
+            z = {"sigmoid": z.sigmoid_, "tanh": z.tanh_, "relu": z.relu_}[act]()
+        outs.append(z)
+        h = z
+    return outs
+
+
+def _backward(outs: list[torch.Tensor], params: list[torch.Tensor], act: str,
+              g: torch.Tensor, grads: list[torch.Tensor]) -> None:
+    """Add to ``grads`` the gradient of ``sum_i g_i f_i`` with respect to ``params``,
+    given the forward pass ``outs`` of :func:`_layers` and ``g = dL/df`` (``(1, n)``)."""
+    for k in range(len(params) // 2 - 1, -1, -1):
+        h = outs[k]
+        grads[2 * k] += g @ h.T
+        grads[2 * k + 1] += g.sum(1)
+        if k == 0:
+            break
+        W = params[2 * k]
+        g = W.T * g if W.shape[0] == 1 else W.T @ g
+        # the activation's derivative, from its output
+        if act == "sigmoid":
+            g.mul_(h).mul_(1.0 - h)
+        elif act == "tanh":
+            g.mul_(1.0 - h * h)
+        else:
+            g.mul_(h > 0)
+
+
+def _forward_block(h: torch.Tensor, params: list[torch.Tensor], act: str) -> torch.Tensor:
+    """``f`` of feature-major events ``h`` (``(d, n)``), as an ``(n,)`` tensor."""
+    return _layers(h, params, act)[-1][0]
+
+
+def _forward(X: torch.Tensor, params: list[torch.Tensor], act: str) -> torch.Tensor:
+    """``f(X)`` for row-major events ``X`` (``(n, d)``)."""
+    return _forward_block(X.T.contiguous(), params, act)
 
 
 #: Above this ``f`` the reference term ``e^f - 1`` of the loss continues as its
@@ -185,13 +251,35 @@ F_OVERFLOW = 600.0
 F_OVERFLOW_FLOAT32 = 80.0
 
 
-def _nplm_loss(f: torch.Tensor, is_data: torch.Tensor, sw: torch.Tensor) -> torch.Tensor:
-    """``sum_R w (e^f - 1) - sum_D w f`` (data weights are 1 in the NPLM test), with
-    ``e^f`` continued quadratically above :data:`F_OVERFLOW`."""
+def _ref_term(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each reference event's ``e^f - 1`` and its slope ``e^f``, continued quadratically
+    above :data:`F_OVERFLOW`."""
     f0 = F_OVERFLOW if f.dtype == torch.float64 else F_OVERFLOW_FLOAT32
+    if f.numel() == 0 or float(f.max()) <= f0:
+        value = torch.expm1(f)
+        return value, value + 1.0
     over = (f - f0).clamp(min=0.0)
-    ref_term = torch.expm1(f.clamp(max=f0)) + math.exp(f0) * (over + 0.5 * over**2)
-    return torch.where(is_data, -f, ref_term).mul(sw).sum()
+    value = torch.expm1(f.clamp(max=f0))
+    e0 = math.exp(f0)
+    return value + e0 * (over + 0.5 * over**2), value + 1.0 + e0 * over
+
+
+def _loss_and_grad(ev: _Events, params: list[torch.Tensor], act: str,
+                   with_grad: bool = True) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """The NPLM loss ``sum_R w (e^f - 1) - sum_D w f`` (data weights are 1 in the NPLM
+    test) and, with ``with_grad``, its gradient with respect to ``params``: one forward
+    and one hand-written backward pass over each block (the network is too thin for
+    autograd's bookkeeping to pay; measured 3x faster in 1D, 2x in 5D)."""
+    outs_r = _layers(ev.ref, params, act)
+    outs_d = _layers(ev.data, params, act)
+    value, slope = _ref_term(outs_r[-1][0])
+    loss = torch.dot(ev.w_ref, value) - torch.dot(ev.w_data, outs_d[-1][0])
+    if not with_grad:
+        return loss, None
+    grads = [torch.zeros_like(p) for p in params]
+    _backward(outs_r, params, act, (ev.w_ref * slope)[None, :], grads)
+    _backward(outs_d, params, act, -ev.w_data[None, :], grads)
+    return loss, grads
 
 
 class NeuralNetworkLearner(EstimatorProtocol):
@@ -385,10 +473,8 @@ class NeuralNetworkLearner(EstimatorProtocol):
         dtype = torch.float64 if self.optimizer == "lbfgs" else resolve_dtype(self.dtype)
         rng = _as_generator(self.random_state)
         sizes = (d, *hidden, 1)
-        Xt = torch.as_tensor(X, device=device).to(dtype)
-        is_data = torch.as_tensor(y == 1, device=device)
-        swt = torch.as_tensor(sw, device=device).to(dtype)
-        act = _activation(self.activation)
+        ev = _Events.build(X, y, sw, device, dtype)
+        act = self.activation
         scale = max(1.0, float(sw[y == 1].sum()))  # the loss's size: the data yield
         starts: list[tuple[float, list[torch.Tensor], NeuralFitInfo]] = []
         failures: list[str] = []
@@ -405,12 +491,10 @@ class NeuralNetworkLearner(EstimatorProtocol):
                                      n_params=n_parameters(d, hidden))
                 try:
                     if self.optimizer == "adam":
-                        params = self._train_adam(Xt, is_data, swt, params, act, clip, info)
+                        params = self._train_adam(ev, params, act, clip, info)
                     else:
-                        params = self._train_lbfgs(Xt, is_data, swt, params, act, clip, info,
-                                                   scale)
-                    with torch.no_grad():
-                        loss = float(_nplm_loss(_forward(Xt, params, act), is_data, swt))
+                        params = self._train_lbfgs(ev, params, act, clip, info, scale)
+                    loss = float(_loss_and_grad(ev, params, act, with_grad=False)[0])
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"the NPLM loss ended at {loss}")
                 except FloatingPointError as exc:
@@ -428,10 +512,8 @@ class NeuralNetworkLearner(EstimatorProtocol):
         info.n_init = len(starts)
         info.start_t = [-2.0 * st[0] for st in starts]
         info.n_evals = n_evals
-        with torch.no_grad():
-            f = _forward(Xt, params, act)
-            info.objective = float(_nplm_loss(f, is_data, swt))
-        info.grad_norm = _projected_grad_norm(Xt, is_data, swt, params, act, clip)
+        info.objective = float(_loss_and_grad(ev, params, act, with_grad=False)[0])
+        info.grad_norm = _projected_grad_norm(ev, params, act, clip)
         if self.optimizer == "lbfgs":
             info.converged = info.grad_norm <= GRAD_RTOL * scale
             if not info.converged:
@@ -447,12 +529,14 @@ class NeuralNetworkLearner(EstimatorProtocol):
         self.n_params_ = info.n_params
         self._act = self.activation
         self.coefs_ = [p.detach().to(torch.float64).cpu().numpy() for p in params]
-        self.train_decision_ = f.detach().to(torch.float64).cpu().numpy()
+        self.train_decision_ = ev.in_input_order(_forward_block(ev.ref, params, act),
+                                                 _forward_block(ev.data, params, act))
         self.fit_info_ = info
         return self
 
-    def _train_adam(self, Xt, is_data, swt, params, act, clip, info) -> list[torch.Tensor]:
-        params = [p.clone().requires_grad_(True) for p in params]
+    def _train_adam(self, ev: _Events, params: list[torch.Tensor], act: str, clip: float,
+                    info: NeuralFitInfo) -> list[torch.Tensor]:
+        params = [p.clone() for p in params]
         opt = torch.optim.Adam(params, lr=float(self.lr))
         epochs = int(self.resolved_epochs())
         every = max(1, epochs // 50)
@@ -460,9 +544,9 @@ class NeuralNetworkLearner(EstimatorProtocol):
         loss_plateau = math.nan
         loss_val = math.nan
         for epoch in range(epochs):
-            opt.zero_grad(set_to_none=True)
-            loss = _nplm_loss(_forward(Xt, params, act), is_data, swt)
-            loss.backward()
+            loss, grads = _loss_and_grad(ev, params, act)
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
             opt.step()
             with torch.no_grad():
                 for W in params[0::2]:  # the weights; biases are free
@@ -476,8 +560,7 @@ class NeuralNetworkLearner(EstimatorProtocol):
                     loss_plateau = loss_val
                 if epoch % every == 0 or epoch == epochs - 1:
                     info.history.append([epoch, loss_val])
-        with torch.no_grad():
-            final = float(_nplm_loss(_forward(Xt, params, act), is_data, swt))
+        final = float(_loss_and_grad(ev, params, act, with_grad=False)[0])
         info.n_iter = epochs
         info.n_evals = epochs + 1
         info.suboptimality = abs(loss_plateau - final) if math.isfinite(loss_plateau) else 0.0
@@ -488,8 +571,8 @@ class NeuralNetworkLearner(EstimatorProtocol):
                            "train longer or raise lr)"))
         return [p.detach() for p in params]
 
-    def _train_lbfgs(self, Xt, is_data, swt, params, act, clip, info,
-                     scale: float) -> list[torch.Tensor]:
+    def _train_lbfgs(self, ev: _Events, params: list[torch.Tensor], act: str, clip: float,
+                     info: NeuralFitInfo, scale: float) -> list[torch.Tensor]:
         """L-BFGS-B on the clipped problem, restarted with fresh curvature memory while
         the projected gradient is above ``GRAD_RTOL * scale`` and the loss still falls
         (its own stopping rule, a relative decrease of the loss, also fires in flat,
@@ -502,18 +585,16 @@ class NeuralNetworkLearner(EstimatorProtocol):
         losses: list[float] = []
 
         def unpack(v: np.ndarray) -> list[torch.Tensor]:
-            flat = torch.as_tensor(v, device=Xt.device, dtype=torch.float64)
+            flat = torch.as_tensor(v, device=ev.ref.device, dtype=torch.float64)
             out, k = [], 0
             for shape, size in zip(shapes, sizes, strict=True):
-                out.append(flat[k:k + size].reshape(shape).clone().requires_grad_(True))
+                out.append(flat[k:k + size].reshape(shape).clone())
                 k += size
             return out
 
         def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
-            ps = unpack(v)
-            loss = _nplm_loss(_forward(Xt, ps, act), is_data, swt)
-            grads = torch.autograd.grad(loss, ps)
-            val = float(loss.detach())
+            loss, grads = _loss_and_grad(ev, unpack(v), act)
+            val = float(loss)
             grad = torch.cat([g.reshape(-1) for g in grads]).cpu().numpy()
             if not (math.isfinite(val) and np.isfinite(grad).all()):
                 # beyond even the continued loss (f ~ 1e150): L-BFGS-B stops at its last
@@ -544,7 +625,7 @@ class NeuralNetworkLearner(EstimatorProtocol):
                                         "gtol": GRAD_RTOL * scale / math.sqrt(x.size),
                                         "maxcor": 20})
                 x, n_iter, n_evals = res.x, n_iter + int(res.nit), n_evals + int(res.nfev)
-                g = _projected_grad_norm(Xt, is_data, swt, unpack(x), act, clip)
+                g = _projected_grad_norm(ev, unpack(x), act, clip)
                 if (g <= GRAD_RTOL * scale or n_iter >= budget
                         or before - float(res.fun) <= 1e-12 * abs(float(res.fun))):
                     break
@@ -573,8 +654,7 @@ class NeuralNetworkLearner(EstimatorProtocol):
                 f"X has {X.shape[1]} features but the model was fitted with {self.n_features_in_}"
             )
         params = [torch.as_tensor(c) for c in self.coefs_]
-        with torch.no_grad():
-            return _forward(torch.as_tensor(X), params, _activation(self._act)).numpy()
+        return _forward(torch.as_tensor(X), params, self._act).numpy()
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``[P(y=0), P(y=1)]`` with the weights of the fit."""
@@ -593,18 +673,17 @@ class NeuralNetworkLearner(EstimatorProtocol):
         return float(-(w * per_event).mean())
 
 
-def _projected_grad_norm(Xt, is_data, swt, params, act, clip) -> float:
+def _projected_grad_norm(ev: _Events, params: list[torch.Tensor], act: str,
+                        clip: float) -> float:
     """Norm of the gradient of ``L`` without the components that push a weight at its
     clip bound outwards (zero at a constrained minimum; biases are unbounded)."""
-    ps = [p.detach().clone().requires_grad_(True) for p in params]
-    loss = _nplm_loss(_forward(Xt, ps, act), is_data, swt)
-    grads = torch.autograd.grad(loss, ps)
+    _, grads = _loss_and_grad(ev, params, act)
+    assert grads is not None
     total = 0.0
-    for k, (p, g) in enumerate(zip(ps, grads, strict=True)):
-        g = g.detach().clone()
+    for k, (p, g) in enumerate(zip(params, grads, strict=True)):
         if k % 2 == 0:  # a weight matrix
-            at_hi = p.detach() >= clip * (1 - 1e-9)
-            at_lo = p.detach() <= -clip * (1 - 1e-9)
+            at_hi = p >= clip * (1 - 1e-9)
+            at_lo = p <= -clip * (1 - 1e-9)
             g[at_hi & (g < 0)] = 0.0  # descent would push the weight beyond +clip
             g[at_lo & (g > 0)] = 0.0
         total += float((g.to(torch.float64) ** 2).sum())
