@@ -1053,6 +1053,8 @@ def neural_1d() -> None:
 
     for path in sorted(RESULTS.glob("neural_*.json")):
         d = json.loads(path.read_text())
+        if "toys" not in d:  # neural_pass.json
+            continue
         o = d["options"]
         d_in = o.get("d", 1)
         arch = "-".join(str(k) for k in (d_in, *o["hidden"], 1))
@@ -1121,6 +1123,78 @@ def neural_1d() -> None:
         print()
 
 
+def neural_reruns() -> None:
+    """The same network toys fitted by two versions of the code: how much of ``t``
+    survives a change of the arithmetic (rounding) alone."""
+    import numpy as np
+
+    runs = []
+    for path in sorted(RESULTS.glob("neural_*.json")):
+        d = json.loads(path.read_text())
+        if "toys" in d and d["options"]["n_init"] == 1:
+            runs.append((path.name, d))
+    for (na, a), (nb, b) in [(x, y) for i, x in enumerate(runs) for y in runs[i + 1:]]:
+        if a["options"] != b["options"]:
+            continue
+        if _commit_time(a["commit"]) > _commit_time(b["commit"]):
+            (na, a), (nb, b) = (nb, b), (na, a)
+        ta = {(r["kind"], r["index"]): r["t"] for r in a["toys"]}
+        tb = {(r["kind"], r["index"]): r["t"] for r in b["toys"]}
+        keys = sorted(set(ta) & set(tb))
+        diff = np.array([tb[k] - ta[k] for k in keys])
+        ad = np.abs(diff)
+        print(f"### Network reruns: `{na}` (commit {a['commit']}) and `{nb}` (commit "
+              f"{b['commit']})\n")
+        print(f"The same {len(keys)} toys, the same initial weights, the same loss, "
+              "constraint and stopping rule; the two commits differ in how a pass is "
+              "computed (rounding only). Fraction of toys whose t agrees within a "
+              "tolerance: "
+              + ", ".join(f"{tol:g}: {np.mean(ad <= tol):.2f}"
+                          for tol in (1e-6, 1e-3, 0.1, 1.0))
+              + f"; largest |Δt| {ad.max():.2f}.\n")
+        print("| toys | n | median abs(Δt) | mean Δt (later − earlier) ± s.e. | t higher in "
+              "the later run / lower |")
+        print("|---|---|---|---|---|")
+        kinds = np.array([k[0] for k in keys])
+        for kind in dict.fromkeys(kinds):
+            m = kinds == kind
+            dd = diff[m]
+            se = dd.std(ddof=1) / math.sqrt(m.sum()) if m.sum() > 1 else math.nan
+            print(f"| {kind} | {m.sum()} | {np.median(np.abs(dd)):.3f} | {dd.mean():+.3f} "
+                  f"± {se:.3f} | {(dd > 1e-6).sum()} / {(dd < -1e-6).sum()} |")
+        print()
+
+
+def _commit_time(commit: str) -> int:
+    """Commit time of a recorded commit (0 if git does not know it)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%ct", commit.split("+")[0]],
+                             capture_output=True, text=True, cwd=RESULTS, check=True)
+        return int(out.stdout.strip())
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return 0
+
+
+def neural_pass() -> None:
+    """Cost of one network pass, library vs the autograd implementation it replaced."""
+    d = load("neural_pass")
+    if d is None:
+        return
+    print("### Network: one pass (loss and gradient) on one thread (`neural_pass.json`)\n")
+    print(header(d))
+    print(f"Median of {d['repeats']} runs of {d['passes']} passes each.\n")
+    print("| network | N_R | N_D | autograd, row-major (before) | library | speed-up | "
+          "largest relative difference (loss / gradient) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in d["rows"]:
+        print(f"| {r['architecture']} | {r['n_ref']} | {r['n_data']} | "
+              f"{r['autograd_ms']:.2f} ms | {r['library_ms']:.2f} ms | {r['speedup']:.1f}x | "
+              f"{r['loss_rel_diff']:.1e} / {r['grad_rel_diff']:.1e} |")
+    print()
+
+
 def _pw_err2(x: dict) -> str:
     b = x["power"]["2"]
     return f"{b['value']:.2f} ± {(b['hi68'] - b['lo68']) / 2:.2f}"
@@ -1154,3 +1228,5 @@ if __name__ == "__main__":
     refit_checks()
     shape_only_check()
     neural_1d()
+    neural_reruns()
+    neural_pass()
