@@ -203,6 +203,25 @@ def test_baseline_subsample_is_used_and_recorded():
     assert res["baseline_max_ref"] == 25000
 
 
+def test_power_study_runs_the_network_on_the_same_toys():
+    # the original NPLM learner as an opt-in comparison test: its t on every toy, next
+    # to the kernel widths
+    bench = Exp1DScaled(n_ref=4000, expected=200.0, n_signal_scale=4.0)
+    opts = dict(signals=["bulk"], n_null=6, n_signal=3, sigmas=(1.5,), n_centers=50,
+                ideal_toys=0, workers=1, seed=3)
+    res = power_study(bench, baselines=["nplm_network"], **opts)
+    assert res["baselines"] == ["nplm_network"]
+    t_null = np.asarray(res["null"]["extra"]["nplm_network"])
+    t_sig = np.asarray(res["signals"]["bulk"]["extra"]["nplm_network"])
+    assert t_null.shape == (6,) and np.isfinite(t_null).all() and (t_null > 0).all()
+    # 360 signal events on 200 expected: beyond every null toy
+    assert t_sig.min() > t_null.max()
+    assert "nplm_network" in res["signals"]["bulk"]["tests"]
+    # the kernel's statistic is that of the same toys without the network
+    plain = power_study(bench, baselines=[], **opts)
+    assert plain["null"]["t"] == res["null"]["t"]
+
+
 def test_power_study_bad_input():
     bench = Exp1DScaled(n_ref=2000, expected=100.0)
     with pytest.raises(InputError, match="unknown signal"):

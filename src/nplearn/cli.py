@@ -271,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--schedule", choices=("converged", "onestep"), default="converged")
     pw.add_argument("--temperature", type=float, default=1.0)
     pw.add_argument("--baselines", type=_str_list, default=None,
-                    help="comparison tests (default all applicable; 'none' for none)")
+                    help="comparison tests (default all applicable; 'none' for none; "
+                         "nplm_network, the NPLM neural network on the same toys, only "
+                         "when named)")
     pw.add_argument("--baseline-max-ref", type=int, default=None, metavar="N",
                     help="reference subsample of the energy and MMD tests (default 20000; "
                          "the whole reference in 1D)")
