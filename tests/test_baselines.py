@@ -380,7 +380,7 @@ def test_nplm_network_statistic() -> None:
     from nplearn.preprocess import Standardizer
     from nplearn.toys import nplm_fit
 
-    seed = np.random.SeedSequence(int(np.random.default_rng(1).integers(2**63)))
+    seed = bl._network_seed(np.random.default_rng(1))
     std = Standardizer.fit(ref)
     t_direct, *_ = nplm_fit(std.transform(ref), std.transform(null), w,
                             NeuralNetworkLearner(), seed)
@@ -394,3 +394,38 @@ def test_nplm_network_statistic() -> None:
     assert math.isfinite(small) and small != t0
     with pytest.raises(InputError, match="weight_clip"):
         bl.nplm_network(ref, null, w, np.random.default_rng(1), weight_clip=-1.0)
+
+
+def test_nplm_network_leaves_the_shared_stream_alone() -> None:
+    # the comparison tests of a toy share one generator: the network takes its seed
+    # without drawing from it, so the others give the same values with or without it
+    rng = np.random.default_rng(np.random.SeedSequence(7, spawn_key=(3,)))
+    ref, dat = rng.normal(size=(2000, 2)), rng.normal(size=(100, 2))
+    state = rng.bit_generator.state
+    t = bl.nplm_network(ref, dat, None, rng)
+    assert rng.bit_generator.state == state and math.isfinite(t)
+    # another toy's generator gives another start
+    other = np.random.default_rng(np.random.SeedSequence(7, spawn_key=(4,)))
+    assert bl._network_seed(rng).spawn_key != bl._network_seed(other).spawn_key
+    assert bl.nplm_network(ref, dat, None, other) != t
+
+
+def test_a_diverging_network_fails_its_toy_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nplearn.benchmarks.suite import Exp1DScaled
+    from nplearn.learners.neural import NeuralNetworkLearner
+    from nplearn.power import BenchmarkToy
+    from nplearn.toys import ToyEngine
+
+    def diverge(self, *args, **kwargs):
+        raise FloatingPointError("the NPLM loss became inf")
+
+    monkeypatch.setattr(NeuralNetworkLearner, "_train_lbfgs", diverge)
+    rng = np.random.default_rng(8)
+    with pytest.raises(FloatingPointError, match="every start"):
+        bl.nplm_network(rng.normal(size=(500, 1)), rng.normal(size=(50, 1)), None, rng)
+    bench = Exp1DScaled(n_ref=2000, expected=100.0)
+    engine = ToyEngine({"sigma": 1.0, "n_centers": 30, "lam": 1e-6}, 100.0, 0,
+                       generator=BenchmarkToy(bench, "none"), extra_stats=("nplm_network",))
+    toy = engine.run(0)
+    # reported as a failed toy (not counted), not an error that stops the study
+    assert not toy.ok and "every start of the network diverged" in toy.message

@@ -140,20 +140,20 @@ def test_loss_continues_smoothly_beyond_overflow():
         assert (up - down) / (2 * h) == pytest.approx(mid, rel=1e-6)
 
 
-def _autograd_loss_and_grad(ev, params, act):
-    """The loss and gradient of the same network by autograd on row-major events."""
-    ps = [p.clone().requires_grad_(True) for p in params]
+def _autograd_loss_and_grad(ev, params, act, f0=neural.F_OVERFLOW):
+    """The loss and gradient of the same network by autograd on row-major events, in
+    float64 whatever the events' dtype."""
+    ps = [p.to(torch.float64).clone().requires_grad_(True) for p in params]
     fn = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[act]
-    loss = 0.0
+    loss = torch.zeros((), dtype=torch.float64)
     for X, w, ref in ((ev.ref.T, ev.w_ref, True), (ev.data.T, ev.w_data, False)):
-        h = X
+        h, w = X.to(torch.float64), w.to(torch.float64)
         for k in range(len(ps) // 2):
             h = h @ ps[2 * k].T + ps[2 * k + 1]
             if k < len(ps) // 2 - 1:
                 h = fn(h)
         f = h[:, 0]
         if ref:
-            f0 = neural.F_OVERFLOW
             over = (f - f0).clamp(min=0.0)
             loss = loss + (w * (torch.expm1(f.clamp(max=f0))
                                 + np.exp(f0) * (over + 0.5 * over**2))).sum()
@@ -162,39 +162,72 @@ def _autograd_loss_and_grad(ev, params, act):
     return loss.item(), [g.detach() for g in torch.autograd.grad(loss, ps)]
 
 
+def _random_network(rng, sizes, dtype=torch.float64):
+    params = []
+    for a_, b_ in itertools.pairwise(sizes):
+        params += [torch.as_tensor(rng.normal(size=(b_, a_))).to(dtype),
+                   torch.as_tensor(rng.normal(size=b_)).to(dtype)]
+    return params
+
+
+def _assert_same_gradient(ev, ps, act, f0, rtol):
+    loss, grads = neural._loss_and_grad(ev, ps, act)
+    ref_loss, ref_grads = _autograd_loss_and_grad(ev, ps, act, f0)
+    assert loss.item() == pytest.approx(ref_loss, rel=rtol)
+    for g, r in zip(grads, ref_grads, strict=True):
+        scale = float(r.abs().max())
+        assert torch.allclose(g.to(torch.float64), r, rtol=rtol, atol=rtol * scale)
+    return loss, grads
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu"])
 @pytest.mark.parametrize(("d", "hidden"), [(1, (4,)), (3, (3, 3, 3)), (2, (5, 1, 4))])
-def test_hand_written_gradient_equals_autograd(act, d, hidden):
+def test_hand_written_gradient_equals_autograd(act, d, hidden, dtype):
     # the backward pass of _loss_and_grad against autograd: every activation, one and
-    # several inputs, a width-1 hidden layer, weighted data events, and reference events
-    # beyond the overflow joint
+    # several inputs, a width-1 hidden layer, weighted data events, float64 and the
+    # float32 of Adam, and half of the reference events beyond the overflow joint
     rng = np.random.default_rng(d + len(hidden))
     X = rng.normal(size=(700, d))
     y = (rng.random(700) < 0.3).astype(float)
     w = np.where(y == 1, rng.uniform(0.5, 2.0, 700), rng.uniform(0.01, 0.1, 700))
-    ev = neural._Events.build(X, y, w, torch.device("cpu"), torch.float64)
-    sizes = (d, *hidden, 1)
-    params = []
-    for a_, b_ in itertools.pairwise(sizes):
-        params += [torch.as_tensor(rng.normal(size=(b_, a_))),
-                   torch.as_tensor(rng.normal(size=b_))]
-    for shift in (0.0, neural.F_OVERFLOW - 2.0):
+    ev = neural._Events.build(X, y, w, torch.device("cpu"), dtype)
+    params = _random_network(rng, (d, *hidden, 1), dtype)
+    f0 = neural.F_OVERFLOW if dtype == torch.float64 else neural.F_OVERFLOW_FLOAT32
+    rtol = 1e-10 if dtype == torch.float64 else 1e-4
+    f_ref = neural._forward_block(ev.ref, params, act)
+    # (the joint lands halfway between the two middle distinct values of f: an event
+    # exactly at it would get twice the gradient from autograd's two clamps)
+    u = torch.unique(f_ref).to(torch.float64)
+    for shift in (0.0, f0 - 0.5 * float(u[len(u) // 2 - 1] + u[len(u) // 2])):
         ps = [p.clone() for p in params]
-        ps[-1] = ps[-1] + shift  # some reference events beyond the joint when shifted
-        loss, grads = neural._loss_and_grad(ev, ps, act)
-        ref_loss, ref_grads = _autograd_loss_and_grad(ev, ps, act)
-        assert loss.item() == pytest.approx(ref_loss, rel=1e-12)
-        for g, r in zip(grads, ref_grads, strict=True):
-            assert torch.allclose(g, r, rtol=1e-10, atol=1e-12 * float(r.abs().max()))
-        # the pass writes into buffers reused by the next one: a repeat is bit-identical
-        again, grads_again = neural._loss_and_grad(ev, ps, act)
-        assert again.item() == loss.item()
-        assert all(torch.equal(g, r) for g, r in zip(grads, grads_again, strict=True))
+        ps[-1] = ps[-1] + shift
+        if shift:  # the continued branch, with events on both sides of the joint
+            beyond = int((neural._forward_block(ev.ref, ps, act) > f0).sum())
+            assert 0 < beyond < ev.ref.shape[1]
+        loss, grads = _assert_same_gradient(ev, ps, act, f0, rtol)
+        # the pass writes into buffers reused by the next one: what it returned must
+        # not change when another pass (other parameters) runs
+        kept = [loss.clone(), *[g.clone() for g in grads]]
+        neural._loss_and_grad(ev, [p * 0.5 for p in ps], act)
+        assert all(torch.equal(a_, b_) for a_, b_ in zip(kept, [loss, *grads], strict=True))
     # f in the input order, and the row-major forward used by decision_function
     f_all = ev.in_input_order(neural._forward_block(ev.ref, params, act),
                               neural._forward_block(ev.data, params, act))
-    np.testing.assert_allclose(f_all, neural._forward(torch.as_tensor(X), params,
-                                                      act).numpy(), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(f_all, neural._forward(torch.as_tensor(X).to(dtype), params,
+                                                      act).numpy(), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_gradient_with_an_empty_block(label):
+    # only reference events (label 0) or only data events (label 1)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(50, 2))
+    ev = neural._Events.build(X, np.full(50, float(label)), np.full(50, 0.3),
+                              torch.device("cpu"), torch.float64)
+    assert (ev.ref.shape[1], ev.data.shape[1]) == ((50, 0) if label == 0 else (0, 50))
+    _assert_same_gradient(ev, _random_network(rng, (2, 3, 1)), "sigmoid",
+                          neural.F_OVERFLOW, 1e-10)
 
 
 def test_a_step_towards_overflow_does_not_stop_the_fit():
