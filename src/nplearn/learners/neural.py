@@ -260,13 +260,12 @@ def _backward(outs: list[torch.Tensor], params: list[torch.Tensor], act: str,
         if act == "relu":
             g.masked_fill_(h <= 0, 0.0)
             continue
-        one_minus = buffers.get((tag, "1-h", k), tuple(h.shape), h)
+        one = torch.ones((), dtype=h.dtype, device=h.device)
+        deriv = buffers.get((tag, "deriv", k), tuple(h.shape), h)
         if act == "sigmoid":  # g h (1 - h)
-            torch.neg(h, out=one_minus).add_(1.0)
-            g.mul_(h).mul_(one_minus)
+            g.mul_(h).mul_(torch.sub(one, h, out=deriv))
         else:  # tanh: g (1 - h^2)
-            torch.mul(h, h, out=one_minus).neg_().add_(1.0)
-            g.mul_(one_minus)
+            g.mul_(torch.sub(one, torch.mul(h, h, out=deriv), out=deriv))
 
 
 def _forward_block(h: torch.Tensor, params: list[torch.Tensor], act: str) -> torch.Tensor:
