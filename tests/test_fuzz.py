@@ -76,10 +76,12 @@ def test_cli_files(tmp_path_factory, text, suffix):
     good = d / "ref.npy"
     np.save(good, np.random.default_rng(0).normal(size=(200, 2)))
     out = d / "out.json"
-    out.write_text('{"previous": true}\n')
     for argv in (["test", "--reference", str(good), "--data", str(bad)],
                  ["test", "--reference", str(bad), "--data", str(good)],
                  ["test", "--config", str(bad)]):
+        # each run starts from the same previous output (a successful run before it
+        # replaces the file, as it should)
+        out.write_text('{"previous": true}\n')
         rc = main([*argv, "--toys", "2", "--centers", "8", "--workers", "1", "--json",
                    str(out), "-q"])
         assert rc in (0, 2)
