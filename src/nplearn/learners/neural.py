@@ -310,8 +310,8 @@ def _loss_and_grad(ev: _Events, params: list[torch.Tensor], act: str,
     """The NPLM loss ``sum_R w (e^f - 1) - sum_D w f`` (data weights are 1 in the NPLM
     test) and, with ``with_grad``, its gradient with respect to ``params``: one forward
     and one hand-written backward pass over each block, in reused buffers (the network
-    is too thin for autograd's bookkeeping and fresh allocations to pay; measured 3x
-    faster than autograd per pass in 1D, 2.5x in 5D)."""
+    is too thin for autograd's bookkeeping and fresh allocations to pay; measured 3.3x
+    faster than autograd per pass in 1D, 2.3x in 5D, benchmarks/neural_pass.py)."""
     buf = ev.buffers
     outs_r = _layers(ev.ref, params, act, buf, "ref")
     outs_d = _layers(ev.data, params, act, buf, "data")
