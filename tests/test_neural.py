@@ -533,3 +533,26 @@ def test_network_shards_merge_and_plot(tmp_path, capsys):
     assert "refit gives" not in capsys.readouterr().err  # the refit reproduced t_obs
     assert (tmp_path / "plots" / "f_1d.png").exists()
     assert (tmp_path / "plots" / "null_distribution.png").exists()
+
+
+def test_data_beyond_the_reference_are_flagged():
+    # a data event beyond the reference's range: nothing constrains f there, and the
+    # network raises it freely (t far in the null's tail); the result says so
+    rng = np.random.default_rng(0)
+    ref = rng.exponential(size=(3000, 1))
+    dat = rng.exponential(size=(100, 1))
+    inside = nplm_test(ref, dat, n_toys=0, expected=100.0, learner="neural")
+    assert inside.data_outside_reference == {"n_events": 0, "below": [0], "above": [0]}
+    assert "WARNING" not in inside.summary()
+    beyond = np.r_[dat, [[ref.max() + 1.0]]]
+    net = nplm_test(ref, beyond, n_toys=0, expected=100.0, learner="neural")
+    assert net.data_outside_reference == {"n_events": 1, "below": [0], "above": [1]}
+    assert "outside the reference's range" in net.summary()
+    assert "network can raise f" in net.summary()
+    assert json.loads(json.dumps(net.to_dict()))["data_outside_reference"]["n_events"] == 1
+    # one event beyond the reference moves the network's t far beyond the null (chi2
+    # with ~13 dof): the effect the warning is about
+    assert net.t_obs > inside.t_obs + 30
+    kernel = nplm_test(ref, beyond, n_toys=0, expected=100.0, n_centers=50)
+    assert kernel.data_outside_reference["n_events"] == 1
+    assert "kernel's f stays bounded" in kernel.summary()
