@@ -555,4 +555,16 @@ def test_data_beyond_the_reference_are_flagged():
     assert net.t_obs > inside.t_obs + 30
     kernel = nplm_test(ref, beyond, n_toys=0, expected=100.0, n_centers=50)
     assert kernel.data_outside_reference["n_events"] == 1
-    assert "kernel's f stays bounded" in kernel.summary()
+    assert "kernel's penalty bounds f" in kernel.summary()
+    # reference events of zero weight constrain nothing: the range is that of the others
+    w = np.ones(len(ref))
+    w[np.argsort(ref[:, 0])[-3:]] = 0.0  # the three largest reference events
+    top = np.sort(ref[:, 0])[-4:]
+    between = np.r_[dat, [[0.5 * (top[0] + top[1])]]]  # beyond every weighted event
+    weighted = nplm_test(ref, between, n_toys=0, expected=100.0, ref_weights=w,
+                         n_centers=50)
+    # beyond the largest weighted event: the added one (and any data event up there)
+    n_above = int((between[:, 0] > top[0]).sum())
+    assert n_above >= 1 and weighted.data_outside_reference["above"] == [n_above]
+    unweighted = nplm_test(ref, between, n_toys=0, expected=100.0, n_centers=50)
+    assert unweighted.data_outside_reference["n_events"] == 0

@@ -125,6 +125,9 @@ class NPLMResult:
     run : dict, optional
         Set by the command line: the input files (absolute paths) and columns, so
         that ``nplearn test --config result.json`` reruns the test.
+    data_outside_reference : dict, optional
+        Data events beyond the range of the reference events with positive weight
+        (:func:`outside_reference`); the summary warns when there are any.
     """
 
     t_obs: float
@@ -286,7 +289,7 @@ class NPLMResult:
                               in enumerate(zip(out["below"], out["above"], strict=True))
                               if a or b)
             note = ("the network can raise f on them without bound: check the largest null "
-                    "t" if neural else "the kernel's f stays bounded there")
+                    "t" if neural else "the kernel's penalty bounds f")
             extra_lines = [f"  WARNING: {out['n_events']} data event(s) outside the "
                            f"reference's range ({where}); no reference event constrains f "
                            f"there ({note})"]
@@ -647,7 +650,8 @@ def nplm_test(
         combinations=combos,
         t_null_widths=t_null_widths,
         combined_bound=bound,
-        data_outside_reference=outside_reference(ref, dat),
+        # reference events of zero weight constrain nothing
+        data_outside_reference=outside_reference(ref[w_ref > 0], dat),
     )
 
 
@@ -658,8 +662,8 @@ def outside_reference(reference: np.ndarray, data: np.ndarray) -> dict[str, Any]
     event and nothing penalises it. A smooth kernel's ``f`` stays bounded, but the
     network's saturating units can raise it freely (on the 1D benchmark, toys whose
     largest data event lay beyond the reference reached t = 47.7 and 58.5, far in the
-    null's tail; BENCHMARKS.md). Under the null such events are rare (the largest of
-    the pooled sample is a data event with probability ``N_D / (N_D + N_R)``).
+    null's tail; BENCHMARKS.md). Under the null such events are rare: at most about
+    ``2 d N_D / (N_D + N_R)`` of the data sets have one (either end of each feature).
 
     Returns
     -------
