@@ -555,12 +555,13 @@ class NeuralNetworkLearner(EstimatorProtocol):
         ok = [st for st in starts if math.isfinite(st[0])]
         if not ok:
             raise FloatingPointError(f"every start of the network diverged: {failures[0]}")
-        _, params, info = min(ok, key=lambda st: st[0])
+        # the kept start's loss was evaluated on these parameters after its training
+        objective, params, info = min(ok, key=lambda st: st[0])
         info.rank = info.n_params
         info.n_init = len(starts)
         info.start_t = [-2.0 * st[0] for st in starts]
         info.n_evals = n_evals
-        info.objective = float(_loss_and_grad(ev, params, act, with_grad=False)[0])
+        info.objective = objective
         info.grad_norm = _projected_grad_norm(ev, params, act, clip)
         if self.optimizer == "lbfgs":
             info.converged = info.grad_norm <= GRAD_RTOL * scale
