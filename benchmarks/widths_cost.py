@@ -14,7 +14,9 @@ It reports the median time per toy, its ratio to the sum of the single widths, t
 Newton steps per toy, and the largest difference of ``t`` between warm and cold (the
 optimum does not depend on the start: the difference is the convergence tolerance).
 Per-fit centres by default; ``--shared`` uses one set of centres drawn from a
-reference pool of ``--pool`` events and reuses its features across toys.
+reference pool of ``--pool`` events and reuses its features across toys. The toys of
+each configuration run inside :func:`nplearn.learners.kernel.reuse_feature_memory`,
+as in a calibration.
 
     python benchmarks/widths_cost.py --benchmark exp1d8 --sigma 0.1,0.3,0.7,1.4,2.3,4.5 \
         --centers 1000 --toys 5
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 from nplearn.benchmarks.suite import get_benchmark
+from nplearn.learners.kernel import reuse_feature_memory
 from nplearn.power import BenchmarkToy
 from nplearn.toys import ToyEngine
 
@@ -50,6 +53,12 @@ def engine(a: argparse.Namespace, bench, sigmas: tuple[float, ...], warm: bool,
 
 
 def timed(eng: ToyEngine, toys: range) -> tuple[list[float], list[int], list[list[float]]]:
+    # as in a calibration's toy loop: successive fits share one feature buffer
+    with reuse_feature_memory():
+        return _timed(eng, toys)
+
+
+def _timed(eng: ToyEngine, toys: range) -> tuple[list[float], list[int], list[list[float]]]:
     times, iters, ts = [], [], []
     if eng.shared_centers:
         eng.run(toys[0])  # builds the shared basis and pool features (cached per engine)

@@ -590,3 +590,56 @@ def test_progress_line(monkeypatch):
     quiet = io.StringIO()  # not a terminal: no progress line by default
     Progress("toys", stream=quiet)(10, 10)
     assert quiet.getvalue() == ""
+
+
+def test_reused_feature_memory_changes_no_fit(rng, monkeypatch):
+    """Fits inside ``reuse_feature_memory`` share one feature buffer: the results are
+    bit-identical to separate fits, nothing a fit keeps refers to the buffer, it is
+    really reused, grows when a fit needs more, and is taken back after a failure."""
+    from nplearn.learners.kernel import current_feature_memory, reuse_feature_memory
+
+    opts = dict(n_centers=60, lam=1e-5, inner="direct", random_state=3)
+    X, y, _ = make_classification(rng, n_ref=3000, n_data=300, shift=0.3, scale=1.0)
+    # same events (hence centres and rank), other weights: another fit, same buffer size
+    problems = [(X, y, np.ones(len(y))), (X, y, np.where(y == 1, 2.0, 0.5))]
+    alone = [KernelLogisticRegression(sigma=1.0, **opts).fit(*p) for p in problems]
+    assert current_feature_memory() is None
+    with reuse_feature_memory() as memory:
+        assert current_feature_memory() is memory
+        first = KernelLogisticRegression(sigma=1.0, **opts).fit(*problems[0])
+        kept = (first.train_decision_.copy(), first.coef_.copy(), first.beta_.copy())
+        block = memory._block
+        assert block is not None and not memory._lent  # taken back after the fit
+        second = KernelLogisticRegression(sigma=1.0, **opts).fit(*problems[1])
+        assert memory._block is block  # the same memory, not a new allocation
+        # the first fit's results did not move when the second overwrote the buffer
+        for a, b in zip(kept, (first.train_decision_, first.coef_, first.beta_), strict=True):
+            np.testing.assert_array_equal(a, b)
+        for ref, got in zip(alone, (first, second), strict=True):
+            np.testing.assert_array_equal(ref.train_decision_, got.train_decision_)
+            assert ref.fit_info_.objective == got.fit_info_.objective
+        # a narrower width has a larger rank: the block grows to hold its features
+        narrow = KernelLogisticRegression(sigma=0.3, **opts).fit(*problems[0])
+        assert narrow.rank_ > first.rank_ and memory._block.numel() >= narrow.rank_ * 3300
+        # a fit that fails gives the block back
+        monkeypatch.setattr(kernel_mod._NewtonSolver, "solve",
+                            lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+        with pytest.raises(RuntimeError, match="boom"):
+            KernelLogisticRegression(sigma=1.0, **opts).fit(*problems[0])
+        assert not memory._lent
+    assert current_feature_memory() is None and memory._block is None  # freed on exit
+
+
+def test_toys_are_the_same_with_and_without_feature_reuse(rng):
+    """A calibration's toy loop reuses feature memory; toys run one by one outside it
+    give bit-identical statistics at every width."""
+    from nplearn._torch_utils import torch_threads
+    from nplearn.toys import ToyEngine, run_toys
+
+    pool = rng.exponential(size=(6000, 1))
+    eng = ToyEngine({"sigma": 0.5, "n_centers": 80, "lam": 1e-6}, 100.0, 7, pool=pool,
+                    sigmas=(0.2, 0.5, 1.5))
+    looped = run_toys(eng, range(4), workers=1, threads_per_worker=1)
+    with torch_threads(1):  # BLAS rounding depends on the thread count
+        single = [eng.run(i) for i in range(4)]
+    assert [r.t_widths for r in looped] == [r.t_widths for r in single]

@@ -31,7 +31,9 @@ from .learners.kernel import (
     KernelLogisticRegression,
     NystromBasis,
     check_center_memory,
+    current_feature_memory,
     default_n_centers,
+    reuse_feature_memory,
 )
 from .preprocess import Standardizer
 from .stats import nplm_statistic
@@ -616,6 +618,9 @@ def _release_memory() -> None:
     """Free what can be freed before a toy is retried."""
     import gc
 
+    memory = current_feature_memory()
+    if memory is not None:
+        memory.clear()
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
@@ -623,7 +628,8 @@ def _release_memory() -> None:
 
 def _run_chunk(indices: Sequence[int]) -> list[ToyResult]:
     assert _WORKER_ENGINE is not None
-    return [_run_one(_WORKER_ENGINE, i, _WORKER_CHECKPOINT) for i in indices]
+    with reuse_feature_memory():
+        return [_run_one(_WORKER_ENGINE, i, _WORKER_CHECKPOINT) for i in indices]
 
 
 _EXECUTOR_ENGINES: dict[str, ToyEngine] = {}
@@ -640,7 +646,7 @@ def _executor_chunk(engine_bytes: bytes, indices: Sequence[int], threads: int,
     if engine is None:
         _EXECUTOR_ENGINES.clear()  # keep one calibration's cache per worker process
         engine = _EXECUTOR_ENGINES[key] = pickle.loads(engine_bytes)
-    with torch_threads(threads):
+    with torch_threads(threads), reuse_feature_memory():
         return [_run_one(engine, i, checkpoint) for i in indices]
 
 
@@ -878,7 +884,7 @@ def run_toys(
         report["workers"] = None if executor is not None else nw
     results: list[ToyResult] = list(done.values())
     if nw == 1:
-        with torch_threads(threads):
+        with torch_threads(threads), reuse_feature_memory():
             for k, i in enumerate(indices):
                 results.append(_run_one(engine, i, ckpt))
                 if progress is not None:
