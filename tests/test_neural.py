@@ -555,7 +555,17 @@ def test_data_beyond_the_reference_are_flagged():
     assert net.t_obs > inside.t_obs + 30
     kernel = nplm_test(ref, beyond, n_toys=0, expected=100.0, n_centers=50)
     assert kernel.data_outside_reference["n_events"] == 1
-    assert "kernel's penalty bounds f" in kernel.summary()
+    assert "bounded by the penalty lambda only" in kernel.summary()
+    assert kernel.t_obs > 0 and "t_obs < 0" not in kernel.summary()
+    # at a tiny penalty the kernel's f grows near that event too, and the reference
+    # events under it drive t far below zero (-64.5 measured; 10.6 without the event):
+    # the summary points to the explanation, per width when there are several
+    tiny = nplm_test(ref, beyond, n_toys=0, expected=100.0, n_centers=50, lam=1e-10)
+    assert tiny.t_obs < -30 and "NOTE: t_obs < 0: the logistic fit" in tiny.summary()
+    multi = nplm_test(ref, beyond, n_toys=0, expected=100.0, n_centers=50, lam=1e-10,
+                      sigmas=[0.5, tiny.hyperparameters["sigma"]])
+    assert [w["t_obs"] < 0 for w in multi.widths] == [False, True]
+    assert f"t_obs < 0 at sigma = {tiny.hyperparameters['sigma']:.3g}:" in multi.summary()
     # reference events of zero weight constrain nothing: the range is that of the others
     w = np.ones(len(ref))
     w[np.argsort(ref[:, 0])[-3:]] = 0.0  # the three largest reference events

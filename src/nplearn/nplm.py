@@ -289,12 +289,21 @@ class NPLMResult:
                               in enumerate(zip(out["below"], out["above"], strict=True))
                               if a or b)
             note = ("the network can raise f on them without bound: check the largest null "
-                    "t" if neural else "the kernel's penalty bounds f")
+                    "t" if neural else "the kernel's f there is bounded by the penalty "
+                    "lambda only, and a small lambda lets it grow")
             extra_lines = [f"  WARNING: {out['n_events']} data event(s) outside the "
                            f"reference's range ({where}); no reference event constrains f "
                            f"there ({note})"]
         else:
             extra_lines = []
+        negative = ([f"{w['sigma']:.3g}" for w in self.widths if w["t_obs"] < 0]
+                    if self.widths else (["-"] if self.t_obs < 0 else []))
+        if negative:
+            where = "" if negative == ["-"] else f" at sigma = {', '.join(negative)}"
+            extra_lines.append(
+                f"  NOTE: t_obs < 0{where}: the logistic fit scores below f = 0 on the "
+                "extended likelihood, usually through a large f where reference events are "
+                "sparse (README, 'Negative t'); toys fitted the same way calibrate it")
         c = self.calibration
         if self.widths:
             lines[4] = (f"  kernel widths sigma       {len(self.widths)}: "
