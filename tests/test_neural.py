@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -553,6 +554,10 @@ def test_data_beyond_the_reference_are_flagged():
     # one event beyond the reference moves the network's t far beyond the null (chi2
     # with ~13 dof): the effect the warning is about
     assert net.t_obs > inside.t_obs + 30
+    # a negative t of the network is not the logistic surrogate's: the note says so
+    assert "t_obs < 0" not in net.summary()
+    note = dataclasses.replace(net, t_obs=-1.0).summary()
+    assert "network ended below f = 0" in note and "logistic" not in note
     kernel = nplm_test(ref, beyond, n_toys=0, expected=100.0, n_centers=50)
     assert kernel.data_outside_reference["n_events"] == 1
     assert "bounded by the penalty lambda only" in kernel.summary()

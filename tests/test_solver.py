@@ -595,11 +595,13 @@ def test_progress_line(monkeypatch):
 def test_reused_feature_memory_changes_no_fit(rng, monkeypatch):
     """Fits inside ``reuse_feature_memory`` share one feature buffer: the results are
     bit-identical to separate fits, nothing a fit keeps refers to the buffer, it is
-    really reused, grows when a fit needs more, and is taken back after a failure."""
+    really reused, grows when a fit needs more, is lent to one fit at a time, is
+    freed before work that does not use it, and is taken back after a failure."""
     from nplearn.learners.kernel import current_feature_memory, reuse_feature_memory
 
     opts = dict(n_centers=60, lam=1e-5, inner="direct", random_state=3)
     X, y, _ = make_classification(rng, n_ref=3000, n_data=300, shift=0.3, scale=1.0)
+    X2, y2, _ = make_classification(rng, n_ref=3000, n_data=300, shift=0.6, scale=1.2)
     # same events (hence centres and rank), other weights: another fit, same buffer size
     problems = [(X, y, np.ones(len(y))), (X, y, np.where(y == 1, 2.0, 0.5))]
     alone = [KernelLogisticRegression(sigma=1.0, **opts).fit(*p) for p in problems]
@@ -607,39 +609,80 @@ def test_reused_feature_memory_changes_no_fit(rng, monkeypatch):
     with reuse_feature_memory() as memory:
         assert current_feature_memory() is memory
         first = KernelLogisticRegression(sigma=1.0, **opts).fit(*problems[0])
-        kept = (first.train_decision_.copy(), first.coef_.copy(), first.beta_.copy())
         block = memory._block
-        assert block is not None and not memory._lent  # taken back after the fit
+        assert block is not None and memory._lent_to is None  # given back after the fit
         second = KernelLogisticRegression(sigma=1.0, **opts).fit(*problems[1])
         assert memory._block is block  # the same memory, not a new allocation
-        # the first fit's results did not move when the second overwrote the buffer
-        for a, b in zip(kept, (first.train_decision_, first.coef_, first.beta_), strict=True):
-            np.testing.assert_array_equal(a, b)
         for ref, got in zip(alone, (first, second), strict=True):
             np.testing.assert_array_equal(ref.train_decision_, got.train_decision_)
             assert ref.fit_info_.objective == got.fit_info_.objective
         # a narrower width has a larger rank: the block grows to hold its features
-        narrow = KernelLogisticRegression(sigma=0.3, **opts).fit(*problems[0])
+        narrow = KernelLogisticRegression(sigma=0.3, **opts).fit(X, y)
         assert narrow.rank_ > first.rank_ and memory._block.numel() >= narrow.rank_ * 3300
+        # another fit on other events overwrites the block; the narrow fit's results
+        # (its decision values feed the next width's warm start) do not move
+        kept = (narrow.train_decision_.copy(), narrow.coef_.copy(), narrow.beta_.copy())
+        big = memory._block
+        KernelLogisticRegression(sigma=1.0, **opts).fit(X2, y2)
+        assert memory._block is big
+        for a, b in zip(kept, (narrow.train_decision_, narrow.coef_, narrow.beta_),
+                        strict=True):
+            np.testing.assert_array_equal(a, b)
+        # lent to one fit at a time: while another holds it, a fit gets fresh memory
+        # and does not give back what it never borrowed
+        _held, token = memory.matrix(10, 10, torch.float64, torch.device("cpu"))
+        assert token is not None and memory.matrix(2, 2, torch.float64, "cpu")[1] is None
+        KernelLogisticRegression(sigma=1.0, **opts).fit(X2, y2)
+        assert memory._lent_to == token and memory._block is big
+        memory.release(token - 1)  # a stale token (an earlier fit's) changes nothing
+        assert memory._lent_to == token
+        memory.release(token)
+        # another dtype: a block of that dtype
+        KernelLogisticRegression(sigma=1.0, **{**opts, "dtype": "float32"}).fit(X, y)
+        assert memory._block.dtype == torch.float32
+        # features that do not use the block (lazy here) free it first
+        KernelLogisticRegression(sigma=1.0, memory_budget=0, **opts).fit(X, y)
+        assert memory._block is None
+        KernelLogisticRegression(sigma=1.0, **opts).fit(X, y)
         # a fit that fails gives the block back
         monkeypatch.setattr(kernel_mod._NewtonSolver, "solve",
                             lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
         with pytest.raises(RuntimeError, match="boom"):
             KernelLogisticRegression(sigma=1.0, **opts).fit(*problems[0])
-        assert not memory._lent
+        assert memory._lent_to is None and memory._block is not None
     assert current_feature_memory() is None and memory._block is None  # freed on exit
 
 
-def test_toys_are_the_same_with_and_without_feature_reuse(rng):
-    """A calibration's toy loop reuses feature memory; toys run one by one outside it
-    give bit-identical statistics at every width."""
+@pytest.mark.parametrize("executor", [False, True])
+def test_toys_are_the_same_with_and_without_feature_reuse(rng, monkeypatch, executor):
+    """A calibration's toy loops (in process, or in threads of an executor, each with
+    its own buffer) reuse feature memory, warm starts across widths included; toys
+    run one by one outside it give bit-identical statistics at every width."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from nplearn._torch_utils import torch_threads
+    from nplearn.learners.kernel import FeatureMemory
     from nplearn.toys import ToyEngine, run_toys
 
     pool = rng.exponential(size=(6000, 1))
-    eng = ToyEngine({"sigma": 0.5, "n_centers": 80, "lam": 1e-6}, 100.0, 7, pool=pool,
-                    sigmas=(0.2, 0.5, 1.5))
-    looped = run_toys(eng, range(4), workers=1, threads_per_worker=1)
+    eng = ToyEngine({"sigma": 0.5, "n_centers": 80, "lam": 1e-6, "inner": "cg"}, 100.0, 7,
+                    pool=pool, sigmas=(0.2, 0.5, 1.5))
     with torch_threads(1):  # BLAS rounding depends on the thread count
-        single = [eng.run(i) for i in range(4)]
+        single = [eng.run(i) for i in range(6)]
+    assert all(r.ok for r in single)
+    lent = []
+    matrix = FeatureMemory.matrix
+
+    def counted(self, *args):
+        out = matrix(self, *args)
+        lent.append(out[1] is not None)
+        return out
+
+    monkeypatch.setattr(FeatureMemory, "matrix", counted)
+    if executor:
+        with ThreadPoolExecutor(2) as ex:
+            looped = run_toys(eng, range(6), executor=ex, threads_per_worker=1)
+    else:
+        looped = run_toys(eng, range(6), workers=1, threads_per_worker=1)
+    assert lent == [True] * 18  # every fit borrowed (each thread has its own buffer)
     assert [r.t_widths for r in looped] == [r.t_widths for r in single]

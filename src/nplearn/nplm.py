@@ -298,7 +298,11 @@ class NPLMResult:
             extra_lines = []
         negative = ([f"{w['sigma']:.3g}" for w in self.widths if w["t_obs"] < 0]
                     if self.widths else (["-"] if self.t_obs < 0 else []))
-        if negative:
+        if negative and neural:
+            extra_lines.append(
+                "  NOTE: t_obs < 0: the network ended below f = 0 on the loss it minimises "
+                "(t = -2 L); check that its fit converged")
+        elif negative:
             where = "" if negative == ["-"] else f" at sigma = {', '.join(negative)}"
             extra_lines.append(
                 f"  NOTE: t_obs < 0{where}: the logistic fit scores below f = 0 on the "

@@ -46,6 +46,7 @@ import contextlib
 import contextvars
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -174,38 +175,59 @@ class FeatureMemory:
     comes from the operating system each time (glibc maps allocations above
     32 MiB), and the first write to every page costs about as much as computing
     the features (1D, ``sigma = 0.1``: 0.04 s of a 0.28 s fit). Successive fits
-    of one thread (the toys of a calibration) therefore borrow the block the
-    previous fit returned, grown to the largest size asked for.
+    (the toys of a calibration) therefore borrow the block the previous fit gave
+    back, grown to the largest size asked for.
 
-    CPU only (the CUDA caching allocator already reuses device memory). One fit
-    borrows at a time: a second request while the block is lent gets fresh memory.
+    CPU only (the CUDA caching allocator already reuses device memory). The block
+    is lent to one fit at a time, under a lock: a request while it is lent gets
+    fresh memory, and only the borrower's token gives it back.
     """
 
     def __init__(self) -> None:
         self._block: torch.Tensor | None = None
-        self._lent = False
+        self._lent_to: int | None = None  # token of the fit holding the block
+        self._tokens = 0
+        self._lock = threading.Lock()
 
     def matrix(self, rows: int, cols: int, dtype: torch.dtype,
-               device: torch.device) -> tuple[torch.Tensor, bool]:
-        """An uninitialised ``rows x cols`` matrix and whether it was borrowed
-        (then :meth:`release` must be called when the fit is done with it)."""
+               device: torch.device) -> tuple[torch.Tensor, int | None]:
+        """An uninitialised ``rows x cols`` matrix and the token to :meth:`release`
+        it with when it is borrowed (``None``: fresh memory, nothing to give back)."""
         size = rows * cols
-        if self._lent or torch.device(device).type != "cpu":
-            return torch.empty(rows, cols, dtype=dtype, device=device), False
-        block = self._block
-        if block is None or block.dtype != dtype or block.numel() < size:
-            self._block = None  # free the smaller block before allocating its successor
-            block = self._block = torch.empty(size, dtype=dtype)
-        self._lent = True
-        return block[:size].view(rows, cols), True
+        token = None
+        if torch.device(device).type == "cpu":
+            with self._lock:
+                if self._lent_to is None:
+                    self._tokens += 1
+                    token = self._lent_to = self._tokens
+        if token is None:
+            return torch.empty(rows, cols, dtype=dtype, device=device), None
+        try:
+            if (self._block is None or self._block.dtype != dtype
+                    or self._block.numel() < size):
+                self._block = None  # freed before its larger successor is allocated
+                self._block = torch.empty(size, dtype=dtype)
+            return self._block[:size].view(rows, cols), token
+        except BaseException:
+            self.release(token)
+            raise
 
-    def release(self) -> None:
-        """Take the lent block back (its contents may be overwritten from now on)."""
-        self._lent = False
+    def release(self, token: int | None) -> None:
+        """Take the block back from the fit holding ``token`` (its contents may be
+        overwritten from now on); any other token is ignored."""
+        if token is None:
+            return
+        with self._lock:
+            if self._lent_to == token:
+                self._lent_to = None
 
-    def clear(self) -> None:
-        """Free the block (before retrying a fit that ran out of memory)."""
-        self._block, self._lent = None, False
+    def discard(self) -> None:
+        """Free the block unless a fit holds it: before work that does not use it
+        (window or lazy features, comparison tests, a retry after running out of
+        memory), so that it does not add to that work's peak memory."""
+        with self._lock:
+            if self._lent_to is None:
+                self._block = None
 
 
 _FEATURE_MEMORY: contextvars.ContextVar[FeatureMemory | None] = contextvars.ContextVar(
@@ -214,12 +236,14 @@ _FEATURE_MEMORY: contextvars.ContextVar[FeatureMemory | None] = contextvars.Cont
 
 @contextlib.contextmanager
 def reuse_feature_memory() -> Iterator[FeatureMemory]:
-    """Let the kernel fits run in this block (and thread) share one feature buffer.
+    """Let the kernel fits run inside this block share one feature buffer.
 
-    Used around the toy loops of a calibration: the fits are sequential, and no
+    Used around the toy loops of a calibration, whose fits are sequential; no
     fitted model refers to its training features after :meth:`fit` returns. The
-    buffer is freed when the block exits. Results are bit-identical with and
-    without it.
+    buffer belongs to the current context (each thread starts with its own;
+    contexts copied into other threads share it, and then fits that overlap in
+    time get fresh memory). It is freed when the block exits. Results are
+    bit-identical with and without it.
     """
     memory = FeatureMemory()
     token = _FEATURE_MEMORY.set(memory)
@@ -227,7 +251,7 @@ def reuse_feature_memory() -> Iterator[FeatureMemory]:
         yield memory
     finally:
         _FEATURE_MEMORY.reset(token)
-        memory.clear()
+        memory.discard()
 
 
 def current_feature_memory() -> FeatureMemory | None:
@@ -551,9 +575,14 @@ class _Features:
         self.rows = max(256, int(block_bytes // max(1, 3 * item * max(self.r, X.shape[1]))))
         self.block_bytes = block_bytes
         self.stored: torch.Tensor | None = None
-        #: the stored matrix is borrowed from ``memory`` (to be released after the fit)
-        self.borrowed = False
+        #: token of the stored matrix borrowed from ``memory`` (``None``: not borrowed);
+        #: the fit gives it back with ``memory.release(token)`` when it is done
+        self.borrow_token: int | None = None
         self.plan = plan
+        if mode not in ("phi", "kernel", "window", "lazy"):
+            raise ValueError(f"unknown feature mode {mode!r}")
+        if memory is not None and mode in ("window", "lazy"):
+            memory.discard()  # an idle block would only add to this fit's memory
         if mode == "window":
             if plan is None:
                 raise ValueError("window features need a window plan")
@@ -562,15 +591,19 @@ class _Features:
             if memory is None:
                 self.stored = torch.empty(self.r, self.n, dtype=self.dtype, device=X.device)
             else:
-                self.stored, self.borrowed = memory.matrix(self.r, self.n, self.dtype,
-                                                           X.device)
-            for sl in self._slices():
-                if mode == "phi":  # the product written in place: no block temporary
-                    torch.matmul(self.L_P_inv, self._kT_block(sl), out=self.stored[:, sl])
-                else:
-                    self.stored[:, sl] = self._kT_block(sl)
-        elif mode != "lazy":
-            raise ValueError(f"unknown feature mode {mode!r}")
+                self.stored, self.borrow_token = memory.matrix(self.r, self.n, self.dtype,
+                                                               X.device)
+            try:
+                for sl in self._slices():
+                    if mode == "phi":  # the product written in place: no block temporary
+                        torch.matmul(self.L_P_inv, self._kT_block(sl),
+                                     out=self.stored[:, sl])
+                    else:
+                        self.stored[:, sl] = self._kT_block(sl)
+            except BaseException:
+                if memory is not None:
+                    memory.release(self.borrow_token)
+                raise
 
     @property
     def materialised(self) -> bool:
@@ -639,8 +672,9 @@ class _Features:
 
     def phiT_columns(self, sel: slice | torch.Tensor) -> torch.Tensor:
         """``Phi[sel]^T`` (``sel`` a slice or indices), shape ``(r, len(sel))``, from
-        whatever is stored: the same features in every mode (``"window"``: computed
-        densely, with the kernel entries it drops at :func:`negligible`)."""
+        whatever is stored: the same features in every mode up to the last bits of
+        the products (``"window"``: computed densely, with the kernel entries it drops
+        at :func:`negligible`)."""
         if self.mode == "phi":
             return self.stored[:, sel]
         if self.mode == "kernel":
@@ -1681,19 +1715,19 @@ class KernelLogisticRegression(EstimatorProtocol):
         r = basis.rank
         inner, mode = self.feature_mode(n, r)
         # features built here may borrow the enclosing reuse_feature_memory() block
-        memory = current_feature_memory() if feat is None else None
+        memory = None
+        if feat is None:
+            Xt = torch.as_tensor(X, device=device).to(dtype)
+            memory = current_feature_memory()
+            feat = basis.features(Xt, mode, self.block_bytes, self.window_budget(), memory)
+        if feat.mode == "window":
+            inner = "cg"  # window features serve Hessian-vector products only
         try:
-            if feat is None:
-                Xt = torch.as_tensor(X, device=device).to(dtype)
-                feat = basis.features(Xt, mode, self.block_bytes, self.window_budget(),
-                                      memory)
-            if feat.mode == "window":
-                inner = "cg"  # window features serve Hessian-vector products only
             beta, f, info, precond_used, t_setup = self._solve(feat, y, sw, basis, inner,
                                                                cg_tol, init_decision)
         finally:
-            if memory is not None:
-                memory.release()  # nothing kept from this fit refers to the features
+            if memory is not None:  # nothing kept from this fit refers to the features
+                memory.release(feat.borrow_token)
         t_end = time.perf_counter()
         M = basis.n_candidates
         info.n_centers, info.rank, info.rank_tol = M, r, basis.rank_tol
