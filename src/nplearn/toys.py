@@ -555,7 +555,7 @@ class ToyEngine:
 
         memory = current_feature_memory()
         if memory is not None:
-            memory.discard()  # the comparison tests' memory comes on top of nothing else
+            memory.discard()  # an idle feature block would add to the tests' memory
 
         rng = np.random.default_rng(ss)
         out = {}

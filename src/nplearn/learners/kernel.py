@@ -1371,7 +1371,7 @@ class NystromBasis:
         With ``window_budget`` (bytes) the ``"window"`` storage replaces ``mode``
         where the kernel is narrow enough (:func:`_window_plan`) and it fits. With
         ``memory`` stored ``"phi"``/``"kernel"`` features may be borrowed from it
-        (``_Features.borrowed``; release it when the features are no longer used).
+        (``memory.release(features.borrow_token)`` when they are no longer used).
         """
         plan = None
         if window_budget is not None:
