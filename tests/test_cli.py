@@ -127,3 +127,120 @@ def test_combine_needs_several_widths(samples, capsys):
     assert main([*args, "--combine", "fused-t"]) == 2
     assert "--combine choose how several kernel widths" in capsys.readouterr().err
     assert main([*args, "--sigma", "0.5,1.0", "--combine", "fused-t"]) == 0
+
+
+def test_cli_refuses_to_write_over_an_input_or_rerun_changed_inputs(samples, capsys):
+    """--json naming an input file is refused before any work (the input is intact);
+    a result file rerun (--config result.json) or replotted on input files that changed
+    since it was written is refused, naming the file; an explicit --data is the user's
+    choice and runs."""
+    ref, data, out = samples / "ref.csv", samples / "data.csv", samples / "res.json"
+    before = data.read_bytes()
+    common = ["--toys", "3", "--workers", "1", "--centers", "100", "-q"]
+    code = main(["test", "--reference", str(ref), "--data", str(data), *common,
+                 "--json", str(data)])
+    assert code == 2 and data.read_bytes() == before
+    assert "is an input of this command" in capsys.readouterr().err
+    assert main(["test", "--reference", str(ref), "--data", str(data), *common,
+                 "--json", str(out)]) == 0
+    # unchanged inputs: the rerun reproduces the result
+    assert main(["test", "--config", str(out), "-q", "--json", str(samples / "a.json")]) == 0
+    assert json.loads((samples / "a.json").read_text())["t_obs"] == \
+        json.loads(out.read_text())["t_obs"]
+    capsys.readouterr()
+    rows = before.decode().splitlines()
+    data.write_text("\n".join(rows[:-1]) + "\n")  # one event fewer
+    assert main(["test", "--config", str(out), "-q", "--json", str(samples / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "data.csv: changed since" in err and "--data" in err
+    assert not (samples / "b.json").exists()
+    assert main(["test", "--config", str(out), "--data", str(data), "-q",
+                 "--json", str(samples / "c.json")]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(out), "--out", str(samples / "figs")]) == 2
+    assert "--no-refit" in capsys.readouterr().err
+    assert main(["plot", str(out), "--out", str(samples / "figs"), "--no-refit"]) == 0
+
+
+def test_sigterm_stops_the_workers_at_once(tmp_path):
+    """`kill` (SIGTERM) of a run with worker processes: exit code 143 within seconds,
+    no worker left running (before, the workers ran on as orphans), and a message
+    saying that finished toys are kept only with --checkpoint."""
+    import os
+    import signal
+    import time
+
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "ref.npy", rng.normal(size=(20000, 2)))
+    np.save(tmp_path / "dat.npy", rng.normal(size=(1000, 2)))
+    cmd = [sys.executable, "-m", "nplearn", "test", "--reference", str(tmp_path / "ref.npy"),
+           "--data", str(tmp_path / "dat.npy"), "--expected", "1000", "--toys", "100000",
+           "--centers", "500", "--workers", "2", "--json", str(tmp_path / "r.json")]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # until the toys run (the progress bar shows)
+            time.sleep(0.5)
+            if proc.poll() is not None or (tmp_path / "r.json").exists():
+                break
+            kids = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+            if len(kids) >= 3:  # the main process and two workers
+                break
+        time.sleep(2)
+        t0 = time.time()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143 and time.time() - t0 < 30
+        assert "terminated" in err and "--checkpoint" in err
+        assert not (tmp_path / "r.json").exists()
+        time.sleep(1)
+        # nothing of the run's process group is left running (exited workers may stay
+        # zombies where the container's init does not reap orphans)
+        states = subprocess.run(["ps", "-o", "stat=", "-g", str(proc.pid)],
+                                capture_output=True, text=True).stdout.split()
+        assert all(st.startswith("Z") for st in states), states
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_summary_states_weights_widths_in_input_units_and_negative_toys(tmp_path, capsys):
+    """The summary gives the weighted reference's effective sample size (and warns,
+    also in the JSON, when resampled toys only approximate pseudo-data), the kernel
+    width in each column's own units, and how many null toys have t < 0."""
+    import dataclasses
+
+    rng = np.random.default_rng(4)
+    ref = np.c_[rng.exponential(300.0, size=3000) + 100.0, rng.normal(50.0, 10.0, size=3000)]
+    w = rng.exponential(size=3000) ** 3  # heavy weights: a small effective sample
+    np.savetxt(tmp_path / "ref.csv", np.c_[ref, w], delimiter=",", header="mjj,pt,w",
+               comments="")
+    np.savetxt(tmp_path / "dat.csv", ref[:300] + 1.0, delimiter=",", header="mjj,pt",
+               comments="")
+    out = tmp_path / "r.json"
+    assert main(["test", "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "dat.csv"), "--columns", "mjj,pt", "--ref-weight-branch",
+                 "w", "--expected", "300", "--toys", "4", "--workers", "1", "--centers",
+                 "100", "-q", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    d = json.loads(out.read_text())
+    ess = w.sum() ** 2 / (w**2).sum()
+    assert d["reference_weights"]["effective_sample_size"] == pytest.approx(ess)
+    assert d["reference_weights"]["resampling_approximate"] is bool(300 > 0.1 * ess)
+    assert f"effective sample size {ess:.0f} of 3000 events" in printed
+    assert "WARNING: N(R) = 300 is not small against" in printed
+    sigma, scale = d["hyperparameters"]["sigma"], d["hyperparameters"]["standardizer"]["scale"]
+    assert (f"sigma in input units      mjj {sigma * scale[0]:.4g}, "
+            f"pt {sigma * scale[1]:.4g}") in printed
+    # the null toys' negative statistics are counted (none here)
+    from nplearn import nplm_test
+
+    res = nplm_test(ref, ref[:300] + 1.0, n_toys=4, expected=300.0, n_centers=100)
+    assert "with t < 0" not in res.summary() and res.reference_weights is None
+    assert "sigma in input units      x0 " in res.summary()
+    tampered = dataclasses.replace(res, t_null=np.array([3.0, -12.5, 7.0, -0.5]))
+    assert "4 ok; 2 with t < 0 (down to -12.5" in tampered.summary()

@@ -84,6 +84,12 @@ def test_yaml_config(samples):
         ('data = "dat.npy"\n', ".toml", "no reference sample"),
         ('{"reference": "ref.npy"', ".json", "not a valid JSON"),
         ("n_toys = 3", ".ini", "unknown config format"),
+        # command-line spellings get the config key they meant
+        ('reference = "ref.npy"\ndata = "dat.npy"\ntoys = 3\nref-weight-branch = "w"\n',
+         ".toml", "(config keys are the Python names: ref-weight-branch -> "
+                  "ref_weight_branch; toys -> n_toys)"),
+        ('reference = "ref.npy"\ndata = "dat.npy"\ncenters = 300\n', ".toml",
+         "got 300; the number of centres is n_centers"),
     ],
 )
 def test_bad_config_files(samples, capsys, text, suffix, message):

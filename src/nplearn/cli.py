@@ -24,7 +24,7 @@ from .multitest import COMBINATIONS
 
 log = logging.getLogger("nplearn")
 
-EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPT = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPT, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -155,10 +155,11 @@ def _add_nn_args(p: argparse.ArgumentParser) -> None:
                         "(default 1)")
 
 
-def _add_run_args(p: argparse.ArgumentParser, toys_default: int) -> None:
+def _add_run_args(p: argparse.ArgumentParser, toys_default: int,
+                  toys_help: str = "null pseudo-experiments") -> None:
     g = p.add_argument_group("calibration and output")
     g.add_argument("--toys", type=int, default=toys_default, metavar="N",
-                   help=f"null pseudo-experiments (default {toys_default})")
+                   help=f"{toys_help} (default {toys_default})")
     g.add_argument("--workers", type=int, default=None,
                    help="worker processes for the toys (default: all cores; on --device cuda "
                         "one per visible GPU)")
@@ -244,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ideal-toys", type=int, default=20000,
                    help="Monte Carlo toys for the ideal test's median Z (default 20000)")
     _add_solver_args(e, sigma_default=0.3, centers_default=3000, lam_default=1e-10)
-    _add_run_args(e, toys_default=100)
+    _add_run_args(e, toys_default=100,
+                  toys_help="signal toys with --signal, and the null toys unless "
+                            "--null-toys is given")
 
     pw = sub.add_parser(
         "power", help="power of single widths, combinations and comparison tests",
@@ -258,18 +261,25 @@ def build_parser() -> argparse.ArgumentParser:
                          "gauss<d>d, e.g. gauss2d, gauss5d, gauss10d (default exp1d8)")
     pw.add_argument("--signals", type=_str_list, default=None,
                     help="comma-separated signals (default: all of the benchmark's)")
-    pw.add_argument("--null-toys", type=int, default=1000, metavar="N")
-    pw.add_argument("--signal-toys", type=int, default=300, metavar="N")
+    pw.add_argument("--null-toys", type=int, default=1000, metavar="N",
+                    help="null toys calibrating every test (default 1000; each toy fits "
+                         "every width: about 0.5-1 s per toy and worker for the 1D "
+                         "defaults, so a full default study takes hours on 2 cores)")
+    pw.add_argument("--signal-toys", type=int, default=300, metavar="N",
+                    help="toys per signal (default 300)")
     pw.add_argument("--n-ref", type=int, default=None, help="reference events per toy "
                     "(default: the benchmark's)")
     pw.add_argument("--expected", type=float, default=None,
                     help="expected yield N(R) (default: the benchmark's)")
     pw.add_argument("--sigma", type=_number_list, default=[0.1, 0.3, 0.7, 1.4, 2.3, 4.5],
                     help="kernel widths in benchmark units (default 0.1,0.3,0.7,1.4,2.3,4.5)")
-    pw.add_argument("--centers", type=int, default=1000, metavar="M")
-    pw.add_argument("--lam", type=float, default=1e-6)
-    pw.add_argument("--schedule", choices=("converged", "onestep"), default="converged")
-    pw.add_argument("--temperature", type=float, default=1.0)
+    pw.add_argument("--centers", type=int, default=1000, metavar="M",
+                    help="Nystrom centres M (default 1000)")
+    pw.add_argument("--lam", type=float, default=1e-6, help="penalty lambda (default 1e-6)")
+    pw.add_argument("--schedule", choices=("converged", "onestep"), default="converged",
+                    help="solver schedule (default converged)")
+    pw.add_argument("--temperature", type=float, default=1.0,
+                    help="temperature of fused-p (default 1)")
     pw.add_argument("--baselines", type=_str_list, default=None,
                     help="comparison tests (default all applicable; 'none' for none; "
                          "nplm_network, the NPLM neural network on the same toys, only "
@@ -277,14 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--baseline-max-ref", type=int, default=None, metavar="N",
                     help="reference subsample of the energy and MMD tests (default 20000; "
                          "the whole reference in 1D)")
-    pw.add_argument("--ideal-toys", type=int, default=20000)
+    pw.add_argument("--ideal-toys", type=int, default=20000,
+                    help="Monte Carlo toys of the ideal Neyman-Pearson test (default 20000)")
     pw.add_argument("--shape-only", action="store_true",
                     help="normalise each toy's reference to the toy's own data count "
                          "instead of N(R) (the statistic of `nplearn test` without "
                          "--expected); the data keep their Poisson yields")
-    pw.add_argument("--workers", type=int, default=None)
-    pw.add_argument("--seed", type=int, default=0)
-    pw.add_argument("--json", default=None, metavar="FILE")
+    pw.add_argument("--workers", type=int, default=None,
+                    help="worker processes (default: all cores)")
+    pw.add_argument("--seed", type=int, default=0, help="master random seed (default 0)")
+    pw.add_argument("--json", default=None, metavar="FILE", help="write the study here")
     pw.add_argument("--extend", default=None, metavar="FILE",
                     help="add toys to the study in FILE (a `nplearn power --json` result) "
                          "instead of running a new one: --null-toys N more null toys and/or "
@@ -458,10 +470,13 @@ def _resolve_test_args(a: argparse.Namespace):
             cfg = NPLMConfig.from_dict(opts)
         except InputError as exc:
             raise InputError(f"{a.config} with the command-line options: {exc}") from None
+    a._inputs_from_config = set()
+    a._recorded_sha256 = getattr(file, "recorded_sha256", {})
     for key in ("reference", "data", "columns", "ref_weights", "json", "selection",
                 "ref_weight_branch"):
         if getattr(a, key) is None and key in file:
             setattr(a, key, file[key])
+            a._inputs_from_config.add(key)
     for key in ("reference", "data"):
         if getattr(a, key) is None:
             raise InputError(f"no {key} sample: give --{key} FILE or '{key}' in --config")
@@ -471,6 +486,32 @@ def _resolve_test_args(a: argparse.Namespace):
                          "combined, but this test has one width (give several with "
                          "--sigma a,b,... or --sigma-percentiles)")
     return cfg
+
+
+def _check_recorded_inputs(a: argparse.Namespace) -> dict[str, str]:
+    """Refuse to rerun a result file (``--config result.json``) on input files that
+    changed since it was written: the rerun would not reproduce it. Inputs given on
+    the command line are the user's choice and are not checked. Returns the hashes
+    computed (``key -> sha256``)."""
+    from .io import sha256_file
+
+    recorded = getattr(a, "_recorded_sha256", None) or {}
+    out = {}
+    for key, sha in recorded.items():
+        path = getattr(a, key, None)
+        if key not in getattr(a, "_inputs_from_config", ()) or not path or not sha:
+            continue
+        try:
+            out[key] = sha256_file(path)
+        except OSError:
+            continue  # reading it reports the problem
+        if out[key] != sha:
+            raise InputError(
+                f"{path}: changed since {a.config} was written (its SHA-256 differs from "
+                "the recorded one), so the rerun would not reproduce that result; restore "
+                f"the file, or give it explicitly with --{key.replace('_', '-')} to run "
+                "these settings on it")
+    return out
 
 
 def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
@@ -581,7 +622,8 @@ def _run_test(a: argparse.Namespace) -> int:
     if a.plots:
         _check_plot_dir(a.plots)
     if a.json:
-        check_writable(a.json)
+        check_writable(a.json, (a.reference, a.data, a.ref_weights, a.config))
+    hashes = _check_recorded_inputs(a)
     rt, dt, weights = _read_inputs(a)
     ref, ref_cols, dat, dat_cols = rt.events, rt.names, dt.events, dt.names
     progress = Progress("toys", enabled=None if not a.quiet else False)
@@ -594,10 +636,11 @@ def _run_test(a: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     res.provenance["inputs"] = {
-        "reference": {"path": a.reference, "sha256": sha256_file(a.reference),
-                      "shape": list(ref.shape), "columns": ref_cols},
-        "data": {"path": a.data, "sha256": sha256_file(a.data), "shape": list(dat.shape),
-                 "columns": dat_cols},
+        "reference": {"path": a.reference, "sha256": hashes.get("reference")
+                      or sha256_file(a.reference), "shape": list(ref.shape),
+                      "columns": ref_cols},
+        "data": {"path": a.data, "sha256": hashes.get("data") or sha256_file(a.data),
+                 "shape": list(dat.shape), "columns": dat_cols},
         "selection": a.selection, "ref_weight_branch": a.ref_weight_branch,
         "events_read": {"reference": rt.n_read, "data": dt.n_read},
     }
@@ -611,9 +654,10 @@ def _run_test(a: argparse.Namespace) -> int:
         "ref_weights": os.path.abspath(a.ref_weights) if a.ref_weights else None,
         "selection": a.selection, "ref_weight_branch": a.ref_weight_branch,
     }
+    if a.json:
+        res.save_json(a.json)  # before printing: a closed stdout must not lose it
     print(res.summary())
     if a.json:
-        res.save_json(a.json)
         print(f"result written to {a.json}")
     if a.plots:
         _plots_of(res, a.plots, ref, dat, weights, ref_cols)
@@ -678,6 +722,7 @@ def cmd_toys(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     extra = ["--workers", str(a.workers)] if a.workers is not None else []
     t = _test_namespace(parser, a.config, extra)
     cfg = _resolve_test_args(t)
+    _check_recorded_inputs(t)
     rt, dt, weights = _read_inputs(t)
     progress = Progress("toys", enabled=None if not a.quiet else False)
     res = nplm_toys(rt.events, dt.events, cfg, indices=indices, out=a.out,
@@ -734,6 +779,18 @@ def cmd_plot(a: argparse.Namespace) -> int:
     have_inputs = all(run.get(k) and os.path.exists(str(run[k]).split(":")[0])
                       for k in ("reference", "data"))
     if not a.no_refit and have_inputs:
+        from .io import sha256_file
+
+        recorded = (res.get("provenance") or {}).get("inputs") or {}
+        for key in ("reference", "data", "ref_weights"):
+            sha = (recorded.get("reference_weights" if key == "ref_weights" else key)
+                   or {}).get("sha256")
+            if run.get(key) and sha and sha256_file(run[key]) != sha:
+                raise InputError(
+                    f"{run[key]}: changed since {a.result} was written (its SHA-256 differs "
+                    "from the recorded one): the f plots would show other events than the "
+                    "result; restore the file, or draw the calibration only with "
+                    "--no-refit")
         rt = read_table(run["reference"], run.get("columns"), selection=run.get("selection"),
                         weight_column=run.get("ref_weight_branch"))
         dt = read_table(run["data"], run.get("columns"), selection=run.get("selection"))
@@ -804,9 +861,10 @@ def _run_demo(a: argparse.Namespace) -> int:
     res = nplm_test(ref, data, n_toys=a.toys, expected=2000.0, lam=1e-10, seed=a.seed,
                     workers=a.workers, progress=progress)
     res.provenance["command"] = shlex.join(sys.argv)
+    if a.json:
+        res.save_json(a.json)  # before printing: a closed stdout must not lose it
     print(res.summary())
     if a.json:
-        res.save_json(a.json)
         print(f"result written to {a.json}")
     if a.plots:
         _plots_of(res, a.plots, ref, data, None, ["x"])
@@ -921,9 +979,35 @@ def _configure_logging(verbosity: int) -> None:
     root.setLevel(level)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM received (e.g. ``kill`` or a batch system's time limit)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``nplearn`` command; returns the exit code."""
+    """Entry point of the ``nplearn`` command; returns the exit code.
+
+    SIGTERM stops a run like Ctrl-C (toy workers are terminated, finished toys kept
+    in a ``--checkpoint`` folder) and exits with 143.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    a = None
     try:
         a = _unmark_defaults(parser.parse_args(argv))
         _configure_logging(getattr(a, "verbose", 0))
@@ -954,9 +1038,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, MissingDependencyError) as exc:
         print(f"nplearn: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        print("nplearn: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPT
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        print(f"nplearn: {'terminated' if terminated else 'interrupted'}"
+              + (" (toys finished so far are kept only with --checkpoint DIR; rerun with "
+                 "it to resume)" if getattr(a, "command", None) == "test"
+                 and not getattr(a, "checkpoint", None) else ""), file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPT
+    except BrokenPipeError:
+        # the reader of our output went away (e.g. `| head`): stop quietly; files were
+        # written before the summary was printed
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
     except NplearnError as exc:
         print(f"nplearn: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

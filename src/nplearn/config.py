@@ -17,6 +17,7 @@ from .learners.kernel import INNER_SOLVERS, RANK_TOL_FLOOR_FLOAT32, SCHEDULES
 from .learners.neural import ACTIVATIONS, OPTIMIZERS
 from .learners.neural import DEFAULT_EPOCHS as NN_DEFAULT_EPOCHS
 from .multitest import COMBINATIONS
+from .stats import is_real
 
 __all__ = ["LEARNERS", "NPLMConfig"]
 
@@ -300,7 +301,10 @@ class NPLMConfig:
             raise InputError(f"inner must be one of {', '.join(INNER_SOLVERS)}, got "
                              f"{self.inner!r}")
         if self.centers not in ("per-fit", "shared"):
-            raise InputError(f"centers must be 'per-fit' or 'shared', got {self.centers!r}")
+            hint = ("; the number of centres is n_centers (--centers on the command line)"
+                    if is_real(self.centers) else "")
+            raise InputError(f"centers must be 'per-fit' or 'shared', got {self.centers!r}"
+                             + hint)
         if self.dtype not in ("float64", "float32"):
             raise InputError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
         if not isinstance(self.device, str):

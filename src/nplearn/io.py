@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -566,9 +566,18 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def check_writable(path: str | os.PathLike[str]) -> None:
-    """Fail early, before any work, if ``path`` cannot be written."""
+def check_writable(path: str | os.PathLike[str],
+                   inputs: Sequence[str | os.PathLike[str] | None] = ()) -> None:
+    """Fail early, before any work, if ``path`` cannot be written, or if it is one of
+    the ``inputs`` (files read by the same command: writing would replace them)."""
     p = Path(path)
+    for name in inputs:
+        if name is None:
+            continue
+        src = Path(_split_key(str(name))[0])
+        if src.exists() and p.exists() and os.path.samefile(src, p):
+            raise InputError(f"{p}: is an input of this command ({name}); writing the "
+                             "result there would replace it: choose another output file")
     directory = p.parent if str(p.parent) else Path(".")
     if not directory.is_dir():
         raise InputError(f"{p}: directory {directory} does not exist")

@@ -128,6 +128,11 @@ class NPLMResult:
     data_outside_reference : dict, optional
         Data events beyond the range of the reference events with positive weight
         (:func:`outside_reference`); the summary warns when there are any.
+    reference_weights : dict, optional
+        Weighted references: ``n_events``, ``effective_sample_size``
+        (``(sum w)^2 / sum w^2``) and ``resampling_approximate`` (resampled toys
+        with ``N(R)`` above a tenth of the effective size only approximate
+        pseudo-data; the summary warns).
     """
 
     t_obs: float
@@ -153,6 +158,7 @@ class NPLMResult:
     run: dict[str, Any] | None = None
     combined_bound: dict[str, Any] | None = None
     data_outside_reference: dict[str, Any] | None = None
+    reference_weights: dict[str, Any] | None = None
 
     @property
     def reported_method(self) -> str | None:
@@ -233,6 +239,7 @@ class NPLMResult:
             "run": self.run,
             "combined_bound": self.combined_bound,
             "data_outside_reference": self.data_outside_reference,
+            "reference_weights": self.reference_weights,
         }
 
     def save_json(self, path: str) -> None:
@@ -296,6 +303,15 @@ class NPLMResult:
                            f"there ({note})"]
         else:
             extra_lines = []
+        rw = self.reference_weights
+        if rw:
+            if rw["resampling_approximate"]:
+                extra_lines.append(
+                    f"  WARNING: N(R) = {self.expected:.6g} is not small against the "
+                    f"reference weights' effective sample size "
+                    f"{rw['effective_sample_size']:.0f}: toys resampled from the reference "
+                    "only approximate pseudo-data (use more reference events or a toy "
+                    "generator)")
         negative = ([f"{w['sigma']:.3g}" for w in self.widths if w["t_obs"] < 0]
                     if self.widths else (["-"] if self.t_obs < 0 else []))
         if negative and neural:
@@ -324,8 +340,14 @@ class NPLMResult:
                         + f", {sum(w['fit']['time_total'] for w in self.widths):.2f} s")
             lines[-2] = ("  t_obs (first width)       " + f"{self.t_obs:.4f}")
             lines[-1] = ("  N_w (first width)         " + f"{self.n_w:.2f}")
+        if rw:  # after the fixed positions above
+            lines.insert(4, f"  reference weights         effective sample size "
+                            f"{rw['effective_sample_size']:.0f} of {rw['n_events']} events")
+        units = self._width_in_input_units()
+        if units:
+            lines.insert(6 if rw else 5, units)
         if c is None:
-            lines.append("  no toys run: no p-value (use n_toys > 0)")
+            lines.append("  no toys run: no p-value (n_toys or --toys > 0 runs them)")
         elif self.widths and not self.combinations:
             lines.append(f"  null toys                 {c.n_toys} ok: too few to combine the "
                          f"widths (at least 3 needed); no p-value reported")
@@ -342,7 +364,8 @@ class NPLMResult:
                              f"{wc['p_empirical']:>16.4g} {wc['z_empirical']:>9.2f}"
                              + ("*" if wc["n_exceed"] == 0 else " ")
                              + f"  {wc['p_value']:.4g} ({wc['method']})")
-            lines.append("  (* a bound: no toy reached t_obs)")
+            if any(w["calibration"]["n_exceed"] == 0 for w in self.widths):
+                lines.append("  (* a bound: no toy reached t_obs)")
             lines.append("  combined (calibrated on the toys):")
             for m, cr in self.combinations.items():
                 lines.append(f"  {m:>20s}  statistic {cr.statistic:8.3f}   p = {cr.p_value:.4g}"
@@ -367,10 +390,13 @@ class NPLMResult:
                        if self.n_failed_toys else ")"))
         else:
             fitted = math.isfinite(c.chi2_dof)
+            neg = self.t_null[self.t_null < 0]
             lines += [
                 f"  null toys                 {c.n_toys} ok{self._not_converged_note()}"
                 + (f", {self.n_failed_toys} failed (conservative p counting them: "
-                   f"{c.p_conservative:.4g})" if self.n_failed_toys else ""),
+                   f"{c.p_conservative:.4g})" if self.n_failed_toys else "")
+                + (f"; {neg.size} with t < 0 (down to {neg.min():.4g}; they count in both "
+                   "p-values)" if neg.size else ""),
                 (f"  chi2 fit of the null      dof = {c.chi2_dof:.2f} "
                  f"(KS distance {c.chi2_ks_distance:.3f})"
                  + (f"; the network has {hp['n_params']} parameters (a well-chosen weight "
@@ -394,6 +420,24 @@ class NPLMResult:
             lines.append(f"  reported                  {self._reported(c.method)}")
         lines.append(f"  wall time                 {self.timings['total']:.1f} s")
         return "\n".join(lines + extra_lines)
+
+    def _width_in_input_units(self) -> str | None:
+        """Summary line: a single kernel width in each feature's own units (sigma
+        times the reference's standard deviation of the feature), which says what
+        size of structure the test is most sensitive to."""
+        hp = self.hyperparameters
+        if hp.get("learner") == "neural" or self.widths or not hp.get("standardized"):
+            return None
+        scale = (hp.get("standardizer") or {}).get("scale")
+        if not scale or len(scale) > 6 or not math.isfinite(float(hp.get("sigma", math.nan))):
+            return None
+        cols = (self.run or {}).get("columns")
+        names = cols if cols and len(cols) == len(scale) else [f"x{k}" for k in
+                                                                 range(len(scale))]
+        return ("  sigma in input units      "
+                + ", ".join(f"{n} {hp['sigma'] * float(sc):.4g}"
+                            for n, sc in zip(names, scale, strict=True))
+                + " (sigma x reference std)")
 
     def _reported(self, method: str) -> str:
         """``p = ..., Z = ... (method)`` of the reported result, written as bounds
@@ -665,7 +709,19 @@ def nplm_test(
         combined_bound=bound,
         # reference events of zero weight constrain nothing
         data_outside_reference=outside_reference(ref[w_ref > 0], dat),
+        reference_weights=_weights_info(S["rel"], expected, toy_generator is None),
     )
+
+
+def _weights_info(rel: np.ndarray | None, expected: float, resampled: bool
+                  ) -> dict[str, Any] | None:
+    """Effective sample size of a weighted reference and whether resampled toys then
+    only approximate pseudo-data (``N(R)`` above a tenth of it)."""
+    if rel is None:
+        return None
+    ess = float(rel.sum() ** 2 / (rel**2).sum())
+    return {"n_events": int(rel.size), "effective_sample_size": ess,
+            "resampling_approximate": bool(resampled and expected > 0.1 * ess)}
 
 
 def outside_reference(reference: np.ndarray, data: np.ndarray) -> dict[str, Any]:
@@ -835,13 +891,12 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
                            shared_centers=shared, shape_only=shape_only, sigmas=sigmas)
         for s, b in bases.items():
             engine._cache[("basis", s)] = b  # in-process toys reuse it
-        if rel is not None:
-            ess = rel.sum() ** 2 / (rel**2).sum()
-            if expected > 0.1 * ess:
-                log.warning(
-                    "weighted reference: N(R) = %.0f is not small against the effective "
-                    "sample size %.0f of the weights; resampled toys are then only an "
-                    "approximation of pseudo-data", expected, ess)
+        info = _weights_info(rel, expected, True)
+        if info is not None and info["resampling_approximate"]:
+            log.warning(
+                "weighted reference: N(R) = %.0f is not small against the effective "
+                "sample size %.0f of the weights; resampled toys are then only an "
+                "approximation of pseudo-data", expected, info["effective_sample_size"])
     else:
         engine = ToyEngine(params, expected, cfg.seed, generator=toy_generator,
                            standardizer=std, reference=ref, reference_weights=w_ref,

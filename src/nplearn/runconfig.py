@@ -37,8 +37,24 @@ INPUT_KEYS: tuple[str, ...] = ("reference", "data", "columns", "ref_weights", "j
                                "selection", "ref_weight_branch")
 
 
+#: Command-line spellings whose config key differs (beyond '-' -> '_').
+_CLI_SPELLINGS = {"toys": "n_toys", "no_standardize": "standardize",
+                  "no-standardize": "standardize", "centers_mode": "centers",
+                  "centers-mode": "centers"}
+
+
 class RunConfig(dict):
-    """A validated run configuration: ``inputs`` (paths, columns) and ``options``."""
+    """A validated run configuration: ``inputs`` (paths, columns) and ``options``.
+
+    ``recorded_sha256`` holds the SHA-256 of the input files a result file recorded
+    (``{"reference": ..., "data": ..., "ref_weights": ...}``; empty for other files).
+    """
+
+    recorded_sha256: dict[str, str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recorded_sha256 = {}
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -118,14 +134,26 @@ def load_run_config(path: str | Path) -> RunConfig:
     if not isinstance(d, dict):
         raise InputError(f"{p}: a config file must hold a mapping of keys to values, got "
                          f"{type(d).__name__}")
+    recorded: dict[str, str] = {}
     if str(d.get("format", "")).startswith("nplearn-result"):
+        inputs = (d.get("provenance") or {}).get("inputs") or {}
+        for key, name in (("reference", "reference"), ("data", "data"),
+                          ("ref_weights", "reference_weights")):
+            sha = (inputs.get(name) or {}).get("sha256") if isinstance(inputs, dict) else None
+            if isinstance(sha, str):
+                recorded[key] = sha
         d = _from_result(d, p)
     known = set(NPLMConfig.field_names()) | set(INPUT_KEYS)
     unknown = sorted(set(d) - known)
     if unknown:
-        raise InputError(f"{p}: unknown config key(s): {', '.join(unknown)}; known keys: "
-                         f"{', '.join(sorted(known))}")
+        hints = [f"{k} -> {_CLI_SPELLINGS.get(k) or k.replace('-', '_')}" for k in unknown
+                 if (_CLI_SPELLINGS.get(k) or k.replace("-", "_")) in known]
+        raise InputError(f"{p}: unknown config key(s): {', '.join(unknown)}"
+                         + (f" (config keys are the Python names: {'; '.join(hints)})"
+                            if hints else "")
+                         + f"; known keys: {', '.join(sorted(known))}")
     out = RunConfig(d)
+    out.recorded_sha256 = recorded
     for key in ("reference", "data", "ref_weights", "json"):
         v = out.get(key)
         if v is None:

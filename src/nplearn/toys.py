@@ -654,6 +654,15 @@ def _executor_chunk(engine_bytes: bytes, indices: Sequence[int], threads: int,
         return [_run_one(engine, i, checkpoint) for i in indices]
 
 
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the worker processes of ``pool``: the pool then fails its pending
+    futures itself (futures cancelled here instead would make its management thread
+    print an ``InvalidStateError`` in Python 3.11)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
+
+
 def _is_dask_client(executor: Any) -> bool:
     return type(executor).__module__.startswith("distributed") and hasattr(executor, "submit")
 
@@ -923,8 +932,10 @@ def run_toys(
         with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
                                  initargs=(engine_bytes, threads, ckpt, devices, slots)) as pool:
             futures = [pool.submit(_run_chunk, c) for c in chunks]
+            # on an interruption or an error the workers are stopped at once instead of
+            # finishing their running (and already queued) chunks; recorded toys stay
             _gather(futures, as_completed, results, total, progress,
-                    lambda fs: [f.cancel() for f in fs])
+                    lambda fs: _terminate_workers(pool))
     except BrokenProcessPool as exc:
         raise NplearnError(
             f"the toy worker processes died ({exc}). The usual cause: a script that starts "
