@@ -244,3 +244,63 @@ def test_summary_states_weights_widths_in_input_units_and_negative_toys(tmp_path
     assert "sigma in input units      x0 " in res.summary()
     tampered = dataclasses.replace(res, t_null=np.array([3.0, -12.5, 7.0, -0.5]))
     assert "4 ok; 2 with t < 0 (down to -12.5" in tampered.summary()
+
+
+def test_review_of_the_cli_fixes(tmp_path, capsys):
+    """Second review of the usability fixes: the changed-input advice fits the command
+    (toys/merge take no --data), a vanished weight file is a clear input error in
+    `plot`, no resampling warning without toys, the width's labels come from the file's
+    header, and the no_standardize hint says the value flips."""
+    rng = np.random.default_rng(5)
+    ref = rng.normal(size=(2000, 2))
+    np.savetxt(tmp_path / "ref.csv", ref, delimiter=",", header="mjj,pt", comments="")
+    np.savetxt(tmp_path / "dat.csv", ref[:100] + 0.1, delimiter=",", header="mjj,pt",
+               comments="")
+    np.save(tmp_path / "w.npy", rng.exponential(size=2000) ** 3)
+    out = tmp_path / "r.json"
+    args = ["--reference", str(tmp_path / "ref.csv"), "--data", str(tmp_path / "dat.csv"),
+            "--centers", "60", "--workers", "1", "-q"]
+    assert main(["test", *args, "--toys", "0", "--expected", "100", "--ref-weights",
+                 str(tmp_path / "w.npy"), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "sigma in input units      mjj " in printed and ", pt " in printed
+    assert "effective sample size" in printed and "WARNING" not in printed
+    assert json.loads(out.read_text())["reference_weights"]["resampling_approximate"] is False
+    np.save(tmp_path / "w.npy", rng.exponential(size=2000))  # the weights change
+    assert main(["toys", "--config", str(out), "--toys", "0:2", "--out",
+                 str(tmp_path / "recs")]) == 2
+    err = capsys.readouterr().err
+    assert "w.npy: changed since" in err and "write a run configuration" in err
+    (tmp_path / "w.npy").unlink()
+    assert main(["plot", str(out), "--out", str(tmp_path / "figs")]) == 2
+    assert "w.npy" in capsys.readouterr().err
+    (tmp_path / "c.toml").write_text('reference = "ref.csv"\ndata = "dat.csv"\n'
+                                     "no_standardize = true\n")
+    assert main(["test", "--config", str(tmp_path / "c.toml")]) == 2
+    assert "no_standardize -> standardize = the opposite value" in capsys.readouterr().err
+
+
+def test_closed_output_and_ignored_sigterm(tmp_path):
+    """`nplearn ... | head`: the files are written, the run ends quietly with 141; a run
+    started with SIGTERM ignored (nohup-like) keeps it ignored and completes."""
+    import signal
+    import time
+
+    rng = np.random.default_rng(6)
+    np.save(tmp_path / "ref.npy", rng.normal(size=(3000, 1)))
+    np.save(tmp_path / "dat.npy", rng.normal(size=(100, 1)))
+    base = [sys.executable, "-m", "nplearn", "test", "--reference", str(tmp_path / "ref.npy"),
+            "--data", str(tmp_path / "dat.npy"), "--centers", "50", "--workers", "1", "-q"]
+    proc = subprocess.Popen([*base, "--toys", "30", "--json", str(tmp_path / "a.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is printed
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err.decode().strip() == ""
+    assert json.loads((tmp_path / "a.json").read_text())["config"]["n_toys"] == 30
+    proc = subprocess.Popen([*base, "--toys", "60", "--json", str(tmp_path / "b.json")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and (tmp_path / "b.json").exists(), err.decode()

@@ -25,6 +25,8 @@ from .multitest import COMBINATIONS
 log = logging.getLogger("nplearn")
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPT, EXIT_TERMINATED = 0, 1, 2, 130, 143
+#: Exit code when standard output was closed by its reader (128 + SIGPIPE, as a shell).
+EXIT_PIPE = 141
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -506,11 +508,15 @@ def _check_recorded_inputs(a: argparse.Namespace) -> dict[str, str]:
         except OSError:
             continue  # reading it reports the problem
         if out[key] != sha:
+            via = getattr(a, "_via", "test")
+            advice = (f"give it explicitly with --{key.replace('_', '-')} to run these "
+                      "settings on it" if via == "test" else
+                      "to test other events, write a run configuration (.toml) naming "
+                      f"them for `nplearn {via}`")
             raise InputError(
                 f"{path}: changed since {a.config} was written (its SHA-256 differs from "
                 "the recorded one), so the rerun would not reproduce that result; restore "
-                f"the file, or give it explicitly with --{key.replace('_', '-')} to run "
-                "these settings on it")
+                f"the file, or {advice}")
     return out
 
 
@@ -654,13 +660,28 @@ def _run_test(a: argparse.Namespace) -> int:
         "ref_weights": os.path.abspath(a.ref_weights) if a.ref_weights else None,
         "selection": a.selection, "ref_weight_branch": a.ref_weight_branch,
     }
+    return _write_and_report(a, res, lambda: _plots_of(res, a.plots, ref, dat, weights,
+                                                       ref_cols))
+
+
+def _write_and_report(a: argparse.Namespace, res: Any, plots: Callable[[], str]) -> int:
+    """Write the JSON and the figures, then print the summary: a reader that closes
+    the output early (``| head``) loses no file, and the summary is formatted before
+    anything is written (a failure leaves existing files as they were). A failure
+    of the figures still prints the summary first."""
+    text = res.summary()
     if a.json:
-        res.save_json(a.json)  # before printing: a closed stdout must not lose it
-    print(res.summary())
+        res.save_json(a.json)
+    try:
+        figures = plots() if a.plots else None
+    except BaseException:
+        print(text)
+        raise
+    print(text)
     if a.json:
         print(f"result written to {a.json}")
-    if a.plots:
-        _plots_of(res, a.plots, ref, dat, weights, ref_cols)
+    if figures:
+        print(figures)
     return EXIT_OK
 
 
@@ -685,8 +706,9 @@ def _check_plot_dir(path: str) -> None:
 
 
 def _plots_of(res: Any, outdir: str, ref: np.ndarray, dat: np.ndarray,
-              weights: np.ndarray | None, names: Sequence[str] | None) -> None:
-    """Figures of a fresh result (with its observed fit's f)."""
+              weights: np.ndarray | None, names: Sequence[str] | None) -> str:
+    """Figures of a fresh result (with its observed fit's f); returns the line that
+    reports them."""
     from .plots import make_plots
     from .toys import normalised_weights
 
@@ -694,7 +716,7 @@ def _plots_of(res: Any, outdir: str, ref: np.ndarray, dat: np.ndarray,
     f_ref = res.learner.train_decision_[: len(ref)] if res.learner is not None else None
     paths = make_plots(res.to_dict(), outdir, reference=ref, data=dat, w_ref=w, f_ref=f_ref,
                        names=names)
-    print(f"{len(paths)} figure files written to {outdir}")
+    return f"{len(paths)} figure files written to {outdir}"
 
 
 def _test_namespace(parser: argparse.ArgumentParser, config: str,
@@ -721,6 +743,7 @@ def cmd_toys(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     indices = _toy_range(a.toys)
     extra = ["--workers", str(a.workers)] if a.workers is not None else []
     t = _test_namespace(parser, a.config, extra)
+    t._via = "toys"
     cfg = _resolve_test_args(t)
     _check_recorded_inputs(t)
     rt, dt, weights = _read_inputs(t)
@@ -748,6 +771,7 @@ def cmd_merge(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         extra += ["--plots", a.plots]
     t = _test_namespace(parser, a.config, extra)
     t.resume_only = True
+    t._via = "merge"
     return cmd_test(t)
 
 
@@ -780,12 +804,15 @@ def cmd_plot(a: argparse.Namespace) -> int:
                       for k in ("reference", "data"))
     if not a.no_refit and have_inputs:
         from .io import sha256_file
+        from .runconfig import recorded_input_hashes
 
-        recorded = (res.get("provenance") or {}).get("inputs") or {}
-        for key in ("reference", "data", "ref_weights"):
-            sha = (recorded.get("reference_weights" if key == "ref_weights" else key)
-                   or {}).get("sha256")
-            if run.get(key) and sha and sha256_file(run[key]) != sha:
+        recorded = recorded_input_hashes(res)
+        for key, sha in recorded.items():
+            try:
+                changed = bool(run.get(key)) and sha256_file(run[key]) != sha
+            except OSError:
+                changed = False  # reading it below reports the problem
+            if changed:
                 raise InputError(
                     f"{run[key]}: changed since {a.result} was written (its SHA-256 differs "
                     "from the recorded one): the f plots would show other events than the "
@@ -861,14 +888,7 @@ def _run_demo(a: argparse.Namespace) -> int:
     res = nplm_test(ref, data, n_toys=a.toys, expected=2000.0, lam=1e-10, seed=a.seed,
                     workers=a.workers, progress=progress)
     res.provenance["command"] = shlex.join(sys.argv)
-    if a.json:
-        res.save_json(a.json)  # before printing: a closed stdout must not lose it
-    print(res.summary())
-    if a.json:
-        print(f"result written to {a.json}")
-    if a.plots:
-        _plots_of(res, a.plots, ref, data, None, ["x"])
-    return EXIT_OK
+    return _write_and_report(a, res, lambda: _plots_of(res, a.plots, ref, data, None, ["x"]))
 
 
 def cmd_power(a: argparse.Namespace) -> int:
@@ -979,6 +999,36 @@ def _configure_logging(verbosity: int) -> None:
     root.setLevel(level)
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe (or socket) whose reader has gone away."""
+    import os
+    import select
+    import stat
+
+    try:
+        fd = sys.stdout.fileno()
+        if not (stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode)):
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real file (e.g. captured)
+        return False
+
+
+def console_main() -> None:
+    """The ``nplearn`` executable: :func:`main`, and a quiet exit when the reader of
+    standard output went away (no "Exception ignored" message at shutdown)."""
+    import os
+
+    code = main()
+    if code == EXIT_PIPE or _stdout_closed():
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # this process is about to exit
+        code = code or EXIT_PIPE
+    sys.exit(code)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM received (e.g. ``kill`` or a batch system's time limit)."""
 
@@ -996,13 +1046,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    # only where SIGTERM has its default action (an ignored or foreign handler stays)
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
         return _main(argv)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _main(argv)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -1045,18 +1097,14 @@ def _main(argv: Sequence[str] | None) -> int:
                  "it to resume)" if getattr(a, "command", None) == "test"
                  and not getattr(a, "checkpoint", None) else ""), file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPT
-    except BrokenPipeError:
-        # the reader of our output went away (e.g. `| head`): stop quietly; files were
-        # written before the summary was printed
-        import os
-
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_ERROR
     except NplearnError as exc:
         print(f"nplearn: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            # the reader of the output went away (e.g. `| head`): the result files were
+            # written before the summary was printed; stop without a message
+            return EXIT_PIPE
         if logging.getLogger("nplearn").isEnabledFor(logging.DEBUG):
             raise
         print(f"nplearn: internal error: {type(exc).__name__}: {exc} "

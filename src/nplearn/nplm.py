@@ -431,9 +431,11 @@ class NPLMResult:
         scale = (hp.get("standardizer") or {}).get("scale")
         if not scale or len(scale) > 6 or not math.isfinite(float(hp.get("sigma", math.nan))):
             return None
-        cols = (self.run or {}).get("columns")
-        names = cols if cols and len(cols) == len(scale) else [f"x{k}" for k in
-                                                                 range(len(scale))]
+        # the columns as read (header names where the file has them)
+        inputs = self.provenance.get("inputs") if isinstance(self.provenance, dict) else None
+        cols = ((inputs or {}).get("reference") or {}).get("columns")
+        names = ([str(c) for c in cols] if isinstance(cols, list) and len(cols) == len(scale)
+                 else [f"x{k}" for k in range(len(scale))])
         return ("  sigma in input units      "
                 + ", ".join(f"{n} {hp['sigma'] * float(sc):.4g}"
                             for n, sc in zip(names, scale, strict=True))
@@ -709,7 +711,8 @@ def nplm_test(
         combined_bound=bound,
         # reference events of zero weight constrain nothing
         data_outside_reference=outside_reference(ref[w_ref > 0], dat),
-        reference_weights=_weights_info(S["rel"], expected, toy_generator is None),
+        reference_weights=_weights_info(S["rel"], expected,
+                                        toy_generator is None and cfg.n_toys > 0),
     )
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from .config import NPLMConfig
 from .errors import InputError, MissingDependencyError
 
-__all__ = ["INPUT_KEYS", "RunConfig", "load_run_config"]
+__all__ = ["INPUT_KEYS", "RunConfig", "load_run_config", "recorded_input_hashes"]
 
 #: Keys of a run configuration that are not options of :class:`NPLMConfig`.
 INPUT_KEYS: tuple[str, ...] = ("reference", "data", "columns", "ref_weights", "json",
@@ -65,6 +65,21 @@ class RunConfig(dict):
     def options(self) -> dict[str, Any]:
         """:class:`NPLMConfig` options present in the file."""
         return {k: v for k, v in self.items() if k not in INPUT_KEYS}
+
+
+def recorded_input_hashes(res: Any) -> dict[str, str]:
+    """``{"reference"|"data"|"ref_weights": sha256}`` recorded in a result dict (empty
+    for anything malformed)."""
+    inputs = res.get("provenance") if isinstance(res, dict) else None
+    inputs = inputs.get("inputs") if isinstance(inputs, dict) else None
+    out = {}
+    for key, name in (("reference", "reference"), ("data", "data"),
+                      ("ref_weights", "reference_weights")):
+        entry = inputs.get(name) if isinstance(inputs, dict) else None
+        sha = entry.get("sha256") if isinstance(entry, dict) else None
+        if isinstance(sha, str):
+            out[key] = sha
+    return out
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
@@ -136,17 +151,14 @@ def load_run_config(path: str | Path) -> RunConfig:
                          f"{type(d).__name__}")
     recorded: dict[str, str] = {}
     if str(d.get("format", "")).startswith("nplearn-result"):
-        inputs = (d.get("provenance") or {}).get("inputs") or {}
-        for key, name in (("reference", "reference"), ("data", "data"),
-                          ("ref_weights", "reference_weights")):
-            sha = (inputs.get(name) or {}).get("sha256") if isinstance(inputs, dict) else None
-            if isinstance(sha, str):
-                recorded[key] = sha
+        recorded = recorded_input_hashes(d)
         d = _from_result(d, p)
     known = set(NPLMConfig.field_names()) | set(INPUT_KEYS)
     unknown = sorted(set(d) - known)
     if unknown:
-        hints = [f"{k} -> {_CLI_SPELLINGS.get(k) or k.replace('-', '_')}" for k in unknown
+        hints = [f"{k} -> {_CLI_SPELLINGS.get(k) or k.replace('-', '_')}"
+                 + (" = the opposite value" if "no_" in k.replace("-", "_") else "")
+                 for k in unknown
                  if (_CLI_SPELLINGS.get(k) or k.replace("-", "_")) in known]
         raise InputError(f"{p}: unknown config key(s): {', '.join(unknown)}"
                          + (f" (config keys are the Python names: {'; '.join(hints)})"
