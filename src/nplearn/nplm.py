@@ -894,7 +894,7 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
                            shared_centers=shared, shape_only=shape_only, sigmas=sigmas)
         for s, b in bases.items():
             engine._cache[("basis", s)] = b  # in-process toys reuse it
-        info = _weights_info(rel, expected, True)
+        info = _weights_info(rel, expected, cfg.n_toys > 0)
         if info is not None and info["resampling_approximate"]:
             log.warning(
                 "weighted reference: N(R) = %.0f is not small against the effective "
