@@ -244,6 +244,13 @@ def test_summary_states_weights_widths_in_input_units_and_negative_toys(tmp_path
     assert "sigma in input units      x0 " in res.summary()
     tampered = dataclasses.replace(res, t_null=np.array([3.0, -12.5, 7.0, -0.5]))
     assert "4 ok; 2 with t < 0 (down to -12.5" in tampered.summary()
+    # per-feature messages name the columns as read (by index without them)
+    outside = {"n_events": 1, "below": [0, 0], "above": [1, 0]}
+    assert "(feature 0: 0 below, 1 above)" in dataclasses.replace(
+        res, data_outside_reference=outside).summary()
+    named = dataclasses.replace(res, data_outside_reference=outside, provenance={
+        "inputs": {"reference": {"columns": ["mjj", "pt"]}}}).summary()
+    assert "(mjj: 0 below, 1 above)" in named and "sigma in input units      mjj " in named
 
 
 def test_review_of_the_cli_fixes(tmp_path, capsys):

@@ -185,3 +185,27 @@ def test_plots_show_what_a_strong_excess_hides(tmp_path, captured):
     multi["widths"][0]["calibration"]["z_empirical"] = "-inf"
     plots_mod.make_plots(multi, tmp_path / "b")
     assert "Z = −∞ (p = 1), drawn at the floor" in captured["z_vs_width"]["legend"]
+
+
+def test_null_plot_keeps_the_bulk_when_toys_are_far_below(tmp_path, captured):
+    """Null toys with a large negative t (the demo has one at -4489): the axis starts
+    near the bulk and a note counts the toys below it; a t_obs below the cut gets a
+    left arrow; without such toys nothing changes."""
+    rng = np.random.default_rng(3)
+    t_null = rng.chisquare(10, size=200)
+    res = {"t_null": np.r_[t_null, -4489.0, -706.0].tolist(), "t_obs": 40.0,
+           "calibration": {"chi2_dof": 10.0, "n_exceed": 0, "p_empirical": 0.005,
+                           "z_empirical": 2.58, "method": "empirical", "n_toys": 202},
+           "hyperparameters": {"sigma": 1.0}, "z": 2.58, "z_method": "empirical",
+           "p_is_bound": True}
+    plots_mod.plot_null(res, tmp_path)
+    null = captured["null_distribution"]
+    assert null["xlims"][0][0] > -50  # the bulk (0-40) is not squeezed by -4489
+    assert any("2 toy(s) below the axis" in t and "-4489" in t for t in null["texts"])
+    plots_mod.plot_null({**res, "t_obs": -5000.0}, tmp_path)
+    assert any(t.startswith("← t_obs = -5000") for t in
+               captured["null_distribution"]["texts"])
+    plots_mod.plot_null({**res, "t_null": t_null.tolist()}, tmp_path)
+    null = captured["null_distribution"]
+    assert not any("below the axis" in t for t in null["texts"])
+    assert null["xlims"][0][0] <= 0.0

@@ -292,7 +292,8 @@ class NPLMResult:
         ]
         out = self.data_outside_reference
         if out and out["n_events"]:
-            where = "; ".join(f"feature {k}: {b} below, {a} above" for k, (b, a)
+            names = self._feature_names(len(out["below"]))
+            where = "; ".join(f"{names[k]}: {b} below, {a} above" for k, (b, a)
                               in enumerate(zip(out["below"], out["above"], strict=True))
                               if a or b)
             note = ("the network can raise f on them without bound: check the largest null "
@@ -421,6 +422,15 @@ class NPLMResult:
         lines.append(f"  wall time                 {self.timings['total']:.1f} s")
         return "\n".join(lines + extra_lines)
 
+    def _feature_names(self, d: int, prefix: str = "feature ") -> list[str]:
+        """Names of the ``d`` features: the columns as read by the command line (header
+        names where the file has them), else ``prefix`` and the index."""
+        inputs = self.provenance.get("inputs") if isinstance(self.provenance, dict) else None
+        cols = ((inputs or {}).get("reference") or {}).get("columns")
+        if isinstance(cols, list) and len(cols) == d:
+            return [str(c) for c in cols]
+        return [f"{prefix}{k}" for k in range(d)]
+
     def _width_in_input_units(self) -> str | None:
         """Summary line: a single kernel width in each feature's own units (sigma
         times the reference's standard deviation of the feature), which says what
@@ -431,11 +441,7 @@ class NPLMResult:
         scale = (hp.get("standardizer") or {}).get("scale")
         if not scale or len(scale) > 6 or not math.isfinite(float(hp.get("sigma", math.nan))):
             return None
-        # the columns as read (header names where the file has them)
-        inputs = self.provenance.get("inputs") if isinstance(self.provenance, dict) else None
-        cols = ((inputs or {}).get("reference") or {}).get("columns")
-        names = ([str(c) for c in cols] if isinstance(cols, list) and len(cols) == len(scale)
-                 else [f"x{k}" for k in range(len(scale))])
+        names = self._feature_names(len(scale), "x")
         return ("  sigma in input units      "
                 + ", ".join(f"{n} {hp['sigma'] * float(sc):.4g}"
                             for n, sc in zip(names, scale, strict=True))

@@ -74,8 +74,15 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
                 title: str) -> None:
     t_null = np.asarray(t_null, dtype=np.float64)
     t_obs = _num(t_obs)
-    lo = min(0.0, float(t_null.min()), t_obs if math.isfinite(t_obs) else 0.0)
     t_max = float(t_null.max())
+    # toys far below the bulk (large negative t, README "Negative t") would squeeze the
+    # others into a few bins: the axis starts near the bulk and a note counts them
+    core = min(0.0, float(np.quantile(t_null, 0.01)))
+    cut = core - 0.5 * max(t_max - core, 1.0)
+    below = t_null < cut
+    low_obs = math.isfinite(t_obs) and t_obs < cut
+    lo = min(0.0, float(t_null[~below].min()) if (~below).any() else core,
+             t_obs if math.isfinite(t_obs) and not low_obs else 0.0)
     # a t_obs far beyond the toys (or not finite) would squeeze them into one bin:
     # the axis then covers the toys and an arrow at its right edge points to t_obs
     far = not math.isfinite(t_obs) or t_obs - lo > 1.5 * (t_max - lo)
@@ -88,7 +95,14 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
     if math.isfinite(dof) and dof > 0:
         x = np.linspace(max(lo, 1e-6), hi, 400)
         ax.plot(x, sps.chi2.pdf(x, dof), color="tab:blue", label=f"χ² fit, dof = {dof:.2f}")
-    if far:
+    if below.any():
+        ax.annotate(f"← {int(below.sum())} toy(s) below the axis,\n   down to "
+                    f"{float(t_null.min()):.4g}", xy=(0.01, 0.97), xycoords="axes fraction",
+                    ha="left", va="top", color="tab:blue", fontsize=8)
+    if low_obs:
+        ax.annotate(f"← t_obs = {t_obs:.4g}", xy=(0.01, 0.45), xycoords="axes fraction",
+                    ha="left", va="center", color="tab:red", fontsize=9, fontweight="bold")
+    elif far:
         ax.annotate(f"t_obs = {t_obs:.4g} →", xy=(0.99, 0.45), xycoords="axes fraction",
                     ha="right", va="center", color="tab:red", fontsize=9, fontweight="bold")
     else:
