@@ -495,29 +495,40 @@ def _check_recorded_inputs(a: argparse.Namespace) -> dict[str, str]:
     changed since it was written: the rerun would not reproduce it. Inputs given on
     the command line are the user's choice and are not checked. Returns the hashes
     computed (``key -> sha256``)."""
+    recorded = getattr(a, "_recorded_sha256", None) or {}
+    from_config = getattr(a, "_inputs_from_config", ())
+    out, changed = _compare_hashes(
+        {k: getattr(a, k, None) for k in recorded if k in from_config}, recorded)
+    if changed:
+        key = changed[0]
+        via = getattr(a, "_via", "test")
+        advice = (f"give it explicitly with --{key.replace('_', '-')} to run these "
+                  "settings on it" if via == "test" else
+                  "to test other events, write a run configuration (.toml) naming them "
+                  f"for `nplearn {via}`")
+        raise InputError(
+            f"{getattr(a, key)}: changed since {a.config} was written (its SHA-256 differs "
+            "from the recorded one), so the rerun would not reproduce that result; restore "
+            f"the file, or {advice}")
+    return out
+
+
+def _compare_hashes(paths: dict[str, Any], recorded: dict[str, str]
+                    ) -> tuple[dict[str, str], list[str]]:
+    """SHA-256 of the files ``paths`` (key -> path, falsy paths skipped) and the keys
+    whose hash differs from ``recorded``. Unreadable files are skipped: reading them
+    later reports the problem."""
     from .io import sha256_file
 
-    recorded = getattr(a, "_recorded_sha256", None) or {}
-    out = {}
-    for key, sha in recorded.items():
-        path = getattr(a, key, None)
-        if key not in getattr(a, "_inputs_from_config", ()) or not path or not sha:
+    out: dict[str, str] = {}
+    for key, path in paths.items():
+        if not path or not recorded.get(key):
             continue
         try:
             out[key] = sha256_file(path)
         except OSError:
-            continue  # reading it reports the problem
-        if out[key] != sha:
-            via = getattr(a, "_via", "test")
-            advice = (f"give it explicitly with --{key.replace('_', '-')} to run these "
-                      "settings on it" if via == "test" else
-                      "to test other events, write a run configuration (.toml) naming "
-                      f"them for `nplearn {via}`")
-            raise InputError(
-                f"{path}: changed since {a.config} was written (its SHA-256 differs from "
-                "the recorded one), so the rerun would not reproduce that result; restore "
-                f"the file, or {advice}")
-    return out
+            continue
+    return out, [k for k, h in out.items() if h != recorded[k]]
 
 
 def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
@@ -652,7 +663,8 @@ def _run_test(a: argparse.Namespace) -> int:
     }
     if a.ref_weights:
         res.provenance["inputs"]["reference_weights"] = {
-            "path": a.ref_weights, "sha256": sha256_file(a.ref_weights)}
+            "path": a.ref_weights,
+            "sha256": hashes.get("ref_weights") or sha256_file(a.ref_weights)}
     res.provenance["command"] = shlex.join(sys.argv)
     res.run = {
         "reference": os.path.abspath(a.reference), "data": os.path.abspath(a.data),
@@ -803,21 +815,15 @@ def cmd_plot(a: argparse.Namespace) -> int:
     have_inputs = all(run.get(k) and os.path.exists(str(run[k]).split(":")[0])
                       for k in ("reference", "data"))
     if not a.no_refit and have_inputs:
-        from .io import sha256_file
         from .runconfig import recorded_input_hashes
 
         recorded = recorded_input_hashes(res)
-        for key, sha in recorded.items():
-            try:
-                changed = bool(run.get(key)) and sha256_file(run[key]) != sha
-            except OSError:
-                changed = False  # reading it below reports the problem
-            if changed:
-                raise InputError(
-                    f"{run[key]}: changed since {a.result} was written (its SHA-256 differs "
-                    "from the recorded one): the f plots would show other events than the "
-                    "result; restore the file, or draw the calibration only with "
-                    "--no-refit")
+        _, changed = _compare_hashes({k: run.get(k) for k in recorded}, recorded)
+        if changed:
+            raise InputError(
+                f"{run[changed[0]]}: changed since {a.result} was written (its SHA-256 "
+                "differs from the recorded one): the f plots would show other events than "
+                "the result; restore the file, or draw the calibration only with --no-refit")
         rt = read_table(run["reference"], run.get("columns"), selection=run.get("selection"),
                         weight_column=run.get("ref_weight_branch"))
         dt = read_table(run["data"], run.get("columns"), selection=run.get("selection"))
@@ -1007,7 +1013,8 @@ def _stdout_closed() -> bool:
 
     try:
         fd = sys.stdout.fileno()
-        if not (stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISSOCK(os.fstat(fd).st_mode)):
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
             return False
         poller = select.poll()
         poller.register(fd, select.POLLOUT)

@@ -31,8 +31,8 @@ from .learners.kernel import (
     KernelLogisticRegression,
     NystromBasis,
     check_center_memory,
-    current_feature_memory,
     default_n_centers,
+    discard_idle_feature_memory,
     reuse_feature_memory,
 )
 from .preprocess import Standardizer
@@ -553,9 +553,7 @@ class ToyEngine:
             return {}
         from .baselines import BASELINES
 
-        memory = current_feature_memory()
-        if memory is not None:
-            memory.discard()  # an idle feature block would add to the tests' memory
+        discard_idle_feature_memory()  # an idle feature block would add to their memory
 
         rng = np.random.default_rng(ss)
         out = {}
@@ -622,9 +620,7 @@ def _release_memory() -> None:
     """Free what can be freed before a toy is retried."""
     import gc
 
-    memory = current_feature_memory()
-    if memory is not None:
-        memory.discard()
+    discard_idle_feature_memory()
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()

@@ -259,6 +259,13 @@ def current_feature_memory() -> FeatureMemory | None:
     return _FEATURE_MEMORY.get()
 
 
+def discard_idle_feature_memory() -> None:
+    """Free the enclosing :func:`reuse_feature_memory` block unless a fit holds it."""
+    memory = _FEATURE_MEMORY.get()
+    if memory is not None:
+        memory.discard()
+
+
 # --------------------------------------------------------------------------- kernel
 
 
