@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from nplearn import NPLMConfig, __version__
+from nplearn.errors import InputError
 from nplearn.cli import main
 
 
@@ -246,11 +247,24 @@ def test_summary_states_weights_widths_in_input_units_and_negative_toys(tmp_path
     assert "4 ok; 2 with t < 0 (down to -12.5" in tampered.summary()
     # per-feature messages name the columns as read (by index without them)
     outside = {"n_events": 1, "below": [0, 0], "above": [1, 0]}
-    assert "(feature 0: 0 below, 1 above)" in dataclasses.replace(
+    assert "(x0: 0 below, 1 above)" in dataclasses.replace(
         res, data_outside_reference=outside).summary()
     named = dataclasses.replace(res, data_outside_reference=outside, provenance={
         "inputs": {"reference": {"columns": ["mjj", "pt"]}}}).summary()
     assert "(mjj: 0 below, 1 above)" in named and "sigma in input units      mjj " in named
+    # every centre kept (r = M): the number of centres limits the fit, and the note says
+    # at which widths; a rank below M gets no note
+    assert res.fit["rank"] < 100 and "kept rank r = M" not in res.summary()
+    full = dataclasses.replace(res, fit={**res.fit, "rank": 100}).summary()
+    assert "NOTE: kept rank r = M = 100: every centre is used" in full
+    narrow = nplm_test(ref, ref[:300] + 1.0, n_toys=0, expected=300.0, n_centers=40,
+                       sigmas=[0.05, 5.0])
+    assert [w["fit"]["rank"] for w in narrow.widths][0] == 40
+    assert narrow.widths[1]["fit"]["rank"] < 40
+    assert "kept rank r = M = 40 at sigma = 0.05: every" in narrow.summary()
+    # one width takes a number; a list gets pointed to the several-width option
+    with pytest.raises(InputError, match=r"pass several as sigmas=\[0.1, 0.3\]"):
+        nplm_test(ref, ref[:300], n_toys=0, expected=300.0, sigma=[0.1, 0.3])
 
 
 def test_review_of_the_cli_fixes(tmp_path, capsys):

@@ -249,6 +249,10 @@ class NPLMConfig:
 
         positive("expected", self.expected, allow_none=True)
         positive("n_toys", self.n_toys, integer=True, allow_zero=True)
+        for one, several in (("sigma", "sigmas"), ("sigma_percentile", "sigma_percentiles")):
+            if isinstance(getattr(self, one), (list, tuple, np.ndarray)):
+                raise InputError(f"{one} takes one width; pass several as "
+                                 f"{several}={list(getattr(self, one))!r}")
         positive("sigma", self.sigma, allow_none=True)
         positive("sigma_percentile", self.sigma_percentile)
         if self.sigma_percentile > 100:

@@ -325,6 +325,14 @@ class NPLMResult:
                 f"  NOTE: t_obs < 0{where}: the logistic fit scores below f = 0 on the "
                 "extended likelihood, usually through a large f where reference events are "
                 "sparse (README, 'Negative t'); toys fitted the same way calibrate it")
+        full = self._full_rank_widths()
+        if full:
+            where = "" if full == ["-"] else f" at sigma = {', '.join(full)}"
+            extra_lines.append(
+                f"  NOTE: kept rank r = M = {hp['n_centers']}{where}: every centre is used, "
+                "so the number of centres, not the width, limits the fit there; more "
+                "centres (--centers, n_centers) can change t and the power (the toys calibrate "
+                "whatever M is used)")
         c = self.calibration
         if self.widths:
             lines[4] = (f"  kernel widths sigma       {len(self.widths)}: "
@@ -422,14 +430,25 @@ class NPLMResult:
         lines.append(f"  wall time                 {self.timings['total']:.1f} s")
         return "\n".join(lines + extra_lines)
 
-    def _feature_names(self, d: int, prefix: str = "feature ") -> list[str]:
+    def _feature_names(self, d: int) -> list[str]:
         """Names of the ``d`` features: the columns as read by the command line (header
-        names where the file has them), else ``prefix`` and the index."""
+        names where the file has them), else ``x0``, ``x1``, ..."""
         inputs = self.provenance.get("inputs") if isinstance(self.provenance, dict) else None
         cols = ((inputs or {}).get("reference") or {}).get("columns")
         if isinstance(cols, list) and len(cols) == d:
             return [str(c) for c in cols]
-        return [f"{prefix}{k}" for k in range(d)]
+        return [f"x{k}" for k in range(d)]
+
+    def _full_rank_widths(self) -> list[str]:
+        """Kernel widths whose observed fit kept every centre (rank r = M): ``["-"]``
+        for a single-width test, the widths as text for several, empty otherwise."""
+        hp = self.hyperparameters
+        m = hp.get("n_centers")
+        if hp.get("learner") == "neural" or not m:
+            return []
+        if self.widths:
+            return [f"{w['sigma']:.3g}" for w in self.widths if w["fit"].get("rank") == m]
+        return ["-"] if self.fit.get("rank") == m else []
 
     def _width_in_input_units(self) -> str | None:
         """Summary line: a single kernel width in each feature's own units (sigma
@@ -441,7 +460,7 @@ class NPLMResult:
         scale = (hp.get("standardizer") or {}).get("scale")
         if not scale or len(scale) > 6 or not math.isfinite(float(hp.get("sigma", math.nan))):
             return None
-        names = self._feature_names(len(scale), "x")
+        names = self._feature_names(len(scale))
         return ("  sigma in input units      "
                 + ", ".join(f"{n} {hp['sigma'] * float(sc):.4g}"
                             for n, sc in zip(names, scale, strict=True))
