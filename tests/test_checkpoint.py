@@ -81,6 +81,36 @@ def test_corrupt_record_is_rerun(tmp_path, samples, caplog):
     json.loads(rec.read_text())  # rewritten whole
 
 
+def test_temporaries_of_killed_writers_are_removed(tmp_path, samples, monkeypatch):
+    # a writer killed between creating its temporary file and the rename leaves it
+    # behind; the next run in the folder removes those of dead processes of this host
+    # only (other shards, here or on other hosts, may still be writing theirs)
+    import nplearn.io as nio
+
+    ref, data = samples
+    ck = tmp_path / "ck"
+    first = nplm_test(ref, data, checkpoint=ck, **OPTS)
+    folder = _records(ck)[0].parent
+    written = []
+    real = os.replace
+    monkeypatch.setattr(nio.os, "replace", lambda a, b: written.append(a) or real(a, b))
+    nio.write_text_atomic(folder / "probe.json", "{}")
+    monkeypatch.undo()
+    tag = nio._host_tag()
+    assert Path(written[0]).name.startswith(f".probe.json.nplearn-{tag}-{os.getpid()}.")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = folder / f".toy_000000001.json.nplearn-{tag}-{dead}.ab_c12x.tmp"
+    mine = folder / f".toy_000000002.json.nplearn-{tag}-{os.getpid()}.q1w2e3r4.tmp"
+    other_host = folder / f".toy_000000003.json.nplearn-{tag}x-{dead}.zz99zz99.tmp"
+    unknown = folder / ".toy_000000004.json.k3j4h5g6.tmp"
+    for p in (stale, mine, other_host, unknown):
+        p.write_text('{"partial')
+    again = nplm_test(ref, data, checkpoint=ck, **OPTS)
+    np.testing.assert_array_equal(again.t_null, first.t_null)
+    assert not stale.exists() and mine.exists() and other_host.exists() and unknown.exists()
+
+
 def test_checkpoint_must_be_a_folder(tmp_path, samples):
     ref, data = samples
     (tmp_path / "f").write_text("x")

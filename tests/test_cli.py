@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from nplearn import NPLMConfig, __version__
-from nplearn.errors import InputError
 from nplearn.cli import main
+from nplearn.errors import InputError
 
 
 @pytest.fixture
@@ -259,7 +259,7 @@ def test_summary_states_weights_widths_in_input_units_and_negative_toys(tmp_path
     assert "NOTE: kept rank r = M = 100: every centre is used" in full
     narrow = nplm_test(ref, ref[:300] + 1.0, n_toys=0, expected=300.0, n_centers=40,
                        sigmas=[0.05, 5.0])
-    assert [w["fit"]["rank"] for w in narrow.widths][0] == 40
+    assert narrow.widths[0]["fit"]["rank"] == 40
     assert narrow.widths[1]["fit"]["rank"] < 40
     assert "kept rank r = M = 40 at sigma = 0.05: every" in narrow.summary()
     # one width takes a number; a list gets pointed to the several-width option

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._version import __version__, source_digest
 from .errors import InputError
-from .io import write_json_atomic
+from .io import remove_stale_temporaries, write_json_atomic, write_text_atomic
 
 __all__ = ["ToyCheckpoint", "engine_fingerprint", "generator_source_digest"]
 
@@ -230,10 +230,11 @@ class ToyCheckpoint:
             if marker.read_text().strip() != fingerprint:
                 raise InputError(f"{self.dir}: holds records of a different calibration "
                                  "(fingerprint mismatch); use another checkpoint folder")
-        else:
-            tmp = self.dir / ".fingerprint.tmp"
-            tmp.write_text(fingerprint + "\n")
-            tmp.replace(marker)
+        else:  # shards starting together each write the same text, atomically
+            write_text_atomic(marker, fingerprint + "\n")
+        n = remove_stale_temporaries(self.dir)
+        if n:
+            log.info("removed %d temporary file(s) left by killed writers in %s", n, self.dir)
 
     def path(self, index: int) -> Path:
         """Record file of toy ``index``."""

@@ -13,6 +13,8 @@ import json
 import logging
 import math
 import os
+import re
+import socket
 import tempfile
 import threading
 from collections import Counter
@@ -34,9 +36,11 @@ __all__ = [
     "check_writable",
     "read_events",
     "read_table",
+    "remove_stale_temporaries",
     "sha256_file",
     "to_jsonable",
     "write_json_atomic",
+    "write_text_atomic",
 ]
 
 #: File suffixes understood by :func:`read_events` (ROOT, HDF5 and Parquet need the
@@ -594,10 +598,26 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     (its target is replaced, the link kept) and an existing file keeps its
     permissions.
     """
+    text = json.dumps(to_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
+    write_text_atomic(path, text)
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+#: Name of a temporary file of :func:`write_text_atomic`: ``.<name>.nplearn-<host>-<pid>.
+#: <random>.tmp``, so that one left by a killed process can be recognised.
+_TEMP_NAME = re.compile(r"^\..*\.nplearn-(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[^.]*\.tmp$")
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync,
+    rename); see :func:`write_json_atomic`. The temporary file's name records the
+    host and process, for :func:`remove_stale_temporaries`."""
     path = Path(path)
     if path.is_symlink():
         path = path.resolve()
-    text = json.dumps(to_jsonable(obj), sort_keys=True, indent=2, allow_nan=False) + "\n"
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.exists():
         raise InputError(f"{path}: directory {directory} does not exist")
@@ -605,7 +625,8 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
         mode = path.stat().st_mode & 0o7777
     except OSError:
         mode = 0o666 & ~_umask()  # a new file: the usual permissions
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.nplearn-{_host_tag()}-{os.getpid()}.",
+                               suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -620,3 +641,43 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
         except OSError:
             pass
         raise
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
+    """Remove the temporary files that :func:`write_text_atomic` left in ``directory``
+    when its process was killed mid-write (e.g. a toy worker terminated by Ctrl-C or
+    SIGTERM). Only files of this host whose process no longer runs are removed: other
+    processes, and other hosts sharing the folder, may still be writing theirs.
+
+    Returns
+    -------
+    int
+        The number of files removed.
+    """
+    host, removed = _host_tag(), 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        m = _TEMP_NAME.match(name)
+        if m is None or m["host"] != host or _process_alive(int(m["pid"])):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
