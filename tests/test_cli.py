@@ -163,6 +163,41 @@ def test_cli_refuses_to_write_over_an_input_or_rerun_changed_inputs(samples, cap
     assert main(["plot", str(out), "--out", str(samples / "figs"), "--no-refit"]) == 0
 
 
+def test_a_container_changed_elsewhere_still_reruns(tmp_path, capsys):
+    """The recorded SHA-256 covers a whole .npz (or ROOT) file: an array added to it
+    changes the file but not the events read. A rerun and a replot then go ahead with
+    a note (the events and weights read are the recorded ones); a changed array used
+    by the test is still refused."""
+    rng = np.random.default_rng(5)
+    ref, dat = rng.normal(size=(3000, 2)), rng.normal(size=(300, 2)) + 0.2
+    w = rng.uniform(0.5, 1.5, size=3000)
+    box = tmp_path / "box.npz"
+    np.savez(box, ref=ref, dat=dat, w=w)
+    out = tmp_path / "r.json"
+    assert main(["test", "--reference", f"{box}:ref", "--data", f"{box}:dat", "--ref-weights",
+                 f"{box}:w", "--expected", "300", "--toys", "3", "--workers", "1",
+                 "--centers", "100", "-q", "--json", str(out)]) == 0
+    first = json.loads(out.read_text())
+    np.savez(box, ref=ref, dat=dat, w=w, unrelated=np.arange(5))  # the file changes
+    capsys.readouterr()
+    assert main(["test", "--config", str(out), "-q", "--json", str(tmp_path / "a.json")]) == 0
+    err = capsys.readouterr().err
+    assert "changed since" in err and "the events and weights read are the recorded" in err
+    again = json.loads((tmp_path / "a.json").read_text())
+    assert again["t_obs"] == first["t_obs"] and again["t_null"] == first["t_null"]
+    assert main(["plot", str(out), "--out", str(tmp_path / "figs")]) == 0
+    # the weights, the data or the reference read from it change: refused
+    for changed in ({"w": w[::-1]}, {"dat": dat[1:]}, {"ref": ref + 1e-9}):
+        np.savez(box, **{"ref": ref, "dat": dat, "w": w, **changed})
+        capsys.readouterr()
+        assert main(["test", "--config", str(out), "-q", "--json",
+                     str(tmp_path / "b.json")]) == 2
+        assert "and so do the events read from it" in capsys.readouterr().err
+        assert main(["plot", str(out), "--out", str(tmp_path / "figs")]) == 2
+        assert "--no-refit" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
+
+
 def test_sigterm_stops_the_workers_at_once(tmp_path):
     """`kill` (SIGTERM) of a run with worker processes: exit code 143 within seconds,
     no worker left running (before, the workers ran on as orphans), and a message

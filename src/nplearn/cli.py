@@ -474,6 +474,7 @@ def _resolve_test_args(a: argparse.Namespace):
             raise InputError(f"{a.config} with the command-line options: {exc}") from None
     a._inputs_from_config = set()
     a._recorded_sha256 = getattr(file, "recorded_sha256", {})
+    a._recorded_arrays = getattr(file, "recorded_arrays", {})
     for key in ("reference", "data", "columns", "ref_weights", "json", "selection",
                 "ref_weight_branch"):
         if getattr(a, key) is None and key in file:
@@ -491,26 +492,49 @@ def _resolve_test_args(a: argparse.Namespace):
 
 
 def _check_recorded_inputs(a: argparse.Namespace) -> dict[str, str]:
-    """Refuse to rerun a result file (``--config result.json``) on input files that
-    changed since it was written: the rerun would not reproduce it. Inputs given on
-    the command line are the user's choice and are not checked. Returns the hashes
-    computed (``key -> sha256``)."""
+    """Hash the input files of a rerun of a result file (``--config result.json``)
+    and note those that changed since it was written; :func:`_read_inputs` then
+    refuses them unless the events and weights read are the ones recorded (the rerun
+    would not reproduce the result). Inputs given on the command line are the user's
+    choice and are not checked. Returns the hashes computed (``key -> sha256``)."""
     recorded = getattr(a, "_recorded_sha256", None) or {}
     from_config = getattr(a, "_inputs_from_config", ())
-    out, changed = _compare_hashes(
+    out, a._changed_inputs = _compare_hashes(
         {k: getattr(a, k, None) for k in recorded if k in from_config}, recorded)
-    if changed:
-        key = changed[0]
-        via = getattr(a, "_via", "test")
-        advice = (f"give it explicitly with --{key.replace('_', '-')} to run these "
-                  "settings on it" if via == "test" else
-                  "to test other events, write a run configuration (.toml) naming them "
-                  f"for `nplearn {via}`")
-        raise InputError(
-            f"{getattr(a, key)}: changed since {a.config} was written (its SHA-256 differs "
-            "from the recorded one), so the rerun would not reproduce that result; restore "
-            f"the file, or {advice}")
     return out
+
+
+#: The recorded arrays that a changed input file must still give.
+_ARRAYS_OF_FILE = {"reference": ("reference", "ref_weights"), "data": ("data",),
+                   "ref_weights": ("ref_weights",)}
+
+
+def _changed_events(changed: list[str], recorded: dict[str, str | None], ref: Any,
+                      dat: Any, weights: Any) -> list[str]:
+    """The keys of ``changed`` files whose events and weights, as read, are not the
+    recorded ones (all of them when nothing was recorded)."""
+    from .nplm import input_array_digests
+
+    if not changed:
+        return []
+    if not recorded:
+        return list(changed)
+    now = {k: (v or {}).get("sha256") for k, v in
+           input_array_digests(ref, dat, weights).items()}
+    return [k for k in changed
+            if any(n not in recorded or recorded[n] != now[n] for n in _ARRAYS_OF_FILE[k])]
+
+
+def _changed_input_error(a: argparse.Namespace, key: str) -> InputError:
+    via = getattr(a, "_via", "test")
+    advice = (f"give it explicitly with --{key.replace('_', '-')} to run these "
+              "settings on it" if via == "test" else
+              "to test other events, write a run configuration (.toml) naming them "
+              f"for `nplearn {via}`")
+    return InputError(
+        f"{getattr(a, key)}: changed since {a.config} was written (its SHA-256 differs "
+        "from the recorded one, and so do the events read from it), so the rerun would "
+        f"not reproduce that result; restore the file, or {advice}")
 
 
 def _compare_hashes(paths: dict[str, Any], recorded: dict[str, str]
@@ -554,12 +578,21 @@ def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
     weights = rt.weights
     if a.ref_weights:
         weights = _read_weight_file(a.ref_weights, rt, a.reference)
+    changed = getattr(a, "_changed_inputs", None)
+    if changed:
+        differ = _changed_events(changed, getattr(a, "_recorded_arrays", None) or {},
+                                   ref, dat, weights)
+        if differ:
+            raise _changed_input_error(a, differ[0])
+        print("nplearn: note: " + ", ".join(str(getattr(a, k)) for k in changed)
+              + f" changed since {a.config} was written, but the events and weights read "
+              "are the recorded ones", file=sys.stderr)
     return rt, dt, weights
 
 
 def _read_weight_file(path: str, rt: Any, ref_name: str) -> np.ndarray:
     """One weight per event of the reference file (a one-column table or a 1-D
-    ``.npy`` array), restricted to the events that pass the selection."""
+    ``.npy`` or ``.npz`` array), restricted to the events that pass the selection."""
     w = _weight_column(path)
     if rt.selected is not None:
         if w.shape[0] != rt.n_read:
@@ -573,12 +606,14 @@ def _read_weight_file(path: str, rt: Any, ref_name: str) -> np.ndarray:
 
 
 def _weight_column(path: str) -> np.ndarray:
-    from .io import read_events
+    from .io import _read_npz, _split_key, read_events
 
-    if path.lower().endswith(".npy"):
+    file, key = _split_key(path)
+    if file.suffix.lower() in (".npy", ".npz") and file.is_file():
         try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+            arr = (np.load(file, allow_pickle=False) if file.suffix.lower() == ".npy"
+                   else _read_npz(file, key))
+        except (OSError, ValueError, EOFError) as exc:
             raise InputError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
         if arr.ndim == 1:
             if arr.dtype.kind not in "biuf":
@@ -815,21 +850,24 @@ def cmd_plot(a: argparse.Namespace) -> int:
     have_inputs = all(run.get(k) and os.path.exists(str(run[k]).split(":")[0])
                       for k in ("reference", "data"))
     if not a.no_refit and have_inputs:
-        from .runconfig import recorded_input_hashes
+        from .runconfig import recorded_input_arrays, recorded_input_hashes
 
         recorded = recorded_input_hashes(res)
         _, changed = _compare_hashes({k: run.get(k) for k in recorded}, recorded)
-        if changed:
-            raise InputError(
-                f"{run[changed[0]]}: changed since {a.result} was written (its SHA-256 "
-                "differs from the recorded one): the f plots would show other events than "
-                "the result; restore the file, or draw the calibration only with --no-refit")
         rt = read_table(run["reference"], run.get("columns"), selection=run.get("selection"),
                         weight_column=run.get("ref_weight_branch"))
         dt = read_table(run["data"], run.get("columns"), selection=run.get("selection"))
         weights = rt.weights
         if run.get("ref_weights"):
             weights = _read_weight_file(run["ref_weights"], rt, run["reference"])
+        differ = _changed_events(changed, recorded_input_arrays(res), rt.events, dt.events,
+                                 weights)
+        if differ:
+            raise InputError(
+                f"{run[differ[0]]}: changed since {a.result} was written (its SHA-256 "
+                "differs from the recorded one, and so do the events read from it): the f "
+                "plots would show other events than the result; restore the file, or draw "
+                "the calibration only with --no-refit")
         # the recorded budget: the refit stores its features as the original fit did
         budget = (res.get("provenance", {}).get("execution") or {}).get("memory_budget")
         cfg = NPLMConfig.from_dict({**res["config"], "n_toys": 0,

@@ -88,7 +88,8 @@ def as_events(
     if arr.ndim != 2:
         raise InputError(
             f"{name}: expected a 2-D array (events x features), got a {arr.ndim}-D array "
-            f"of shape {arr.shape}"
+            f"of shape {arr.shape}" + (" (one feature per event: x[:, None])"
+                                       if arr.ndim == 1 else "")
         )
     if arr.shape[1] == 0:
         raise InputError(f"{name}: has no features (0 columns)")
@@ -288,7 +289,8 @@ def read_table(
         if arr_np.ndim != 2:
             raise InputError(
                 f"{name}: expected a 2-D array (events x features), got a {arr_np.ndim}-D "
-                f"array of shape {arr_np.shape}"
+                f"array of shape {arr_np.shape}" + (" (save one feature as x[:, None])"
+                                                    if arr_np.ndim == 1 else "")
             )
         has_header = names is not None
         all_names = names if names is not None else [f"x{i}" for i in range(arr_np.shape[1])]

@@ -508,15 +508,41 @@ def _toy_method(toy_generator: ToyGenerator | None, *, shape_only: bool) -> dict
             "generator_source_sha256": generator_source_digest(toy_generator)}
 
 
-def _prepare(
-    reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Standardizer, dict[str, Any]]:
+def _as_inputs(reference: Any, data: Any, ref_weights: Any
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     ref = as_events(reference, "reference")
     dat = as_events(data, "data", n_features=ref.shape[1])
     rel = None if ref_weights is None else as_weights(ref_weights, ref.shape[0],
                                                       "reference weights")
-    digests = {"reference": _input_digest(ref), "data": _input_digest(dat),
-               "ref_weights": _input_digest(rel)}
+    return ref, dat, rel
+
+
+def input_array_digests(reference: Any, data: Any, ref_weights: Any = None
+                        ) -> dict[str, dict[str, Any] | None]:
+    """SHA-256 of the events and weights as :func:`nplm_test` receives them: what a
+    result records as ``provenance["input_arrays"]``. They identify the events tested,
+    whatever file they were read from (a container may change elsewhere).
+
+    Returns
+    -------
+    dict
+        ``{"reference": ..., "data": ..., "ref_weights": ...}``, each ``{"sha256",
+        "shape"}`` or None (no weights).
+    """
+    return _digests(*_as_inputs(reference, data, ref_weights))
+
+
+def _digests(ref: np.ndarray, dat: np.ndarray, rel: np.ndarray | None
+             ) -> dict[str, dict[str, Any] | None]:
+    return {"reference": _input_digest(ref), "data": _input_digest(dat),
+            "ref_weights": _input_digest(rel)}
+
+
+def _prepare(
+    reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Standardizer, dict[str, Any]]:
+    ref, dat, rel = _as_inputs(reference, data, ref_weights)
+    digests = _digests(ref, dat, rel)
     if rel is not None and np.ptp(rel) <= 1e-12 * rel.max():
         rel = None  # all equal: the uniform case
     std = Standardizer.fit(ref, rel) if cfg.standardize else Standardizer.identity(ref.shape[1])

@@ -30,7 +30,8 @@ from typing import Any
 from .config import NPLMConfig
 from .errors import InputError, MissingDependencyError
 
-__all__ = ["INPUT_KEYS", "RunConfig", "load_run_config", "recorded_input_hashes"]
+__all__ = ["INPUT_KEYS", "RunConfig", "load_run_config", "recorded_input_arrays",
+           "recorded_input_hashes"]
 
 #: Keys of a run configuration that are not options of :class:`NPLMConfig`.
 INPUT_KEYS: tuple[str, ...] = ("reference", "data", "columns", "ref_weights", "json",
@@ -47,14 +48,18 @@ class RunConfig(dict):
     """A validated run configuration: ``inputs`` (paths, columns) and ``options``.
 
     ``recorded_sha256`` holds the SHA-256 of the input files a result file recorded
-    (``{"reference": ..., "data": ..., "ref_weights": ...}``; empty for other files).
+    (``{"reference": ..., "data": ..., "ref_weights": ...}``; empty for other files),
+    ``recorded_arrays`` those of the events and weights read from them
+    (:func:`recorded_input_arrays`).
     """
 
     recorded_sha256: dict[str, str]
+    recorded_arrays: dict[str, str | None]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recorded_sha256 = {}
+        self.recorded_arrays = {}
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -79,6 +84,24 @@ def recorded_input_hashes(res: Any) -> dict[str, str]:
         sha = entry.get("sha256") if isinstance(entry, dict) else None
         if isinstance(sha, str):
             out[key] = sha
+    return out
+
+
+def recorded_input_arrays(res: Any) -> dict[str, str | None]:
+    """``{"reference"|"data"|"ref_weights": sha256 or None}``: the digests of the
+    events and weights a result file recorded (``provenance["input_arrays"]``; empty
+    for anything malformed or missing)."""
+    prov = res.get("provenance") if isinstance(res, dict) else None
+    arrays = prov.get("input_arrays") if isinstance(prov, dict) else None
+    if not isinstance(arrays, dict):
+        return {}
+    out: dict[str, str | None] = {}
+    for key in ("reference", "data", "ref_weights"):
+        entry = arrays.get(key)
+        if entry is None and key in arrays:
+            out[key] = None
+        elif isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+            out[key] = entry["sha256"]
     return out
 
 
@@ -150,8 +173,9 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise InputError(f"{p}: a config file must hold a mapping of keys to values, got "
                          f"{type(d).__name__}")
     recorded: dict[str, str] = {}
+    arrays: dict[str, str | None] = {}
     if str(d.get("format", "")).startswith("nplearn-result"):
-        recorded = recorded_input_hashes(d)
+        recorded, arrays = recorded_input_hashes(d), recorded_input_arrays(d)
         d = _from_result(d, p)
     known = set(NPLMConfig.field_names()) | set(INPUT_KEYS)
     unknown = sorted(set(d) - known)
@@ -166,6 +190,7 @@ def load_run_config(path: str | Path) -> RunConfig:
                          + f"; known keys: {', '.join(sorted(known))}")
     out = RunConfig(d)
     out.recorded_sha256 = recorded
+    out.recorded_arrays = arrays
     for key in ("reference", "data", "ref_weights", "json"):
         v = out.get(key)
         if v is None:
