@@ -166,6 +166,15 @@ def test_multi_width_test_end_to_end(rng):
     assert multi.p_value == pytest.approx(1 / 51)
     d = multi.to_dict()
     assert d["z_method"] == "min-p" and len(d["t_null_widths"][0]) == 3
+    # the reported p belongs to the combination, not to the top-level (first-width) t
+    rep = d["reported"]
+    assert rep["test"] == "min-p over 3 kernel widths (0.1, 0.5, 2)"
+    assert rep["statistic"] == multi.combinations["min-p"].statistic != multi.t_obs
+    assert (rep["p_value"], rep["z"], rep["method"], rep["p_is_bound"]) == (
+        multi.p_value, multi.z, "min-p", True)
+    rs = single.to_dict()["reported"]
+    assert rs["test"] == "kernel width sigma = 0.1" and rs["statistic"] == single.t_obs
+    assert rs["method"] == single.calibration.method and rs["p_value"] == single.p_value
     assert "per width" in multi.summary()
     # the Bonferroni bound goes beyond the 1/51 of the toys (chi-square local p-values)
     b = multi.combined_bound

@@ -111,7 +111,8 @@ class NPLMResult:
         diagnostics and calibration (the local p-value is ``p_empirical``). The
         top-level ``t_obs``, ``n_w``, ``fit``, ``calibration`` and ``t_null`` are
         those of the first width; ``p_value`` and ``z`` those of the reported
-        combination (``config.combine``).
+        combination (``config.combine``); :attr:`reported` (JSON ``reported``) says
+        which test and statistic the reported p-value belongs to.
     combinations : dict, optional
         Multi-width runs: every combination (min-p, fused-p, product-p, fused-t)
         with its observed statistic and toy-calibrated p-value and Z.
@@ -182,6 +183,27 @@ class NPLMResult:
                     and c.n_exceed == 0)
 
     @property
+    def reported(self) -> dict[str, Any]:
+        """What ``p_value`` and ``z`` belong to, in one place: the ``test`` (one
+        width, the network, or the combination over the widths), its observed
+        ``statistic`` (``t_obs``, or the combination's), ``p_value``, ``z``,
+        ``method`` and ``p_is_bound``. In a multi-width run the top-level ``t_obs``
+        is the first width's, not this statistic."""
+        hp = self.hyperparameters
+        if self.widths:
+            sig = ", ".join(f"{w['sigma']:.4g}" for w in self.widths)
+            cr = (self.combinations or {}).get(self.config.combine)
+            test = f"{self.config.combine} over {len(self.widths)} kernel widths ({sig})"
+            stat = cr.statistic if cr is not None else float("nan")
+        else:
+            test = (f"neural network {hp.get('architecture', '')}".rstrip()
+                    if hp.get("learner") == "neural" else
+                    f"kernel width sigma = {hp.get('sigma', float('nan')):.4g}")
+            stat = self.t_obs
+        return {"test": test, "statistic": stat, "p_value": self.p_value, "z": self.z,
+                "method": self.reported_method, "p_is_bound": self.p_is_bound}
+
+    @property
     def n_not_converged(self) -> int:
         """Toys whose fit ended without meeting the convergence criterion (kept)."""
         return sum(t.ok and not t.converged for t in self.toys)
@@ -219,6 +241,7 @@ class NPLMResult:
             "z": self.z,
             "z_method": self.reported_method,
             "p_is_bound": self.p_is_bound,
+            "reported": self.reported,
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "n_data": self.n_data,
             "n_ref": self.n_ref,
