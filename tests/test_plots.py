@@ -18,6 +18,8 @@ from nplearn.cli import main
 def captured(monkeypatch):
     """Record every figure saved (title texts, legend labels, line count) and still
     write the files."""
+    import matplotlib.pyplot as plt
+
     seen: dict[str, dict] = {}
     real_save = plots_mod._save
 
@@ -32,6 +34,7 @@ def captured(monkeypatch):
             "xlabels": [ax.get_xlabel() for ax in axes],
             "xlims": [ax.get_xlim() for ax in axes],
             "ylims": [ax.get_ylim() for ax in axes],
+            "rc": {k: plt.rcParams[k] for k in ("xtick.direction", "font.size")},
         }
         return real_save(fig, outdir, name)
 
@@ -64,7 +67,7 @@ def test_single_width_1d_plots(tmp_path, rng, captured):
     assert any(lbl.startswith("χ² fit, dof =") for lbl in null["legend"])
     assert f"t_obs = {res.t_obs:.2f}" in null["legend"]
     rel = "≥" if res.calibration.n_exceed == 0 else "="  # a bound when no toy reached t_obs
-    assert any(f"Z {rel} {res.calibration.z_empirical:.2f}" in t for t in null["texts"])
+    assert any(f"Z {rel} {res.calibration.z_empirical:.2f}" in t for t in null["legend"])
     f1 = captured["f_1d"]
     sigma = res.to_dict()["hyperparameters"]["sigma"]
     assert f"learned f(x) (σ = {sigma:.3g}, standardised)" in f1["legend"]
@@ -154,11 +157,24 @@ def test_plot_bad_inputs(tmp_path, capsys):
         assert figs.exists() == existed
 
 
-def test_mplhep_style_used_when_installed():
+def test_mplhep_style_used_while_drawing_only(tmp_path, captured):
+    """The figures are drawn in the CMS style (when mplhep is installed) with font
+    sizes for their size; the caller's matplotlib style is left as it was."""
+    import matplotlib.pyplot as plt
+
     pytest.importorskip("mplhep")
-    plt = plots_mod._pyplot()
-    # the CMS style sets inward ticks on all sides (matplotlib's default is outward)
-    assert plt.rcParams["xtick.direction"] == "in" and plt.rcParams["xtick.top"]
+    before = dict(plt.rcParams)
+    rng = np.random.default_rng(0)
+    res = {"t_null": rng.chisquare(5, size=100).tolist(), "t_obs": 7.0,
+           "calibration": {"chi2_dof": 5.0, "n_exceed": 20, "p_empirical": 0.2,
+                           "z_empirical": 0.84, "p_chi2": 0.22, "z_chi2": 0.77,
+                           "method": "empirical", "n_toys": 100, "chi2_ks_pvalue": 0.5},
+           "hyperparameters": {"sigma": 1.0}, "z": 0.84, "z_method": "empirical"}
+    plots_mod.make_plots(res, tmp_path / "p")
+    # the CMS style sets inward ticks (matplotlib's default is outward); its 26-point
+    # font is for 10-inch figures
+    assert captured["null_distribution"]["rc"] == {"xtick.direction": "in", "font.size": 11}
+    assert dict(plt.rcParams) == before
 
 
 def test_plots_show_what_a_strong_excess_hides(tmp_path, captured):
@@ -177,7 +193,10 @@ def test_plots_show_what_a_strong_excess_hides(tmp_path, captured):
     assert null["xlims"][0][1] < res.t_obs
     assert any(t.startswith("t_obs = ") and t.endswith("→") for t in null["texts"])
     assert "reported Z ≥" in null["titles"][0]
-    assert any("Z ≥" in t and "not used: < 50 toys" in t for t in null["texts"])
+    assert any(t.startswith("p (toys) ≤") and "Z ≥" in t for t in null["legend"])
+    assert "(no toy reached t_obs)" in null["legend"]
+    assert any(t.startswith("p (χ²)") for t in null["legend"])
+    assert "(not used: < 50 toys)" in null["legend"]
     # ratio panels: the signal bins (data/reference about 10-60) are inside the range
     assert max(lim[1] for lim in captured["features"]["ylims"][2:]) > 10
     multi = nplm_test(ref, data[:300], expected=300, n_toys=20, n_centers=100, workers=1,

@@ -1,7 +1,9 @@
 """Plots of an NPLM result: null distribution, significance per width, learned f.
 
 Every figure is written as PNG and PDF. Needs matplotlib (``pip install
-nplearn[plot]``); uses the mplhep CMS style when mplhep is installed.
+nplearn[plot]``); uses the mplhep CMS style when mplhep is installed, with font sizes
+scaled to the figures, and only while drawing them (matplotlib's global style, e.g. in
+a notebook, is left as it was).
 
 * ``null_distribution``: histogram of the null ``t`` with the fitted chi-square
   density, the observed ``t`` and the p-value/Z (one panel per width in a
@@ -15,8 +17,9 @@ nplearn[plot]``); uses the mplhep CMS style when mplhep is installed.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +43,51 @@ def _pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependencyError("matplotlib", "plot", "plotting") from None
+    return plt
+
+
+#: Sizes for figures of 4-7 inches (the CMS style's are for 10-inch figures).
+_SIZES = {"font.size": 11, "axes.labelsize": 13, "axes.titlesize": 11,
+          "xtick.labelsize": 11, "ytick.labelsize": 11, "legend.fontsize": 9,
+          "xtick.major.size": 6, "ytick.major.size": 6, "xtick.minor.size": 3,
+          "ytick.minor.size": 3, "axes.linewidth": 1.2, "lines.linewidth": 1.6,
+          "lines.markersize": 4, "legend.frameon": False}
+
+
+def _style() -> list[Any]:
+    styles: list[Any] = []
     try:
         import mplhep
 
-        plt.style.use(mplhep.style.CMS)
-    except Exception:  # mplhep is optional; any failure leaves the default style
+        cms = mplhep.style.CMS
+        styles += list(cms) if isinstance(cms, (list, tuple)) else [cms]
+    except Exception:  # mplhep is optional; any failure leaves matplotlib's style
         pass
-    return plt
+    return [*styles, _SIZES]
+
+
+def _styled(fn: Callable[..., list[Path]]) -> Callable[..., list[Path]]:
+    """Draw ``fn``'s figure in the nplearn style, restoring the caller's afterwards."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> list[Path]:
+        with _pyplot().style.context(_style()):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _legend_beside(ax: Any, extra: Sequence[str] = ()) -> None:
+    """Legend to the right of ``ax`` (never over the histogram or a line), with
+    ``extra`` lines of text below the entries."""
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    for text in extra:
+        handles.append(Line2D([], [], ls="none"))
+        labels.append(text)
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              borderaxespad=0.0, handlelength=1.6)
 
 
 def _num(x: Any) -> float:
@@ -81,8 +122,10 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
     cut = core - 0.5 * max(t_max - core, 1.0)
     below = t_null < cut
     low_obs = math.isfinite(t_obs) and t_obs < cut
-    lo = min(0.0, float(t_null[~below].min()) if (~below).any() else core,
-             t_obs if math.isfinite(t_obs) and not low_obs else 0.0)
+    lo = min(float(t_null[~below].min()) if (~below).any() else core,
+             t_obs if math.isfinite(t_obs) and not low_obs else math.inf)
+    # the axis starts at 0 unless the toys lie far from it (many dof): then near them
+    lo = lo - 0.08 * (t_max - lo) if 0.0 < lo and lo > 0.3 * t_max else min(0.0, lo)
     # a t_obs far beyond the toys (or not finite) would squeeze them into one bin:
     # the axis then covers the toys and an arrow at its right edge points to t_obs
     far = not math.isfinite(t_obs) or t_obs - lo > 1.5 * (t_max - lo)
@@ -120,16 +163,21 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
                   f" (not used: < {CHI2_REPORT_MIN_TOYS} toys)"
                   if isinstance(n_toys, int) and n_toys < CHI2_REPORT_MIN_TOYS else
                   " (not used: enough toys reach t_obs)")
-        text = toys + (f"\np (χ²) = {_num(cal.get('p_chi2')):.3g}, "
-                       f"Z = {_num(cal.get('z_chi2')):.2f}{caveat}"
-                       if math.isfinite(dof) and dof > 0 else "")
-        ax.text(0.97, 0.6, text, transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        lines = toys.replace(" (no", "\n(no").split("\n")
+        if math.isfinite(dof) and dof > 0:
+            lines.append(f"p (χ²) = {_num(cal.get('p_chi2')):.3g}, "
+                         f"Z = {_num(cal.get('z_chi2')):.2f}")
+            if caveat:
+                lines.append(caveat.strip())
+    else:
+        lines = []
     ax.set_xlabel("t")
     ax.set_ylabel("density")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title)
+    _legend_beside(ax, lines)
 
 
+@_styled
 def plot_null(res: dict[str, Any], outdir: Path) -> list[Path]:
     """Null-distribution figure(s) of a result dictionary."""
     plt = _pyplot()
@@ -137,16 +185,16 @@ def plot_null(res: dict[str, Any], outdir: Path) -> list[Path]:
     if widths:
         T = np.asarray(res["t_null_widths"], dtype=np.float64)
         n = len(widths)
-        cols = min(n, 3)
+        cols = min(n, 2)
         rows = math.ceil(n / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(6.6 * cols, 3.4 * rows), squeeze=False)
         for k, w in enumerate(widths):
             _null_panel(axes.flat[k], T[:, k], w["t_obs"], w["calibration"],
                         f"σ = {w['sigma']:.3g}")
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
     else:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+        fig, ax = plt.subplots(figsize=(7.2, 3.8))
         cal = res.get("calibration") or {}
         bound = res.get("p_is_bound", res.get("z_method") == "empirical"
                         and cal.get("n_exceed") == 0)
@@ -160,6 +208,7 @@ def plot_null(res: dict[str, Any], outdir: Path) -> list[Path]:
     return paths
 
 
+@_styled
 def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
     """Local Z per kernel width and the combined Z of a multi-width result."""
     plt = _pyplot()
@@ -172,7 +221,7 @@ def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
     finite = z[np.isfinite(z)]
     floor = (min(float(finite.min()), 0.0) if finite.size else 0.0) - 0.5
     z_draw = np.where(low, floor, z)
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = plt.subplots(figsize=(7.2, 3.8))
     ax.plot(s, z_draw, "o-", color="tab:blue", label="local Z (toys)")
     if bound.any():
         ax.plot(s[bound], z_draw[bound], "^", color="tab:blue", ms=9,
@@ -181,14 +230,29 @@ def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
         ax.plot(s[low], z_draw[low], "v", color="tab:gray", ms=9,
                 label="Z = −∞ (p = 1), drawn at the floor")
     styles = ["--", ":", "-.", (0, (5, 1))]
-    for k, (m, c) in enumerate((res.get("combinations") or {}).items()):
+    combos = res.get("combinations") or {}
+    chosen = (res.get("config") or {}).get("combine")
+    order = sorted(combos, key=lambda m: m != chosen)  # the reported one first
+    for k, m in enumerate(order):
+        c = combos[m]
         zc = _num(c["z"])
         ax.axhline(zc, ls=styles[k % len(styles)], color=f"C{k + 1}",
-                   label=f"{m}: Z = {zc:.2f}" + (" (bound)" if c["n_exceed"] == 0 else ""))
+                   lw=2.4 if m == chosen else 1.4,
+                   label=f"{m}: Z = {zc:.2f}" + (" (bound)" if c["n_exceed"] == 0 else "")
+                   + (", reported" if m == chosen else ""))
     ax.set_xscale("log")
+    # the widths themselves as ticks, written plainly (not 2 x 10^0)
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ax.xaxis.set_major_locator(FixedLocator(s))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticklabels([f"{v:.3g}" for v in s])
+    if s.size > 1:
+        ax.set_xlim(s.min() / 1.25, s.max() * 1.25)
     ax.set_xlabel("kernel width σ")
     ax.set_ylabel("Z")
-    ax.legend(fontsize=8)
+    _legend_beside(ax)
     fig.tight_layout()
     paths = _save(fig, outdir, "z_vs_width")
     plt.close(fig)
@@ -199,6 +263,7 @@ def _weighted_hist(x: np.ndarray, bins: np.ndarray, w: np.ndarray | None) -> np.
     return np.histogram(x, bins=bins, weights=w)[0]
 
 
+@_styled
 def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref: np.ndarray,
               outdir: Path, name: str = "x", label: str = "learned f(x)") -> list[Path]:
     """Learned ``f(x)`` over the data and weighted reference histograms (1D)."""
@@ -215,7 +280,7 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     ax.errorbar(centers, h_d, yerr=np.sqrt(h_d), fmt="o", ms=3, color="k", label="data")
     ax.set_yscale("log")
     ax.set_ylabel("events / bin")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper right")
     idx = np.argsort(x_r)
     xs = x_r[idx]
     step = max(1, idx.size // _CURVE_POINTS)
@@ -231,14 +296,15 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     axf.plot(centers[ok], ratio[ok], "o", ms=3, color="k", label="log(data / reference)")
     axf.axhline(0.0, color="gray", lw=0.8)
     axf.set_xlabel(name)
-    axf.set_ylabel("log n_data / n_ref")
-    axf.legend(fontsize=8)
+    axf.set_ylabel("log(n_data / n_ref)")
+    axf.legend(loc="best")
     fig.tight_layout()
     paths = _save(fig, outdir, "f_1d")
     plt.close(fig)
     return paths
 
 
+@_styled
 def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                   f_ref: np.ndarray, outdir: Path,
                   names: Sequence[str] | None = None,
@@ -248,7 +314,7 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
     plt = _pyplot()
     d = reference.shape[1]
     names = list(names) if names else [f"x{j}" for j in range(d)]
-    fig, axes = plt.subplots(2, d, figsize=(3.6 * d, 5.4), squeeze=False,
+    fig, axes = plt.subplots(2, d, figsize=(max(3.6 * d, 6.0), 5.6), squeeze=False,
                              gridspec_kw={"height_ratios": [2, 1.3]})
     w_model = w_ref * np.exp(f_ref)  # the model's expected data per reference event
     for j in range(d):
@@ -263,10 +329,9 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
         ax, axr = axes[0, j], axes[1, j]
         ax.stairs(h_r, bins, color="tab:blue", label="reference")
         ax.errorbar(centers, h_d, yerr=np.sqrt(h_d), fmt="o", ms=2, color="k", label="data")
-        ax.set_title(names[j], fontsize=10)
+        ax.set_title(names[j])
         if j == 0:
             ax.set_ylabel("events / bin")
-            ax.legend(fontsize=7)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = h_d / h_r
             err = np.sqrt(h_d) / h_r
@@ -291,8 +356,13 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
         axr.set_xlabel(names[j])
         if j == 0:
             axr.set_ylabel("ratio")
-            axr.legend(fontsize=7)
-    fig.tight_layout()
+    handles: dict[str, Any] = {}
+    for a in axes.flat:  # one legend for every panel, below them
+        for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.tight_layout(rect=(0.0, 0.07, 1.0, 1.0))
+    fig.legend(list(handles.values()), list(handles), loc="lower center",
+               ncol=min(len(handles), 4), bbox_to_anchor=(0.5, 0.0))
     paths = _save(fig, outdir, "features")
     plt.close(fig)
     return paths
