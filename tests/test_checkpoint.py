@@ -119,8 +119,9 @@ def test_checkpoint_must_be_a_folder(tmp_path, samples):
 
 
 def test_sigkill_mid_run_then_resume(tmp_path, rng):
-    # a real run in worker processes, killed with SIGKILL while toys are in flight,
-    # resumes to exactly the result of an uninterrupted run
+    # a real run in worker processes, its main process killed with SIGKILL while toys
+    # are in flight: the workers end by themselves (they used to finish their chunk and
+    # wait for ever), and a rerun resumes to exactly the result of an uninterrupted run
     np.save(tmp_path / "ref.npy", rng.normal(size=(12000, 2)))
     np.save(tmp_path / "dat.npy", rng.normal(size=(500, 2)))
     base = [sys.executable, "-m", "nplearn", "test", "--reference", str(tmp_path / "ref.npy"),
@@ -132,8 +133,22 @@ def test_sigkill_mid_run_then_resume(tmp_path, rng):
     deadline = time.monotonic() + 240
     while len(_records(ck)) < 10 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)  # the main process only, as `kill -9 PID` does
     proc.wait()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = subprocess.run(["ps", "-o", "stat=", "-g", str(proc.pid)],
+                                    capture_output=True, text=True).stdout.split()
+            if all(st.startswith("Z") for st in states):  # exited (maybe not reaped)
+                break
+            time.sleep(0.2)
+        assert all(st.startswith("Z") for st in states), states
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     n_killed = len(_records(ck))
     assert 10 <= n_killed < 80, n_killed
     for p in _records(ck):  # every record on disk is complete

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import threading
 import time
@@ -576,11 +577,32 @@ _WORKER_ENGINE: ToyEngine | None = None
 _WORKER_CHECKPOINT: Any = None
 
 
+#: Seconds between a worker's checks that the process that started it still runs.
+_PARENT_POLL_S = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker process once ``parent``, the process that started it, is gone.
+    A parent killed with SIGKILL (which no handler sees) would otherwise leave the
+    worker finishing its chunk and then waiting on the pool's queue for ever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(_PARENT_POLL_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="nplearn-parent-watch", daemon=True).start()
+
+
 def _init_worker(engine_bytes: bytes, threads: int, checkpoint: Any = None,
-                 devices: Sequence[str] | None = None, slots: Any = None) -> None:
+                 devices: Sequence[str] | None = None, slots: Any = None,
+                 parent: int | None = None) -> None:
     import torch
 
     global _WORKER_ENGINE, _WORKER_CHECKPOINT
+    if parent is not None:
+        _exit_with_parent(parent)
     torch.set_num_threads(threads)
     engine = pickle.loads(engine_bytes)
     if devices:
@@ -926,7 +948,8 @@ def run_toys(
             slots.put(k)
     try:
         with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(engine_bytes, threads, ckpt, devices, slots)) as pool:
+                                 initargs=(engine_bytes, threads, ckpt, devices, slots,
+                                           os.getpid())) as pool:
             futures = [pool.submit(_run_chunk, c) for c in chunks]
             # on an interruption or an error the workers are stopped at once instead of
             # finishing their running (and already queued) chunks; recorded toys stay
