@@ -43,6 +43,9 @@ def test_cli_dask_executor(cluster, rng, tmp_path, capsys):
     assert json.loads(out_d.read_text())["t_null"] == json.loads(out_l.read_text())["t_null"]
     assert main([*base, "--executor", "dask"]) == 2
     assert "needs --scheduler" in capsys.readouterr().err
+    # a scheduler address without --executor dask would run the toys here: refused
+    assert main([*base, "--scheduler", cluster.scheduler_address]) == 2
+    assert "add --executor dask" in capsys.readouterr().err
 
 
 class CrashOnce:

@@ -628,6 +628,10 @@ def _weight_column(path: str) -> np.ndarray:
 def _dask_client(a: argparse.Namespace) -> Any:
     """A Dask client for ``--executor dask`` (None for the local pool)."""
     if getattr(a, "executor", "local") != "dask":
+        if getattr(a, "scheduler", None):
+            raise InputError(f"--scheduler {a.scheduler} is the address of a Dask scheduler, "
+                             "used with --executor dask (the toys would run here): add "
+                             "--executor dask, or drop --scheduler")
         return None
     if not a.scheduler:
         raise InputError("--executor dask needs --scheduler tcp://HOST:PORT (the address of "
