@@ -257,3 +257,26 @@ def test_pandas_index_in_parquet_and_hdf5_groups(tmp_path, rng):
         g = f.create_group("sample")
         g["x"], g["y"], g["lumi"] = rng.normal(size=5), rng.normal(size=5), 138.0
     assert read_table(f"{h5}:sample").names == ["x", "y"]
+
+
+def test_unicode_names_in_selections_and_keys_of_single_table_files(tmp_path, rng, table):
+    """Python reads a selection's names in Unicode form NFKC (pₜ as pt, µ as μ): the
+    file's columns are matched in that form too. A ':NAME' on a file that holds one
+    table names nothing and is refused (it was ignored)."""
+    path = tmp_path / "u.csv"
+    x = rng.normal(size=(50, 2))
+    np.savetxt(path, x, delimiter=",", header="pₜ,µη", comments="", fmt="%.17g")
+    t = read_table(str(path), ["pₜ", "µη"], selection="pₜ > 0 and µη < 1")
+    keep = (x[:, 0] > 0) & (x[:, 1] < 1)
+    np.testing.assert_array_equal(t.events, x[keep])
+    assert t.names == ["pₜ", "µη"]
+    with pytest.raises(InputError, match="the selection uses column 'eta'"):
+        read_table(str(path), selection="eta > 0")
+    np.savetxt(path, x, delimiter=",", header="µx,μx", comments="", fmt="%.17g")
+    with pytest.raises(InputError, match="could be any of 'µx', 'μx'"):
+        read_table(str(path), ["0"], selection="µx > 0")
+    for kind in ("csv", "npy", "parquet"):
+        spec = _write(kind, tmp_path / f"t.{SUFFIX[kind]}", table)
+        with pytest.raises(InputError, match=f"a .{SUFFIX[kind]} file holds one table, so "
+                                             "':foo' names nothing"):
+            read_table(f"{spec}:foo")

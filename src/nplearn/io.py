@@ -17,6 +17,7 @@ import re
 import socket
 import tempfile
 import threading
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -171,6 +172,10 @@ def as_weights(w: Any, n: int, name: str) -> np.ndarray:
 # --------------------------------------------------------------------- reading
 
 
+#: Suffixes of files holding several arrays or trees, one chosen with ``file:NAME``.
+_KEYED_SUFFIXES = (".npz", ".root", ".h5", ".hdf5", ".hdf")
+
+
 def _split_key(spec: str) -> tuple[Path, str | None]:
     """``file.npz:key`` -> (path, key); plain paths pass through."""
     p = Path(spec)
@@ -263,6 +268,11 @@ def read_table(
             f"{name}: unsupported file type {suffix or '(none)'}; supported: "
             f"{', '.join(SUFFIXES)}"
         )
+    if key is not None and suffix not in _KEYED_SUFFIXES:
+        raise InputError(
+            f"{name}: a {suffix} file holds one table, so ':{key}' names nothing in it "
+            "(':NAME' chooses an array of an .npz, a tree of a ROOT file or a dataset of "
+            "an HDF5 file)")
     from .formats import COLUMNAR_SUFFIXES, evaluate_selection, open_columns, selection_names
 
     # columns that number the events (a row index written by pandas): never a default
@@ -324,11 +334,20 @@ def read_table(
                         name, what)
     if not wanted:
         raise InputError(f"{name}: no feature columns left")
-    sel_cols = selection_names(selection) if selection else []
-    for c in sel_cols:
-        if c not in all_names:
-            raise InputError(f"{name}: the selection uses column {c!r}, which the file does "
-                             f"not have; available: {', '.join(all_names)}")
+    # Python reads the selection's names in Unicode normal form NFKC (a subscript ₜ
+    # becomes t, a micro sign µ a Greek μ): the columns are matched in that form too
+    in_expr = selection_names(selection) if selection else []
+    sel_map = {}  # name as the selection reads it -> the column as written
+    for c in in_expr:
+        same = [n for n in all_names if unicodedata.normalize("NFKC", n) == c]
+        if len(same) != 1:
+            raise InputError(
+                f"{name}: the selection uses column {c!r}, which the file does not have; "
+                f"available: {', '.join(all_names)}" if not same else
+                f"{name}: the selection's column {c!r} could be any of "
+                f"{', '.join(map(repr, same))} (their names read alike); rename them")
+        sel_map[c] = same[0]
+    sel_cols = list(dict.fromkeys(sel_map.values()))
     need = list(dict.fromkeys([*wanted, *sel_cols, *([weight_column] if weight_column else [])]))
     if arr_np is None:
         cols = src.load(need)
@@ -347,7 +366,8 @@ def read_table(
             if bad.any():
                 raise InputError(f"{name}: non-finite value in column {c!r} (used by the "
                                  f"selection) at row {int(np.flatnonzero(bad)[0])}")
-        mask = evaluate_selection(selection, cols, n_read)
+        mask = evaluate_selection(selection, {k: cols[v] for k, v in sel_map.items()},
+                                  n_read)
         if not mask.any():
             raise InputError(f"{name}: no event passes the selection {selection!r} "
                              f"({n_read} events read)")
