@@ -361,3 +361,21 @@ def test_cgroup_limit_is_found_in_the_process_group_and_above(tmp_path):
     v1 = cgroup_limit_files("4:cpu:/a\n7:memory,hugetlb:/slurm/job_5\n", str(root))
     assert v1[0] == str(root / "memory" / "slurm" / "job_5" / "memory.limit_in_bytes")
     assert cgroup_limit_files("", str(root)) == []
+
+
+def test_named_columns_must_match_between_reference_and_data():
+    # DataFrames (and other named arrays) are used by position: a data frame whose
+    # columns are the reference's in another order, or others, is refused instead of
+    # silently testing swapped features
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    R, D = rng.normal(size=(3000, 2)), rng.normal(size=(200, 2))
+    ref = pd.DataFrame(R, columns=["a", "b"])
+    kw = dict(n_toys=0, n_centers=50, expected=200.0)
+    with pytest.raises(InputError, match=r"\(b, a\) are not the reference's \(a, b\); the "
+                                         r"same columns in another order"):
+        nplm_test(ref, pd.DataFrame(D[:, ::-1], columns=["b", "a"]), **kw)
+    with pytest.raises(InputError, match="select the same columns from both"):
+        nplm_test(ref, pd.DataFrame(D, columns=["c", "d"]), **kw)
+    same = nplm_test(ref, pd.DataFrame(D, columns=["a", "b"]), **kw)
+    assert same.t_obs == nplm_test(R, D, **kw).t_obs  # plain arrays: by position

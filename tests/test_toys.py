@@ -91,6 +91,51 @@ def test_bad_generator_output_is_named():
         run_toys(engine, [0], workers=1)
 
 
+def few_events_generator(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, data) toys with N(R) = 2: some draw no data event at all."""
+    return rng.normal(size=(3000, 2)), rng.normal(size=(rng.poisson(2.0), 2))
+
+
+def three_features(rng: np.random.Generator) -> np.ndarray:
+    return rng.normal(size=(100, 3))
+
+
+def test_generator_toys_without_data_events_and_with_other_features(rng):
+    # a (reference, data) toy with no data event is a valid toy (it stopped the whole
+    # calibration); toys with another number of features than the observed events are
+    # refused by name (a broadcasting error from the standardisation before)
+    ref = rng.normal(size=(3000, 2))
+    res = nplm_test(ref, ref[:3], expected=2.0, toy_generator=few_events_generator,
+                    n_toys=12, workers=1, n_centers=50)
+    assert min(t.n_data for t in res.toys) == 0 and res.n_failed_toys == 0
+    for standardize in (True, False):
+        with pytest.raises(InputError, match=r"toy data: has 3 feature column.*has 2"):
+            nplm_test(ref, ref[:100], expected=100.0, toy_generator=three_features,
+                      n_toys=2, workers=1, n_centers=50, standardize=standardize)
+
+
+def test_generator_of_an_interactive_session_is_refused_with_workers():
+    # `python -c` (like a notebook) defines the generator in a __main__ that spawned
+    # workers cannot import: a clear error instead of a traceback from every worker
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, nplearn\n"
+            "def gen(rng):\n    return rng.normal(size=(50, 1))\n"
+            "R = np.random.default_rng(0).normal(size=(2000, 1))\n"
+            "try:\n"
+            "    nplearn.nplm_test(R, R[:50], toy_generator=gen, n_toys=2, workers=2, "
+            "n_centers=30, expected=50.0)\n"
+            "except nplearn.InputError as e:\n    print('refused:', e)\n"
+            "r = nplearn.nplm_test(R, R[:50], toy_generator=gen, n_toys=2, workers=1, "
+            "n_centers=30, expected=50.0)\n"
+            "print('one worker:', r.t_null.size)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert "refused: the toy generator is defined in an interactive session" in out.stdout
+    assert "one worker: 2" in out.stdout and "Traceback" not in out.stderr
+
+
 def test_shared_centres_never_become_pseudo_data(rng):
     pool = rng.normal(size=(4000, 1))
     engine = ToyEngine(PARAMS | {"n_centers": 200}, 100.0, seed=2, pool=pool,

@@ -575,6 +575,12 @@ def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
             f"column names differ between {a.reference} ({', '.join(ref_cols)}) and "
             f"{a.data} ({', '.join(dat_cols)}); select them with --columns"
         )
+    if rt.has_header != dt.has_header and not a.columns:
+        named, unnamed, names = ((a.reference, a.data, ref_cols) if rt.has_header
+                                 else (a.data, a.reference, dat_cols))
+        print(f"nplearn: warning: {unnamed} has no column names, so its columns are "
+              f"matched to those of {named} ({', '.join(names)}) by position",
+              file=sys.stderr)
     weights = rt.weights
     if a.ref_weights:
         weights = _read_weight_file(a.ref_weights, rt, a.reference)

@@ -34,7 +34,9 @@ __all__ = [
     "Table",
     "as_events",
     "as_weights",
+    "check_same_columns",
     "check_writable",
+    "field_names",
     "read_events",
     "read_table",
     "remove_stale_temporaries",
@@ -145,6 +147,35 @@ def _tabular_to_array(x: Any, name: str) -> Any:
     if isinstance(x, np.ndarray) and x.dtype.names:
         return np.column_stack([np.asarray(x[f], dtype=np.float64) for f in x.dtype.names])
     return x
+
+
+def field_names(x: Any) -> list[str] | None:
+    """Column names of a pandas DataFrame, an awkward record array or a structured
+    numpy array (None for plain arrays)."""
+    module = type(x).__module__
+    if module.startswith("pandas") and hasattr(x, "columns") and hasattr(x, "dtypes"):
+        return [str(c) for c in x.columns]
+    if module.startswith("awkward"):
+        import awkward as ak
+
+        return list(ak.fields(x)) or None
+    if isinstance(x, np.ndarray) and x.dtype.names:
+        return list(x.dtype.names)
+    return None
+
+
+def check_same_columns(reference: Any, data: Any) -> None:
+    """Refuse named columns (DataFrames, awkward or structured arrays on both sides)
+    that differ between the reference and the data, in names or in order: columns
+    are used by position. Unnamed arrays pass."""
+    ref_names, dat_names = field_names(reference), field_names(data)
+    if ref_names is None or dat_names is None or ref_names == dat_names:
+        return
+    hint = ("the same columns in another order: reorder the data, e.g. "
+            "data[list(reference.columns)]" if sorted(ref_names) == sorted(dat_names)
+            else "select the same columns from both")
+    raise InputError(f"the data's columns ({', '.join(dat_names)}) are not the reference's "
+                     f"({', '.join(ref_names)}); {hint}")
 
 
 def as_weights(w: Any, n: int, name: str) -> np.ndarray:

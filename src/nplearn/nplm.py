@@ -20,7 +20,7 @@ from ._torch_utils import resolve_device, torch_threads
 from ._version import __version__, source_digest
 from .config import NPLMConfig
 from .errors import InputError, NplearnError
-from .io import as_events, as_weights, write_json_atomic
+from .io import as_events, as_weights, check_same_columns, write_json_atomic
 from .learners import NeuralNetworkLearner, make_learner
 from .learners.kernel import KernelLogisticRegression, default_n_centers
 from .learners.neural import n_parameters
@@ -533,6 +533,7 @@ def _toy_method(toy_generator: ToyGenerator | None, *, shape_only: bool) -> dict
 
 def _as_inputs(reference: Any, data: Any, ref_weights: Any
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    check_same_columns(reference, data)
     ref = as_events(reference, "reference")
     dat = as_events(data, "data", n_features=ref.shape[1])
     rel = None if ref_weights is None else as_weights(ref_weights, ref.shape[0],

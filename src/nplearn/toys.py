@@ -421,14 +421,18 @@ class ToyEngine:
 
         out = self.generator(rng)  # type: ignore[misc]
         std = self.standardizer
+        # the observed events' number of features: the toys must have as many
+        d = (self.reference.shape[1] if self.reference is not None else
+             std.mean.shape[0] if std is not None else None)
         if isinstance(out, tuple):
             if len(out) not in (2, 3):
                 raise InputError(
                     "a toy generator must return data, (reference, data) or "
                     f"(reference, data, weights); got a tuple of length {len(out)}"
                 )
-            ref = as_events(out[0], "toy reference")
-            data = as_events(out[1], "toy data", n_features=ref.shape[1])
+            ref = as_events(out[0], "toy reference", n_features=d)
+            # a toy may have no data event (Poisson(N(R)) at a small N(R))
+            data = as_events(out[1], "toy data", n_features=ref.shape[1], allow_empty=True)
             rel = None
             if len(out) == 3 and out[2] is not None:
                 from .io import as_weights
@@ -441,7 +445,7 @@ class ToyEngine:
                 raise InputError("toy generator returned no data events in a shape-only "
                                  "test (N(R) = N_D = 0); give the expected yield")
             return ref, data, normalised_weights(ref.shape[0], norm, rel)
-        data = as_events(out, "toy data", allow_empty=True)
+        data = as_events(out, "toy data", allow_empty=True, n_features=d)
         if self.reference is None or self.reference_weights is None:
             raise InputError("generator returned data only but no fixed reference was given")
         if std is not None:
@@ -670,6 +674,28 @@ def _executor_chunk(engine_bytes: bytes, indices: Sequence[int], threads: int,
         engine = _EXECUTOR_ENGINES[key] = pickle.loads(engine_bytes)
     with torch_threads(threads), reuse_feature_memory():
         return [_run_one(engine, i, checkpoint) for i in indices]
+
+
+def _defined_in_interactive_main(gen: Any) -> bool:
+    """Whether ``gen`` is defined in a ``__main__`` that spawned worker processes
+    cannot re-import: one without a file (python -c, an interpreter) or whose code is
+    not in that file (a notebook's cells)."""
+    import inspect
+    import sys
+
+    from .checkpoint import _source_target
+
+    target = _source_target(gen)
+    if getattr(target, "__module__", None) != "__main__":
+        return False
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file is None:
+        return True
+    try:
+        src = inspect.getsourcefile(target)
+    except TypeError:
+        return True
+    return src is None or os.path.realpath(src) != os.path.realpath(main_file)
 
 
 def _terminate_workers(pool: ProcessPoolExecutor) -> None:
@@ -922,6 +948,12 @@ def run_toys(
                     progress(n_done + k + 1, total)
         return sorted(results, key=lambda r: r.index)
 
+    if executor is None and engine.generator is not None \
+            and _defined_in_interactive_main(engine.generator):
+        raise InputError(
+            "the toy generator is defined in an interactive session (a notebook, an "
+            "interpreter or python -c), which worker processes cannot import: put it in "
+            "a module of its own (a .py file, imported) or use workers=1")
     try:
         engine_bytes = pickle.dumps(engine)
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
