@@ -297,6 +297,9 @@ def test_summary_states_weights_widths_in_input_units_and_negative_toys(tmp_path
     assert narrow.widths[0]["fit"]["rank"] == 40
     assert narrow.widths[1]["fit"]["rank"] < 40
     assert "kept rank r = M = 40 at sigma = 0.05: every" in narrow.summary()
+    # fewer events than the M asked: every event is a centre, and the summary says so
+    few = nplm_test(ref[:200], ref[:50], n_toys=0, expected=50.0, n_centers=5000)
+    assert "centres M / kept rank r   250 (every event; 5000 asked) / " in few.summary()
     # one width takes a number; a list gets pointed to the several-width option
     with pytest.raises(InputError, match=r"pass several as sigmas=\[0.1, 0.3\]"):
         nplm_test(ref, ref[:300], n_toys=0, expected=300.0, sigma=[0.1, 0.3])

@@ -274,9 +274,9 @@ def read_table(
     ----------
     spec : path
         The file, optionally with ``:key`` (npz array, ROOT tree, HDF5 path).
-    columns : list of str, optional
+    columns : list of str or str, optional
         Columns to keep, by name or by 0-based index (default: all but the weight
-        column).
+        column); a string is split at commas, as ``--columns`` is.
     selection : str, optional
         Keep the events passing this expression over column names
         (:func:`nplearn.formats.evaluate_selection`).
@@ -287,6 +287,8 @@ def read_table(
     -------
     Table
     """
+    if isinstance(columns, str):  # one name, or several written as on the command line
+        columns = [c.strip() for c in columns.split(",") if c.strip()]
     path, key = _split_key(str(spec))
     name = str(spec)
     if not path.exists():
@@ -674,6 +676,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.exists():
         raise InputError(f"{path}: directory {directory} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory (give a file name)")
     try:
         mode = path.stat().st_mode & 0o7777
     except OSError:

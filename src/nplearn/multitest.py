@@ -470,6 +470,8 @@ def combine_all(
     if np.ndim(t_obs) != 1:
         raise InputError(f"t_obs must hold one statistic per width (1-D), got shape "
                          f"{np.shape(t_obs)}; combined_pvalues takes several data sets")
+    if isinstance(methods, str):  # one combination
+        methods = (methods,)
     out: dict[str, CombinedResult] = {}
     for m in methods:
         s, p, n_ge = combined_pvalues(t_obs, T, m, temperature)

@@ -65,6 +65,7 @@ def provenance() -> dict[str, Any]:
         "torch": torch.__version__,
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "host": platform.node(),
         "processor": platform.processor() or platform.machine(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -105,7 +106,10 @@ class NPLMResult:
     timings : dict
         Seconds spent in the observed fit, the toys, and in total.
     provenance : dict
-        Versions, platform, date; the CLI adds the input files and their hashes.
+        Versions, platform, host, date; the CLI adds the input files and their hashes.
+    learner : KernelLogisticRegression or NeuralNetworkLearner
+        The observed fit (the first width's in a multi-width run), trained on the
+        *standardised* events; :meth:`f` evaluates it on events in the input units.
     widths : list of dict, optional
         Multi-width runs: per width its ``sigma``, ``t_obs``, ``n_w``, observed fit
         diagnostics and calibration (the local p-value is ``p_empirical``). The
@@ -219,7 +223,10 @@ class NPLMResult:
         return sum(not t.ok for t in self.toys)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary of everything in the result (except the learner)."""
+        """Dictionary of everything in the result (except the learner), of plain
+        Python values; non-finite numbers stay floats (NaN, ±inf), which
+        :meth:`save_json` writes as ``null`` and ``"inf"``/``"-inf"``
+        (:func:`nplearn.io.to_jsonable`)."""
         toys_ok = [t for t in self.toys if t.ok]
         summary = {
             "n_requested": len(self.toys),
@@ -265,6 +272,29 @@ class NPLMResult:
             "reference_weights": self.reference_weights,
         }
 
+    def f(self, events: Any) -> np.ndarray:
+        """The learned log density ratio ``f(x) = log n_data(x)/n_ref(x)`` of the
+        observed fit (the first width of a multi-width run) at ``events`` given in the
+        units of the inputs: they are standardised as the fitted events were.
+
+        Parameters
+        ----------
+        events : array-like, shape (n, d)
+            Events with the features of the reference, in its units.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n,)
+        """
+        if self.learner is None:
+            raise InputError("this result holds no fitted learner (e.g. one rebuilt from "
+                             "a JSON file): refit with nplm_test(..., n_toys=0)")
+        std = self.hyperparameters.get("standardizer") or {}
+        mean = np.asarray(std.get("mean", 0.0), dtype=np.float64)
+        scale = np.asarray(std.get("scale", 1.0), dtype=np.float64)
+        x = as_events(events, "events", n_features=mean.size if mean.ndim else None)
+        return np.asarray(self.learner.decision_function((x - mean) / scale))
+
     def save_json(self, path: str) -> None:
         """Write :meth:`to_dict` as JSON with sorted keys, atomically."""
         write_json_atomic(path, self.to_dict())
@@ -295,7 +325,7 @@ class NPLMResult:
         else:
             learner_lines = [
                 f"  kernel width sigma        {hp['sigma']:.4g} ({hp['sigma_source']})",
-                f"  centres M / kept rank r   {hp['n_centers']} / {self.fit['rank']} "
+                f"  centres M / kept rank r   {self._centres_used()} / {self.fit['rank']} "
                 f"({hp.get('centers', 'per-fit')})",
                 f"  normalisation             {hp['normalisation'].split(':')[0]}",
                 f"  penalty lambda            {hp['lam']:.3g}",
@@ -352,15 +382,15 @@ class NPLMResult:
         if full:
             where = "" if full == ["-"] else f" at sigma = {', '.join(full)}"
             extra_lines.append(
-                f"  NOTE: kept rank r = M = {hp['n_centers']}{where}: every centre is used, "
-                "so the number of centres, not the width, limits the fit there; more "
-                "centres (--centers, n_centers) can change t and the power (the toys calibrate "
-                "whatever M is used)")
+                f"  NOTE: kept rank r = M = {self._centres_used().split()[0]}{where}: every "
+                "centre is used, so the number of centres, not the width, limits the fit "
+                "there; more centres (--centers, n_centers) can change t and the power (the "
+                "toys calibrate whatever M is used)")
         c = self.calibration
         if self.widths:
             lines[4] = (f"  kernel widths sigma       {len(self.widths)}: "
                         + ", ".join(f"{w['sigma']:.3g}" for w in self.widths))
-            lines[5] = (f"  centres M / kept rank r   {hp['n_centers']} / "
+            lines[5] = (f"  centres M / kept rank r   {self._centres_used()} / "
                         + ", ".join(str(w["fit"]["rank"]) for w in self.widths)
                         + f" ({hp.get('centers', 'per-fit')})")
             bad = [w for w in self.widths if not w["fit"]["converged"]]
@@ -462,11 +492,19 @@ class NPLMResult:
             return [str(c) for c in cols]
         return [f"x{k}" for k in range(d)]
 
+    def _centres_used(self) -> str:
+        """M of the observed fit, and the M asked for when the fit had fewer events
+        (every event is then a centre)."""
+        asked = self.hyperparameters.get("n_centers")
+        used = (self.widths[0]["fit"] if self.widths else self.fit).get("n_centers") or asked
+        return str(used) if used == asked else f"{used} (every event; {asked} asked)"
+
     def _full_rank_widths(self) -> list[str]:
         """Kernel widths whose observed fit kept every centre (rank r = M): ``["-"]``
         for a single-width test, the widths as text for several, empty otherwise."""
         hp = self.hyperparameters
-        m = hp.get("n_centers")
+        m = (self.widths[0]["fit"] if self.widths else self.fit).get("n_centers") \
+            or hp.get("n_centers")
         if hp.get("learner") == "neural" or not m:
             return []
         if self.widths:
@@ -584,6 +622,20 @@ def _prepare(
     return ref_s, dat_s, rel, std, digests
 
 
+def _resolve_config(config: NPLMConfig | dict[str, Any] | None) -> NPLMConfig:
+    """The options of a run: an :class:`NPLMConfig` (checked again: its fields may
+    have been changed after it was made), a dict of its fields, or the defaults."""
+    if config is None:
+        return NPLMConfig()
+    if isinstance(config, dict):
+        return NPLMConfig.from_dict(config)
+    if not isinstance(config, NPLMConfig):
+        raise InputError(f"config must be an NPLMConfig or a dict of its fields, got "
+                         f"{type(config).__name__}")
+    config.validate()
+    return config
+
+
 def nplm_test(
     reference: Any,
     data: Any,
@@ -642,7 +694,7 @@ def nplm_test(
     NPLMResult
     """
     t_start = time.perf_counter()
-    cfg = config if config is not None else NPLMConfig()
+    cfg = _resolve_config(config)
     if options:
         cfg = cfg.replace(**options)
     S = _setup(reference, data, ref_weights, cfg, toy_generator, executor)
@@ -854,7 +906,7 @@ def nplm_toys(
     out : str or Path
         Checkpoint folder for the records.
     """
-    cfg = config if config is not None else NPLMConfig()
+    cfg = _resolve_config(config)
     if options:
         cfg = cfg.replace(**options)
     S = _setup(reference, data, ref_weights, cfg, toy_generator)
@@ -872,6 +924,9 @@ _SETUP_KEYS = ("ref", "dat", "rel", "std", "n_ref", "n_data", "shape_only", "exp
 def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
            toy_generator: ToyGenerator | None, executor: Any = None) -> dict[str, Any]:
     """Validated inputs and everything fixed before any fit (reference only)."""
+    if toy_generator is not None and not callable(toy_generator):
+        raise InputError(f"toy_generator must be callable, gen(rng) -> events; got "
+                         f"{type(toy_generator).__name__}")
     ref, dat, rel, std, digests = _prepare(reference, data, ref_weights, cfg)
     n_ref, n_data = ref.shape[0], dat.shape[0]
     shape_only = cfg.expected is None

@@ -387,7 +387,7 @@ def _first_width(result: dict[str, Any]) -> float | None:
 
 
 def make_plots(
-    result: dict[str, Any],
+    result: Any,
     outdir: str | Path,
     *,
     reference: np.ndarray | None = None,
@@ -400,8 +400,8 @@ def make_plots(
 
     Parameters
     ----------
-    result : dict
-        :meth:`NPLMResult.to_dict` (or a loaded result JSON).
+    result : NPLMResult or dict
+        The result, or its :meth:`NPLMResult.to_dict` (or a loaded result JSON).
     outdir : str or Path
         Output folder (created if missing).
     reference, data : numpy.ndarray, optional
@@ -409,7 +409,8 @@ def make_plots(
     w_ref : numpy.ndarray, optional
         Reference weights (summing to ``N(R)``).
     f_ref : numpy.ndarray, optional
-        The learned ``f`` at the reference events (first width).
+        The learned ``f`` at the reference events (first width). Default, for an
+        :class:`NPLMResult` given with ``reference`` and ``data``: ``result.f(reference)``.
     names : sequence of str, optional
         Feature names.
 
@@ -418,6 +419,14 @@ def make_plots(
     list of Path
         The files written.
     """
+    if not isinstance(result, dict):
+        if not hasattr(result, "to_dict"):
+            raise InputError(f"make_plots takes an NPLMResult or its to_dict(), got "
+                             f"{type(result).__name__}")
+        if (f_ref is None and reference is not None and data is not None
+                and getattr(result, "learner", None) is not None):
+            f_ref = result.f(reference)
+        result = result.to_dict()
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")

@@ -348,6 +348,9 @@ def power_study(
                                          or int(baseline_max_ref) != baseline_max_ref
                                          or baseline_max_ref < 2):
         raise InputError(f"baseline_max_ref must be an integer >= 2, got {baseline_max_ref!r}")
+    if isinstance(n_centers, bool) or not isinstance(n_centers, (int, np.integer)) \
+            or n_centers < 1:
+        raise InputError(f"n_centers must be an integer >= 1, got {n_centers!r}")
     k = len(sigmas)
     combos = tuple(combinations) if k > 1 else ()
     bl = tuple(available_baselines(benchmark.d) if baselines is None else baselines)

@@ -84,6 +84,10 @@ class Standardizer:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Apply the map."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.mean.shape[0]:
+            raise InputError(f"the standardisation maps events of {self.mean.shape[0]} "
+                             f"feature(s), got an array of shape {X.shape}")
         return (X - self.mean) / self.scale
 
     def to_dict(self) -> dict[str, list[float]]:
@@ -109,6 +113,9 @@ def pairwise_distance_percentile(
     pair weight reaches ``q`` percent). Without them, or with equal weights, it is
     numpy's default (linear) percentile of the unweighted pairs.
     """
+    from .io import as_events
+
+    X = as_events(X, "events")
     w = None
     if weights is not None:
         w = np.asarray(weights, dtype=np.float64)

@@ -67,18 +67,34 @@ def is_real(v: Any) -> bool:
         not isinstance(v, (bool, np.bool_))
 
 
-def _check_t_obs(t_obs: float) -> None:
+def _check_t_obs(t_obs: float) -> float:
+    if isinstance(t_obs, bool) or not isinstance(t_obs, (int, float, np.integer,
+                                                         np.floating)):
+        raise InputError(f"the observed statistic must be one number, got {t_obs!r}")
     if math.isnan(t_obs):
         raise InputError("the observed statistic is NaN: it cannot be calibrated")
+    return float(t_obs)
+
+
+def _null_statistics(t_null: Any) -> np.ndarray:
+    """The finite values of the null toys' statistics (a 1-D array of numbers)."""
+    try:
+        arr = np.asarray(t_null, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"the null statistics must be an array of numbers, got "
+                         f"{type(t_null).__name__}") from None
+    if arr.ndim != 1:
+        raise InputError(f"the null statistics must be a 1-D array, got shape {arr.shape}")
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        raise InputError("no finite null toys to calibrate against")
+    return arr
 
 
 def empirical_pvalue(t_obs: float, t_null: np.ndarray) -> float:
     """``(1 + #{t_null >= t_obs}) / (1 + n_toys)``: never zero, exact for exchangeable toys."""
-    _check_t_obs(t_obs)
-    t_null = np.asarray(t_null, dtype=np.float64)
-    t_null = t_null[np.isfinite(t_null)]
-    if t_null.size == 0:
-        raise InputError("no finite null toys to calibrate against")
+    t_obs = _check_t_obs(t_obs)
+    t_null = _null_statistics(t_null)
     return float((1 + np.count_nonzero(t_null >= t_obs)) / (1 + t_null.size))
 
 
@@ -256,12 +272,12 @@ def calibrate(
     n_failed : int
         Toys that failed (for the conservative p-value).
     """
-    _check_t_obs(t_obs)
-    t_null = np.asarray(t_null, dtype=np.float64)
-    t_null = t_null[np.isfinite(t_null)]
+    t_obs = _check_t_obs(t_obs)
+    if isinstance(min_exceed, bool) or not isinstance(min_exceed, (int, np.integer)) \
+            or min_exceed < 1:
+        raise InputError(f"min_exceed must be an integer >= 1, got {min_exceed!r}")
+    t_null = _null_statistics(t_null)
     n = t_null.size
-    if n == 0:
-        raise InputError("no finite null toys to calibrate against")
     n_exceed = int(np.count_nonzero(t_null >= t_obs))
     p_emp = (1 + n_exceed) / (1 + n)
     p_err = math.sqrt(p_emp * (1 - p_emp) / (1 + n))

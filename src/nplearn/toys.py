@@ -34,6 +34,7 @@ from .learners.kernel import (
     check_center_memory,
     default_n_centers,
     discard_idle_feature_memory,
+    quiet_convergence,
     reuse_feature_memory,
 )
 from .preprocess import Standardizer
@@ -77,6 +78,8 @@ def toy_seed(seed: int, index: int, stream: int = 0) -> np.random.SeedSequence:
     ``stream`` separates independent families of toys sharing one master seed
     (e.g. the null toys, stream 0, and the signal toys of a benchmark).
     """
+    if int(index) < 0 or int(stream) < 0:
+        raise InputError(f"toy index and stream must be >= 0, got {index} and {stream}")
     if stream == 0:
         return np.random.SeedSequence(seed, spawn_key=(_TOY_KEY, int(index)))
     return np.random.SeedSequence(seed, spawn_key=(_STREAM_KEY, int(stream), int(index)))
@@ -470,7 +473,8 @@ class ToyEngine:
         """
         for attempt in (1, 2):
             try:
-                return self._run_once(index)
+                with quiet_convergence():  # counted in the result, not logged per toy
+                    return self._run_once(index)
             except (MemoryError, RuntimeError) as exc:
                 if not is_resource_error(exc):
                     raise

@@ -254,6 +254,21 @@ def reuse_feature_memory() -> Iterator[FeatureMemory]:
         memory.discard()
 
 
+_WARN_NOT_CONVERGED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "nplearn_warn_not_converged", default=True)
+
+
+@contextlib.contextmanager
+def quiet_convergence() -> Iterator[None]:
+    """Inside this block a fit that does not converge logs at DEBUG level, not as a
+    warning: the toy fits of a calibration, which its result counts and reports."""
+    token = _WARN_NOT_CONVERGED.set(False)
+    try:
+        yield
+    finally:
+        _WARN_NOT_CONVERGED.reset(token)
+
+
 def current_feature_memory() -> FeatureMemory | None:
     """The :class:`FeatureMemory` of the enclosing :func:`reuse_feature_memory`."""
     return _FEATURE_MEMORY.get()
@@ -1447,7 +1462,8 @@ def _check_2d(X: Any, name: str) -> np.ndarray:
         raise InputError(f"{name} has no features (0 columns)")
     if np.iscomplexobj(arr):
         raise InputError(f"{name} must be real-valued")
-    arr = arr.astype(np.float64, copy=False)
+    # a read-only view (e.g. of a pandas frame) would make torch warn when wrapping it
+    arr = arr.astype(np.float64, copy=not arr.flags.writeable)
     bad = ~np.isfinite(arr)
     if bad.any():
         row, col = np.argwhere(bad)[0]
@@ -1747,7 +1763,8 @@ class KernelLogisticRegression(EstimatorProtocol):
                   "setup %.3fs solve %.3fs: %s", n, M, r, basis.residual, inner, feat.mode,
                   info.time_setup, info.time_solve, info.message)
         if not info.converged:
-            log.warning("kernel fit did not converge: %s", info.message)
+            log.log(logging.WARNING if _WARN_NOT_CONVERGED.get() else logging.DEBUG,
+                    "kernel fit did not converge: %s", info.message)
         self._set_fitted(basis, d, beta, f, info)
         return self
 

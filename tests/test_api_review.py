@@ -1,0 +1,113 @@
+"""Fixes from a review of the Python API (a physicist's notebook session): clear
+errors at the public entry points, f on raw events, quiet toys, reported M."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+
+from nplearn import InputError, NPLMConfig, nplm_test
+from nplearn.io import read_table, write_json_atomic
+from nplearn.multitest import combine_all
+from nplearn.preprocess import Standardizer, sigma_from_percentile
+from nplearn.stats import calibrate
+from nplearn.toys import toy_seed
+
+
+@pytest.fixture
+def events():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(3000, 2)) * 3.0 + 5.0, rng.normal(size=(300, 2)) * 3.0 + 5.0
+
+
+def test_f_of_raw_events_and_plots_of_a_result_object(events, tmp_path):
+    # the learner is fitted on standardised events: result.f standardises raw ones
+    # (evaluating the learner on raw events gave another f, off by up to 16)
+    ref, dat = events
+    res = nplm_test(ref, dat, n_toys=0, n_centers=100, expected=300.0)
+    np.testing.assert_allclose(res.f(ref), res.learner.train_decision_[:3000],
+                               rtol=1e-9, atol=1e-9)
+    assert not np.allclose(res.learner.decision_function(ref), res.f(ref), atol=1e-3)
+    with pytest.raises(InputError, match="has 3 feature column"):
+        res.f(np.zeros((4, 3)))
+    pytest.importorskip("matplotlib")
+    from nplearn.plots import make_plots
+
+    names = sorted(p.name for p in make_plots(res, tmp_path / "figs", reference=ref,
+                                              data=dat))
+    assert names == ["features.pdf", "features.png"]  # f drawn from result.f
+    with pytest.raises(InputError, match="takes an NPLMResult"):
+        make_plots([1, 2], tmp_path / "x")
+
+
+def test_toy_fits_that_do_not_converge_are_counted_not_logged(events, caplog):
+    ref, dat = events
+    with caplog.at_level(logging.WARNING, logger="nplearn"):
+        res = nplm_test(ref, dat, n_toys=5, workers=1, n_centers=50, max_iter=2,
+                        expected=300.0)
+    assert res.n_not_converged == 5
+    # the observed fit's warning only (one line per toy before)
+    assert caplog.text.count("kernel fit did not converge") == 1
+    assert "5 not converged" in res.summary()
+
+
+def test_pandas_frames_give_no_torch_warning(events):
+    pd = pytest.importorskip("pandas")
+    from nplearn.learners.kernel import KernelLogisticRegression
+
+    ref, dat = events
+    X = pd.DataFrame(np.r_[ref, dat])
+    y = np.r_[np.zeros(len(ref)), np.ones(len(dat))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = KernelLogisticRegression(sigma=3.0, n_centers=50).fit(X, y)
+        model.decision_function(pd.DataFrame(dat))
+
+
+def test_public_entry_points_raise_input_errors(events, tmp_path):
+    ref, dat = events
+    # a config changed after it was made is checked again; a dict is a config
+    cfg = NPLMConfig(n_toys=0)
+    cfg.n_toys = -5
+    with pytest.raises(InputError, match="n_toys must be >= 0"):
+        nplm_test(ref, dat, cfg)
+    assert nplm_test(ref, dat, {"n_toys": 0, "n_centers": 40}).fit["n_centers"] == 40
+    with pytest.raises(InputError, match="config must be an NPLMConfig"):
+        nplm_test(ref, dat, 5)
+    with pytest.raises(InputError, match="toy_generator must be callable"):
+        nplm_test(ref, dat, toy_generator=5, n_toys=2)
+    t = np.random.default_rng(1).chisquare(5, size=100)
+    with pytest.raises(InputError, match="observed statistic must be one number"):
+        calibrate(np.array([12.0]), t)
+    with pytest.raises(InputError, match="null statistics must be a"):
+        calibrate(12.0, None)
+    with pytest.raises(InputError, match="min_exceed must be an integer >= 1"):
+        calibrate(12.0, t, min_exceed=-1)
+    with pytest.raises(InputError, match="1-D array"):
+        sigma_from_percentile(ref[:, 0], 90)
+    with pytest.raises(InputError, match="maps events of 2 feature"):
+        Standardizer.fit(ref).transform(np.zeros((3, 3)))
+    with pytest.raises(InputError, match="must be >= 0"):
+        toy_seed(0, -3)
+    with pytest.raises(InputError, match="is a directory"):
+        write_json_atomic(tmp_path, {"a": 1})
+    from nplearn.benchmarks.suite import Exp1DScaled
+    from nplearn.power import power_study
+
+    with pytest.raises(InputError, match="n_centers must be an integer"):
+        power_study(Exp1DScaled(n_ref=1000, expected=50.0), n_null=5, n_signal=1,
+                    n_centers=None)
+
+
+def test_a_string_is_one_name_not_its_characters(tmp_path):
+    path = tmp_path / "t.csv"
+    x = np.random.default_rng(2).normal(size=(20, 3))
+    np.savetxt(path, x, delimiter=",", header="ab,a,b", comments="")
+    np.testing.assert_array_equal(read_table(str(path), "ab").events, x[:, :1])
+    np.testing.assert_array_equal(read_table(str(path), "b,ab").events, x[:, [2, 0]])
+    T = np.random.default_rng(3).chisquare(4, size=(50, 2))
+    out = combine_all(np.array([9.0, 9.0]), T, "min-p")
+    assert list(out) == ["min-p"]
