@@ -192,6 +192,25 @@ def test_shards_merge_to_the_direct_result(tmp_path, rng, capsys):
     assert "holds no records of this configuration" in err
     assert "found records of 1 other configuration(s)" in err
     assert main(["toys", "--config", str(cfg), "--toys", "5:2", "--out", str(shards)]) == 2
+    # every record names its budget and host; a merge under another budget says so
+    rec = json.loads(next(shards.glob("*/toy_000000003.json")).read_text())
+    assert rec["memory_budget"] == b["provenance"]["execution"]["memory_budget"]
+    assert rec["host"] == b["provenance"]["host"]
+    pinned = tmp_path / "pinned.toml"
+    pinned.write_text(cfg.read_text() + "memory_budget = 100000000\n")
+    capsys.readouterr()
+    assert main(["merge", str(shards), "--config", str(pinned), "--json",
+                 str(tmp_path / "m2.json")]) == 0
+    assert "20 recorded toy(s) were computed with another memory budget" in \
+        capsys.readouterr().err
+    execution = json.loads((tmp_path / "m2.json").read_text())["provenance"]["execution"]
+    assert execution["checkpoint_memory_budgets"] == {str(rec["memory_budget"]): 20}
+    # a corrupt record: a merge counts it as missing (it does not rerun toys)
+    next(shards.glob("*/toy_000000004.json")).write_text("{")
+    assert main(["merge", str(shards), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "the toy counts as missing" in err and "reruns" not in err
+    assert "1 of 20 toys have no record" in err
 
 
 def test_fingerprint_tells_warm_from_cold_width_fits():

@@ -148,6 +148,10 @@ def test_cli_refuses_to_write_over_an_input_or_rerun_changed_inputs(samples, cap
     assert main(["test", "--config", str(out), "-q", "--json", str(samples / "a.json")]) == 0
     assert json.loads((samples / "a.json").read_text())["t_obs"] == \
         json.loads(out.read_text())["t_obs"]
+    # the rerun takes the budget the run resolved (its machine's), so another machine
+    # stores the features alike and reproduces the result bit for bit
+    assert json.loads((samples / "a.json").read_text())["config"]["memory_budget"] == \
+        json.loads(out.read_text())["provenance"]["execution"]["memory_budget"]
     capsys.readouterr()
     rows = before.decode().splitlines()
     data.write_text("\n".join(rows[:-1]) + "\n")  # one event fewer
@@ -161,6 +165,17 @@ def test_cli_refuses_to_write_over_an_input_or_rerun_changed_inputs(samples, cap
     assert main(["plot", str(out), "--out", str(samples / "figs")]) == 2
     assert "--no-refit" in capsys.readouterr().err
     assert main(["plot", str(out), "--out", str(samples / "figs"), "--no-refit"]) == 0
+
+
+def test_columns_named_in_one_file_only_are_matched_by_position(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    np.savetxt(tmp_path / "ref.csv", rng.normal(size=(2000, 2)), delimiter=",",
+               header="y,x", comments="")
+    np.save(tmp_path / "dat.npy", rng.normal(size=(100, 2)))
+    assert main(["test", "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "dat.npy"), "--toys", "0", "--centers", "50", "-q"]) == 0
+    assert ("dat.npy has no column names, so its columns are matched to those of "
+            f"{tmp_path / 'ref.csv'} (y, x) by position") in capsys.readouterr().err
 
 
 def test_a_container_changed_elsewhere_still_reruns(tmp_path, capsys):

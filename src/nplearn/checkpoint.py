@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import pickle
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +201,22 @@ class ToyCheckpoint:
     read_only : bool
         Only read records (merging): nothing is created in ``root``, and a missing
         record folder of this calibration is an error.
+    memory_budget : int, optional
+        The budget the toys of this run use (recorded with each toy, with the host:
+        records of another budget agree to ~1e-8 relative, not bit for bit).
+
+    Attributes
+    ----------
+    loaded_budgets : dict
+        ``{memory_budget: count}`` of the records :meth:`load` returned (``None``
+        for records that do not say).
     """
 
-    def __init__(self, root: str | Path, fingerprint: str, read_only: bool = False) -> None:
+    def __init__(self, root: str | Path, fingerprint: str, read_only: bool = False,
+                 memory_budget: int | None = None) -> None:
+        self.memory_budget = memory_budget
+        self.loaded_budgets: dict[int | None, int] = {}
+        self.read_only = read_only
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{self.root}: exists and is not a folder (--checkpoint needs a "
@@ -242,8 +256,9 @@ class ToyCheckpoint:
 
     def write(self, result: Any) -> None:
         """Persist one finished toy (atomically)."""
-        write_json_atomic(self.path(result.index), {"fingerprint": self.fingerprint,
-                                                    "toy": result.to_dict()})
+        write_json_atomic(self.path(result.index), {
+            "fingerprint": self.fingerprint, "toy": result.to_dict(),
+            "memory_budget": self.memory_budget, "host": platform.node()})
 
     def load(self, indices: list[int]) -> dict[int, Any]:
         """Records present for ``indices`` (unreadable or foreign ones are skipped)."""
@@ -270,8 +285,11 @@ class ToyCheckpoint:
                 if res.index != i:
                     raise ValueError("index mismatch")
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("ignoring unreadable checkpoint record %s (%s); the toy reruns",
-                            p, exc)
+                log.warning("ignoring unreadable checkpoint record %s (%s); %s", p, exc,
+                            "the toy counts as missing" if self.read_only else
+                            "the toy reruns")
                 continue
             out[i] = res
+            budget = rec.get("memory_budget")
+            self.loaded_budgets[budget] = self.loaded_budgets.get(budget, 0) + 1
         return out

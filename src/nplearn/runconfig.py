@@ -143,7 +143,16 @@ def _from_result(d: dict[str, Any], path: Path) -> dict[str, Any]:
     if not isinstance(run, dict) or not isinstance(cfg, dict):
         raise InputError(f"{path}: this result file has no 'run'/'config' section (written by "
                          "an older nplearn or not by `nplearn test`); cannot rerun it")
-    return {**cfg, **{k: v for k, v in run.items() if v is not None}}
+    out = {**cfg, **{k: v for k, v in run.items() if v is not None}}
+    # the budget the run resolved (from its machine's memory and workers) decides how
+    # the features were stored: a rerun on another machine uses it too, and reproduces
+    # the result bit for bit
+    prov = d.get("provenance")
+    budget = ((prov.get("execution") or {}).get("memory_budget")
+              if isinstance(prov, dict) else None)
+    if out.get("memory_budget") is None and isinstance(budget, int) and budget > 0:
+        out["memory_budget"] = budget
+    return out
 
 
 def load_run_config(path: str | Path) -> RunConfig:

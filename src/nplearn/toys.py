@@ -913,10 +913,26 @@ def run_toys(
     if checkpoint is not None:
         from .checkpoint import ToyCheckpoint, engine_fingerprint
 
-        ckpt = ToyCheckpoint(checkpoint, engine_fingerprint(engine), read_only=resume_only)
+        budget = None if engine.neural else int(engine.learner_params["memory_budget"])
+        ckpt = ToyCheckpoint(checkpoint, engine_fingerprint(engine), read_only=resume_only,
+                             memory_budget=budget)
         done = ckpt.load(indices)
         if report is not None:
             report["from_checkpoint"] = len(done)
+        other = {b: n for b, n in ckpt.loaded_budgets.items() if b is not None and b != budget}
+        if other:
+            # the budget is not part of the fingerprint (shards on other machines share
+            # records); it decides how features are stored, so t agrees to ~1e-8
+            log.warning("%d recorded toy(s) were computed with another memory budget (%s) "
+                        "than this run's (%d bytes): their t agrees to about 1e-8 relative, "
+                        "not bit for bit; give memory_budget to every shard to make them "
+                        "identical", sum(other.values()),
+                        ", ".join(f"{b} bytes: {n}" for b, n in sorted(other.items())),
+                        budget)
+            if report is not None:
+                report["checkpoint_memory_budgets"] = {
+                    str(b): n for b, n in sorted(ckpt.loaded_budgets.items(),
+                                                 key=lambda kv: str(kv[0]))}
         if done:
             log.info("checkpoint %s: %d of %d toys already done", ckpt.dir, len(done), total)
         indices = [i for i in indices if i not in done]
