@@ -167,6 +167,35 @@ def test_cli_refuses_to_write_over_an_input_or_rerun_changed_inputs(samples, cap
     assert main(["plot", str(out), "--out", str(samples / "figs"), "--no-refit"]) == 0
 
 
+def test_sigterm_while_workers_start(tmp_path):
+    """SIGTERM while the pool is still starting a worker (a spawned worker reads the
+    pickled engine, which blocks the submission until its imports are done): the run
+    stops at once, and no half-started worker prints a traceback about truncated data
+    (it did in every try; the toys also ran on until the submissions ended)."""
+    import glob
+    import signal
+    import time
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "ref.npy", rng.normal(size=(20000, 2)))
+    np.save(tmp_path / "dat.npy", rng.normal(size=(500, 2)))
+    (tmp_path / "run.toml").write_text(
+        'reference = "ref.npy"\ndata = "dat.npy"\nexpected = 500\nn_toys = 600\n'
+        'n_centers = 100\nsigma = 1.0\nseed = 7\n')
+    proc = subprocess.Popen([sys.executable, "-m", "nplearn", "toys", "--config",
+                             str(tmp_path / "run.toml"), "--toys", "0:600", "--out",
+                             str(tmp_path / "sh"), "-q", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(glob.glob(str(tmp_path / "sh" / "*" / "toy_*"))) < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err
+    assert "Traceback" not in err, err
+    assert len(glob.glob(str(tmp_path / "sh" / "*" / "toy_*"))) < 600
+
+
 def test_columns_named_in_one_file_only_are_matched_by_position(tmp_path, capsys):
     rng = np.random.default_rng(6)
     np.savetxt(tmp_path / "ref.csv", rng.normal(size=(2000, 2)), delimiter=",",

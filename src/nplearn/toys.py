@@ -709,6 +709,34 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
         if proc.is_alive():
             proc.terminate()
+    _terminate_starting_workers()
+
+
+def _terminate_starting_workers() -> None:
+    """Terminate this process's children that are still starting as spawned workers.
+
+    A worker is started while a task is submitted, and the pool knows it only once
+    it has read its start-up data (the pickled engine), which takes as long as its
+    imports: interrupted meanwhile, it would print a traceback about truncated data
+    after this process exits. Linux only (``/proc``); elsewhere nothing is done.
+    """
+    import glob
+    import signal
+
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        try:
+            with open(path) as fh:
+                pids = [int(p) for p in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if b"multiprocessing.spawn" not in fh.read():
+                        continue
+                os.kill(pid, signal.SIGTERM)
+            except (OSError, ProcessLookupError):
+                continue
 
 
 def _is_dask_client(executor: Any) -> bool:
@@ -1002,7 +1030,11 @@ def run_toys(
         with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
                                  initargs=(engine_bytes, threads, ckpt, devices, slots,
                                            os.getpid())) as pool:
-            futures = [pool.submit(_run_chunk, c) for c in chunks]
+            try:  # submitting starts the workers: an interruption may come then too
+                futures = [pool.submit(_run_chunk, c) for c in chunks]
+            except BaseException:
+                _terminate_workers(pool)
+                raise
             # on an interruption or an error the workers are stopped at once instead of
             # finishing their running (and already queued) chunks; recorded toys stay
             _gather(futures, as_completed, results, total, progress,
