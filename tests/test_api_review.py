@@ -111,3 +111,34 @@ def test_a_string_is_one_name_not_its_characters(tmp_path):
     T = np.random.default_rng(3).chisquare(4, size=(50, 2))
     out = combine_all(np.array([9.0, 9.0]), T, "min-p")
     assert list(out) == ["min-p"]
+
+
+def test_data_beyond_the_reference_by_chance_is_a_note():
+    # with comparable sample sizes some data event often lies beyond the reference
+    # (about 2 d N_D / (N_D + N_R) of the data sets): the summary then says how common
+    # that is, as a NOTE; a count that chance hardly explains stays a WARNING
+    from nplearn.nplm import outside_reference
+
+    rng = np.random.default_rng(7)
+    n_r, n_d, k = 200, 50, 2
+    # the exact one-end probability C(N_D, k) / C(N_D + N_R, k) against 40000 draws
+    # (binomial error of the frequency ~0.001)
+    hits = 0
+    for _ in range(40000):
+        x = rng.normal(size=n_r + n_d)
+        hits += int((x[n_r:] > x[:n_r].max()).sum() >= k)
+    ref = np.linspace(-1, 1, n_r)[:, None]
+    dat = np.r_[np.zeros((n_d - k, 1)), np.full((k, 1), 2.0)]
+    out = outside_reference(ref, dat)
+    assert out["above"] == [2] and out["p_chance"] == pytest.approx(2 * (50 * 49) / (250 * 249))
+    assert hits / 40000 == pytest.approx(out["p_chance"] / 2, abs=0.004)
+    rng = np.random.default_rng(0)
+    R = rng.normal(size=(3000, 1))
+    D = np.r_[rng.normal(size=(299, 1)), [[R.max() + 0.5]]]
+    res = nplm_test(R, D, n_toys=0, n_centers=50, expected=300.0)
+    assert "NOTE: 1 data event(s) outside the reference's range (x0: 0 below, 1 above; " \
+           "as many by chance in 18% of data sets" in res.summary()
+    far = nplm_test(R, np.r_[D[:290], np.full((10, 1), R.max() + 0.5)], n_toys=0,
+                    n_centers=50, expected=300.0)
+    assert "WARNING: 10 data event(s) outside the reference's range (x0: 0 below, 10 " \
+           "above; chance for data drawn like the reference" in far.summary()
