@@ -108,6 +108,8 @@ def test_a_string_is_one_name_not_its_characters(tmp_path):
     np.savetxt(path, x, delimiter=",", header="ab,a,b", comments="")
     np.testing.assert_array_equal(read_table(str(path), "ab").events, x[:, :1])
     np.testing.assert_array_equal(read_table(str(path), "b,ab").events, x[:, [2, 0]])
+    # several widths from numpy (np.linspace) are a list of numbers
+    assert NPLMConfig(sigmas=np.linspace(0.5, 2.0, 3)).sigmas == [0.5, 1.25, 2.0]
     T = np.random.default_rng(3).chisquare(4, size=(50, 2))
     out = combine_all(np.array([9.0, 9.0]), T, "min-p")
     assert list(out) == ["min-p"]

@@ -182,6 +182,9 @@ def test_shards_merge_to_the_direct_result(tmp_path, rng, capsys):
     a, b = json.loads(merged.read_text()), json.loads(direct.read_text())
     assert a["t_null_widths"] == b["t_null_widths"] and a["p_value"] == b["p_value"]
     capsys.readouterr()
+    # records beyond the toys asked for are used by no merge: it says how many
+    assert main(["merge", str(shards), "--config", str(cfg), "--toys", "15"]) == 0
+    assert "holds 5 more toy record(s) than the 15 used here" in capsys.readouterr().err
     # a missing toy, or records of another configuration, are refused
     assert main(["merge", str(shards), "--config", str(cfg), "--toys", "25"]) == 2
     assert "5 of 25 toys have no record" in capsys.readouterr().err

@@ -261,8 +261,8 @@ class NPLMConfig:
             v = getattr(self, name)
             if v is None:
                 continue
-            if isinstance(v, tuple):
-                v = list(v)
+            if isinstance(v, (tuple, np.ndarray)):  # e.g. np.linspace(...)
+                v = np.asarray(v).tolist() if isinstance(v, np.ndarray) else list(v)
                 setattr(self, name, v)
             if not isinstance(v, list) or not v:
                 raise InputError(f"{name} must be a non-empty list of numbers, got {v!r}")

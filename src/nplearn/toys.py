@@ -963,6 +963,13 @@ def run_toys(
                                                  key=lambda kv: str(kv[0]))}
         if done:
             log.info("checkpoint %s: %d of %d toys already done", ckpt.dir, len(done), total)
+        if resume_only:
+            wanted = set(done) | set(indices)
+            extra = sum(1 for p in ckpt.dir.glob("toy_*.json")
+                        if p.stem[4:].isdigit() and int(p.stem[4:]) not in wanted)
+            if extra:
+                log.warning("%s holds %d more toy record(s) than the %d used here (n_toys "
+                            "or --toys chooses how many)", ckpt.dir, extra, total)
         indices = [i for i in indices if i not in done]
         if indices and resume_only:
             raise InputError(
