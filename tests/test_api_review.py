@@ -110,6 +110,9 @@ def test_a_string_is_one_name_not_its_characters(tmp_path):
     np.testing.assert_array_equal(read_table(str(path), "b,ab").events, x[:, [2, 0]])
     # several widths from numpy (np.linspace) are a list of numbers
     assert NPLMConfig(sigmas=np.linspace(0.5, 2.0, 3)).sigmas == [0.5, 1.25, 2.0]
+    # numpy scalars (0-d arrays) are one number
+    assert NPLMConfig(sigma=np.array(0.5)).sigma == 0.5
+    assert calibrate(np.array(3.0), np.arange(1.0, 11.0)).n_exceed == 8
     T = np.random.default_rng(3).chisquare(4, size=(50, 2))
     out = combine_all(np.array([9.0, 9.0]), T, "min-p")
     assert list(out) == ["min-p"]
@@ -139,8 +142,26 @@ def test_data_beyond_the_reference_by_chance_is_a_note():
     D = np.r_[rng.normal(size=(299, 1)), [[R.max() + 0.5]]]
     res = nplm_test(R, D, n_toys=0, n_centers=50, expected=300.0)
     assert "NOTE: 1 data event(s) outside the reference's range (x0: 0 below, 1 above; " \
-           "as many by chance in 18% of data sets" in res.summary()
+           "as many by chance in up to 18.2% of data sets" in res.summary()
     far = nplm_test(R, np.r_[D[:290], np.full((10, 1), R.max() + 0.5)], n_toys=0,
                     n_centers=50, expected=300.0)
     assert "WARNING: 10 data event(s) outside the reference's range (x0: 0 below, 10 " \
-           "above; chance for data drawn like the reference" in far.summary()
+           "above; chance for data drawn like the reference at most" in far.summary()
+
+
+def test_cli_refusals_come_before_reading_inputs(tmp_path, capsys):
+    from nplearn.cli import main
+
+    # --scheduler without --executor dask: refused before the (maybe large) inputs are read
+    assert main(["test", "--reference", str(tmp_path / "none.npy"), "--data",
+                 str(tmp_path / "none.npy"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "add --executor dask" in err and "not found" not in err
+    # a ':NAME' on a .npy weight file names nothing
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "r.npy", rng.normal(size=(500, 1)))
+    np.save(tmp_path / "w.npy", np.ones(500))
+    assert main(["test", "--reference", str(tmp_path / "r.npy"), "--data",
+                 str(tmp_path / "r.npy"), "--ref-weights", f"{tmp_path / 'w.npy'}:w",
+                 "--toys", "0"]) == 2
+    assert "a .npy file holds one array, so ':w' names nothing" in capsys.readouterr().err

@@ -104,11 +104,16 @@ def test_temporaries_of_killed_writers_are_removed(tmp_path, samples, monkeypatc
     mine = folder / f".toy_000000002.json.nplearn-{tag}-{os.getpid()}.q1w2e3r4.tmp"
     other_host = folder / f".toy_000000003.json.nplearn-{tag}x-{dead}.zz99zz99.tmp"
     unknown = folder / ".toy_000000004.json.k3j4h5g6.tmp"
-    for p in (stale, mine, other_host, unknown):
+    fresh = folder / f".toy_000000005.json.nplearn-{tag}-{dead}.fr35hh00.tmp"
+    for p in (stale, mine, other_host, unknown, fresh):
         p.write_text('{"partial')
+    old = time.time() - 120  # a writer of another pid namespace may still write a fresh one
+    for p in (stale, mine, other_host, unknown):
+        os.utime(p, (old, old))
     again = nplm_test(ref, data, checkpoint=ck, **OPTS)
     np.testing.assert_array_equal(again.t_null, first.t_null)
     assert not stale.exists() and mine.exists() and other_host.exists() and unknown.exists()
+    assert fresh.exists()
 
 
 def test_checkpoint_must_be_a_folder(tmp_path, samples):

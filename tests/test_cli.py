@@ -240,6 +240,16 @@ def test_a_container_changed_elsewhere_still_reruns(tmp_path, capsys):
         assert main(["plot", str(out), "--out", str(tmp_path / "figs")]) == 2
         assert "--no-refit" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+    # a changed file that no longer reads alike: the change is reported, not its effect
+    np.savez(box, ref=ref, dat=np.c_[dat, dat[:, :1]], w=w)
+    capsys.readouterr()
+    assert main(["test", "--config", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "changed since" in err and "and reading it now fails: " in err and \
+        "has 3 feature column(s)" in err
+    assert main(["plot", str(out), "--out", str(tmp_path / "figs")]) == 2
+    err = capsys.readouterr().err
+    assert "changed since" in err and "--no-refit" in err
 
 
 def test_sigterm_stops_the_workers_at_once(tmp_path):
@@ -344,6 +354,9 @@ def test_summary_states_weights_widths_in_input_units_and_negative_toys(tmp_path
     # fewer events than the M asked: every event is a centre, and the summary says so
     few = nplm_test(ref[:200], ref[:50], n_toys=0, expected=50.0, n_centers=5000)
     assert "centres M / kept rank r   250 (every event; 5000 asked) / " in few.summary()
+    # ... and then a full rank is the kernel itself, not a limit of M: no note
+    assert "kept rank r = M" not in dataclasses.replace(
+        few, fit={**few.fit, "rank": 250}).summary()
     # one width takes a number; a list gets pointed to the several-width option
     with pytest.raises(InputError, match=r"pass several as sigmas=\[0.1, 0.3\]"):
         nplm_test(ref, ref[:300], n_toys=0, expected=300.0, sigma=[0.1, 0.3])

@@ -103,3 +103,26 @@ def test_bad_config_files(samples, capsys, text, suffix, message):
 def test_missing_config_file(samples, capsys):
     assert main(["test", "--config", str(samples / "nope.toml")]) == 2
     assert "cannot read the config file" in capsys.readouterr().err
+
+
+def test_a_rerun_takes_the_recorded_budget_only_where_it_fits(tmp_path, monkeypatch):
+    # the budget a run resolved is taken by a rerun of its result file (bit-identical
+    # feature storage on another machine), but not when every worker holding it would
+    # exceed this machine's default budget (e.g. recorded on a GPU or a larger machine)
+    import json
+
+    from nplearn import _torch_utils
+    from nplearn.runconfig import load_run_config
+
+    res = {"format": "nplearn-result/1", "config": {"n_toys": 3, "workers": 2},
+           "run": {"reference": "r.npy", "data": "d.npy"},
+           "provenance": {"execution": {"memory_budget": 1000}}}
+    p = tmp_path / "res.json"
+    p.write_text(json.dumps(res))
+    monkeypatch.setattr(_torch_utils, "default_memory_budget", lambda dev: 2000)
+    assert load_run_config(p)["memory_budget"] == 1000
+    monkeypatch.setattr(_torch_utils, "default_memory_budget", lambda dev: 1999)
+    assert load_run_config(p).get("memory_budget") is None
+    res["config"]["memory_budget"] = 5  # one the user chose stays
+    p.write_text(json.dumps(res))
+    assert load_run_config(p)["memory_budget"] == 5

@@ -483,6 +483,10 @@ def _resolve_test_args(a: argparse.Namespace):
     for key in ("reference", "data"):
         if getattr(a, key) is None:
             raise InputError(f"no {key} sample: give --{key} FILE or '{key}' in --config")
+    if getattr(a, "scheduler", None) and getattr(a, "executor", "local") != "dask":
+        raise InputError(f"--scheduler {a.scheduler} is the address of a Dask scheduler, "
+                         "used with --executor dask (the toys would run here): add "
+                         "--executor dask, or drop --scheduler")
     asked = [f"--{k}" for k in ("combine", "temperature") if k in getattr(a, "_given", ())]
     if asked and not cfg.multi_width:
         raise InputError(f"{' and '.join(asked)} choose how several kernel widths are "
@@ -519,13 +523,17 @@ def _changed_events(changed: list[str], recorded: dict[str, str | None], ref: An
         return []
     if not recorded:
         return list(changed)
-    now = {k: (v or {}).get("sha256") for k, v in
-           input_array_digests(ref, dat, weights).items()}
+    try:
+        now = {k: (v or {}).get("sha256") for k, v in
+               input_array_digests(ref, dat, weights).items()}
+    except InputError:  # events that no longer fit together are not the recorded ones
+        return list(changed)
     return [k for k in changed
             if any(n not in recorded or recorded[n] != now[n] for n in _ARRAYS_OF_FILE[k])]
 
 
-def _changed_input_error(a: argparse.Namespace, key: str) -> InputError:
+def _changed_input_error(a: argparse.Namespace, key: str,
+                         how: str = "and so do the events read from it") -> InputError:
     via = getattr(a, "_via", "test")
     advice = (f"give it explicitly with --{key.replace('_', '-')} to run these "
               "settings on it" if via == "test" else
@@ -533,8 +541,8 @@ def _changed_input_error(a: argparse.Namespace, key: str) -> InputError:
               f"for `nplearn {via}`")
     return InputError(
         f"{getattr(a, key)}: changed since {a.config} was written (its SHA-256 differs "
-        "from the recorded one, and so do the events read from it), so the rerun would "
-        f"not reproduce that result; restore the file, or {advice}")
+        f"from the recorded one, {how}), so the rerun would not reproduce that result; "
+        f"restore the file, or {advice}")
 
 
 def _compare_hashes(paths: dict[str, Any], recorded: dict[str, str]
@@ -556,7 +564,28 @@ def _compare_hashes(paths: dict[str, Any], recorded: dict[str, str]
 
 
 def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
-    """Read the reference and data tables and the reference weights of a test."""
+    """Read the reference and data tables and the reference weights of a test; for a
+    rerun of a result file, refuse changed input files whose events differ."""
+    changed = getattr(a, "_changed_inputs", None)
+    try:
+        rt, dt, weights = _read_tables(a)
+    except InputError as exc:
+        if changed:  # the change is the news, not its consequence
+            raise _changed_input_error(a, changed[0], f"and reading it now fails: {exc}"
+                                       ) from None
+        raise
+    if changed:
+        differ = _changed_events(changed, getattr(a, "_recorded_arrays", None) or {},
+                                 rt.events, dt.events, weights)
+        if differ:
+            raise _changed_input_error(a, differ[0])
+        print("nplearn: note: " + ", ".join(str(getattr(a, k)) for k in changed)
+              + f" changed since {a.config} was written, but the events and weights read "
+              "are the recorded ones", file=sys.stderr)
+    return rt, dt, weights
+
+
+def _read_tables(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
     from .io import read_table
 
     if a.ref_weights and a.ref_weight_branch:
@@ -584,15 +613,6 @@ def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
     weights = rt.weights
     if a.ref_weights:
         weights = _read_weight_file(a.ref_weights, rt, a.reference)
-    changed = getattr(a, "_changed_inputs", None)
-    if changed:
-        differ = _changed_events(changed, getattr(a, "_recorded_arrays", None) or {},
-                                   ref, dat, weights)
-        if differ:
-            raise _changed_input_error(a, differ[0])
-        print("nplearn: note: " + ", ".join(str(getattr(a, k)) for k in changed)
-              + f" changed since {a.config} was written, but the events and weights read "
-              "are the recorded ones", file=sys.stderr)
     return rt, dt, weights
 
 
@@ -615,6 +635,9 @@ def _weight_column(path: str) -> np.ndarray:
     from .io import _read_npz, _split_key, read_events
 
     file, key = _split_key(path)
+    if file.suffix.lower() == ".npy" and key is not None:
+        raise InputError(f"{path}: a .npy file holds one array, so ':{key}' names nothing "
+                         "in it")
     if file.suffix.lower() in (".npy", ".npz") and file.is_file():
         try:
             arr = (np.load(file, allow_pickle=False) if file.suffix.lower() == ".npy"
@@ -634,10 +657,6 @@ def _weight_column(path: str) -> np.ndarray:
 def _dask_client(a: argparse.Namespace) -> Any:
     """A Dask client for ``--executor dask`` (None for the local pool)."""
     if getattr(a, "executor", "local") != "dask":
-        if getattr(a, "scheduler", None):
-            raise InputError(f"--scheduler {a.scheduler} is the address of a Dask scheduler, "
-                             "used with --executor dask (the toys would run here): add "
-                             "--executor dask, or drop --scheduler")
         return None
     if not a.scheduler:
         raise InputError("--executor dask needs --scheduler tcp://HOST:PORT (the address of "
@@ -864,20 +883,29 @@ def cmd_plot(a: argparse.Namespace) -> int:
 
         recorded = recorded_input_hashes(res)
         _, changed = _compare_hashes({k: run.get(k) for k in recorded}, recorded)
-        rt = read_table(run["reference"], run.get("columns"), selection=run.get("selection"),
-                        weight_column=run.get("ref_weight_branch"))
-        dt = read_table(run["data"], run.get("columns"), selection=run.get("selection"))
-        weights = rt.weights
-        if run.get("ref_weights"):
-            weights = _read_weight_file(run["ref_weights"], rt, run["reference"])
+
+        def refused(key: str, how: str) -> InputError:
+            return InputError(
+                f"{run[key]}: changed since {a.result} was written (its SHA-256 differs "
+                f"from the recorded one, {how}): the f plots would show other events than "
+                "the result; restore the file, or draw the calibration only with --no-refit")
+
+        try:
+            rt = read_table(run["reference"], run.get("columns"),
+                            selection=run.get("selection"),
+                            weight_column=run.get("ref_weight_branch"))
+            dt = read_table(run["data"], run.get("columns"), selection=run.get("selection"))
+            weights = rt.weights
+            if run.get("ref_weights"):
+                weights = _read_weight_file(run["ref_weights"], rt, run["reference"])
+        except InputError as exc:
+            if changed:
+                raise refused(changed[0], f"and reading it now fails: {exc}") from None
+            raise
         differ = _changed_events(changed, recorded_input_arrays(res), rt.events, dt.events,
                                  weights)
         if differ:
-            raise InputError(
-                f"{run[differ[0]]}: changed since {a.result} was written (its SHA-256 "
-                "differs from the recorded one, and so do the events read from it): the f "
-                "plots would show other events than the result; restore the file, or draw "
-                "the calibration only with --no-refit")
+            raise refused(differ[0], "and so do the events read from it")
         # the recorded budget: the refit stores its features as the original fit did
         budget = (res.get("provenance", {}).get("execution") or {}).get("memory_budget")
         cfg = NPLMConfig.from_dict({**res["config"], "n_toys": 0,

@@ -250,7 +250,10 @@ class NPLMConfig:
         positive("expected", self.expected, allow_none=True)
         positive("n_toys", self.n_toys, integer=True, allow_zero=True)
         for one, several in (("sigma", "sigmas"), ("sigma_percentile", "sigma_percentiles")):
-            if isinstance(getattr(self, one), (list, tuple, np.ndarray)):
+            v = getattr(self, one)
+            if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf":
+                setattr(self, one, v.item())  # a numpy scalar array is one number
+            elif isinstance(v, (list, tuple, np.ndarray)):
                 raise InputError(f"{one} takes one width; pass several as "
                                  f"{several}={list(getattr(self, one))!r}")
         positive("sigma", self.sigma, allow_none=True)

@@ -17,6 +17,7 @@ import re
 import socket
 import tempfile
 import threading
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -658,7 +659,7 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def _host_tag() -> str:
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+    return (re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host")[:60]
 
 
 #: Name of a temporary file of :func:`write_text_atomic`: ``.<name>.nplearn-<host>-<pid>.
@@ -682,8 +683,10 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         mode = path.stat().st_mode & 0o7777
     except OSError:
         mode = 0o666 & ~_umask()  # a new file: the usual permissions
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.nplearn-{_host_tag()}-{os.getpid()}.",
-                               suffix=".tmp", dir=directory)
+    # the name is cut so that the temporary name stays within file-name limits
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name[:120]}.nplearn-{_host_tag()}-{os.getpid()}.",
+        suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -700,11 +703,18 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
+#: Age (seconds since the last write) from which a temporary file of a dead writer
+#: is removed.
+STALE_TEMPORARY_S = 60.0
+
+
 def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
     """Remove the temporary files that :func:`write_text_atomic` left in ``directory``
     when its process was killed mid-write (e.g. a toy worker terminated by Ctrl-C or
-    SIGTERM). Only files of this host whose process no longer runs are removed: other
-    processes, and other hosts sharing the folder, may still be writing theirs.
+    SIGTERM). Only files of this host whose process no longer runs, untouched for
+    :data:`STALE_TEMPORARY_S` seconds, are removed: other processes, other hosts (and
+    containers with their own process numbers) sharing the folder, may still be
+    writing theirs, which takes milliseconds.
 
     Returns
     -------
@@ -720,8 +730,11 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
         m = _TEMP_NAME.match(name)
         if m is None or m["host"] != host or _process_alive(int(m["pid"])):
             continue
+        path = os.path.join(directory, name)
         try:
-            os.unlink(os.path.join(directory, name))
+            if time.time() - os.stat(path).st_mtime < STALE_TEMPORARY_S:
+                continue
+            os.unlink(path)
             removed += 1
         except OSError:
             pass

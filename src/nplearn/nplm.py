@@ -357,9 +357,9 @@ class NPLMResult:
             # sample sizes): a note then, a warning when chance hardly explains it
             level = "NOTE" if chance is not None and chance >= OUTSIDE_WARN_P else "WARNING"
             odds = ("" if chance is None else
-                    f"; as many by chance in {100 * chance:.2g}% of data sets drawn like "
-                    "the reference" if chance >= OUTSIDE_WARN_P else
-                    f"; chance for data drawn like the reference {chance:.2g}")
+                    f"; as many by chance in up to {100 * chance:.3g}% of data sets drawn "
+                    "like the reference" if chance >= OUTSIDE_WARN_P else
+                    f"; chance for data drawn like the reference at most {chance:.2g}")
             extra_lines = [f"  {level}: {out['n_events']} data event(s) outside the "
                            f"reference's range ({where}{odds}); no reference event "
                            f"constrains f there ({note})"]
@@ -513,8 +513,8 @@ class NPLMResult:
         hp = self.hyperparameters
         m = (self.widths[0]["fit"] if self.widths else self.fit).get("n_centers") \
             or hp.get("n_centers")
-        if hp.get("learner") == "neural" or not m:
-            return []
+        if hp.get("learner") == "neural" or not m or m < (hp.get("n_centers") or 0):
+            return []  # every event is a centre: the kernel itself, no limit from M
         if self.widths:
             return [f"{w['sigma']:.3g}" for w in self.widths if w["fit"].get("rank") == m]
         return ["-"] if self.fit.get("rank") == m else []

@@ -24,11 +24,14 @@ the file.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from .config import NPLMConfig
 from .errors import InputError, MissingDependencyError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["INPUT_KEYS", "RunConfig", "load_run_config", "recorded_input_arrays",
            "recorded_input_hashes"]
@@ -150,9 +153,29 @@ def _from_result(d: dict[str, Any], path: Path) -> dict[str, Any]:
     prov = d.get("provenance")
     budget = ((prov.get("execution") or {}).get("memory_budget")
               if isinstance(prov, dict) else None)
-    if out.get("memory_budget") is None and isinstance(budget, int) and budget > 0:
+    if out.get("memory_budget") is None and isinstance(budget, int) and budget > 0 \
+            and _fits_here(budget, out):
         out["memory_budget"] = budget
     return out
+
+
+def _fits_here(budget: int, options: dict[str, Any]) -> bool:
+    """Whether every worker of a rerun may hold ``budget`` bytes within this machine's
+    default budget for the run's device (a budget recorded on a larger machine or a
+    GPU is not imposed on a smaller one; the rerun then resolves its own)."""
+    from ._torch_utils import cpu_count, default_memory_budget, resolve_device
+
+    try:
+        local = default_memory_budget(resolve_device(options.get("device", "auto")))
+    except Exception:  # e.g. CUDA asked for and absent: the run reports it
+        return False
+    workers = options.get("workers") or cpu_count()
+    if budget * max(1, int(workers)) <= local:
+        return True
+    log.info("the recorded memory budget (%d bytes per worker) exceeds this machine's "
+             "(%d bytes for %d workers): the rerun resolves its own, and its t may differ "
+             "by about 1e-8 relative", budget, local, workers)
+    return False
 
 
 def load_run_config(path: str | Path) -> RunConfig:

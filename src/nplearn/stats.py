@@ -68,6 +68,8 @@ def is_real(v: Any) -> bool:
 
 
 def _check_t_obs(t_obs: float) -> float:
+    if isinstance(t_obs, np.ndarray) and t_obs.ndim == 0 and t_obs.dtype.kind in "iuf":
+        t_obs = t_obs.item()
     if isinstance(t_obs, bool) or not isinstance(t_obs, (int, float, np.integer,
                                                          np.floating)):
         raise InputError(f"the observed statistic must be one number, got {t_obs!r}")

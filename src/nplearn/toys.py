@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import pickle
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -603,7 +604,7 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="nplearn-parent-watch", daemon=True).start()
 
 
-def _init_worker(engine_bytes: bytes, threads: int, checkpoint: Any = None,
+def _init_worker(engine_file: str, threads: int, checkpoint: Any = None,
                  devices: Sequence[str] | None = None, slots: Any = None,
                  parent: int | None = None) -> None:
     import torch
@@ -611,6 +612,8 @@ def _init_worker(engine_bytes: bytes, threads: int, checkpoint: Any = None,
     global _WORKER_ENGINE, _WORKER_CHECKPOINT
     if parent is not None:
         _exit_with_parent(parent)
+    with open(engine_file, "rb") as fh:
+        engine_bytes = fh.read()
     torch.set_num_threads(threads)
     engine = pickle.loads(engine_bytes)
     if devices:
@@ -709,34 +712,6 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
         if proc.is_alive():
             proc.terminate()
-    _terminate_starting_workers()
-
-
-def _terminate_starting_workers() -> None:
-    """Terminate this process's children that are still starting as spawned workers.
-
-    A worker is started while a task is submitted, and the pool knows it only once
-    it has read its start-up data (the pickled engine), which takes as long as its
-    imports: interrupted meanwhile, it would print a traceback about truncated data
-    after this process exits. Linux only (``/proc``); elsewhere nothing is done.
-    """
-    import glob
-    import signal
-
-    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        try:
-            with open(path) as fh:
-                pids = [int(p) for p in fh.read().split()]
-        except (OSError, ValueError):
-            continue
-        for pid in pids:
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    if b"multiprocessing.spawn" not in fh.read():
-                        continue
-                os.kill(pid, signal.SIGTERM)
-            except (OSError, ProcessLookupError):
-                continue
 
 
 def _is_dask_client(executor: Any) -> bool:
@@ -952,9 +927,9 @@ def run_toys(
             # the budget is not part of the fingerprint (shards on other machines share
             # records); it decides how features are stored, so t agrees to ~1e-8
             log.warning("%d recorded toy(s) were computed with another memory budget (%s) "
-                        "than this run's (%d bytes): their t agrees to about 1e-8 relative, "
-                        "not bit for bit; give memory_budget to every shard to make them "
-                        "identical", sum(other.values()),
+                        "than this run's (%d bytes): the budget can change how features "
+                        "are stored, and then t by about 1e-8 relative; give "
+                        "memory_budget to every shard for identical toys", sum(other.values()),
                         ", ".join(f"{b} bytes: {n}" for b, n in sorted(other.items())),
                         budget)
             if report is not None:
@@ -1033,9 +1008,17 @@ def run_toys(
         slots = ctx.Queue()
         for k in range(nw):
             slots.put(k)
+    # the engine (with the reference events) goes to the workers through a file: as a
+    # start-up argument it was written down a pipe, which blocked each submission until
+    # the new worker had imported everything and read it, so that an interruption then
+    # left a half-started worker that the pool did not know yet
+    tmpdir = tempfile.TemporaryDirectory(prefix="nplearn-toys-")
+    engine_file = os.path.join(tmpdir.name, "engine.pickle")
+    with open(engine_file, "wb") as fh:
+        fh.write(engine_bytes)
     try:
         with ProcessPoolExecutor(max_workers=nw, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(engine_bytes, threads, ckpt, devices, slots,
+                                 initargs=(engine_file, threads, ckpt, devices, slots,
                                            os.getpid())) as pool:
             try:  # submitting starts the workers: an interruption may come then too
                 futures = [pool.submit(_run_chunk, c) for c in chunks]
@@ -1052,4 +1035,6 @@ def run_toys(
             "the toys without `if __name__ == \"__main__\":` (the workers are spawned and "
             "re-import it); otherwise a worker ran out of memory. Rerun under that guard, "
             "with fewer workers, or with workers=1.") from exc
+    finally:
+        tmpdir.cleanup()
     return sorted(results, key=lambda r: r.index)
