@@ -22,7 +22,7 @@ def _examples() -> dict[str, list[tuple[str, str]]]:
 
 
 def test_readme_has_the_workflow_examples():
-    assert set(_examples()) == {"search", "generator", "monitoring"}
+    assert set(_examples()) == {"search", "generator", "monitoring", "monitoring_cli"}
 
 
 @pytest.mark.parametrize("name", sorted(_examples()))
@@ -51,6 +51,13 @@ def test_readme_example_runs(name, tmp_path):
     if name == "monitoring":
         lines = proc.stdout.strip().splitlines()
         assert len(lines) == 4 and all(ln.startswith("block") for ln in lines)
+    if name == "monitoring_cli":
+        import json
+
+        loaded = [json.loads((tmp_path / f"block{b}.json").read_text())["provenance"]
+                  ["execution"]["from_checkpoint"] for b in range(3)]
+        assert loaded == [0, 50, 50]  # the toys run once, for the first block
+        assert len(proc.stdout.strip().splitlines()) == 3
 
 
 def test_quick_start_is_two_commands():
