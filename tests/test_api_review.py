@@ -165,3 +165,17 @@ def test_cli_refusals_come_before_reading_inputs(tmp_path, capsys):
                  str(tmp_path / "r.npy"), "--ref-weights", f"{tmp_path / 'w.npy'}:w",
                  "--toys", "0"]) == 2
     assert "a .npy file holds one array, so ':w' names nothing" in capsys.readouterr().err
+
+
+def test_provenance_names_the_code_and_the_host():
+    import platform
+    import re
+
+    from nplearn.nplm import provenance
+
+    p = provenance()
+    assert p["host"] == platform.node()
+    # run from this checkout: its commit (+dirty with local edits); an installed copy: None
+    assert p["nplearn_git"] is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?",
+                                                    p["nplearn_git"])
+    assert re.fullmatch(r"[0-9a-f]{64}", p["nplearn_source"])

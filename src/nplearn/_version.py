@@ -25,3 +25,30 @@ def source_digest() -> str:
         h.update(path.read_bytes())
         h.update(b"\0")
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The git commit of the checkout the package runs from (``+dirty`` when its
+    tracked files differ), or None when it is not run from a git checkout (an
+    installed copy) or git is not available."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent
+    try:
+        # the package's own files must be tracked: an installed copy inside some other
+        # checkout (a virtual environment in a project) is not that project's code
+        tracked = subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch",
+                                  "__init__.py"], capture_output=True, text=True, timeout=5)
+        if tracked.returncode != 0:
+            return None
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no", "--", "."],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._torch_utils import resolve_device, torch_threads
-from ._version import __version__, source_digest
+from ._version import __version__, git_commit, source_digest
 from .config import NPLMConfig
 from .errors import InputError, NplearnError
 from .io import as_events, as_weights, check_same_columns, write_json_atomic
@@ -59,6 +59,7 @@ def provenance() -> dict[str, Any]:
     return {
         "nplearn": __version__,
         "nplearn_source": source_digest(),
+        "nplearn_git": git_commit(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "scipy": scipy.__version__,
