@@ -179,3 +179,16 @@ def test_provenance_names_the_code_and_the_host():
     assert p["nplearn_git"] is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?",
                                                     p["nplearn_git"])
     assert re.fullmatch(r"[0-9a-f]{64}", p["nplearn_source"])
+
+
+def test_p_of_one_is_explained(events):
+    import dataclasses
+
+    from nplearn.stats import calibrate as cal
+
+    ref, dat = events
+    res = nplm_test(ref, dat, n_toys=5, workers=1, n_centers=50, expected=300.0)
+    c = cal(-100.0, res.t_null)
+    low = dataclasses.replace(res, t_obs=-100.0, calibration=c, p_value=c.p_value, z=c.z)
+    assert "reported                  p = 1, Z = -inf (empirical; every toy reached " \
+           "t_obs: no sign of a discrepancy)" in low.summary()

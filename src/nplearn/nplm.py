@@ -543,6 +543,9 @@ class NPLMResult:
         if self.p_is_bound:
             return (f"p <= {self.p_value:.4g}, Z >= {z:.2f} ({method}; a bound: no toy "
                     "reached the data)")
+        if self.p_value >= 1.0:  # Z = -inf: no sign of a discrepancy at all
+            return (f"p = 1, Z = -inf ({method}; every toy reached t_obs: no sign of a "
+                    "discrepancy)")
         return f"p = {self.p_value:.4g}, Z = {z:.2f} ({method})"
 
     def _not_converged_note(self) -> str:
