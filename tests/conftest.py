@@ -42,3 +42,29 @@ def make_classification(rng, n_ref=3000, n_data=300, d=2, shift=0.3, scale=1.2, 
     w = frac * n_data / n_ref
     sw = np.r_[np.full(n_ref, w), np.ones(n_data)]
     return X, y, sw
+
+
+def group_states(pgid: int, wait_s: float = 0.0) -> list[str]:
+    """``ps`` states of the processes of group ``pgid``, after waiting up to ``wait_s``
+    seconds for all of them to exit (``Z``: exited, maybe not reaped where the
+    container's init does not reap orphans)."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        states = subprocess.run(["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True,
+                                text=True).stdout.split()
+        if all(st.startswith("Z") for st in states) or time.monotonic() >= deadline:
+            return states
+        time.sleep(0.2)
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL whatever is left of process group ``pgid``."""
+    import signal
+
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

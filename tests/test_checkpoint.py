@@ -16,6 +16,8 @@ import pytest
 from nplearn import InputError, nplm_test
 from nplearn.toys import ToyEngine
 
+from conftest import group_states, kill_group
+
 OPTS = dict(expected=200.0, n_toys=12, n_centers=80, workers=1, seed=5)
 
 
@@ -141,19 +143,10 @@ def test_sigkill_mid_run_then_resume(tmp_path, rng):
     os.kill(proc.pid, signal.SIGKILL)  # the main process only, as `kill -9 PID` does
     proc.wait()
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            states = subprocess.run(["ps", "-o", "stat=", "-g", str(proc.pid)],
-                                    capture_output=True, text=True).stdout.split()
-            if all(st.startswith("Z") for st in states):  # exited (maybe not reaped)
-                break
-            time.sleep(0.2)
+        states = group_states(proc.pid, wait_s=30)  # the workers end by themselves
         assert all(st.startswith("Z") for st in states), states
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc.pid)
     n_killed = len(_records(ck))
     assert 10 <= n_killed < 80, n_killed
     for p in _records(ck):  # every record on disk is complete

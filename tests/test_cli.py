@@ -13,6 +13,8 @@ from nplearn import NPLMConfig, __version__
 from nplearn.cli import main
 from nplearn.errors import InputError
 
+from conftest import group_states, kill_group
+
 
 @pytest.fixture
 def samples(tmp_path):
@@ -256,7 +258,6 @@ def test_sigterm_stops_the_workers_at_once(tmp_path):
     """`kill` (SIGTERM) of a run with worker processes: exit code 143 within seconds,
     no worker left running (before, the workers ran on as orphans), and a message
     saying that finished toys are kept only with --checkpoint."""
-    import os
     import signal
     import time
 
@@ -288,14 +289,10 @@ def test_sigterm_stops_the_workers_at_once(tmp_path):
         time.sleep(1)
         # nothing of the run's process group is left running (exited workers may stay
         # zombies where the container's init does not reap orphans)
-        states = subprocess.run(["ps", "-o", "stat=", "-g", str(proc.pid)],
-                                capture_output=True, text=True).stdout.split()
+        states = group_states(proc.pid)
         assert all(st.startswith("Z") for st in states), states
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc.pid)
 
 
 def test_summary_states_weights_widths_in_input_units_and_negative_toys(tmp_path, capsys):
