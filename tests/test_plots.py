@@ -28,7 +28,8 @@ def captured(monkeypatch):
         seen[name] = {
             "titles": [ax.get_title() for ax in axes],
             "legend": [t.get_text() for ax in axes if ax.get_legend()
-                       for t in ax.get_legend().get_texts()],
+                       for t in ax.get_legend().get_texts()]
+            + [t.get_text() for lg in fig.legends for t in lg.get_texts()],
             "texts": [t.get_text() for ax in axes for t in ax.texts],
             "n_lines": sum(len(ax.lines) for ax in axes),
             "xlabels": [ax.get_xlabel() for ax in axes],
@@ -70,7 +71,9 @@ def test_single_width_1d_plots(tmp_path, rng, captured):
     assert any(f"Z {rel} {res.calibration.z_empirical:.2f}" in t for t in null["legend"])
     f1 = captured["f_1d"]
     sigma = res.to_dict()["hyperparameters"]["sigma"]
-    assert f"learned f(x) (σ = {sigma:.3g}, standardised)" in f1["legend"]
+    scale = res.to_dict()["hyperparameters"]["standardizer"]["scale"][0]
+    assert (f"learned f(x) (σ = {sigma:.3g} standardised, {sigma * scale:.3g} in mass)"
+            in f1["legend"])
     assert "mass" in f1["xlabels"]
 
 
@@ -98,10 +101,13 @@ def test_f_curves_show_the_model_ratio_to_the_last_event(tmp_path, rng, monkeypa
     frac = np.exp(-1.0)  # P(x0 > 1)
     y1 = np.asarray(y1)[np.asarray(x1) < 2.0]
     assert np.all(np.abs(y1 - (1 + frac)) < 0.15)
-    # the 1D curve reaches the largest reference event
+    # the 1D curve reaches the largest reference event; beyond the data it is dotted
     plots_mod.plot_f_1d(ref[:, :1], w, data[:, :1], f, tmp_path)
     (_, xc, _), = [ln for ln in lines["f_1d"] if ln[0] == "learned f(x)"]
-    assert np.max(xc) == ref[:, 0].max()
+    (_, xb, _), = [ln for ln in lines["f_1d"] if ln[0] == "f beyond the data"]
+    assert np.nanmax(xc) == data[:, 0][data[:, 0] <= ref[:, 0].max()].max() or \
+        np.nanmax(xc) <= data[:, 0].max()
+    assert np.nanmax(xb) == ref[:, 0].max() > data[:, 0].max()
 
 
 def test_multi_width_cli_plots_and_replot(tmp_path, rng, captured, capsys):
@@ -118,8 +124,16 @@ def test_multi_width_cli_plots_and_replot(tmp_path, rng, captured, capsys):
     _check_files(list((tmp_path / "figs").iterdir()))
     assert len(captured["null_distribution"]["titles"]) == 2  # one panel per width
     d = json.loads(out.read_text())
-    assert any(lbl.startswith("min-p: Z =") for lbl in captured["z_vs_width"]["legend"])
+    # the reported combination first (alone or with those of equal Z), marked so
+    first = next(lbl for lbl in captured["z_vs_width"]["legend"]
+                 if ("Z =" in lbl or "Z ≥" in lbl) and not lbl.startswith("local"))
+    assert first.startswith("min-p") and first.endswith("(reported)")
     assert captured["features"]["xlabels"][-2:] == ["x0", "x1"]  # columns of a .npy file
+    # f is drawn at the most significant width, and the legend says which
+    k = plots_mod.most_significant_width(d)
+    label = next(lbl for lbl in captured["features"]["legend"]
+                 if lbl.startswith("reference × e^f"))
+    assert f"σ = {d['widths'][k]['sigma']:.3g} standardised; width {k + 1} of 2" in label
     captured.clear()
     # replot from the JSON (refits the observed data from the recorded inputs)
     assert main(["plot", str(out), "--out", str(tmp_path / "again")]) == 0
@@ -191,14 +205,19 @@ def test_plots_show_what_a_strong_excess_hides(tmp_path, captured):
                          f_ref=res.learner.train_decision_[:len(ref)])
     null = captured["null_distribution"]
     assert null["xlims"][0][1] < res.t_obs
-    assert any(t.startswith("t_obs = ") and t.endswith("→") for t in null["texts"])
+    assert "→" in null["texts"]  # an arrow at the edge, the value in the legend
+    assert f"t_obs = {res.t_obs:.2f} (beyond the axis)" in null["legend"]
+    if res.calibration.method == "chi2":
+        assert "(reported: the χ² tail, as few toys reach t_obs)" in null["legend"]
     assert "reported Z ≥" in null["titles"][0]
     assert any(t.startswith("p (toys) ≤") and "Z ≥" in t for t in null["legend"])
     assert "(no toy reached t_obs)" in null["legend"]
     assert any(t.startswith("p (χ²)") for t in null["legend"])
     assert "(not used: < 50 toys)" in null["legend"]
-    # ratio panels: the signal bins (data/reference about 10-60) are inside the range
-    assert max(lim[1] for lim in captured["features"]["ylims"][2:]) > 10
+    # ratio panels: the signal bins are inside the range (data/reference up to 6.0 and
+    # 4.7 in the bins expecting at least 2 events; sparser bins do not set the range)
+    assert [lim[1] > r for lim, r in zip(captured["features"]["ylims"][2:], (6.0, 4.7),
+                                         strict=True)] == [True, True]
     multi = nplm_test(ref, data[:300], expected=300, n_toys=20, n_centers=100, workers=1,
                       sigmas=[0.5, 2.0]).to_dict()
     multi["widths"][0]["calibration"]["z_empirical"] = "-inf"
@@ -222,9 +241,23 @@ def test_null_plot_keeps_the_bulk_when_toys_are_far_below(tmp_path, captured):
     assert null["xlims"][0][0] > -50  # the bulk (0-40) is not squeezed by -4489
     assert any("2 toy(s) below the axis" in t and "-4489" in t for t in null["texts"])
     plots_mod.plot_null({**res, "t_obs": -5000.0}, tmp_path)
-    assert any(t.startswith("← t_obs = -5000") for t in
-               captured["null_distribution"]["texts"])
+    assert "←" in captured["null_distribution"]["texts"]
+    assert "t_obs = -5000.00 (below the axis)" in captured["null_distribution"]["legend"]
     plots_mod.plot_null({**res, "t_null": t_null.tolist()}, tmp_path)
     null = captured["null_distribution"]
     assert not any("below the axis" in t for t in null["texts"])
     assert null["xlims"][0][0] <= 0.0
+
+
+def test_the_most_significant_width_is_the_smallest_reported_local_p():
+    def width(p, z):
+        return {"calibration": {"p_value": p, "z_empirical": z}}
+
+    assert plots_mod.most_significant_width({"widths": [width(0.1, 1.0)]}) is None
+    res = {"widths": [width(0.2, 0.8), width(1e-5, 2.1), width(0.01, 2.1)]}
+    assert plots_mod.most_significant_width(res) == 1
+    # equal reported p (bounds of the toys): the larger toy Z, then the first
+    res = {"widths": [width(0.02, 2.0), width(0.02, 2.3), width(0.02, 2.3)]}
+    assert plots_mod.most_significant_width(res) == 1
+    res = {"widths": [width(None, None), width(0.5, 0.0)]}  # a missing p sorts last
+    assert plots_mod.most_significant_width(res) == 1

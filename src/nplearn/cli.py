@@ -785,14 +785,29 @@ def _plots_of(res: Any, outdir: str, ref: np.ndarray, dat: np.ndarray,
               weights: np.ndarray | None, names: Sequence[str] | None) -> str:
     """Figures of a fresh result (with its observed fit's f); returns the line that
     reports them."""
-    from .plots import make_plots
+    from .plots import make_plots, most_significant_width
     from .toys import normalised_weights
 
     w = normalised_weights(len(ref), res.expected, weights)
     f_ref = res.learner.train_decision_[: len(ref)] if res.learner is not None else None
-    paths = make_plots(res.to_dict(), outdir, reference=ref, data=dat, w_ref=w, f_ref=f_ref,
-                       names=names)
+    d = res.to_dict()
+    k = most_significant_width(d)
+    if k and f_ref is not None:  # the observed fit kept is the first width's
+        f_ref, _ = _fit_one_width(ref, dat, weights, res.config, d["widths"][k]["sigma"])
+    paths = make_plots(d, outdir, reference=ref, data=dat, w_ref=w, f_ref=f_ref,
+                       names=names, f_width=k)
     return f"{len(paths)} figure files written to {outdir}"
+
+
+def _fit_one_width(ref: np.ndarray, dat: np.ndarray, weights: np.ndarray | None,
+                   cfg: Any, sigma: float) -> tuple[np.ndarray, float]:
+    """The observed fit of one kernel width of a multi-width test (the same centres):
+    ``f`` at the reference events, and ``t``."""
+    from .nplm import nplm_test
+
+    one = cfg.replace(sigma=float(sigma), sigmas=None, sigma_percentiles=None, n_toys=0)
+    fit = nplm_test(ref, dat, one, ref_weights=weights)
+    return fit.learner.train_decision_[: len(ref)], fit.t_obs
 
 
 def _test_namespace(parser: argparse.ArgumentParser, config: str,
@@ -859,7 +874,7 @@ def cmd_plot(a: argparse.Namespace) -> int:
     from .config import NPLMConfig
     from .io import read_table
     from .nplm import nplm_test
-    from .plots import make_plots
+    from .plots import make_plots, most_significant_width
     from .toys import normalised_weights
 
     try:
@@ -910,13 +925,22 @@ def cmd_plot(a: argparse.Namespace) -> int:
         budget = (res.get("provenance", {}).get("execution") or {}).get("memory_budget")
         cfg = NPLMConfig.from_dict({**res["config"], "n_toys": 0,
                                     **({"memory_budget": int(budget)} if budget else {})})
-        fit = nplm_test(rt.events, dt.events, cfg, ref_weights=weights)
-        if fit.t_obs != res["t_obs"]:
-            print(f"nplearn plot: warning: the refit gives t = {fit.t_obs:.6g}, the result "
-                  f"says {res['t_obs']:.6g} (inputs or software changed?)", file=sys.stderr)
+        k = most_significant_width(res)
+        if k is None:
+            fit = nplm_test(rt.events, dt.events, cfg, ref_weights=weights)
+            f_ref, t_fit, t_res = (fit.learner.train_decision_[: len(rt.events)],
+                                   fit.t_obs, res["t_obs"])
+        else:  # the width the figures show, alone
+            f_ref, t_fit = _fit_one_width(rt.events, dt.events, weights, cfg,
+                                          res["widths"][k]["sigma"])
+            t_res = res["widths"][k]["t_obs"]
+        if not math.isclose(t_fit, float(t_res), rel_tol=1e-6, abs_tol=1e-6):
+            print(f"nplearn plot: warning: the refit gives t = {t_fit:.6g}, the result "
+                  f"says {float(t_res):.6g} (inputs or software changed?)", file=sys.stderr)
         extra = dict(reference=rt.events, data=dt.events,
-                     w_ref=normalised_weights(len(rt.events), fit.expected, weights),
-                     f_ref=fit.learner.train_decision_[: len(rt.events)], names=rt.names)
+                     w_ref=normalised_weights(len(rt.events), float(res["expected"]),
+                                              weights),
+                     f_ref=f_ref, names=rt.names, f_width=k)
     elif not a.no_refit:
         print("nplearn plot: the result's input files are not available: drawing the "
               "calibration only (no f plots)", file=sys.stderr)

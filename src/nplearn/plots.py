@@ -51,7 +51,8 @@ _SIZES = {"font.size": 11, "axes.labelsize": 13, "axes.titlesize": 11,
           "xtick.labelsize": 11, "ytick.labelsize": 11, "legend.fontsize": 9,
           "xtick.major.size": 6, "ytick.major.size": 6, "xtick.minor.size": 3,
           "ytick.minor.size": 3, "axes.linewidth": 1.2, "lines.linewidth": 1.6,
-          "lines.markersize": 4, "legend.frameon": False}
+          "lines.markersize": 4, "legend.frameon": False,
+          "pdf.fonttype": 42, "ps.fonttype": 42}  # TrueType in PDFs (journals refuse Type 3)
 
 
 def _style() -> list[Any]:
@@ -128,7 +129,7 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
     lo = lo - 0.08 * (t_max - lo) if 0.0 < lo and lo > 0.3 * t_max else min(0.0, lo)
     # a t_obs far beyond the toys (or not finite) would squeeze them into one bin:
     # the axis then covers the toys and an arrow at its right edge points to t_obs
-    far = not math.isfinite(t_obs) or t_obs - lo > 1.5 * (t_max - lo)
+    far = not math.isfinite(t_obs) or t_obs - lo > 3.0 * (t_max - lo)
     top = t_max if far else max(t_max, t_obs)
     hi = top + 0.08 * max(top - lo, 1.0)
     bins = np.linspace(lo, hi, max(10, min(60, t_null.size // 8)))
@@ -137,17 +138,20 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
     dof = _num(cal.get("chi2_dof")) if cal else math.nan
     if math.isfinite(dof) and dof > 0:
         x = np.linspace(max(lo, 1e-6), hi, 400)
-        ax.plot(x, sps.chi2.pdf(x, dof), color="tab:blue", label=f"χ² fit, dof = {dof:.2f}")
+        ks = _num(cal.get("chi2_ks_distance"))
+        ax.plot(x, sps.chi2.pdf(x, dof), color="tab:blue",
+                label=f"χ² fit, dof = {dof:.2f}"
+                + (f" (KS distance {ks:.3f})" if math.isfinite(ks) else ""))
     if below.any():
         ax.annotate(f"← {int(below.sum())} toy(s) below the axis,\n   down to "
                     f"{float(t_null.min()):.4g}", xy=(0.01, 0.97), xycoords="axes fraction",
                     ha="left", va="top", color="tab:blue", fontsize=8)
-    if low_obs:
-        ax.annotate(f"← t_obs = {t_obs:.4g}", xy=(0.01, 0.45), xycoords="axes fraction",
-                    ha="left", va="center", color="tab:red", fontsize=9, fontweight="bold")
-    elif far:
-        ax.annotate(f"t_obs = {t_obs:.4g} →", xy=(0.99, 0.45), xycoords="axes fraction",
-                    ha="right", va="center", color="tab:red", fontsize=9, fontweight="bold")
+    if low_obs or far:  # off the axis: an arrow at its edge, the value in the legend
+        ax.annotate("←" if low_obs else "→", xy=(0.01 if low_obs else 0.99, 0.5),
+                    xycoords="axes fraction", ha="left" if low_obs else "right",
+                    va="center", color="tab:red", fontsize=16, fontweight="bold")
+        ax.plot([], [], ls="none", marker="<" if low_obs else ">", color="tab:red",
+                label=f"t_obs = {t_obs:.2f} ({'below' if low_obs else 'beyond'} the axis)")
     else:
         ax.axvline(t_obs, color="tab:red", lw=2, label=f"t_obs = {t_obs:.2f}")
     if cal:
@@ -158,17 +162,21 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
             toys = f"p (toys) = {_num(cal.get('p_empirical')):.3g}, " \
                 f"Z = {_num(cal.get('z_empirical')):.2f}"
         n_toys = cal.get("n_toys")
-        caveat = ("" if cal.get("method") == "chi2" else
-                  " (not used: poor χ² fit)" if _num(cal.get("chi2_ks_pvalue")) < 0.01 else
-                  f" (not used: < {CHI2_REPORT_MIN_TOYS} toys)"
+        used = cal.get("method")
+        caveat = ("(reported: the χ² tail, as few toys reach t_obs)" if used == "chi2" else
+                  "(not used: poor χ² fit)" if _num(cal.get("chi2_ks_pvalue")) < 0.01 else
+                  f"(not used: < {CHI2_REPORT_MIN_TOYS} toys)"
                   if isinstance(n_toys, int) and n_toys < CHI2_REPORT_MIN_TOYS else
-                  " (not used: enough toys reach t_obs)")
+                  "(not used: enough toys reach t_obs)")
         lines = toys.replace(" (no", "\n(no").split("\n")
+        if used == "empirical":
+            lines[0] += "  ← reported"
         if math.isfinite(dof) and dof > 0:
             lines.append(f"p (χ²) = {_num(cal.get('p_chi2')):.3g}, "
                          f"Z = {_num(cal.get('z_chi2')):.2f}")
-            if caveat:
-                lines.append(caveat.strip())
+            lines.append(caveat)
+            if used == "chi2" and math.isfinite(t_obs) and t_max > 0 and t_obs > 2 * t_max:
+                lines.append(f"(t_obs is {t_obs / t_max:.3g} × the largest toy)")
     else:
         lines = []
     ax.set_xlabel("t")
@@ -211,35 +219,57 @@ def plot_null(res: dict[str, Any], outdir: Path) -> list[Path]:
 @_styled
 def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
     """Local Z per kernel width and the combined Z of a multi-width result."""
+    from .multitest import COMBINATIONS
+
     plt = _pyplot()
     widths = res["widths"]
     s = np.array([w["sigma"] for w in widths])
     z = np.array([_num(w["calibration"]["z_empirical"]) for w in widths])
+    # each width's reported local Z: the toys', or the chi-square extrapolation beyond
+    # them, which still tells the widths apart when no toy reaches t_obs at any of them
+    z_rep = np.array([_num(w["calibration"].get("z")) for w in widths])
+    extrap = np.array([w["calibration"].get("method") == "chi2" for w in widths])
     bound = np.array([w["calibration"]["n_exceed"] == 0 for w in widths])
     # Z = -inf (p = 1: every toy at or above t_obs) is drawn at the axis floor
     low = np.isneginf(z)
-    finite = z[np.isfinite(z)]
+    shown = np.r_[z, z_rep[extrap]]
+    finite = shown[np.isfinite(shown)]
     floor = (min(float(finite.min()), 0.0) if finite.size else 0.0) - 0.5
     z_draw = np.where(low, floor, z)
-    fig, ax = plt.subplots(figsize=(7.2, 3.8))
-    ax.plot(s, z_draw, "o-", color="tab:blue", label="local Z (toys)")
+    fig, ax = plt.subplots(figsize=(7.6, 3.8))
+    n_toys = max((int(w["calibration"].get("n_toys") or 0) for w in widths), default=0)
+    if n_toys:  # what the toys can resolve: p >= 1/(n + 1)
+        ceiling = _num(_z_of(1.0 / (n_toys + 1)))
+        ax.axhspan(ceiling, max(ceiling, float(finite.max()) if finite.size else ceiling)
+                   + 1.0, color="0.92", zorder=0,
+                   label=f"beyond {n_toys} toys (Z > {ceiling:.2f})")
+    ax.plot(s[~bound & ~low], z_draw[~bound & ~low], "o", color="tab:blue", ms=7,
+            label="local Z (toys)")
     if bound.any():
         ax.plot(s[bound], z_draw[bound], "^", color="tab:blue", ms=9,
-                label="lower bound (no toy reached t_obs)")
+                label="local Z ≥ (no toy reached t_obs)")
+    if extrap.any():
+        ax.plot(s[extrap], z_rep[extrap], "o", mfc="none", color="tab:purple", ms=9,
+                label="local Z, χ² extrapolation (reported)")
     if low.any():
         ax.plot(s[low], z_draw[low], "v", color="tab:gray", ms=9,
                 label="Z = −∞ (p = 1), drawn at the floor")
     styles = ["--", ":", "-.", (0, (5, 1))]
     combos = res.get("combinations") or {}
     chosen = (res.get("config") or {}).get("combine")
-    order = sorted(combos, key=lambda m: m != chosen)  # the reported one first
-    for k, m in enumerate(order):
-        c = combos[m]
-        zc = _num(c["z"])
+    # the reported combination first, the others in a fixed order; equal values share a
+    # line (they would hide each other)
+    order = sorted(combos, key=lambda m: (m != chosen, COMBINATIONS.index(m)
+                                          if m in COMBINATIONS else len(COMBINATIONS)))
+    drawn: dict[float, list[str]] = {}
+    for m in order:
+        drawn.setdefault(round(_num(combos[m]["z"]), 2), []).append(m)
+    for k, (zc, names) in enumerate(drawn.items()):
+        bound_c = all(combos[m]["n_exceed"] == 0 for m in names)
         ax.axhline(zc, ls=styles[k % len(styles)], color=f"C{k + 1}",
-                   lw=2.4 if m == chosen else 1.4,
-                   label=f"{m}: Z = {zc:.2f}" + (" (bound)" if c["n_exceed"] == 0 else "")
-                   + (", reported" if m == chosen else ""))
+                   lw=2.4 if chosen in names else 1.4,
+                   label=", ".join(names) + f": Z {'≥' if bound_c else '='} {zc:.2f}"
+                   + (" (reported)" if chosen in names else ""))
     ax.set_xscale("log")
     # the widths themselves as ticks, written plainly (not 2 x 10^0)
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
@@ -250,7 +280,10 @@ def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
     ax.set_xticklabels([f"{v:.3g}" for v in s])
     if s.size > 1:
         ax.set_xlim(s.min() / 1.25, s.max() * 1.25)
-    ax.set_xlabel("kernel width σ")
+    top = max([float(finite.max()) if finite.size else 0.0, *drawn]) if drawn else (
+        float(finite.max()) if finite.size else 1.0)
+    ax.set_ylim(min(0.0, floor + 0.3), top + 0.15 * max(top - min(0.0, floor), 1.0))
+    ax.set_xlabel("kernel width σ" + _units_note(res))
     ax.set_ylabel("Z")
     _legend_beside(ax)
     fig.tight_layout()
@@ -259,14 +292,39 @@ def plot_widths(res: dict[str, Any], outdir: Path) -> list[Path]:
     return paths
 
 
+def _z_of(p: float) -> float:
+    return float(sps.norm.isf(p))
+
+
+def _units_note(res: dict[str, Any]) -> str:
+    """`` (standardised)`` when the widths are in units of the reference's standard
+    deviations."""
+    return " (standardised)" if (res.get("config") or {}).get("standardize", True) else ""
+
+
 def _weighted_hist(x: np.ndarray, bins: np.ndarray, w: np.ndarray | None) -> np.ndarray:
     return np.histogram(x, bins=bins, weights=w)[0]
+
+
+#: Bins whose reference expects fewer events than this are drawn hollow and grey, and
+#: do not set the range of a ratio panel: their ratios are mostly noise.
+_FEW_EXPECTED = 2.0
+
+
+def _poisson_band(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central 68% (Garwood) interval of Poisson counts ``n``: (lower, upper) error
+    lengths (the lower one of a count of 0 is 0)."""
+    n = np.asarray(n, dtype=np.float64)
+    lo = np.where(n > 0, sps.chi2.ppf(0.16, 2 * n) / 2, 0.0)
+    hi = sps.chi2.ppf(0.84, 2 * n + 2) / 2
+    return n - lo, hi - n
 
 
 @_styled
 def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref: np.ndarray,
               outdir: Path, name: str = "x", label: str = "learned f(x)") -> list[Path]:
-    """Learned ``f(x)`` over the data and weighted reference histograms (1D)."""
+    """Learned ``f(x)`` over the data and weighted reference histograms (1D), with the
+    binned log ratio of data to reference and its Poisson errors."""
     plt = _pyplot()
     x_r, x_d = reference[:, 0], data[:, 0]
     lo, hi = np.quantile(np.concatenate([x_r, x_d]), [0.0, 1.0])
@@ -274,12 +332,14 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     h_r = _weighted_hist(x_r, bins, w_ref)
     h_d = _weighted_hist(x_d, bins, None)
     centers = 0.5 * (bins[1:] + bins[:-1])
-    fig, (ax, axf) = plt.subplots(2, 1, figsize=(6.4, 6), sharex=True,
-                                  gridspec_kw={"height_ratios": [2, 1.3]})
+    fig, (ax, axf) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True,
+                                  gridspec_kw={"height_ratios": [2, 1.5]})
     ax.stairs(h_r, bins, color="tab:blue", label="reference (weighted)")
-    ax.errorbar(centers, h_d, yerr=np.sqrt(h_d), fmt="o", ms=3, color="k", label="data")
+    has = h_d > 0
+    ax.errorbar(centers[has], h_d[has], yerr=[e[has] for e in _poisson_band(h_d)], fmt="o",
+                ms=3, color="k", label="data (68% Poisson intervals)")
     ax.set_yscale("log")
-    ax.set_ylabel("events / bin")
+    ax.set_ylabel(f"events / bin ({bins[1] - bins[0]:.3g})")
     ax.legend(loc="upper right")
     idx = np.argsort(x_r)
     xs = x_r[idx]
@@ -289,12 +349,39 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     grid = np.searchsorted(xs, np.linspace(xs[0], xs[-1], _CURVE_POINTS // 4))
     sel = idx[np.union1d(np.arange(0, idx.size, step), np.r_[grid, idx.size - 1])
               .clip(max=idx.size - 1)]
-    axf.plot(x_r[sel], f_ref[sel], color="tab:red", label=label)
+    xc, fc = x_r[sel], f_ref[sel]
+    inside = (xc >= x_d.min()) & (xc <= x_d.max())
+    axf.plot(np.where(inside, xc, np.nan), fc, color="tab:red", label=label)
+    if (~inside).any():  # beyond the last data event only reference events shape f
+        axf.plot(np.where(~inside, xc, np.nan), fc, color="tab:red", ls=":",
+                 label="f beyond the data")
+    few = h_r < _FEW_EXPECTED
+    lo_e, hi_e = _poisson_band(h_d)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(h_d / h_r)
-    ok = np.isfinite(ratio)
-    axf.plot(centers[ok], ratio[ok], "o", ms=3, color="k", label="log(data / reference)")
+        up = np.log((h_d + hi_e) / h_r) - ratio
+        down = ratio - np.log(np.maximum(h_d - lo_e, 1e-300) / h_r)
+        # an empty bin: the 68% upper limit of its ratio (the count 0 would be -inf)
+        limit = np.log(hi_e / h_r)
+    ok = np.isfinite(ratio) & (h_r > 0)
+    down = np.where(np.isfinite(down), down, 0.0)
+    for sel_b, style, lab in ((ok & ~few, {"color": "k"}, "log(data / reference)"),
+                              (ok & few, {"color": "0.6", "mfc": "none"},
+                               f"bins expecting < {_FEW_EXPECTED:g} events")):
+        if sel_b.any():
+            axf.errorbar(centers[sel_b], ratio[sel_b], yerr=[down[sel_b], up[sel_b]],
+                         fmt="o", ms=3, label=lab, **style)
+    empty = (h_d == 0) & (h_r >= _FEW_EXPECTED)
+    if empty.any():
+        axf.plot(centers[empty], limit[empty], "v", color="k", ms=4,
+                 label="empty bin: 68% upper limit")
     axf.axhline(0.0, color="gray", lw=0.8)
+    # the range follows f and the well-populated bins; noisy sparse bins may leave it
+    core = np.r_[fc, ratio[ok & ~few] - down[ok & ~few], ratio[ok & ~few] + up[ok & ~few]]
+    core = core[np.isfinite(core)]
+    if core.size:
+        span = float(core.max() - core.min()) or 1.0
+        axf.set_ylim(float(core.min()) - 0.1 * span, float(core.max()) + 0.1 * span)
     axf.set_xlabel(name)
     axf.set_ylabel("log(n_data / n_ref)")
     axf.legend(loc="best")
@@ -310,12 +397,17 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                   names: Sequence[str] | None = None,
                   label: str = "model") -> list[Path]:
     """Per feature: data vs weighted reference, and their ratio against the model's,
-    ``sum w e^f / sum w`` per bin (the learned density ratio projected on the feature)."""
+    ``sum w e^f / sum w`` per bin (the learned density ratio projected on the feature).
+    Bins whose reference expects few events are drawn hollow and do not set the ratio
+    panel's range."""
     plt = _pyplot()
     d = reference.shape[1]
     names = list(names) if names else [f"x{j}" for j in range(d)]
-    fig, axes = plt.subplots(2, d, figsize=(max(3.6 * d, 6.0), 5.6), squeeze=False,
-                             gridspec_kw={"height_ratios": [2, 1.3]})
+    cols = min(d, 3)
+    groups = math.ceil(d / cols)  # rows of features, each a histogram over a ratio panel
+    fig, axes = plt.subplots(2 * groups, cols, figsize=(max(3.8 * cols, 6.0), 5.2 * groups),
+                             squeeze=False,
+                             gridspec_kw={"height_ratios": [2, 1.3] * groups})
     w_model = w_ref * np.exp(f_ref)  # the model's expected data per reference event
     for j in range(d):
         x_r, x_d = reference[:, j], data[:, j]
@@ -326,27 +418,39 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
         h_d = _weighted_hist(x_d, bins, None)
         h_model = _weighted_hist(x_r, bins, w_model)
         centers = 0.5 * (bins[1:] + bins[:-1])
-        ax, axr = axes[0, j], axes[1, j]
+        g, c = divmod(j, cols)
+        ax, axr = axes[2 * g, c], axes[2 * g + 1, c]
         ax.stairs(h_r, bins, color="tab:blue", label="reference")
-        ax.errorbar(centers, h_d, yerr=np.sqrt(h_d), fmt="o", ms=2, color="k", label="data")
+        lo_e, hi_e = _poisson_band(h_d)
+        has = h_d > 0
+        ax.errorbar(centers[has], h_d[has], yerr=[lo_e[has], hi_e[has]], fmt="o", ms=2,
+                    color="k", label="data (68% Poisson intervals)")
         ax.set_title(names[j])
-        if j == 0:
+        if c == 0:
             ax.set_ylabel("events / bin")
+        few = h_r < _FEW_EXPECTED
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = h_d / h_r
-            err = np.sqrt(h_d) / h_r
+            err = [lo_e / h_r, hi_e / h_r]
             model = h_model / h_r
         ok = np.isfinite(ratio) & (h_r > 0)
-        axr.errorbar(centers[ok], ratio[ok], yerr=err[ok], fmt="o", ms=2, color="k",
+        main_b, sparse = ok & ~few, ok & few
+        axr.errorbar(centers[main_b], ratio[main_b],
+                     yerr=[err[0][main_b], err[1][main_b]], fmt="o", ms=2, color="k",
                      label="data / reference")
-        axr.plot(centers[ok], model[ok], color="tab:red", label=label)
+        if sparse.any():
+            axr.errorbar(centers[sparse], ratio[sparse],
+                         yerr=[err[0][sparse], err[1][sparse]], fmt="o", ms=3, mfc="none",
+                         color="0.6", label=f"bins expecting < {_FEW_EXPECTED:g} events")
+        axr.plot(np.where(~few, centers, np.nan), model, color="tab:red", label=label)
         axr.axhline(1.0, color="gray", lw=0.8)
         # the range covers the model and every data point whose lower error bar is
-        # above 1 (a real excess), up to 100; points above the range are marked
-        top = float(np.nanmax(model[ok])) if ok.any() else 1.0
-        if ok.any():
-            top = max(top, float(np.nanmax(np.where(ratio[ok] - err[ok] > 1.0,
-                                                    ratio[ok], 0.0))))
+        # above 1 (a real excess), in bins expecting enough events, up to 100; points
+        # above the range are marked
+        top = float(np.nanmax(model[main_b])) if main_b.any() else 1.0
+        if main_b.any():
+            top = max(top, float(np.nanmax(np.where(ratio[main_b] - err[0][main_b] > 1.0,
+                                                    ratio[main_b], 0.0))))
         ymax = min(100.0, max(2.0, 1.3 * top))
         axr.set_ylim(0.0, ymax)
         over = ok & (ratio > ymax)
@@ -354,15 +458,19 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
             axr.plot(centers[over], np.full(over.sum(), 0.97 * ymax), "^", color="k",
                      ms=5, label="off scale")
         axr.set_xlabel(names[j])
-        if j == 0:
-            axr.set_ylabel("ratio")
+        if c == 0:
+            axr.set_ylabel("data / reference")
+    for k in range(d, groups * cols):  # empty places of the last row
+        g, c = divmod(k, cols)
+        axes[2 * g, c].set_visible(False)
+        axes[2 * g + 1, c].set_visible(False)
     handles: dict[str, Any] = {}
     for a in axes.flat:  # one legend for every panel, below them
         for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
-    fig.tight_layout(rect=(0.0, 0.07, 1.0, 1.0))
+    fig.tight_layout(rect=(0.0, 0.1 / groups, 1.0, 1.0))
     fig.legend(list(handles.values()), list(handles), loc="lower center",
-               ncol=min(len(handles), 4), bbox_to_anchor=(0.5, 0.0))
+               ncol=min(len(handles), 3), bbox_to_anchor=(0.5, 0.0))
     paths = _save(fig, outdir, "features")
     plt.close(fig)
     return paths
@@ -376,14 +484,48 @@ def _learner_label(hp: dict[str, Any]) -> str:
     return f"σ = {hp['sigma']:.3g}"
 
 
-def _first_width(result: dict[str, Any]) -> float | None:
-    """The kernel width whose ``f`` the figures show: the first of a multi-width
-    run, else the run's (standardised units, as in the result)."""
+def most_significant_width(result: dict[str, Any]) -> int | None:
+    """Index of the width a multi-width result's ``f`` figures show: the one with the
+    smallest reported local p-value (ties: the larger local Z of the toys, then the
+    first); None for a single-width result."""
     widths = result.get("widths") or []
-    if widths and isinstance(widths[0], dict) and widths[0].get("sigma") is not None:
-        return float(widths[0]["sigma"])
-    sigma = (result.get("hyperparameters") or {}).get("sigma")
-    return float(sigma) if isinstance(sigma, (int, float)) else None
+    if len(widths) < 2:
+        return None
+    key = [(_num(w["calibration"].get("p_value")), -_num(w["calibration"].get("z_empirical")))
+           for w in widths]
+    key = [(p if math.isfinite(p) else math.inf, z if math.isfinite(z) else math.inf)
+           for p, z in key]
+    return min(range(len(widths)), key=lambda k: (key[k], k))
+
+
+def _f_label(result: dict[str, Any], k: int | None,
+             names: Sequence[str] | None = None) -> str:
+    """What the ``f`` figures show: ``(σ = 0.3 standardised, 0.041 in mjj)``, and for
+    a multi-width result which width (``k``; default the first) of how many."""
+    hp = result.get("hyperparameters") or {}
+    if hp.get("learner") == "neural":
+        return f" ({_learner_label(hp)})"
+    widths = result.get("widths") or []
+    if widths:
+        w = widths[k or 0]
+        sigma = _num(w.get("sigma"))
+        which = (f"; width {(k or 0) + 1} of {len(widths)}, local Z = "
+                 f"{_num(w['calibration'].get('z')):.2f}")
+    else:
+        sigma, which = _num(hp.get("sigma")), ""
+    if not math.isfinite(sigma):
+        return ""
+    std = (result.get("config") or {}).get("standardize", True)
+    scale = (hp.get("standardizer") or {}).get("scale") or []
+    names = list(names or (((result.get("provenance") or {}).get("inputs") or {})
+                           .get("reference") or {}).get("columns")
+                 or [f"x{j}" for j in range(len(scale))])
+    units = ""
+    if std and len(scale) == 1:
+        units = f" standardised, {sigma * float(scale[0]):.3g} in {names[0]}"
+    elif std:
+        units = " standardised"
+    return f" (σ = {sigma:.3g}{units}{which})"
 
 
 def make_plots(
@@ -395,6 +537,7 @@ def make_plots(
     w_ref: np.ndarray | None = None,
     f_ref: np.ndarray | None = None,
     names: Sequence[str] | None = None,
+    f_width: int | None = None,
 ) -> list[Path]:
     """Write every applicable figure of a result to ``outdir`` (PNG and PDF).
 
@@ -413,6 +556,10 @@ def make_plots(
         :class:`NPLMResult` given with ``reference`` and ``data``: ``result.f(reference)``.
     names : sequence of str, optional
         Feature names.
+    f_width : int, optional
+        Multi-width results: the index of the width ``f_ref`` belongs to (default the
+        first, the observed fit an :class:`NPLMResult` keeps); the figures name it. The
+        command line shows the most significant width (:func:`most_significant_width`).
 
     Returns
     -------
@@ -439,16 +586,11 @@ def make_plots(
     if reference is not None and data is not None and f_ref is not None:
         w = (np.full(len(reference), result["expected"] / len(reference)) if w_ref is None
              else np.asarray(w_ref))
-        width = _first_width(result)
-        units = ", standardised" if (result.get("config") or {}).get("standardize", True) \
-            else ""
-        hp = result.get("hyperparameters") or {}
-        at = (f" ({_learner_label(hp)})" if hp.get("learner") == "neural" else
-              "" if width is None else f" (σ = {width:.3g}{units})")
+        at = _f_label(result, f_width, names)
         if reference.shape[1] == 1:
             paths += plot_f_1d(reference, w, data, f_ref, out,
                                names[0] if names else "x", label=f"learned f(x){at}")
         else:
             paths += plot_features(reference, w, data, f_ref, out, names,
-                                   label=f"model{at}: Σ w e^f / Σ w")
+                                   label=f"reference × e^f{at}")
     return paths
