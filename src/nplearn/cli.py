@@ -1,7 +1,8 @@
 """The ``nplearn`` command.
 
 Exit codes: 0 success, 2 bad input or usage (one-line message on stderr),
-1 unexpected internal error, 130 interrupted.
+1 unexpected internal error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM),
+141 standard output closed by its reader.
 """
 
 from __future__ import annotations
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not refit the observed data (no f plots)")
     pl.add_argument("-v", "--verbose", action="count", default=0)
 
-    d = sub.add_parser("demo", help="a one-minute demonstration on the 1D benchmark",
+    d = sub.add_parser("demo", help="a short demonstration on the 1D benchmark (under a minute)",
                        description="Generate a reference and a data set with a bump (the "
                                    "1D exponential benchmark, 150 signal events), run the "
                                    "full test with 200 toys and write nplearn-demo.json.")

@@ -87,7 +87,8 @@ class NPLMConfig:
         stored, which can move ``t`` in its last digits; give it explicitly for
         bit-identical toys across different worker counts or machines.
     workers : int, optional
-        Worker processes for the toys (default: all cores on CPU, 1 on CUDA).
+        Worker processes for the toys (default: all cores on CPU; one per visible GPU
+        for ``device="cuda"`` or ``"auto"`` with CUDA, 1 for ``"cuda:N"``).
     threads_per_worker : int, optional
         Torch threads per toy and for the observed fit (default 1). Toys are
         bit-identical for any number of workers at a given ``threads_per_worker``
