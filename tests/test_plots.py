@@ -70,6 +70,7 @@ def test_single_width_1d_plots(tmp_path, rng, captured):
     rel = "≥" if res.calibration.n_exceed == 0 else "="  # a bound when no toy reached t_obs
     assert any(f"Z {rel} {res.calibration.z_empirical:.2f}" in t for t in null["legend"])
     f1 = captured["f_1d"]
+    assert "reference MC stat. (√Σw²)" in f1["legend"]  # where the reference is sparse
     sigma = res.to_dict()["hyperparameters"]["sigma"]
     scale = res.to_dict()["hyperparameters"]["standardizer"]["scale"][0]
     assert (f"learned f(x) (σ = {sigma:.3g} standardised, {sigma * scale:.3g} in mass)"

@@ -311,6 +311,17 @@ def _weighted_hist(x: np.ndarray, bins: np.ndarray, w: np.ndarray | None) -> np.
 _FEW_EXPECTED = 2.0
 
 
+def _reference_band(ax: Any, x: np.ndarray, bins: np.ndarray, w: np.ndarray,
+                    h: np.ndarray) -> np.ndarray:
+    """Shade the reference histogram ``h`` by its Monte Carlo statistical error
+    ``sqrt(sum w^2)`` per bin; returns the relative error (0 in empty bins)."""
+    err = np.sqrt(_weighted_hist(x, bins, np.asarray(w) ** 2))
+    ax.stairs(h + err, bins, baseline=np.maximum(h - err, 0.0), fill=True,
+              color="tab:blue", alpha=0.2, lw=0, label="reference MC stat. (√Σw²)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(h > 0, err / h, 0.0)
+
+
 def _poisson_band(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Central 68% (Garwood) interval of Poisson counts ``n``: (lower, upper) error
     lengths (the lower one of a count of 0 is 0)."""
@@ -335,10 +346,16 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     fig, (ax, axf) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True,
                                   gridspec_kw={"height_ratios": [2, 1.5]})
     ax.stairs(h_r, bins, color="tab:blue", label="reference (weighted)")
+    rel_r = _reference_band(ax, x_r, bins, w_ref, h_r)
     has = h_d > 0
     ax.errorbar(centers[has], h_d[has], yerr=[e[has] for e in _poisson_band(h_d)], fmt="o",
                 ms=3, color="k", label="data (68% Poisson intervals)")
     ax.set_yscale("log")
+    # the axis ends below the smallest reference bin (an MC error band of 100% would
+    # reach down to 0)
+    positive = h_r[h_r > 0]
+    if positive.size:
+        ax.set_ylim(bottom=0.3 * float(positive.min()))
     ax.set_ylabel(f"events / bin ({bins[1] - bins[0]:.3g})")
     ax.legend(loc="upper right")
     idx = np.argsort(x_r)
@@ -376,6 +393,8 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
         axf.plot(centers[empty], limit[empty], "v", color="k", ms=4,
                  label="empty bin: 68% upper limit")
     axf.axhline(0.0, color="gray", lw=0.8)
+    axf.stairs(np.log1p(np.minimum(rel_r, 0.99)), bins, baseline=np.log1p(-np.minimum(
+        rel_r, 0.99)), fill=True, color="tab:blue", alpha=0.15, lw=0)
     # the range follows f and the well-populated bins; noisy sparse bins may leave it
     core = np.r_[fc, ratio[ok & ~few] - down[ok & ~few], ratio[ok & ~few] + up[ok & ~few]]
     core = core[np.isfinite(core)]
@@ -421,6 +440,7 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
         g, c = divmod(j, cols)
         ax, axr = axes[2 * g, c], axes[2 * g + 1, c]
         ax.stairs(h_r, bins, color="tab:blue", label="reference")
+        rel_r = _reference_band(ax, x_r, bins, w_ref, h_r)
         lo_e, hi_e = _poisson_band(h_d)
         has = h_d > 0
         ax.errorbar(centers[has], h_d[has], yerr=[lo_e[has], hi_e[has]], fmt="o", ms=2,
@@ -444,6 +464,8 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                          color="0.6", label=f"bins expecting < {_FEW_EXPECTED:g} events")
         axr.plot(np.where(~few, centers, np.nan), model, color="tab:red", label=label)
         axr.axhline(1.0, color="gray", lw=0.8)
+        axr.stairs(1.0 + np.minimum(rel_r, 1.0), bins, baseline=1.0 - np.minimum(rel_r, 1.0),
+                   fill=True, color="tab:blue", alpha=0.15, lw=0)
         # the range covers the model and every data point whose lower error bar is
         # above 1 (a real excess), in bins expecting enough events, up to 100; points
         # above the range are marked
