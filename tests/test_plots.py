@@ -120,8 +120,8 @@ def test_multi_width_cli_plots_and_replot(tmp_path, rng, captured, capsys):
                  "--centers", "60", "--workers", "1", "--json", str(out), "--plots",
                  str(tmp_path / "figs"), "-q"]) == 0
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert names == sorted(f"{n}.{e}" for n in ("null_distribution", "z_vs_width", "features")
-                           for e in ("png", "pdf"))
+    assert names == sorted(f"{n}.{e}" for n in ("null_distribution", "z_vs_width", "features",
+                                                "f_maps") for e in ("png", "pdf"))
     _check_files(list((tmp_path / "figs").iterdir()))
     assert len(captured["null_distribution"]["titles"]) == 2  # one panel per width
     d = json.loads(out.read_text())
@@ -138,7 +138,7 @@ def test_multi_width_cli_plots_and_replot(tmp_path, rng, captured, capsys):
     captured.clear()
     # replot from the JSON (refits the observed data from the recorded inputs)
     assert main(["plot", str(out), "--out", str(tmp_path / "again")]) == 0
-    assert set(captured) == {"null_distribution", "z_vs_width", "features"}
+    assert set(captured) == {"null_distribution", "z_vs_width", "features", "f_maps"}
     assert d["run"]["reference"].endswith("ref.npy")
     # without the inputs: calibration plots only
     (tmp_path / "ref.npy").unlink()
@@ -262,3 +262,41 @@ def test_the_most_significant_width_is_the_smallest_reported_local_p():
     assert plots_mod.most_significant_width(res) == 1
     res = {"widths": [width(None, None), width(0.5, 0.0)]}  # a missing p sorts last
     assert plots_mod.most_significant_width(res) == 1
+
+
+def test_f_maps_show_a_localised_excess_the_projections_dilute(tmp_path, captured):
+    # f = log 3 in a small square of (x0, x1) and 0 elsewhere: the map's largest log
+    # ratio sits in that square, at log 3; 5 features give the pairs of the first four
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(4)
+    ref = rng.normal(size=(40000, 5))
+    data = rng.normal(size=(2000, 5))
+    inside = (np.abs(ref[:, 0] - 0.5) < 0.4) & (np.abs(ref[:, 1] - 0.5) < 0.4)
+    f = np.where(inside, np.log(3.0), 0.0)
+    seen = {}
+    real = plots_mod._save
+
+    def save(fig, outdir, name):
+        seen[name] = [(ax.get_xlabel(), ax.get_ylabel(), ax.collections[0].get_array())
+                      for ax in fig.axes if ax.get_visible() and ax.collections
+                      and ax.get_xlabel()]
+        seen["title"] = fig._suptitle.get_text()
+        return real(fig, outdir, name)
+
+    plots_mod._save = save
+    try:
+        plots_mod.plot_f_maps(ref, np.full(len(ref), 2000 / len(ref)), data, f, tmp_path,
+                              names=["a", "b", "c", "d", "e"])
+    finally:
+        plots_mod._save = real
+        plt.close("all")
+    panels = seen["f_maps"]
+    assert [(x, y) for x, y, _ in panels] == [("a", "b"), ("a", "c"), ("a", "d"),
+                                              ("b", "c"), ("b", "d"), ("c", "d")]
+    ab = np.ma.filled(panels[0][2].astype(float), np.nan)
+    assert np.nanmax(ab) == pytest.approx(np.log(3.0), rel=1e-9)
+    # in the other pairs the square is diluted over a whole row of bins
+    assert all(np.nanmax(np.ma.filled(p[2].astype(float), np.nan)) < 0.8 * np.log(3.0)
+               for p in panels[3:])
+    assert "the first 4 of 5 features" in seen["title"]

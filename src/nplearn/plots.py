@@ -12,7 +12,9 @@ a notebook, is left as it was).
 * ``f_1d``: 1D data: the learned log density ratio ``f(x)`` over the data and
   reference histograms;
 * ``features``: nD data: per feature, data and weighted reference histograms with
-  their ratio, and the mean of ``f`` in each bin (``f`` projected on the feature).
+  their ratio, and the mean of ``f`` in each bin (``f`` projected on the feature);
+* ``f_maps``: nD data: the learned density ratio on each pair of the first four
+  features (a localised excess that the one-feature projections dilute).
 """
 
 from __future__ import annotations
@@ -498,6 +500,68 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
     return paths
 
 
+#: Features whose pairs ``f_maps`` draws (the first ones).
+_MAP_FEATURES = 4
+
+
+@_styled
+def plot_f_maps(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
+                f_ref: np.ndarray, outdir: Path, names: Sequence[str] | None = None,
+                title: str = "learned density ratio") -> list[Path]:
+    """On each pair of the first :data:`_MAP_FEATURES` features: the model's density
+    ratio ``sum w e^f / sum w`` per two-dimensional bin (log scale, bins expecting
+    fewer than :data:`_FEW_EXPECTED` reference events left blank), with the data
+    events on top."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    plt = _pyplot()
+    d = min(reference.shape[1], _MAP_FEATURES)
+    names = list(names) if names else [f"x{j}" for j in range(reference.shape[1])]
+    pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
+    cols = min(len(pairs), 3)
+    rows = math.ceil(len(pairs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 1.2, 4.0 * rows),
+                             squeeze=False)
+    w_model = w_ref * np.exp(f_ref)
+    maps, extents = [], []
+    for i, j in pairs:
+        lo = np.minimum(np.quantile(reference[:, [i, j]], 0.001, axis=0),
+                        data[:, [i, j]].min(axis=0))
+        hi = np.maximum(np.quantile(reference[:, [i, j]], 0.999, axis=0),
+                        data[:, [i, j]].max(axis=0))
+        edges = [np.linspace(lo[k], hi[k], 21) for k in range(2)]
+        h_r = np.histogram2d(reference[:, i], reference[:, j], edges, weights=w_ref)[0]
+        h_m = np.histogram2d(reference[:, i], reference[:, j], edges, weights=w_model)[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio = np.where(h_r >= _FEW_EXPECTED, np.log(h_m / h_r), np.nan)
+        maps.append(log_ratio)
+        extents.append(edges)
+    finite = np.concatenate([m[np.isfinite(m)] for m in maps]) if maps else np.zeros(1)
+    reach = max(float(np.abs(finite).max()) if finite.size else 0.0, 0.05)
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-reach, vmax=reach)
+    show = data if len(data) <= 3000 else data[:: math.ceil(len(data) / 3000)]
+    image = None
+    for k, ((i, j), log_ratio, edges) in enumerate(zip(pairs, maps, extents, strict=True)):
+        ax = axes.flat[k]
+        image = ax.pcolormesh(edges[0], edges[1], log_ratio.T, cmap="RdBu_r", norm=norm)
+        ax.plot(show[:, i], show[:, j], ".", ms=1.5, color="k", alpha=0.35)
+        ax.set_xlabel(names[i])
+        ax.set_ylabel(names[j])
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.set_visible(False)
+    fig.suptitle(title + ("" if reference.shape[1] <= _MAP_FEATURES else
+                          f"; the first {_MAP_FEATURES} of {reference.shape[1]} features")
+                 + f"\nblank: bins expecting < {_FEW_EXPECTED:g} reference events; dots: "
+                 "data", fontsize=10)
+    fig.tight_layout(rect=(0.0, 0.0, 0.9, 1.0))
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes.flat), fraction=0.04, pad=0.02)
+        bar.set_label("log(model / reference) per bin")
+    paths = _save(fig, outdir, "f_maps")
+    plt.close(fig)
+    return paths
+
+
 def _learner_label(hp: dict[str, Any]) -> str:
     """Short name of a single-width result's learner: ``σ = 0.3`` for the kernel, the
     architecture and clip for the neural network."""
@@ -615,4 +679,6 @@ def make_plots(
         else:
             paths += plot_features(reference, w, data, f_ref, out, names,
                                    label=f"reference × e^f{at}")
+            paths += plot_f_maps(reference, w, data, f_ref, out, names,
+                                 title=f"learned density ratio{at}")
     return paths
