@@ -38,7 +38,7 @@ def test_f_of_raw_events_and_plots_of_a_result_object(events, tmp_path):
 
     names = sorted(p.name for p in make_plots(res, tmp_path / "figs", reference=ref,
                                               data=dat))
-    assert names == ["features.pdf", "features.png"]  # f drawn from result.f
+    assert names == ["f_maps.pdf", "f_maps.png", "features.pdf", "features.png"]  # f: result.f
     with pytest.raises(InputError, match="takes an NPLMResult"):
         make_plots([1, 2], tmp_path / "x")
 
@@ -192,3 +192,78 @@ def test_p_of_one_is_explained(events):
     low = dataclasses.replace(res, t_obs=-100.0, calibration=c, p_value=c.p_value, z=c.z)
     assert "reported                  p = 1, Z = -inf (empirical; every toy reached " \
            "t_obs: no sign of a discrepancy)" in low.summary()
+
+
+def test_notes_on_the_normalisation_and_seed_free_widths():
+    # an event count far from N(R) (e.g. --expected not scaled to a selection) makes t
+    # large by itself: a NOTE; a weighted shape-only test says the count is not tested
+    rng = np.random.default_rng(0)
+    R, D = rng.exponential(size=(20000, 1)), rng.exponential(size=(1280, 1))
+    far = nplm_test(R, D, n_toys=0, n_centers=100, expected=2000.0).summary()
+    assert "NOTE: N_D = 1280 is -16.1 Poisson standard deviations from N(R) = 2000" in far
+    near = nplm_test(R, D, n_toys=0, n_centers=100, expected=1300.0).summary()
+    assert "Poisson standard deviations" not in near  # -0.6: nothing to note
+    w = rng.uniform(0.5, 1.5, size=len(R))
+    shape = nplm_test(R, D, n_toys=0, n_centers=100, ref_weights=w)
+    text = shape.summary()
+    assert "expected yield N(R)       none: shape-only (N_D = 1280 used)" in text
+    assert f"weights sum to {w.sum():.6g}, the data have 1280 events" in text
+    # the default width comes from the reference only: the seed chooses the toys
+    s0, s1 = (nplm_test(R, D, n_toys=0, n_centers=50, expected=1300.0, seed=s)
+              .hyperparameters for s in (0, 7))
+    assert s0["sigma"] == s1["sigma"]
+    one = nplm_test(R, D, n_toys=0, n_centers=50, expected=1300.0, sigma_percentile=1)
+    assert one.hyperparameters["sigma_source"].startswith("1st percentile")
+
+
+def test_make_plots_normalises_weights_and_needs_them_for_a_weighted_test(tmp_path):
+    pytest.importorskip("matplotlib")
+    from nplearn.plots import make_plots
+
+    rng = np.random.default_rng(1)
+    R, D = rng.exponential(size=(5000, 1)), rng.exponential(size=(300, 1))
+    w = rng.uniform(0.5, 1.5, size=len(R)) * 40.0  # raw weights, any normalisation
+    res = nplm_test(R, D, n_toys=0, n_centers=50, expected=300.0, ref_weights=w)
+    with pytest.raises(InputError, match="pass them to make_plots as w_ref"):
+        make_plots(res, tmp_path / "a", reference=R, data=D)
+    seen = {}
+    import nplearn.plots as plots_mod
+
+    real = plots_mod._weighted_hist
+
+    def spy(x, bins, weights):
+        h = real(x, bins, weights)
+        if weights is not None and len(x) == len(R):
+            seen.setdefault("sums", []).append(float(np.sum(weights)))
+        return h
+
+    plots_mod._weighted_hist = spy
+    try:
+        make_plots(res, tmp_path / "b", reference=R, data=D, w_ref=w)
+    finally:
+        plots_mod._weighted_hist = real
+    assert seen["sums"][0] == pytest.approx(300.0)  # the reference drawn at N(R)
+
+
+def test_cli_warns_about_inputs_that_are_probably_not_meant(tmp_path, capsys):
+    from nplearn.cli import main
+
+    rng = np.random.default_rng(2)
+    np.savetxt(tmp_path / "ref.csv", np.c_[rng.exponential(size=3000),
+                                           rng.uniform(0.5, 1.5, 3000)],
+               delimiter=",", header="mjj,weight", comments="")
+    np.savetxt(tmp_path / "dat.csv", rng.exponential(size=(300, 1)), delimiter=",",
+               header="mjj", comments="")
+    base = ["test", "--expected", "300", "--toys", "0", "--centers", "50", "-q"]
+    assert main([*base, "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "dat.csv"), "--columns", "mjj"]) == 0
+    assert "column 'weight' of " in (err := capsys.readouterr().err) and \
+        "is not used, so the reference is unweighted" in err
+    assert main([*base, "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "dat.csv"), "--columns", "mjj", "--ref-weight-branch",
+                 "weight"]) == 0
+    assert "looks like event weights" not in capsys.readouterr().err
+    assert main([*base, "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "ref.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "is both the reference and the data" in err and "is used as a feature" in err

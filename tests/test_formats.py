@@ -280,3 +280,15 @@ def test_unicode_names_in_selections_and_keys_of_single_table_files(tmp_path, rn
         with pytest.raises(InputError, match=f"a .{SUFFIX[kind]} file holds one table, so "
                                              "':foo' names nothing"):
             read_table(f"{spec}:foo")
+
+
+def test_numpy_savetxt_header_comment_names_the_columns(tmp_path):
+    # np.savetxt writes its header as a comment ("# mjj,ptj"): it names the columns when
+    # it has one name per column; free text does not
+    x = np.random.default_rng(0).normal(size=(5, 2))
+    np.savetxt(tmp_path / "a.csv", x, delimiter=",", header="mjj,ptj")
+    t = read_table(str(tmp_path / "a.csv"), ["ptj"])
+    assert t.names == ["ptj"] and t.has_header and np.array_equal(t.events, x[:, 1:])
+    np.savetxt(tmp_path / "b.txt", x, header="made by a toy generator")
+    t = read_table(str(tmp_path / "b.txt"))
+    assert t.names == ["x0", "x1"] and not t.has_header and np.array_equal(t.events, x)

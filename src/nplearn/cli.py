@@ -614,7 +614,40 @@ def _read_tables(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
     weights = rt.weights
     if a.ref_weights:
         weights = _read_weight_file(a.ref_weights, rt, a.reference)
+    _warn_about_inputs(a, rt)
     return rt, dt, weights
+
+
+#: Column names that usually hold event weights.
+_WEIGHT_LIKE = {"weight", "weights", "w", "wgt", "evtweight", "eventweight", "event_weight",
+                "evt_weight", "mcweight", "mc_weight", "genweight", "gen_weight", "xsecweight"}
+
+
+def _warn_about_inputs(a: argparse.Namespace, rt: Any) -> None:
+    """Warnings about inputs that are readable but probably not what was meant: the
+    same file as reference and data, or a weight-like column of the reference used
+    as a feature or left unused."""
+    import os
+
+    from .io import _split_key
+
+    (rp, rk), (dp, dk) = _split_key(str(a.reference)), _split_key(str(a.data))
+    try:
+        same = rk == dk and os.path.samefile(rp, dp)
+    except OSError:
+        same = False
+    if same:
+        print(f"nplearn: warning: {a.reference} is both the reference and the data: its "
+              "events are tested against themselves", file=sys.stderr)
+    if a.ref_weight_branch or a.ref_weights:
+        return
+    for c in rt.columns:
+        if c.lower() in _WEIGHT_LIKE:
+            how = ("is used as a feature" if c in rt.names else
+                   "is not used, so the reference is unweighted")
+            print(f"nplearn: warning: column {c!r} of {a.reference} looks like event "
+                  f"weights and {how}; give --ref-weight-branch {c} if it holds weights",
+                  file=sys.stderr)
 
 
 def _read_weight_file(path: str, rt: Any, ref_name: str) -> np.ndarray:

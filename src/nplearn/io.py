@@ -245,6 +245,8 @@ class Table:
     selected : numpy.ndarray, optional
         Boolean mask over the ``n_read`` events of the ones kept by the selection
         (``None`` without a selection).
+    columns : list of str
+        Every column of the file (features, weights and the others).
     """
 
     events: np.ndarray
@@ -253,6 +255,7 @@ class Table:
     weights: np.ndarray | None = None
     n_read: int = 0
     selected: np.ndarray | None = None
+    columns: tuple[str, ...] = ()
 
 
 def read_table(
@@ -416,7 +419,7 @@ def read_table(
     if weights is not None:
         weights = as_weights(weights, events.shape[0], f"{name}: weight column "
                                                        f"{weight_column!r}")
-    return Table(events, wanted, has_header, weights, n_read, mask)
+    return Table(events, wanted, has_header, weights, n_read, mask, tuple(all_names))
 
 
 def _column_index(c: str, names: list[str], fname: str) -> int:
@@ -458,6 +461,16 @@ _TEXT_CHUNK_ROWS = 100_000
 def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
     """Read a delimited text file, ``_TEXT_CHUNK_ROWS`` rows at a time: the file's
     lines are never all held as strings, only one chunk of them and the numbers."""
+    # numpy's savetxt writes its header as a comment ("# mjj,pt"): the last comment
+    # before the first row names the columns when it reads like a header of that row
+    comment = None
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for raw in fh:
+            text = raw.strip()
+            if text.startswith("#"):
+                comment = text.lstrip("#").strip()
+            elif text:
+                break
     with open(path, newline="", encoding="utf-8-sig") as fh:  # tolerate a BOM
         # (line number in the file, text) of every line that is not blank or a comment
         rows = ((i, ln) for i, ln in enumerate((raw.rstrip("\r\n") for raw in fh), 1)
@@ -487,6 +500,10 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
                 f"({', '.join(map(repr, first))}): "
                 "a header must name every column and a data row may hold numbers only")
         names = first if header else None
+        if not header and comment:
+            named = split(comment)
+            if len(named) == len(first) and all(v and not _is_number(v) for v in named):
+                names = named
         ncol = len(first)
         body = itertools.chain(head[1:] if header else head, rows)
         parts: list[np.ndarray] = []

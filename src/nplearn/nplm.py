@@ -339,7 +339,9 @@ class NPLMResult:
             f"NPLM goodness-of-fit test (nplearn {__version__})",
             f"  reference events N_R      {self.n_ref}",
             f"  data events N_D           {self.n_data}",
-            f"  expected yield N(R)       {self.expected:.6g}",
+            (f"  expected yield N(R)       {self.expected:.6g}"
+             if self.config.expected is not None else
+             f"  expected yield N(R)       none: shape-only (N_D = {self.n_data} used)"),
             *learner_lines,
             f"  t_obs                     {self.t_obs:.4f}",
             f"  N_w (fitted yield)        {self.n_w:.2f}",
@@ -387,6 +389,7 @@ class NPLMResult:
                 f"  NOTE: t_obs < 0{where}: the logistic fit scores below f = 0 on the "
                 "extended likelihood, usually through a large f where reference events are "
                 "sparse (README, 'Negative t'); toys fitted the same way calibrate it")
+        extra_lines += self._normalisation_notes()
         full = self._full_rank_widths()
         if full:
             where = "" if full == ["-"] else f" at sigma = {', '.join(full)}"
@@ -500,6 +503,26 @@ class NPLMResult:
         if isinstance(cols, list) and len(cols) == d:
             return [str(c) for c in cols]
         return [f"x{k}" for k in range(d)]
+
+    def _normalisation_notes(self) -> list[str]:
+        """NOTEs on the event count: far from N(R) (the count alone then makes ``t``
+        large: a wrong --expected, e.g. not scaled to a --selection, looks like a
+        discovery); or not tested at all (shape-only with weights that may say
+        otherwise)."""
+        rw = self.reference_weights
+        if self.config.expected is None:
+            if rw and "sum" in rw:
+                return [f"  NOTE: shape-only: the normalisation is not tested (the reference "
+                        f"weights sum to {rw['sum']:.6g}, the data have {self.n_data} "
+                        "events); give the expected yield (--expected) to test it"]
+            return []
+        n_r = float(self.expected)
+        z = (self.n_data - n_r) / math.sqrt(n_r) if n_r > 0 else 0.0
+        if abs(z) < NORMALISATION_NOTE_Z:
+            return []
+        return [f"  NOTE: N_D = {self.n_data} is {z:+.1f} Poisson standard deviations from "
+                f"N(R) = {n_r:.6g}: the event count alone makes t large; check that N(R) is "
+                "the yield of these events (after any selection)"]
 
     def _centres_used(self) -> str:
         """M of the observed fit, and the M asked for when the fit had fewer events
@@ -862,9 +885,12 @@ def _weights_info(rel: np.ndarray | None, expected: float, resampled: bool
     if rel is None:
         return None
     ess = float(rel.sum() ** 2 / (rel**2).sum())
-    return {"n_events": int(rel.size), "effective_sample_size": ess,
+    return {"n_events": int(rel.size), "effective_sample_size": ess, "sum": float(rel.sum()),
             "resampling_approximate": bool(resampled and expected > 0.1 * ess)}
 
+
+#: The summary notes an event count this many Poisson standard deviations from N(R).
+NORMALISATION_NOTE_Z = 5.0
 
 #: Below this chance (``outside_reference``'s ``p_chance``) data beyond the reference
 #: are a WARNING of the summary, above it a NOTE.
@@ -1068,23 +1094,35 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
     return engine
 
 
+def _ordinal(q: float) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``11th``, ``90th``, ``2.5th``."""
+    text = f"{q:g}"
+    if float(q) != int(q):
+        return text + "th"
+    n = int(q)
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return text + suffix
+
+
 def _resolve_widths(ref: np.ndarray, cfg: NPLMConfig,
                     rel: np.ndarray | None = None) -> tuple[list[float], list[str]]:
     """Kernel widths of the test and how each was chosen (reference only).
 
     Percentile widths all use the same random subsample of reference pairs (the
-    stream ``SeedSequence(seed, spawn_key=(2,))``), so the 90th-percentile width
-    of a multi-width run equals that of the single-width default. With reference
+    stream ``SeedSequence(0, spawn_key=(2,))``, whatever the run's seed: the width,
+    hence the statistic, depends on the reference only, and the seed on the toys
+    only), so the 90th-percentile width of a multi-width run equals that of the
+    single-width default. With reference
     weights ``rel`` they are percentiles of the weighted reference (pairs weighted
     by ``w_i w_j``, zero weights left out), as the standardisation is.
     """
 
     def from_percentile(q: float) -> float:
-        rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,)))
+        rng = np.random.default_rng(np.random.SeedSequence(0, spawn_key=(2,)))
         return sigma_from_percentile(ref, q, weights=rel, rng=rng)
 
     def label(q: float) -> str:
-        return f"{q:g}th percentile of reference pairwise distances"
+        return f"{_ordinal(q)} percentile of reference pairwise distances"
 
     if cfg.sigmas:
         return [float(s) for s in cfg.sigmas], ["user"] * len(cfg.sigmas)

@@ -347,7 +347,9 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     centers = 0.5 * (bins[1:] + bins[:-1])
     fig, (ax, axf) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True,
                                   gridspec_kw={"height_ratios": [2, 1.5]})
-    ax.stairs(h_r, bins, color="tab:blue", label="reference (weighted)")
+    ax.stairs(h_r, bins, color="tab:blue",
+              label="reference (weighted)" if np.ptp(w_ref) > 1e-12 * w_ref.max()
+              else "reference")
     rel_r = _reference_band(ax, x_r, bins, w_ref, h_r)
     has = h_d > 0
     ax.errorbar(centers[has], h_d[has], yerr=[e[has] for e in _poisson_band(h_d)], fmt="o",
@@ -636,7 +638,8 @@ def make_plots(
     reference, data : numpy.ndarray, optional
         The raw (unstandardised) events, for the ``f`` plots.
     w_ref : numpy.ndarray, optional
-        Reference weights (summing to ``N(R)``).
+        The reference weights of the test (as given to it: they are rescaled to sum
+        to ``N(R)``). Required when the test was weighted.
     f_ref : numpy.ndarray, optional
         The learned ``f`` at the reference events (first width). Default, for an
         :class:`NPLMResult` given with ``reference`` and ``data``: ``result.f(reference)``.
@@ -670,8 +673,15 @@ def make_plots(
     if result.get("widths") and result.get("combinations"):
         paths += plot_widths(result, out)
     if reference is not None and data is not None and f_ref is not None:
-        w = (np.full(len(reference), result["expected"] / len(reference)) if w_ref is None
-             else np.asarray(w_ref))
+        if w_ref is None and result.get("reference_weights"):
+            raise InputError("the test used reference weights: pass them to make_plots "
+                             "as w_ref (drawn unweighted, the reference would be wrong)")
+        w = (np.full(len(reference), 1.0) if w_ref is None
+             else np.asarray(w_ref, dtype=np.float64))
+        if w.shape != (len(reference),) or not np.isfinite(w).all() or w.sum() <= 0:
+            raise InputError(f"w_ref must hold one finite weight per reference event "
+                             f"({len(reference)}), with a positive sum")
+        w = w * (float(result["expected"]) / w.sum())  # the test's normalisation
         at = _f_label(result, f_width, names)
         if reference.shape[1] == 1:
             paths += plot_f_1d(reference, w, data, f_ref, out,
