@@ -152,3 +152,22 @@ def test_public_helpers_refuse_meaningless_input():
     # p = 1 (every toy above t_obs): the binomial error is zero, not a tiny number
     cal = calibrate(-1.0, np.arange(10.0))
     assert cal.p_empirical == 1.0 and cal.p_empirical_err == 0.0
+
+
+def test_chi2_tail_is_not_reported_against_the_toys_that_reach_t_obs():
+    # 5 of 200 toys at t = 40 (a heavier tail than the chi-square the bulk fits): at
+    # t_obs = 35 the chi-square's p ~ 1e-6 lies far below the 95% Clopper-Pearson
+    # interval of 5/200 (0.008-0.057), so the toys' p is reported; without those toys
+    # the extrapolation beyond them is reported as before
+    from nplearn.stats import calibrate
+
+    rng = np.random.default_rng(3)
+    bulk = rng.chisquare(5, size=195)
+    heavy = calibrate(35.0, np.r_[bulk, np.full(5, 40.0)])
+    assert heavy.n_exceed == 5 and heavy.p_chi2 < 1e-4
+    assert heavy.method == "empirical" and heavy.p_value == pytest.approx(6 / 201)
+    light = calibrate(35.0, np.r_[bulk, rng.chisquare(5, size=5)])
+    assert light.n_exceed == 0 and light.method == "chi2"
+    # a chi-square tail within the toys' interval is still the reported value
+    mid = calibrate(float(np.sort(bulk)[-4]), bulk)
+    assert 0 < mid.n_exceed < 10 and mid.method == "chi2"

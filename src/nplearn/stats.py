@@ -254,6 +254,15 @@ class Calibration:
         return asdict(self)
 
 
+def _within_tail_interval(p: float, k: int, n: int, level: float = 0.95) -> bool:
+    """Whether the tail probability ``p`` lies in the two-sided ``level``
+    Clopper-Pearson interval of ``k`` toys out of ``n`` at or above ``t_obs``."""
+    a = (1.0 - level) / 2.0
+    lo = sps.beta.ppf(a, k, n - k + 1) if k > 0 else 0.0
+    hi = sps.beta.ppf(1.0 - a, k + 1, n - k) if k < n else 1.0
+    return bool(lo <= p <= hi)
+
+
 def calibrate(
     t_obs: float, t_null: np.ndarray, *, min_exceed: int = 10, n_failed: int = 0
 ) -> Calibration:
@@ -289,9 +298,12 @@ def calibrate(
         p_chi, z_chi = chi2_pvalue(t_obs, dof)
     else:
         dof = ksd = ksp = p_chi = z_chi = math.nan
-    # never report an extrapolation from a fit the toys reject (KS p < 0.01)
+    # never report an extrapolation from a fit the toys reject (KS p < 0.01), nor one
+    # that the toys reaching t_obs contradict: its tail probability outside their 95%
+    # Clopper-Pearson interval (the KS fit follows the bulk, not the tail)
     use_emp = (n_exceed >= min_exceed or not math.isfinite(z_chi)
-               or not ksp >= CHI2_FIT_MIN_KS_P or n < CHI2_REPORT_MIN_TOYS)
+               or not ksp >= CHI2_FIT_MIN_KS_P or n < CHI2_REPORT_MIN_TOYS
+               or (n_exceed > 0 and not _within_tail_interval(p_chi, n_exceed, n)))
     return Calibration(
         p_value=p_emp if use_emp else p_chi,
         z=z_emp if use_emp else z_chi,
