@@ -267,3 +267,19 @@ def test_cli_warns_about_inputs_that_are_probably_not_meant(tmp_path, capsys):
                  str(tmp_path / "ref.csv")]) == 0
     err = capsys.readouterr().err
     assert "is both the reference and the data" in err and "is used as a feature" in err
+
+
+def test_f_at_every_width_of_a_multi_width_run(events):
+    ref, dat = events
+    res = nplm_test(ref, dat, n_toys=0, n_centers=60, expected=300.0, sigmas=[0.5, 2.0])
+    assert len(res.width_learners) == 2 and res.width_learners[0] is res.learner
+    for k in (0, 1):
+        np.testing.assert_allclose(res.f(ref, width=k),
+                                   res.width_learners[k].train_decision_[:3000],
+                                   rtol=1e-9, atol=1e-9)
+    assert not np.allclose(res.f(ref, width=0), res.f(ref, width=1))
+    with pytest.raises(InputError, match="has 2 kernel widths"):
+        res.f(ref, width=2)
+    single = nplm_test(ref, dat, n_toys=0, n_centers=60, expected=300.0)
+    with pytest.raises(InputError, match="has 0 kernel widths"):
+        single.f(ref, width=1)

@@ -826,8 +826,8 @@ def _plots_of(res: Any, outdir: str, ref: np.ndarray, dat: np.ndarray,
     f_ref = res.learner.train_decision_[: len(ref)] if res.learner is not None else None
     d = res.to_dict()
     k = most_significant_width(d)
-    if k and f_ref is not None:  # the observed fit kept is the first width's
-        f_ref, _ = _fit_one_width(ref, dat, weights, res.config, d["widths"][k]["sigma"])
+    if k and res.width_learners:
+        f_ref = res.f(ref, width=k)
     paths = make_plots(d, outdir, reference=ref, data=dat, w_ref=w, f_ref=f_ref,
                        names=names, f_width=k)
     return f"{len(paths)} figure files written to {outdir}"

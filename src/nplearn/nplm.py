@@ -111,6 +111,8 @@ class NPLMResult:
     learner : KernelLogisticRegression or NeuralNetworkLearner
         The observed fit (the first width's in a multi-width run), trained on the
         *standardised* events; :meth:`f` evaluates it on events in the input units.
+    width_learners : list of KernelLogisticRegression, optional
+        Multi-width runs: the observed fit of every width (``f(events, width=k)``).
     widths : list of dict, optional
         Multi-width runs: per width its ``sigma``, ``t_obs``, ``n_w``, observed fit
         diagnostics and calibration (the local p-value is ``p_empirical``). The
@@ -158,6 +160,7 @@ class NPLMResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     learner: KernelLogisticRegression | NeuralNetworkLearner | None = field(default=None,
                                                                             repr=False)
+    width_learners: list[KernelLogisticRegression] | None = field(default=None, repr=False)
     widths: list[dict[str, Any]] | None = None
     combinations: dict[str, CombinedResult] | None = None
     t_null_widths: np.ndarray | None = None
@@ -273,28 +276,37 @@ class NPLMResult:
             "reference_weights": self.reference_weights,
         }
 
-    def f(self, events: Any) -> np.ndarray:
+    def f(self, events: Any, width: int | None = None) -> np.ndarray:
         """The learned log density ratio ``f(x) = log n_data(x)/n_ref(x)`` of the
-        observed fit (the first width of a multi-width run) at ``events`` given in the
-        units of the inputs: they are standardised as the fitted events were.
+        observed fit at ``events`` given in the units of the inputs: they are
+        standardised as the fitted events were.
 
         Parameters
         ----------
         events : array-like, shape (n, d)
             Events with the features of the reference, in its units.
+        width : int, optional
+            Multi-width runs: the index of the kernel width (default the first; the
+            most significant is :func:`nplearn.plots.most_significant_width`).
 
         Returns
         -------
         numpy.ndarray, shape (n,)
         """
-        if self.learner is None:
+        learner = self.learner
+        if width is not None:
+            if not self.width_learners or not 0 <= int(width) < len(self.width_learners):
+                raise InputError(f"width {width!r}: this result has "
+                                 f"{len(self.width_learners or [])} kernel widths with fits")
+            learner = self.width_learners[int(width)]
+        if learner is None:
             raise InputError("this result holds no fitted learner (e.g. one rebuilt from "
                              "a JSON file): refit with nplm_test(..., n_toys=0)")
         std = self.hyperparameters.get("standardizer") or {}
         mean = np.asarray(std.get("mean", 0.0), dtype=np.float64)
         scale = np.asarray(std.get("scale", 1.0), dtype=np.float64)
         x = as_events(events, "events", n_features=mean.size if mean.ndim else None)
-        return np.asarray(self.learner.decision_function((x - mean) / scale))
+        return np.asarray(learner.decision_function((x - mean) / scale))
 
     def save_json(self, path: str) -> None:
         """Write :meth:`to_dict` as JSON with sorted keys, atomically."""
@@ -867,6 +879,7 @@ def nplm_test(
                  "per_toy_median": float(np.median([t.time for t in toys])) if toys else 0.0},
         provenance=prov,
         learner=learner,
+        width_learners=[o[3] for o in observed] if cfg.multi_width else None,
         widths=width_info,
         combinations=combos,
         t_null_widths=t_null_widths,

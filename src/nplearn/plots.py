@@ -641,8 +641,9 @@ def make_plots(
         The reference weights of the test (as given to it: they are rescaled to sum
         to ``N(R)``). Required when the test was weighted.
     f_ref : numpy.ndarray, optional
-        The learned ``f`` at the reference events (first width). Default, for an
-        :class:`NPLMResult` given with ``reference`` and ``data``: ``result.f(reference)``.
+        The learned ``f`` at the reference events. Default, for an :class:`NPLMResult`
+        given with ``reference`` and ``data``: ``result.f(reference)``, at the most
+        significant width of a multi-width run.
     names : sequence of str, optional
         Feature names.
     f_width : int, optional
@@ -659,10 +660,13 @@ def make_plots(
         if not hasattr(result, "to_dict"):
             raise InputError(f"make_plots takes an NPLMResult or its to_dict(), got "
                              f"{type(result).__name__}")
+        obj, result = result, result.to_dict()
         if (f_ref is None and reference is not None and data is not None
-                and getattr(result, "learner", None) is not None):
-            f_ref = result.f(reference)
-        result = result.to_dict()
+                and getattr(obj, "learner", None) is not None):
+            # the most significant width of a multi-width run, as the command line
+            k = most_significant_width(result) if getattr(obj, "width_learners", None) \
+                else None
+            f_ref, f_width = obj.f(reference, width=k), k
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
