@@ -406,10 +406,11 @@ class NPLMResult:
         if full:
             where = "" if full == ["-"] else f" at sigma = {', '.join(full)}"
             extra_lines.append(
-                f"  NOTE: kept rank r = M = {self._centres_used().split()[0]}{where}: every "
-                "centre is used, so the number of centres, not the width, limits the fit "
-                "there; more centres (--centers, n_centers) can change t and the power (the "
-                "toys calibrate whatever M is used)")
+                f"  NOTE: kept rank r close to M = {self._centres_used().split()[0]}{where}: "
+                "(nearly) every centre is used, so the number of centres, not the width, "
+                "limits the fit there, and it may follow the data's fluctuations; more "
+                "centres (--centers, n_centers) can change t and the power (the toys "
+                "calibrate whatever M is used)")
         c = self.calibration
         if self.widths:
             lines[4] = (f"  kernel widths sigma       {len(self.widths)}: "
@@ -544,16 +545,18 @@ class NPLMResult:
         return str(used) if used == asked else f"{used} (every event; {asked} asked)"
 
     def _full_rank_widths(self) -> list[str]:
-        """Kernel widths whose observed fit kept every centre (rank r = M): ``["-"]``
-        for a single-width test, the widths as text for several, empty otherwise."""
+        """Kernel widths whose observed fit kept (nearly) every centre (rank r at least
+        :data:`RANK_NOTE_FRACTION` M): ``["-"]`` for a single-width test, the widths as
+        text for several, empty otherwise."""
         hp = self.hyperparameters
         m = (self.widths[0]["fit"] if self.widths else self.fit).get("n_centers") \
             or hp.get("n_centers")
         if hp.get("learner") == "neural" or not m or m < (hp.get("n_centers") or 0):
             return []  # every event is a centre: the kernel itself, no limit from M
+        near = RANK_NOTE_FRACTION * m
         if self.widths:
-            return [f"{w['sigma']:.3g}" for w in self.widths if w["fit"].get("rank") == m]
-        return ["-"] if self.fit.get("rank") == m else []
+            return [f"{w['sigma']:.3g}" for w in self.widths if w["fit"].get("rank", 0) >= near]
+        return ["-"] if self.fit.get("rank", 0) >= near else []
 
     def _width_in_input_units(self) -> str | None:
         """Summary line: a single kernel width in each feature's own units (sigma
@@ -901,6 +904,9 @@ def _weights_info(rel: np.ndarray | None, expected: float, resampled: bool
     return {"n_events": int(rel.size), "effective_sample_size": ess, "sum": float(rel.sum()),
             "resampling_approximate": bool(resampled and expected > 0.1 * ess)}
 
+
+#: The summary notes a kept rank at least this fraction of the centres M.
+RANK_NOTE_FRACTION = 0.9
 
 #: The summary notes an event count this many Poisson standard deviations from N(R).
 NORMALISATION_NOTE_Z = 5.0
