@@ -283,3 +283,26 @@ def test_f_at_every_width_of_a_multi_width_run(events):
     single = nplm_test(ref, dat, n_toys=0, n_centers=60, expected=300.0)
     with pytest.raises(InputError, match="has 0 kernel widths"):
         single.f(ref, width=1)
+
+
+def test_an_empty_data_block_with_an_expected_yield_is_a_result(tmp_path, capsys):
+    # a monitoring block without events (a detector off) against N(R) = 100: f -> -inf
+    # everywhere and t -> 2 N(R); the count note says why
+    rng = np.random.default_rng(5)
+    ref = rng.normal(size=(5000, 2))
+    res = nplm_test(ref, np.zeros((0, 2)), n_toys=5, workers=1, n_centers=50,
+                    expected=100.0)
+    assert res.n_data == 0 and res.t_obs == pytest.approx(200.0, rel=0.01)
+    assert "NOTE: N_D = 0 is -10.0 Poisson standard deviations" in res.summary()
+    # on the command line too (a CSV file with its header only)
+    from nplearn.cli import main
+
+    np.savetxt(tmp_path / "ref.csv", ref, delimiter=",", header="a,b", comments="")
+    (tmp_path / "empty.csv").write_text("a,b\n")
+    assert main(["test", "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "empty.csv"), "--expected", "100", "--toys", "0",
+                 "--centers", "50", "-q"]) == 0
+    assert "data events N_D           0" in capsys.readouterr().out
+    assert main(["test", "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "empty.csv"), "--toys", "0", "--centers", "50", "-q"]) == 2
+    assert "a shape-only test needs data events" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def _with(arr, row, col, value):
         (lambda r, d: (r, _with(d, 3, 0, np.inf)), r"data: non-finite value inf at row 3"),
         (lambda r, d: (r[:, 0], d), r"reference: expected a 2-D array .* 1-D"),
         (lambda r, d: (r, d[None]), r"data: expected a 2-D array .* 3-D"),
-        (lambda r, d: (r, d[:0]), r"data: is empty"),
+        (lambda r, d: (r, d[:0]), r"the data hold no event: a shape-only test needs data"),
         (lambda r, d: (r, np.hstack([d, d[:, :1]])), r"data: has 3 feature column\(s\) but the "
                                                      r"reference has 2"),
         (lambda r, d: (r.astype(str), d), r"reference: values must be numeric"),

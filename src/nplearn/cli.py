@@ -593,7 +593,9 @@ def _read_tables(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
         raise InputError("give either --ref-weights FILE or --ref-weight-branch NAME, not both")
     rt = read_table(a.reference, a.columns, selection=a.selection,
                     weight_column=a.ref_weight_branch)
-    dt = read_table(a.data, a.columns, selection=a.selection)
+    # a data block without events is a result when a yield is expected (a shape-only
+    # test refuses it: N(R) = N_D = 0)
+    dt = read_table(a.data, a.columns, selection=a.selection, allow_empty=True)
     ref, ref_cols, dat, dat_cols = rt.events, rt.names, dt.events, dt.names
     if ref.shape[1] != dat.shape[1]:
         raise InputError(
@@ -616,6 +618,16 @@ def _read_tables(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
         weights = _read_weight_file(a.ref_weights, rt, a.reference)
     _warn_about_inputs(a, rt)
     return rt, dt, weights
+
+
+def _check_events(a: argparse.Namespace, cfg: Any, dt: Any) -> None:
+    """A data file without events is a result against an expected yield, not in a
+    shape-only test."""
+    if len(dt.events) == 0 and cfg.expected is None:
+        why = "no event passes the selection" if a.selection else "no event"
+        raise InputError(f"{a.data}: is empty ({why}): a shape-only test needs data events "
+                         "(give --expected to test an empty data set against the yield the "
+                         "reference predicts)")
 
 
 #: Column names that usually hold event weights.
@@ -740,6 +752,7 @@ def _run_test(a: argparse.Namespace) -> int:
         check_writable(a.json, (a.reference, a.data, a.ref_weights, a.config))
     hashes = _check_recorded_inputs(a)
     rt, dt, weights = _read_inputs(a)
+    _check_events(a, cfg, dt)
     ref, ref_cols, dat, dat_cols = rt.events, rt.names, dt.events, dt.names
     progress = Progress("toys", enabled=None if not a.quiet else False)
     client = _dask_client(a)
@@ -872,6 +885,7 @@ def cmd_toys(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     cfg = _resolve_test_args(t)
     _check_recorded_inputs(t)
     rt, dt, weights = _read_inputs(t)
+    _check_events(t, cfg, dt)
     progress = Progress("toys", enabled=None if not a.quiet else False)
     res = nplm_toys(rt.events, dt.events, cfg, indices=indices, out=a.out,
                     ref_weights=weights, progress=progress)

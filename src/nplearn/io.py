@@ -264,6 +264,7 @@ def read_table(
     *,
     selection: str | None = None,
     weight_column: str | None = None,
+    allow_empty: bool = False,
 ) -> Table:
     """Read an events x features table from a file.
 
@@ -286,6 +287,8 @@ def read_table(
         (:func:`nplearn.formats.evaluate_selection`).
     weight_column : str, optional
         A column holding per-event weights (returned in ``Table.weights``).
+    allow_empty : bool
+        Accept a table without events (a header only, or none passing the selection).
 
     Returns
     -------
@@ -405,7 +408,7 @@ def read_table(
                                  f"selection) at row {int(np.flatnonzero(bad)[0])}")
         mask = evaluate_selection(selection, {k: cols[v] for k, v in sel_map.items()},
                                   n_read)
-        if not mask.any():
+        if not mask.any() and not allow_empty:
             raise InputError(f"{name}: no event passes the selection {selection!r} "
                              f"({n_read} events read)")
     events = np.column_stack([np.asarray(cols[c]) for c in wanted])
@@ -415,7 +418,7 @@ def read_table(
     if mask is not None:
         events = events[mask]
         weights = None if weights is None else weights[mask]
-    events = as_events(events, name, columns=wanted)
+    events = as_events(events, name, columns=wanted, allow_empty=allow_empty)
     if weights is not None:
         weights = as_weights(weights, events.shape[0], f"{name}: weight column "
                                                        f"{weight_column!r}")

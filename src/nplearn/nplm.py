@@ -623,7 +623,9 @@ def _as_inputs(reference: Any, data: Any, ref_weights: Any
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     check_same_columns(reference, data)
     ref = as_events(reference, "reference")
-    dat = as_events(data, "data", n_features=ref.shape[1])
+    # no data event at all is a result when a yield is expected (a monitoring block
+    # whose detector was off); a shape-only test refuses it below (N(R) = N_D = 0)
+    dat = as_events(data, "data", n_features=ref.shape[1], allow_empty=True)
     rel = None if ref_weights is None else as_weights(ref_weights, ref.shape[0],
                                                       "reference weights")
     return ref, dat, rel
@@ -661,7 +663,7 @@ def _prepare(
     ref_s, dat_s = std.transform(ref), std.transform(dat)
     for name, x in (("reference", ref_s), ("data", dat_s)):
         # squared distances of such values overflow float64
-        big = np.abs(x).max(axis=0) > 1e150
+        big = np.abs(x).max(axis=0, initial=0.0) > 1e150
         if big.any():
             where = ("beyond 1e150 reference standard deviations from the reference mean"
                      if cfg.standardize else "beyond 1e150 in absolute value")
@@ -1008,7 +1010,9 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
     shape_only = cfg.expected is None
     expected = float(n_data) if shape_only else float(cfg.expected)
     if expected <= 0:
-        raise InputError("the expected yield N(R) must be positive (data set is empty?)")
+        raise InputError("the data hold no event: a shape-only test needs data events "
+                         "(give the expected yield N(R) to test an empty data set)"
+                         if shape_only else "the expected yield N(R) must be positive")
     w_ref = normalised_weights(n_ref, expected, rel)
     device = str(resolve_device(cfg.device))  # "auto" -> the actual device, once
     normalisation = (
