@@ -304,5 +304,11 @@ def test_an_empty_data_block_with_an_expected_yield_is_a_result(tmp_path, capsys
                  "--centers", "50", "-q"]) == 0
     assert "data events N_D           0" in capsys.readouterr().out
     assert main(["test", "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "empty.csv"), "--expected", "100", "--toys", "3",
+                 "--centers", "50", "-q", "--workers", "1", "--plots",
+                 str(tmp_path / "figs")]) == 0  # the figures too
+    assert (tmp_path / "figs" / "f_maps.png").exists()
+    capsys.readouterr()
+    assert main(["test", "--reference", str(tmp_path / "ref.csv"), "--data",
                  str(tmp_path / "empty.csv"), "--toys", "0", "--centers", "50", "-q"]) == 2
     assert "a shape-only test needs data events" in capsys.readouterr().err

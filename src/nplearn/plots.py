@@ -371,7 +371,8 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     sel = idx[np.union1d(np.arange(0, idx.size, step), np.r_[grid, idx.size - 1])
               .clip(max=idx.size - 1)]
     xc, fc = x_r[sel], f_ref[sel]
-    inside = (xc >= x_d.min()) & (xc <= x_d.max())
+    inside = ((xc >= x_d.min()) & (xc <= x_d.max()) if x_d.size
+              else np.zeros(xc.shape, dtype=bool))
     axf.plot(np.where(inside, xc, np.nan), fc, color="tab:red", label=label)
     if (~inside).any():  # beyond the last data event only reference events shape f
         axf.plot(np.where(~inside, xc, np.nan), fc, color="tab:red", ls=":",
@@ -435,7 +436,8 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
     for j in range(d):
         x_r, x_d = reference[:, j], data[:, j]
         lo, hi = np.quantile(x_r, [0.001, 0.999])
-        lo, hi = min(lo, x_d.min()), max(hi, x_d.max())
+        if x_d.size:
+            lo, hi = min(lo, x_d.min()), max(hi, x_d.max())
         bins = np.linspace(lo, hi, 40)
         h_r = _weighted_hist(x_r, bins, w_ref)
         h_d = _weighted_hist(x_d, bins, None)
@@ -527,10 +529,11 @@ def plot_f_maps(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
     w_model = w_ref * np.exp(f_ref)
     maps, extents = [], []
     for i, j in pairs:
-        lo = np.minimum(np.quantile(reference[:, [i, j]], 0.001, axis=0),
-                        data[:, [i, j]].min(axis=0))
-        hi = np.maximum(np.quantile(reference[:, [i, j]], 0.999, axis=0),
-                        data[:, [i, j]].max(axis=0))
+        lo = np.quantile(reference[:, [i, j]], 0.001, axis=0)
+        hi = np.quantile(reference[:, [i, j]], 0.999, axis=0)
+        if len(data):
+            lo = np.minimum(lo, data[:, [i, j]].min(axis=0))
+            hi = np.maximum(hi, data[:, [i, j]].max(axis=0))
         edges = [np.linspace(lo[k], hi[k], 21) for k in range(2)]
         h_r = np.histogram2d(reference[:, i], reference[:, j], edges, weights=w_ref)[0]
         h_m = np.histogram2d(reference[:, i], reference[:, j], edges, weights=w_model)[0]
