@@ -110,6 +110,9 @@ def test_a_string_is_one_name_not_its_characters(tmp_path):
     np.testing.assert_array_equal(read_table(str(path), "b,ab").events, x[:, [2, 0]])
     # several widths from numpy (np.linspace) are a list of numbers
     assert NPLMConfig(sigmas=np.linspace(0.5, 2.0, 3)).sigmas == [0.5, 1.25, 2.0]
+    # a percentile for the default width next to explicit widths would be ignored
+    with pytest.raises(InputError, match="sigma_percentile = 50 chooses the one default"):
+        NPLMConfig(sigma_percentiles=[10, 90], sigma_percentile=50)
     # numpy scalars (0-d arrays) are one number
     assert NPLMConfig(sigma=np.array(0.5)).sigma == 0.5
     assert calibrate(np.array(3.0), np.arange(1.0, 11.0)).n_exceed == 8

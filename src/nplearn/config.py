@@ -280,6 +280,9 @@ class NPLMConfig:
         if len(given) > 1:
             raise InputError(f"give only one of sigma, sigmas, sigma_percentiles (got "
                              f"{', '.join(given)})")
+        if given and self.sigma_percentile != 90.0:  # it would be ignored
+            raise InputError(f"sigma_percentile = {self.sigma_percentile:g} chooses the one "
+                             f"default width, but {given[0]} is given too: give only one")
         if self.combine not in COMBINATIONS:
             raise InputError(f"combine must be one of {', '.join(COMBINATIONS)}, got "
                              f"{self.combine!r}")
