@@ -171,3 +171,26 @@ def test_chi2_tail_is_not_reported_against_the_toys_that_reach_t_obs():
     # a chi-square tail within the toys' interval is still the reported value
     mid = calibrate(float(np.sort(bulk)[-4]), bulk)
     assert 0 < mid.n_exceed < 10 and mid.method == "chi2"
+
+
+def test_summary_says_how_far_the_chi2_tail_reaches_beyond_the_toys():
+    import dataclasses
+
+    from nplearn import nplm_test
+    from nplearn.stats import calibrate
+
+    rng = np.random.default_rng(4)
+    ref = rng.normal(size=(3000, 1))
+    res = nplm_test(ref, rng.normal(size=(300, 1)), n_toys=60, workers=1, n_centers=40,
+                    expected=300.0)
+    top = float(res.t_null.max())
+    c = calibrate(3 * top, res.t_null)
+    far = dataclasses.replace(res, t_obs=3 * top, calibration=c, p_value=c.p_value, z=c.z)
+    assert c.method == "chi2"
+    assert f"(beyond every toy: the largest is {top:.4g})" in far.summary()
+    # toys above t_obs that contradict the chi-square tail: said where it is not reported
+    t = np.r_[rng.chisquare(5, size=195), np.full(5, 40.0)]
+    c = calibrate(35.0, t)
+    odd = dataclasses.replace(res, t_null=t, t_obs=35.0, calibration=c, p_value=c.p_value,
+                              z=c.z)
+    assert "(not reported: the toys above t_obs contradict its tail)" in odd.summary()

@@ -498,12 +498,18 @@ class NPLMResult:
                  f"   Z = {c.z_empirical + 0.0:.2f}"),
             ]
             if fitted:
+                top = float(self.t_null.max()) if self.t_null.size else math.nan
                 lines.append(
                     f"  p (chi2 extrapolation)    {c.p_chi2:.4g}   Z = {c.z_chi2:.2f}"
                     + ("  (poor chi2 fit: KS p < 0.01, do not trust)"
                        if c.chi2_ks_pvalue < 0.01 else
                        f"  (not reported: fitted to fewer than {CHI2_REPORT_MIN_TOYS} toys)"
-                       if c.n_toys < CHI2_REPORT_MIN_TOYS else ""))
+                       if c.n_toys < CHI2_REPORT_MIN_TOYS else
+                       "  (not reported: the toys above t_obs contradict its tail)"
+                       if c.method == "empirical" and 0 < c.n_exceed < self.config.min_exceed
+                       else f"  (beyond every toy: the largest is {top:.4g})"
+                       if c.method == "chi2" and c.n_exceed == 0 and math.isfinite(top)
+                       else ""))
             lines.append(f"  reported                  {self._reported(c.method)}")
         lines.append(f"  wall time                 {self.timings['total']:.1f} s")
         return "\n".join(lines + extra_lines)
