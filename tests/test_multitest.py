@@ -176,6 +176,9 @@ def test_multi_width_test_end_to_end(rng):
     assert rs["test"] == "kernel width sigma = 0.1" and rs["statistic"] == single.t_obs
     assert rs["method"] == single.calibration.method and rs["p_value"] == single.p_value
     assert "per width" in multi.summary()
+    scale = multi.hyperparameters["standardizer"]["scale"][0]
+    assert ("sigma in input units      x0 " + ", ".join(f"{s * scale:.3g}"
+                                                    for s in (0.1, 0.5, 2.0))) in multi.summary()
     # the Bonferroni bound goes beyond the 1/51 of the toys (chi-square local p-values)
     b = multi.combined_bound
     local = [w["calibration"]["p_value"] for w in multi.widths]

@@ -569,9 +569,18 @@ class NPLMResult:
         times the reference's standard deviation of the feature), which says what
         size of structure the test is most sensitive to."""
         hp = self.hyperparameters
-        if hp.get("learner") == "neural" or self.widths or not hp.get("standardized"):
+        if hp.get("learner") == "neural" or not hp.get("standardized"):
             return None
         scale = (hp.get("standardizer") or {}).get("scale")
+        if self.widths:  # every width, feature by feature (a few features only)
+            sig = [float(w["sigma"]) for w in self.widths]
+            if not scale or len(scale) > 3:
+                return None
+            names = self._feature_names(len(scale))
+            return ("  sigma in input units      "
+                    + "; ".join(f"{n} " + ", ".join(f"{s * float(sc):.3g}" for s in sig)
+                                for n, sc in zip(names, scale, strict=True))
+                    + " (sigma x reference std)")
         if not scale or len(scale) > 6 or not math.isfinite(float(hp.get("sigma", math.nan))):
             return None
         names = self._feature_names(len(scale))
