@@ -194,3 +194,14 @@ def test_summary_says_how_far_the_chi2_tail_reaches_beyond_the_toys():
     odd = dataclasses.replace(res, t_null=t, t_obs=35.0, calibration=c, p_value=c.p_value,
                               z=c.z)
     assert "(not reported: the toys above t_obs contradict its tail)" in odd.summary()
+
+
+def test_conservative_p_is_never_below_the_reported_p():
+    from nplearn.stats import calibrate
+
+    rng = np.random.default_rng(6)
+    t = rng.chisquare(5, size=200)
+    c = calibrate(float(np.sort(t)[-3]), t, n_failed=1)  # chi2 reported, 3 toys above
+    assert c.method == "chi2"
+    assert c.p_conservative == max(c.p_value, (1 + c.n_exceed + 1) / (1 + 200 + 1))
+    assert c.p_conservative >= c.p_value

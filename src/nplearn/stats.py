@@ -229,8 +229,9 @@ class Calibration:
     n_failed : int
         Toys that failed and are excluded from everything above.
     p_conservative : float
-        The toy p-value counting every failed toy as exceeding ``t_obs``: a bound
-        that stays valid even if failures happen preferentially at large ``t``.
+        The toy p-value counting every failed toy as exceeding ``t_obs`` (a bound
+        that stays valid even if failures happen preferentially at large ``t``), or
+        the reported p-value where that is larger.
     """
 
     p_value: float
@@ -319,5 +320,7 @@ def calibrate(
         chi2_ks_pvalue=ksp,
         n_toys=n,
         n_failed=int(n_failed),
-        p_conservative=(1 + n_exceed + n_failed) / (1 + n + n_failed),
+        # never below the reported value (a chi-square p may exceed the toys' bound)
+        p_conservative=max((1 + n_exceed + n_failed) / (1 + n + n_failed),
+                           p_emp if use_emp else p_chi),
     )
