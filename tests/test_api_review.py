@@ -315,3 +315,31 @@ def test_an_empty_data_block_with_an_expected_yield_is_a_result(tmp_path, capsys
     assert main(["test", "--reference", str(tmp_path / "ref.csv"), "--data",
                  str(tmp_path / "empty.csv"), "--toys", "0", "--centers", "50", "-q"]) == 2
     assert "a shape-only test needs data events" in capsys.readouterr().err
+
+
+def test_late_review_fixes(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from nplearn.cli import main
+
+    rng = np.random.default_rng(9)
+    np.savetxt(tmp_path / "ref.csv", rng.normal(size=(3000, 2)), delimiter=",",
+               header="a,b", comments="")
+    np.savetxt(tmp_path / "dat.csv", rng.normal(size=(200, 2)), delimiter=",",
+               header="a,b", comments="")
+    base = ["test", "--reference", str(tmp_path / "ref.csv"), "--centers", "50", "-q",
+            "--workers", "1"]
+    # several widths without toys: the f figures are drawn (AttributeError before)
+    assert main([*base, "--data", str(tmp_path / "dat.csv"), "--sigma-percentiles",
+                 "10,90", "--toys", "0", "--expected", "200", "--plots",
+                 str(tmp_path / "f0")]) == 0
+    assert (tmp_path / "f0" / "features.png").exists()
+    # nplearn plot of an empty data set's result
+    (tmp_path / "empty.csv").write_text("a,b\n")
+    assert main([*base, "--data", str(tmp_path / "empty.csv"), "--toys", "3",
+                 "--expected", "50", "--json", str(tmp_path / "e.json")]) == 0
+    assert main(["plot", str(tmp_path / "e.json"), "--out", str(tmp_path / "fe")]) == 0
+    # a result made at another percentile reruns with explicit widths
+    assert main([*base, "--data", str(tmp_path / "dat.csv"), "--sigma-percentile", "95",
+                 "--toys", "0", "--expected", "200", "--json", str(tmp_path / "p.json")]) == 0
+    assert main(["test", "--config", str(tmp_path / "p.json"), "--sigma", "0.5", "-q"]) == 0
+    capsys.readouterr()

@@ -106,8 +106,7 @@ def test_f_curves_show_the_model_ratio_to_the_last_event(tmp_path, rng, monkeypa
     plots_mod.plot_f_1d(ref[:, :1], w, data[:, :1], f, tmp_path)
     (_, xc, _), = [ln for ln in lines["f_1d"] if ln[0] == "learned f(x)"]
     (_, xb, _), = [ln for ln in lines["f_1d"] if ln[0] == "f beyond the data"]
-    assert np.nanmax(xc) == data[:, 0][data[:, 0] <= ref[:, 0].max()].max() or \
-        np.nanmax(xc) <= data[:, 0].max()
+    assert np.nanmax(xc) <= data[:, 0].max() < np.nanmin(xb[xb > data[:, 0].max()])
     assert np.nanmax(xb) == ref[:, 0].max() > data[:, 0].max()
 
 
@@ -208,8 +207,8 @@ def test_plots_show_what_a_strong_excess_hides(tmp_path, captured):
     assert null["xlims"][0][1] < res.t_obs
     assert "→" in null["texts"]  # an arrow at the edge, the value in the legend
     assert f"t_obs = {res.t_obs:.2f} (beyond the axis)" in null["legend"]
-    if res.calibration.method == "chi2":
-        assert "(reported: the χ² tail, as few toys reach t_obs)" in null["legend"]
+    assert res.calibration.method == "empirical"  # 20 toys: too few for the chi2 tail
+    assert "(not used: < 50 toys)" in null["legend"]
     assert "reported Z ≥" in null["titles"][0]
     assert any(t.startswith("p (toys) ≤") and "Z ≥" in t for t in null["legend"])
     assert "(no toy reached t_obs)" in null["legend"]
@@ -300,3 +299,29 @@ def test_f_maps_show_a_localised_excess_the_projections_dilute(tmp_path, capture
     assert all(np.nanmax(np.ma.filled(p[2].astype(float), np.nan)) < 0.8 * np.log(3.0)
                for p in panels[3:])
     assert "the first 4 of 5 features" in seen["title"]
+
+
+def test_empty_bins_and_a_contradicted_chi2_tail_are_shown(tmp_path, captured):
+    # a gap in the data (no event in 0-0.8 where ~100 per bin are expected): the empty
+    # bins' upper limits are inside the ratio axis; a chi-square tail that the toys
+    # contradict is said to be so in the null panel
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=(20000, 1))
+    data = rng.normal(size=(2000, 1))
+    data = data[(data[:, 0] < 0.0) | (data[:, 0] > 0.8)]
+    f = np.zeros(len(ref))
+    plots_mod.plot_f_1d(ref, np.full(len(ref), 2000 / len(ref)), data, f, tmp_path)
+    assert "empty bin: 84% upper limit" in captured["f_1d"]["legend"]
+    edges = np.linspace(min(ref.min(), data.min()), max(ref.max(), data.max()), 60)
+    h = np.histogram(ref[:, 0], edges)[0] * 0.1
+    empty = (np.histogram(data[:, 0], edges)[0] == 0) & (h >= 2)
+    limits = np.log(1.8410 / h[empty])  # the 84% upper limit of a count of 0, over h
+    assert captured["f_1d"]["ylims"][1][0] <= limits.min()
+    res = {"t_null": np.r_[rng.chisquare(5, size=195), np.full(5, 40.0)].tolist(),
+           "t_obs": 35.0,
+           "calibration": {"chi2_dof": 5.0, "n_exceed": 5, "p_empirical": 6 / 201,
+                           "z_empirical": 1.88, "p_chi2": 1.6e-6, "z_chi2": 4.66,
+                           "method": "empirical", "n_toys": 200, "chi2_ks_pvalue": 0.9},
+           "hyperparameters": {"sigma": 1.0}, "z": 1.88, "z_method": "empirical"}
+    plots_mod.plot_null(res, tmp_path)
+    assert "(not used: the toys contradict its tail)" in captured["null_distribution"]["legend"]

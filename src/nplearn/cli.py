@@ -467,7 +467,7 @@ def _resolve_test_args(a: argparse.Namespace):
             if dest in explicit:
                 opts[fld] = cli[fld]
         if "sigma" in explicit or "sigma_percentiles" in explicit:
-            for fld in ("sigma", "sigmas", "sigma_percentiles"):
+            for fld in ("sigma", "sigmas", "sigma_percentiles", "sigma_percentile"):
                 opts[fld] = cli[fld]
         try:
             cfg = NPLMConfig.from_dict(opts)
@@ -631,7 +631,7 @@ def _check_events(a: argparse.Namespace, cfg: Any, dt: Any) -> None:
 
 
 #: Column names that usually hold event weights.
-_WEIGHT_LIKE = {"weight", "weights", "w", "wgt", "evtweight", "eventweight", "event_weight",
+_WEIGHT_LIKE = {"weight", "weights", "wgt", "evtweight", "eventweight", "event_weight",
                 "evt_weight", "mcweight", "mc_weight", "genweight", "gen_weight", "xsecweight"}
 
 
@@ -957,7 +957,8 @@ def cmd_plot(a: argparse.Namespace) -> int:
             rt = read_table(run["reference"], run.get("columns"),
                             selection=run.get("selection"),
                             weight_column=run.get("ref_weight_branch"))
-            dt = read_table(run["data"], run.get("columns"), selection=run.get("selection"))
+            dt = read_table(run["data"], run.get("columns"), selection=run.get("selection"),
+                            allow_empty=True)
             weights = rt.weights
             if run.get("ref_weights"):
                 weights = _read_weight_file(run["ref_weights"], rt, run["reference"])

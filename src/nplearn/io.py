@@ -245,7 +245,7 @@ class Table:
     selected : numpy.ndarray, optional
         Boolean mask over the ``n_read`` events of the ones kept by the selection
         (``None`` without a selection).
-    columns : list of str
+    columns : tuple of str
         Every column of the file (features, weights and the others).
     """
 
@@ -480,6 +480,10 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
                 if ln.strip() and not ln.lstrip().startswith("#"))
         head = list(itertools.islice(rows, 20))
         if not head:
+            if comment:  # numpy's savetxt of no events: its commented header only
+                names = comment.replace(",", " ").replace(";", " ").split()
+                if names and not any(_is_number(v) for v in names):
+                    return np.empty((0, len(names)), dtype=np.float64), names
             raise InputError(f"{path}: is empty (no rows)")
         try:
             delim = csv.Sniffer().sniff("\n".join(ln for _, ln in head),

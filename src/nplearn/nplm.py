@@ -26,7 +26,7 @@ from .learners.kernel import KernelLogisticRegression, default_n_centers
 from .learners.neural import n_parameters
 from .multitest import COMBINATIONS, CombinedResult, bonferroni_bound, combine_all
 from .preprocess import Standardizer, sigma_from_percentile
-from .stats import CHI2_REPORT_MIN_TOYS, Calibration, calibrate
+from .stats import CHI2_REPORT_MIN_TOYS, Calibration, _within_tail_interval, calibrate
 from .toys import (
     WARM_START_WIDTHS,
     ToyEngine,
@@ -505,8 +505,9 @@ class NPLMResult:
                        if c.chi2_ks_pvalue < 0.01 else
                        f"  (not reported: fitted to fewer than {CHI2_REPORT_MIN_TOYS} toys)"
                        if c.n_toys < CHI2_REPORT_MIN_TOYS else
-                       "  (not reported: the toys above t_obs contradict its tail)"
-                       if c.method == "empirical" and 0 < c.n_exceed < self.config.min_exceed
+                       "  (not reported: the toys contradict its tail)"
+                       if c.method == "empirical" and c.n_exceed < self.config.min_exceed
+                       and not _within_tail_interval(c.p_chi2, c.n_exceed, c.n_toys)
                        else f"  (beyond every toy: the largest is {top:.4g})"
                        if c.method == "chi2" and c.n_exceed == 0 and math.isfinite(top)
                        else ""))

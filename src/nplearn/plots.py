@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .errors import InputError, MissingDependencyError
-from .stats import CHI2_REPORT_MIN_TOYS
+from .stats import CHI2_REPORT_MIN_TOYS, _within_tail_interval
 
 __all__ = ["make_plots"]
 
@@ -165,10 +165,14 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
                 f"Z = {_num(cal.get('z_empirical')):.2f}"
         n_toys = cal.get("n_toys")
         used = cal.get("method")
+        k_exc = int(cal.get("n_exceed") or 0)
+        contradicted = (isinstance(n_toys, int) and n_toys > 0
+                        and not _within_tail_interval(_num(cal.get("p_chi2")), k_exc, n_toys))
         caveat = ("(reported: the χ² tail, as few toys reach t_obs)" if used == "chi2" else
                   "(not used: poor χ² fit)" if _num(cal.get("chi2_ks_pvalue")) < 0.01 else
                   f"(not used: < {CHI2_REPORT_MIN_TOYS} toys)"
                   if isinstance(n_toys, int) and n_toys < CHI2_REPORT_MIN_TOYS else
+                  "(not used: the toys contradict its tail)" if contradicted else
                   "(not used: enough toys reach t_obs)")
         lines = toys.replace(" (no", "\n(no").split("\n")
         if used == "empirical":
@@ -328,8 +332,9 @@ def _poisson_band(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Central 68% (Garwood) interval of Poisson counts ``n``: (lower, upper) error
     lengths (the lower one of a count of 0 is 0)."""
     n = np.asarray(n, dtype=np.float64)
-    lo = np.where(n > 0, sps.chi2.ppf(0.16, 2 * n) / 2, 0.0)
-    hi = sps.chi2.ppf(0.84, 2 * n + 2) / 2
+    a = sps.norm.cdf(-1.0)  # 0.1587: a central 68.27% interval
+    lo = np.where(n > 0, sps.chi2.ppf(a, 2 * n) / 2, 0.0)
+    hi = sps.chi2.ppf(1.0 - a, 2 * n + 2) / 2
     return n - lo, hi - n
 
 
@@ -383,7 +388,8 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
         ratio = np.log(h_d / h_r)
         up = np.log((h_d + hi_e) / h_r) - ratio
         down = ratio - np.log(np.maximum(h_d - lo_e, 1e-300) / h_r)
-        # an empty bin: the 68% upper limit of its ratio (the count 0 would be -inf)
+        # an empty bin: the upper end of the central interval, a one-sided 84% upper
+        # limit of its ratio (the count 0 would be -inf)
         limit = np.log(hi_e / h_r)
     ok = np.isfinite(ratio) & (h_r > 0)
     down = np.where(np.isfinite(down), down, 0.0)
@@ -396,12 +402,14 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     empty = (h_d == 0) & (h_r >= _FEW_EXPECTED)
     if empty.any():
         axf.plot(centers[empty], limit[empty], "v", color="k", ms=4,
-                 label="empty bin: 68% upper limit")
+                 label="empty bin: 84% upper limit")
     axf.axhline(0.0, color="gray", lw=0.8)
-    axf.stairs(np.log1p(np.minimum(rel_r, 0.99)), bins, baseline=np.log1p(-np.minimum(
-        rel_r, 0.99)), fill=True, color="tab:blue", alpha=0.15, lw=0)
+    band = np.where(few, np.nan, np.minimum(rel_r, 0.99))  # where the data are drawn
+    axf.stairs(np.log1p(band), bins, baseline=np.log1p(-band), fill=True, color="tab:blue",
+               alpha=0.15, lw=0)
     # the range follows f and the well-populated bins; noisy sparse bins may leave it
-    core = np.r_[fc, ratio[ok & ~few] - down[ok & ~few], ratio[ok & ~few] + up[ok & ~few]]
+    core = np.r_[fc, ratio[ok & ~few] - down[ok & ~few], ratio[ok & ~few] + up[ok & ~few],
+                 limit[empty]]
     core = core[np.isfinite(core)]
     if core.size:
         span = float(core.max() - core.min()) or 1.0
@@ -582,8 +590,8 @@ def most_significant_width(result: dict[str, Any]) -> int | None:
     widths = result.get("widths") or []
     if len(widths) < 2:
         return None
-    key = [(_num(w["calibration"].get("p_value")), -_num(w["calibration"].get("z_empirical")))
-           for w in widths]
+    cals = [w.get("calibration") or {} for w in widths]  # None without toys
+    key = [(_num(c.get("p_value")), -_num(c.get("z_empirical"))) for c in cals]
     key = [(p if math.isfinite(p) else math.inf, z if math.isfinite(z) else math.inf)
            for p, z in key]
     return min(range(len(widths)), key=lambda k: (key[k], k))
@@ -600,8 +608,11 @@ def _f_label(result: dict[str, Any], k: int | None,
     if widths:
         w = widths[k or 0]
         sigma = _num(w.get("sigma"))
-        which = (f"; width {(k or 0) + 1} of {len(widths)}, local Z = "
-                 f"{_num(w['calibration'].get('z')):.2f}")
+        cal = w.get("calibration") or {}
+        z = _num(cal.get("z"))
+        bound = cal.get("method") == "empirical" and cal.get("n_exceed") == 0
+        which = f"; width {(k or 0) + 1} of {len(widths)}" + (
+            f", local Z {'≥' if bound else '='} {z:.2f}" if math.isfinite(z) else "")
     else:
         sigma, which = _num(hp.get("sigma")), ""
     if not math.isfinite(sigma):

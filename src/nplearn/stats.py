@@ -300,11 +300,12 @@ def calibrate(
     else:
         dof = ksd = ksp = p_chi = z_chi = math.nan
     # never report an extrapolation from a fit the toys reject (KS p < 0.01), nor one
-    # that the toys reaching t_obs contradict: its tail probability outside their 95%
-    # Clopper-Pearson interval (the KS fit follows the bulk, not the tail)
+    # that the toys' count at or above t_obs contradicts: its tail probability outside
+    # their 95% Clopper-Pearson interval (the KS fit follows the bulk, not the tail;
+    # with no toy there, a tail heavier than the toys allow)
     use_emp = (n_exceed >= min_exceed or not math.isfinite(z_chi)
                or not ksp >= CHI2_FIT_MIN_KS_P or n < CHI2_REPORT_MIN_TOYS
-               or (n_exceed > 0 and not _within_tail_interval(p_chi, n_exceed, n)))
+               or not _within_tail_interval(p_chi, n_exceed, n))
     return Calibration(
         p_value=p_emp if use_emp else p_chi,
         z=z_emp if use_emp else z_chi,
