@@ -321,7 +321,8 @@ def test_empty_bins_and_a_contradicted_chi2_tail_are_shown(tmp_path, captured):
            "t_obs": 35.0,
            "calibration": {"chi2_dof": 5.0, "n_exceed": 5, "p_empirical": 6 / 201,
                            "z_empirical": 1.88, "p_chi2": 1.6e-6, "z_chi2": 4.66,
-                           "method": "empirical", "n_toys": 200, "chi2_ks_pvalue": 0.9},
+                           "method": "empirical", "n_toys": 200, "chi2_ks_pvalue": 0.9,
+                           "chi2_unused": "the toys contradict its tail"},
            "hyperparameters": {"sigma": 1.0}, "z": 1.88, "z_method": "empirical"}
     plots_mod.plot_null(res, tmp_path)
     assert "(not used: the toys contradict its tail)" in captured["null_distribution"]["legend"]

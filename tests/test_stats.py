@@ -166,6 +166,7 @@ def test_chi2_tail_is_not_reported_against_the_toys_that_reach_t_obs():
     heavy = calibrate(35.0, np.r_[bulk, np.full(5, 40.0)])
     assert heavy.n_exceed == 5 and heavy.p_chi2 < 1e-4
     assert heavy.method == "empirical" and heavy.p_value == pytest.approx(6 / 201)
+    assert heavy.chi2_unused == "the toys contradict its tail"
     light = calibrate(35.0, np.r_[bulk, rng.chisquare(5, size=5)])
     assert light.n_exceed == 0 and light.method == "chi2"
     # a chi-square tail within the toys' interval is still the reported value

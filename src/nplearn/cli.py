@@ -564,9 +564,10 @@ def _compare_hashes(paths: dict[str, Any], recorded: dict[str, str]
     return out, [k for k, h in out.items() if h != recorded[k]]
 
 
-def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
-    """Read the reference and data tables and the reference weights of a test; for a
-    rerun of a result file, refuse changed input files whose events differ."""
+def _read_inputs(a: argparse.Namespace, cfg: Any) -> tuple[Any, Any, np.ndarray | None]:
+    """Read the reference and data tables and the reference weights of a test (with
+    options ``cfg``); for a rerun of a result file, refuse changed input files whose
+    events differ."""
     changed = getattr(a, "_changed_inputs", None)
     try:
         rt, dt, weights = _read_tables(a)
@@ -583,6 +584,7 @@ def _read_inputs(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
         print("nplearn: note: " + ", ".join(str(getattr(a, k)) for k in changed)
               + f" changed since {a.config} was written, but the events and weights read "
               "are the recorded ones", file=sys.stderr)
+    _check_events(a, cfg, dt)
     return rt, dt, weights
 
 
@@ -751,8 +753,7 @@ def _run_test(a: argparse.Namespace) -> int:
     if a.json:
         check_writable(a.json, (a.reference, a.data, a.ref_weights, a.config))
     hashes = _check_recorded_inputs(a)
-    rt, dt, weights = _read_inputs(a)
-    _check_events(a, cfg, dt)
+    rt, dt, weights = _read_inputs(a, cfg)
     ref, ref_cols, dat, dat_cols = rt.events, rt.names, dt.events, dt.names
     progress = Progress("toys", enabled=None if not a.quiet else False)
     client = _dask_client(a)
@@ -884,8 +885,7 @@ def cmd_toys(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     t._via = "toys"
     cfg = _resolve_test_args(t)
     _check_recorded_inputs(t)
-    rt, dt, weights = _read_inputs(t)
-    _check_events(t, cfg, dt)
+    rt, dt, weights = _read_inputs(t, cfg)
     progress = Progress("toys", enabled=None if not a.quiet else False)
     res = nplm_toys(rt.events, dt.events, cfg, indices=indices, out=a.out,
                     ref_weights=weights, progress=progress)

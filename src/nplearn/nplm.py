@@ -26,7 +26,7 @@ from .learners.kernel import KernelLogisticRegression, default_n_centers
 from .learners.neural import n_parameters
 from .multitest import COMBINATIONS, CombinedResult, bonferroni_bound, combine_all
 from .preprocess import Standardizer, sigma_from_percentile
-from .stats import CHI2_REPORT_MIN_TOYS, Calibration, _within_tail_interval, calibrate
+from .stats import Calibration, calibrate
 from .toys import (
     WARM_START_WIDTHS,
     ToyEngine,
@@ -406,7 +406,7 @@ class NPLMResult:
         if full:
             where = "" if full == ["-"] else f" at sigma = {', '.join(full)}"
             extra_lines.append(
-                f"  NOTE: kept rank r close to M = {self._centres_used().split()[0]}{where}: "
+                f"  NOTE: kept rank r close to M = {self._centres()[0]}{where}: "
                 "(nearly) every centre is used, so the number of centres, not the width, "
                 "limits the fit there, and it may follow the data's fluctuations; more "
                 "centres (--centers, n_centers) can change t and the power (the toys "
@@ -499,18 +499,15 @@ class NPLMResult:
             ]
             if fitted:
                 top = float(self.t_null.max()) if self.t_null.size else math.nan
+                why = c.chi2_unused
                 lines.append(
                     f"  p (chi2 extrapolation)    {c.p_chi2:.4g}   Z = {c.z_chi2:.2f}"
                     + ("  (poor chi2 fit: KS p < 0.01, do not trust)"
-                       if c.chi2_ks_pvalue < 0.01 else
-                       f"  (not reported: fitted to fewer than {CHI2_REPORT_MIN_TOYS} toys)"
-                       if c.n_toys < CHI2_REPORT_MIN_TOYS else
-                       "  (not reported: the toys contradict its tail)"
-                       if c.method == "empirical" and c.n_exceed < self.config.min_exceed
-                       and not _within_tail_interval(c.p_chi2, c.n_exceed, c.n_toys)
-                       else f"  (beyond every toy: the largest is {top:.4g})"
-                       if c.method == "chi2" and c.n_exceed == 0 and math.isfinite(top)
-                       else ""))
+                       if why.startswith("poor") else
+                       f"  (not reported: fitted to {why})" if why.startswith("fewer") else
+                       f"  (not reported: {why})" if why.startswith("the toys") else
+                       f"  (beyond every toy: the largest is {top:.4g})"
+                       if not why and c.n_exceed == 0 and math.isfinite(top) else ""))
             lines.append(f"  reported                  {self._reported(c.method)}")
         lines.append(f"  wall time                 {self.timings['total']:.1f} s")
         return "\n".join(lines + extra_lines)
@@ -544,21 +541,24 @@ class NPLMResult:
                 f"N(R) = {n_r:.6g}: the event count alone makes t large; check that N(R) is "
                 "the yield of these events (after any selection)"]
 
-    def _centres_used(self) -> str:
-        """M of the observed fit, and the M asked for when the fit had fewer events
-        (every event is then a centre)."""
+    def _centres(self) -> tuple[Any, Any]:
+        """(M of the observed fit, M asked for): fewer are used when the fit has fewer
+        events, every event then being a centre."""
         asked = self.hyperparameters.get("n_centers")
         used = (self.widths[0]["fit"] if self.widths else self.fit).get("n_centers") or asked
+        return used, asked
+
+    def _centres_used(self) -> str:
+        """M of the observed fit as the summary gives it."""
+        used, asked = self._centres()
         return str(used) if used == asked else f"{used} (every event; {asked} asked)"
 
     def _full_rank_widths(self) -> list[str]:
         """Kernel widths whose observed fit kept (nearly) every centre (rank r at least
         :data:`RANK_NOTE_FRACTION` M): ``["-"]`` for a single-width test, the widths as
         text for several, empty otherwise."""
-        hp = self.hyperparameters
-        m = (self.widths[0]["fit"] if self.widths else self.fit).get("n_centers") \
-            or hp.get("n_centers")
-        if hp.get("learner") == "neural" or not m or m < (hp.get("n_centers") or 0):
+        m, asked = self._centres()
+        if self.hyperparameters.get("learner") == "neural" or not m or m < (asked or 0):
             return []  # every event is a centre: the kernel itself, no limit from M
         near = RANK_NOTE_FRACTION * m
         if self.widths:

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .errors import InputError, MissingDependencyError
-from .stats import CHI2_REPORT_MIN_TOYS, _within_tail_interval
+from .stats import CHI2_REPORT_MIN_TOYS
 
 __all__ = ["make_plots"]
 
@@ -165,14 +165,13 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
                 f"Z = {_num(cal.get('z_empirical')):.2f}"
         n_toys = cal.get("n_toys")
         used = cal.get("method")
-        k_exc = int(cal.get("n_exceed") or 0)
-        contradicted = (isinstance(n_toys, int) and n_toys > 0
-                        and not _within_tail_interval(_num(cal.get("p_chi2")), k_exc, n_toys))
         caveat = ("(reported: the χ² tail, as few toys reach t_obs)" if used == "chi2" else
                   "(not used: poor χ² fit)" if _num(cal.get("chi2_ks_pvalue")) < 0.01 else
                   f"(not used: < {CHI2_REPORT_MIN_TOYS} toys)"
                   if isinstance(n_toys, int) and n_toys < CHI2_REPORT_MIN_TOYS else
-                  "(not used: the toys contradict its tail)" if contradicted else
+                  # the calibration's own verdict (absent from older result files)
+                  f"(not used: {cal['chi2_unused']})"
+                  if cal.get("chi2_unused") == "the toys contradict its tail" else
                   "(not used: enough toys reach t_obs)")
         lines = toys.replace(" (no", "\n(no").split("\n")
         if used == "empirical":
@@ -328,6 +327,15 @@ def _reference_band(ax: Any, x: np.ndarray, bins: np.ndarray, w: np.ndarray,
         return np.where(h > 0, err / h, 0.0)
 
 
+def _axis_range(x_r: np.ndarray, x_d: np.ndarray) -> tuple[float, float]:
+    """Range of a feature's axis: the reference's 0.1-99.9% quantiles (a few outliers
+    do not squeeze the rest), widened to every data event."""
+    lo, hi = np.quantile(x_r, [0.001, 0.999])
+    if x_d.size:
+        lo, hi = min(lo, x_d.min()), max(hi, x_d.max())
+    return float(lo), float(hi)
+
+
 def _poisson_band(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Central 68% (Garwood) interval of Poisson counts ``n``: (lower, upper) error
     lengths (the lower one of a count of 0 is 0)."""
@@ -357,7 +365,8 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
               else "reference")
     rel_r = _reference_band(ax, x_r, bins, w_ref, h_r)
     has = h_d > 0
-    ax.errorbar(centers[has], h_d[has], yerr=[e[has] for e in _poisson_band(h_d)], fmt="o",
+    lo_e, hi_e = _poisson_band(h_d)
+    ax.errorbar(centers[has], h_d[has], yerr=[lo_e[has], hi_e[has]], fmt="o",
                 ms=3, color="k", label="data (68% Poisson intervals)")
     ax.set_yscale("log")
     # the axis ends below the smallest reference bin (an MC error band of 100% would
@@ -383,7 +392,6 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
         axf.plot(np.where(~inside, xc, np.nan), fc, color="tab:red", ls=":",
                  label="f beyond the data")
     few = h_r < _FEW_EXPECTED
-    lo_e, hi_e = _poisson_band(h_d)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(h_d / h_r)
         up = np.log((h_d + hi_e) / h_r) - ratio
@@ -443,10 +451,7 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
     w_model = w_ref * np.exp(f_ref)  # the model's expected data per reference event
     for j in range(d):
         x_r, x_d = reference[:, j], data[:, j]
-        lo, hi = np.quantile(x_r, [0.001, 0.999])
-        if x_d.size:
-            lo, hi = min(lo, x_d.min()), max(hi, x_d.max())
-        bins = np.linspace(lo, hi, 40)
+        bins = np.linspace(*_axis_range(x_r, x_d), 40)
         h_r = _weighted_hist(x_r, bins, w_ref)
         h_d = _weighted_hist(x_d, bins, None)
         h_model = _weighted_hist(x_r, bins, w_model)
@@ -537,12 +542,7 @@ def plot_f_maps(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
     w_model = w_ref * np.exp(f_ref)
     maps, extents = [], []
     for i, j in pairs:
-        lo = np.quantile(reference[:, [i, j]], 0.001, axis=0)
-        hi = np.quantile(reference[:, [i, j]], 0.999, axis=0)
-        if len(data):
-            lo = np.minimum(lo, data[:, [i, j]].min(axis=0))
-            hi = np.maximum(hi, data[:, [i, j]].max(axis=0))
-        edges = [np.linspace(lo[k], hi[k], 21) for k in range(2)]
+        edges = [np.linspace(*_axis_range(reference[:, k], data[:, k]), 21) for k in (i, j)]
         h_r = np.histogram2d(reference[:, i], reference[:, j], edges, weights=w_ref)[0]
         h_m = np.histogram2d(reference[:, i], reference[:, j], edges, weights=w_model)[0]
         with np.errstate(divide="ignore", invalid="ignore"):

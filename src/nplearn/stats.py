@@ -232,6 +232,10 @@ class Calibration:
         The toy p-value counting every failed toy as exceeding ``t_obs`` (a bound
         that stays valid even if failures happen preferentially at large ``t``), or
         the reported p-value where that is larger.
+    chi2_unused : str
+        Why the chi-square extrapolation is not the reported value (empty when it
+        is): ``"no chi2 fit"``, ``"poor chi2 fit (KS p < 0.01)"``, ``"fewer than 50
+        toys"``, ``"enough toys reach t_obs"`` or ``"the toys contradict its tail"``.
     """
 
     p_value: float
@@ -249,6 +253,7 @@ class Calibration:
     n_toys: int
     n_failed: int = 0
     p_conservative: float = math.nan
+    chi2_unused: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (for JSON)."""
@@ -303,9 +308,13 @@ def calibrate(
     # that the toys' count at or above t_obs contradicts: its tail probability outside
     # their 95% Clopper-Pearson interval (the KS fit follows the bulk, not the tail;
     # with no toy there, a tail heavier than the toys allow)
-    use_emp = (n_exceed >= min_exceed or not math.isfinite(z_chi)
-               or not ksp >= CHI2_FIT_MIN_KS_P or n < CHI2_REPORT_MIN_TOYS
-               or not _within_tail_interval(p_chi, n_exceed, n))
+    unused = ("no chi2 fit" if not math.isfinite(z_chi) else
+              "poor chi2 fit (KS p < 0.01)" if not ksp >= CHI2_FIT_MIN_KS_P else
+              f"fewer than {CHI2_REPORT_MIN_TOYS} toys" if n < CHI2_REPORT_MIN_TOYS else
+              "enough toys reach t_obs" if n_exceed >= min_exceed else
+              "the toys contradict its tail" if not _within_tail_interval(p_chi, n_exceed, n)
+              else "")
+    use_emp = bool(unused)
     return Calibration(
         p_value=p_emp if use_emp else p_chi,
         z=z_emp if use_emp else z_chi,
@@ -324,4 +333,5 @@ def calibrate(
         # never below the reported value (a chi-square p may exceed the toys' bound)
         p_conservative=max((1 + n_exceed + n_failed) / (1 + n + n_failed),
                            p_emp if use_emp else p_chi),
+        chi2_unused=unused,
     )
