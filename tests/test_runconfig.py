@@ -100,6 +100,38 @@ def test_bad_config_files(samples, capsys, text, suffix, message):
     assert message in err and err.count("\n") == 1
 
 
+def test_output_folders_and_executor_in_the_file(samples, capsys):
+    # the figure and record folders, taken relative to the file; a rerun of the file
+    # loads every toy from the records; the result file does not record them
+    pytest.importorskip("matplotlib")
+    (samples / "run.toml").write_text(TOML + 'json = "out/r.json"\nplots = "figs"\n'
+                                      'checkpoint = "records"\nexecutor = "local"\n')
+    (samples / "out").mkdir()
+    assert main(["test", "--config", str(samples / "run.toml"), "-q"]) == 0
+    assert list((samples / "figs").glob("null_distribution.png"))
+    assert len(list((samples / "records").glob("*/toy_*.json"))) == 6
+    first = json.loads((samples / "out" / "r.json").read_text())
+    assert main(["test", "--config", str(samples / "run.toml"), "-v"]) == 0
+    assert "6 of 6 toys already done" in capsys.readouterr().err
+    assert not {"plots", "checkpoint", "executor"} & set(first["run"])
+    # the command line wins
+    assert main(["test", "--config", str(samples / "run.toml"), "--checkpoint",
+                 str(samples / "other"), "-q"]) == 0
+    assert len(list((samples / "other").glob("*/toy_*.json"))) == 6
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [('executor = "slurm"\n', "'executor' must be \"local\" or \"dask\""),
+     ('scheduler = "tcp://127.0.0.1:1"\n', "'scheduler' in "),
+     ("checkpoint = 3\n", "'checkpoint' must be a path")],
+)
+def test_bad_execution_keys(samples, capsys, extra, message):
+    (samples / "run.toml").write_text(TOML + extra)
+    assert main(["test", "--config", str(samples / "run.toml"), "-q"]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_missing_config_file(samples, capsys):
     assert main(["test", "--config", str(samples / "nope.toml")]) == 2
     assert "cannot read the config file" in capsys.readouterr().err

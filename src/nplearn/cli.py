@@ -477,17 +477,25 @@ def _resolve_test_args(a: argparse.Namespace):
     a._recorded_sha256 = getattr(file, "recorded_sha256", {})
     a._recorded_arrays = getattr(file, "recorded_arrays", {})
     for key in ("reference", "data", "columns", "ref_weights", "json", "selection",
-                "ref_weight_branch"):
-        if getattr(a, key) is None and key in file:
+                "ref_weight_branch", "plots", "checkpoint", "scheduler"):
+        if key == "scheduler" and getattr(a, "resume_only", False):
+            continue  # a merge runs no toy
+        if getattr(a, key, None) is None and key in file and hasattr(a, key):
             setattr(a, key, file[key])
             a._inputs_from_config.add(key)
+    if "executor" in file and "executor" not in a._given and hasattr(a, "executor") \
+            and not getattr(a, "resume_only", False):
+        a.executor = file["executor"]
     for key in ("reference", "data"):
         if getattr(a, key) is None:
             raise InputError(f"no {key} sample: give --{key} FILE or '{key}' in --config")
     if getattr(a, "scheduler", None) and getattr(a, "executor", "local") != "dask":
-        raise InputError(f"--scheduler {a.scheduler} is the address of a Dask scheduler, "
+        given = ("--scheduler" if "scheduler" not in a._inputs_from_config
+                 else f"'scheduler' in {a.config}")
+        raise InputError(f"{given} ({a.scheduler}) is the address of a Dask scheduler, "
                          "used with --executor dask (the toys would run here): add "
-                         "--executor dask, or drop --scheduler")
+                         "--executor dask (or executor = \"dask\" in the config file), "
+                         "or drop it")
     asked = [f"--{k}" for k in ("combine", "temperature") if k in getattr(a, "_given", ())]
     if asked and not cfg.multi_width:
         raise InputError(f"{' and '.join(asked)} choose how several kernel widths are "

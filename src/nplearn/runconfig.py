@@ -9,6 +9,10 @@ names of :class:`~nplearn.NPLMConfig` plus the input keys::
     columns = ["pt1", "pt2"]        # optional
     ref_weights = "mc_weights.npy"  # optional
     json = "result.json"            # optional output
+    plots = "figures"               # optional figure folder
+    checkpoint = "toys"             # optional record folder (resume after a stop)
+    executor = "dask"               # optional: "local" (default) or "dask"
+    scheduler = "tcp://head:8786"   # the Dask scheduler, with executor = "dask"
     expected = 2000
     n_toys = 300
     sigma_percentiles = [10, 50, 90]
@@ -17,8 +21,9 @@ names of :class:`~nplearn.NPLMConfig` plus the input keys::
 
 A result JSON written by ``nplearn test`` holds the same information (its
 ``run`` and ``config`` sections), so ``nplearn test --config result.json``
-reruns the test that produced it. Options given on the command line override
-the file.
+reruns the test that produced it (where the toys ran, and the figure and record
+folders, are not recorded there: a rerun runs locally unless told otherwise).
+Options given on the command line override the file.
 """
 
 from __future__ import annotations
@@ -38,7 +43,11 @@ __all__ = ["INPUT_KEYS", "RunConfig", "load_run_config", "recorded_input_arrays"
 
 #: Keys of a run configuration that are not options of :class:`NPLMConfig`.
 INPUT_KEYS: tuple[str, ...] = ("reference", "data", "columns", "ref_weights", "json",
-                               "selection", "ref_weight_branch")
+                               "selection", "ref_weight_branch", "plots", "checkpoint",
+                               "executor", "scheduler")
+
+#: Input keys that name files or folders (relative paths are taken from the file's folder).
+_PATH_KEYS = ("reference", "data", "ref_weights", "json", "plots", "checkpoint")
 
 
 #: Command-line spellings whose config key differs (beyond '-' -> '_').
@@ -223,18 +232,21 @@ def load_run_config(path: str | Path) -> RunConfig:
     out = RunConfig(d)
     out.recorded_sha256 = recorded
     out.recorded_arrays = arrays
-    for key in ("reference", "data", "ref_weights", "json"):
+    for key in _PATH_KEYS:
         v = out.get(key)
         if v is None:
             continue
         if not isinstance(v, str) or not v:
-            raise InputError(f"{p}: '{key}' must be a file path (a string), got {v!r}")
+            raise InputError(f"{p}: '{key}' must be a path (a string), got {v!r}")
         # keep a ROOT-style "file.root:tree" or "file.npz:array" suffix intact
         out[key] = str((p.parent / v) if not Path(v).is_absolute() else Path(v))
-    for key in ("selection", "ref_weight_branch"):
+    for key in ("selection", "ref_weight_branch", "scheduler"):
         v = out.get(key)
         if v is not None and (not isinstance(v, str) or not v):
             raise InputError(f"{p}: '{key}' must be a non-empty string, got {v!r}")
+    if out.get("executor", "local") not in ("local", "dask"):
+        raise InputError(f"{p}: 'executor' must be \"local\" or \"dask\", got "
+                         f"{out['executor']!r}")
     cols = out.get("columns")
     if cols is not None:
         if isinstance(cols, str):
