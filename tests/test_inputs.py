@@ -154,7 +154,7 @@ def test_cli_usage_errors_exit_2(capsys):
     assert code == 2 and "invalid int value" in err
 
 
-def test_csv_reader_names_bad_cells(tmp_path):
+def test_csv_reader_names_bad_cells(tmp_path, capsys):
     p = tmp_path / "t.csv"
     p.write_text("a,b\n1,2\n3,oops\n")
     with pytest.raises(InputError,
@@ -166,6 +166,20 @@ def test_csv_reader_names_bad_cells(tmp_path):
     p.write_text("a,b\n1,2\nnan,4\n")
     with pytest.raises(InputError, match=r"non-finite value nan at row 1, column 0 \('a'\)"):
         read_events(p)
+    # after a selection, a bad value is named by its row of the file, not its place
+    # among the selected events (row 3 is the second event kept)
+    p.write_text("a,b,w\n1,2,1\n-1,2,1\n-1,2,1\n2,inf,-1\n")
+    from nplearn.io import read_table
+
+    with pytest.raises(InputError, match=r"non-finite value inf at row 3, column 1 \('b'\)"):
+        read_table(p, ["a", "b"], selection="a > 0")
+    with pytest.raises(InputError, match=r"negative weight -1.0 at row 3"):
+        read_table(p, ["a"], selection="a > 0", weight_column="w")
+    # and so is a bad weight of a --ref-weights file
+    np.save(tmp_path / "w.npy", np.array([1.0, 1.0, 1.0, -2.0]))
+    code = main(["test", "--reference", str(p), "--data", str(p), "--columns", "a",
+                 "--selection", "a > 0", "--ref-weights", str(tmp_path / "w.npy")])
+    assert code == 2 and "negative weight -2.0 at row 3" in capsys.readouterr().err
     # no header and a bad value in the first row: an error, not a header (which would
     # drop that event silently)
     p.write_text("0.5,NA\n1,2\n3,4\n")

@@ -684,7 +684,8 @@ def _read_weight_file(path: str, rt: Any, ref_name: str) -> np.ndarray:
         w = w[rt.selected]
     from .io import as_weights
 
-    return as_weights(w, len(rt.events), path)  # errors name the weight file
+    rows = None if rt.selected is None else np.flatnonzero(rt.selected)
+    return as_weights(w, len(rt.events), path, rows)  # errors name the file and its row
 
 
 def _weight_column(path: str) -> np.ndarray:

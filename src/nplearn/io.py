@@ -63,6 +63,7 @@ def as_events(
     n_features: int | None = None,
     allow_empty: bool = False,
     columns: list[str] | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Validate an events x features array and return it as float64.
 
@@ -78,6 +79,9 @@ def as_events(
         Accept zero events.
     columns : list of str, optional
         Column names, used to name the column of a bad value.
+    rows : numpy.ndarray, optional
+        The row of the file each event was read from (0-based, before a selection),
+        used to name the row of a bad value (default: the event's index).
     """
     x = _tabular_to_array(x, name)
     try:
@@ -107,9 +111,10 @@ def as_events(
     bad = ~np.isfinite(arr)
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
+        at = row if rows is None else int(rows[row])
         cname = f"column {col}" + (f" ({columns[col]!r})" if columns else "")
         raise InputError(
-            f"{name}: non-finite value {arr[row, col]} at row {row}, {cname} "
+            f"{name}: non-finite value {arr[row, col]} at row {at}, {cname} "
             f"({int(bad.sum())} bad value(s) in total)"
         )
     return arr
@@ -179,8 +184,10 @@ def check_same_columns(reference: Any, data: Any) -> None:
                      f"({', '.join(ref_names)}); {hint}")
 
 
-def as_weights(w: Any, n: int, name: str) -> np.ndarray:
-    """Validate per-event weights: shape ``(n,)``, finite, non-negative, positive sum."""
+def as_weights(w: Any, n: int, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Validate per-event weights: shape ``(n,)``, finite, non-negative, positive sum.
+    ``rows`` maps each weight to its row of the file (0-based, before a selection) for
+    the error messages (default: its index)."""
     arr = np.asarray(w)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise InputError(f"{name}: weights must be numeric, got dtype {arr.dtype}")
@@ -189,12 +196,14 @@ def as_weights(w: Any, n: int, name: str) -> np.ndarray:
         raise InputError(f"{name}: expected {n} weights (one per event), got shape {arr.shape}")
     if not np.isfinite(arr).all():
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise InputError(f"{name}: non-finite weight {arr[i]} at row {i}")
+        raise InputError(f"{name}: non-finite weight {arr[i]} at row "
+                         f"{i if rows is None else int(rows[i])}")
     if (arr < 0).any():
         i = int(np.flatnonzero(arr < 0)[0])
         raise InputError(
-            f"{name}: negative weight {arr[i]} at row {i}; negative Monte Carlo weights "
-            "are not supported by the weighted logistic loss (remove or absorb them first)"
+            f"{name}: negative weight {arr[i]} at row {i if rows is None else int(rows[i])}; "
+            "negative Monte Carlo weights are not supported by the weighted logistic loss "
+            "(remove or absorb them first)"
         )
     if arr.sum() <= 0:
         raise InputError(f"{name}: weights sum to zero")
@@ -418,10 +427,11 @@ def read_table(
     if mask is not None:
         events = events[mask]
         weights = None if weights is None else weights[mask]
-    events = as_events(events, name, columns=wanted, allow_empty=allow_empty)
+    rows = None if mask is None else np.flatnonzero(mask)  # rows of the file, for errors
+    events = as_events(events, name, columns=wanted, allow_empty=allow_empty, rows=rows)
     if weights is not None:
         weights = as_weights(weights, events.shape[0], f"{name}: weight column "
-                                                       f"{weight_column!r}")
+                                                       f"{weight_column!r}", rows)
     return Table(events, wanted, has_header, weights, n_read, mask, tuple(all_names))
 
 
