@@ -175,6 +175,10 @@ def engine_fingerprint(engine: Any) -> str:
     _array_digest(h, engine.pool_weights)
     _array_digest(h, engine.reference)
     _array_digest(h, engine.reference_weights)
+    if engine.probe is not None:  # what each record holds besides t
+        h.update(b"probe")
+        for a in engine.probe.arrays():
+            _array_digest(h, a)
     if engine.generator is not None:
         try:
             h.update(pickle.dumps(engine.generator))
@@ -281,6 +285,8 @@ class ToyCheckpoint:
                                    for v in d["n_w_widths"]]
                 d["extra"] = {k: math.nan if v is None else float(v)
                               for k, v in d["extra"].items()}
+                d["f_probe"] = [[math.nan if v is None else float(v) for v in row]
+                                for row in d.get("f_probe", [])]
                 res = ToyResult(**d)
                 if res.index != i:
                     raise ValueError("index mismatch")

@@ -19,6 +19,7 @@ import numpy as np
 from ._torch_utils import resolve_device, torch_threads
 from ._version import __version__, git_commit, source_digest
 from .config import NPLMConfig
+from .envelope import envelope, make_probe
 from .errors import InputError, NplearnError
 from .io import as_events, as_weights, check_same_columns, write_json_atomic
 from .learners import NeuralNetworkLearner, make_learner
@@ -141,6 +142,10 @@ class NPLMResult:
         (``(sum w)^2 / sum w^2``) and ``resampling_approximate`` (resampled toys
         with ``N(R)`` above a tenth of the effective size only approximate
         pseudo-data; the summary warns).
+    f_envelope : dict, optional
+        The null toys' envelope of ``f`` (:func:`nplearn.envelope.envelope`): where the
+        toys' ``f`` (one feature) or its projection on each feature (several) falls,
+        per width, at fixed reference points; the figures draw it as a band.
     """
 
     t_obs: float
@@ -168,6 +173,7 @@ class NPLMResult:
     combined_bound: dict[str, Any] | None = None
     data_outside_reference: dict[str, Any] | None = None
     reference_weights: dict[str, Any] | None = None
+    f_envelope: dict[str, Any] | None = None
 
     @property
     def reported_method(self) -> str | None:
@@ -258,7 +264,9 @@ class NPLMResult:
             "n_ref": self.n_ref,
             "expected": self.expected,
             "t_null": self.t_null.tolist(),
-            "toys": [t.to_dict() for t in self.toys],
+            # each toy's probed f is summarised by f_envelope (records keep it)
+            "toys": [{k: v for k, v in t.to_dict().items() if k != "f_probe"}
+                     for t in self.toys],
             "toy_summary": summary,
             "hyperparameters": self.hyperparameters,
             "fit": self.fit,
@@ -274,6 +282,7 @@ class NPLMResult:
             "combined_bound": self.combined_bound,
             "data_outside_reference": self.data_outside_reference,
             "reference_weights": self.reference_weights,
+            "f_envelope": self.f_envelope,
         }
 
     def f(self, events: Any, width: int | None = None) -> np.ndarray:
@@ -875,6 +884,11 @@ def nplm_test(
         elif t_null.size:
             log.warning("fewer than 3 successful toys: no combined p-value")
             p_value = z = float("nan")
+    probed = [t.f_probe for t in toys if t.ok and t.f_probe]
+    std_d = S["std"].to_dict()
+    f_env = (envelope(engine.probe, np.array(probed), np.asarray(std_d["mean"]),
+                      np.asarray(std_d["scale"]))
+             if engine.probe is not None and probed else None)
     prov = provenance()
     prov["workers"] = execution.get("workers", 0)
     prov["execution"] = {**execution, "memory_budget": params.get("memory_budget"),
@@ -909,6 +923,7 @@ def nplm_test(
         data_outside_reference=outside_reference(ref[w_ref > 0], dat),
         reference_weights=_weights_info(S["rel"], expected,
                                         toy_generator is None and cfg.n_toys > 0),
+        f_envelope=f_env,
     )
 
 
@@ -1105,6 +1120,7 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
     n_ref, expected, shape_only = S["n_ref"], S["expected"], S["shape_only"]
     widths, shared = S["widths"], S["shared"]
     sigmas = tuple(widths) if cfg.multi_width else ()
+    probe = make_probe(ref, rel)  # the null envelope of f (from the reference only)
     if toy_generator is None:
         # pseudo-data are drawn with probability proportional to the weight
         n_pool = n_ref if rel is None else int(np.count_nonzero(rel > 0))
@@ -1117,7 +1133,8 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
                 f"{MIN_POOL_RATIO:g} x N(R); supply more reference events or a toy generator"
             )
         engine = ToyEngine(params, expected, cfg.seed, pool=ref, pool_weights=rel,
-                           shared_centers=shared, shape_only=shape_only, sigmas=sigmas)
+                           shared_centers=shared, shape_only=shape_only, sigmas=sigmas,
+                           probe=probe)
         for s, b in bases.items():
             engine._cache[("basis", s)] = b  # in-process toys reuse it
         info = _weights_info(rel, expected, cfg.n_toys > 0)
@@ -1129,7 +1146,7 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
     else:
         engine = ToyEngine(params, expected, cfg.seed, generator=toy_generator,
                            standardizer=std, reference=ref, reference_weights=w_ref,
-                           shape_only=shape_only, sigmas=sigmas)
+                           shape_only=shape_only, sigmas=sigmas, probe=probe)
     return engine
 
 

@@ -10,9 +10,10 @@ a notebook, is left as it was).
   multi-width run);
 * ``z_vs_width``: multi-width runs: local Z per kernel width and every combined Z;
 * ``f_1d``: 1D data: the learned log density ratio ``f(x)`` over the data and
-  reference histograms;
+  reference histograms, with the null toys' pointwise 68% and 95% bands of ``f``;
 * ``features``: nD data: per feature, data and weighted reference histograms with
-  their ratio, and the mean of ``f`` in each bin (``f`` projected on the feature);
+  their ratio, and the model's ratio ``sum w e^f / sum w`` in each bin (``f``
+  projected on the feature) with the null toys' bands of that projection;
 * ``f_maps``: nD data: the learned density ratio on each pair of the first four
   features (a localised excess that the one-feature projections dilute).
 """
@@ -346,11 +347,41 @@ def _poisson_band(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return n - lo, hi - n
 
 
+#: Colours of the null toys' 95% and 68% bands of f.
+_BAND_COLOURS = ("#dcdcdc", "#b4b4b4")
+
+
+def _envelope_of(result: dict[str, Any], width: int | None) -> dict[str, Any] | None:
+    """The null envelope of the width drawn (``values[quantile][...]``), or None."""
+    env = result.get("f_envelope")
+    if not isinstance(env, dict) or not env.get("values"):
+        return None
+    k = 0 if width is None else int(width)
+    if not 0 <= k < len(env["values"]):
+        return None
+    q = [float(v) for v in env.get("quantiles", ())]
+    if len(q) != 5 or q[2] != 0.5:
+        return None
+    return {**env, "values": np.asarray(env["values"][k], dtype=np.float64)}
+
+
+#: Bins of a projected envelope holding fewer probe events than this are not drawn.
+_FEW_PROBE_EVENTS = 10
+
+
+def _band_labels(env: dict[str, Any]) -> tuple[str, str]:
+    q, what = env["quantiles"], "f" if env.get("kind") == "f" else "the model"
+    return (f"null toys: {100 * (q[4] - q[0]):.0f}% of {what} ({env['n_toys']} toys)",
+            f"null toys: {100 * (q[3] - q[1]):.0f}% of {what}")
+
+
 @_styled
 def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref: np.ndarray,
-              outdir: Path, name: str = "x", label: str = "learned f(x)") -> list[Path]:
+              outdir: Path, name: str = "x", label: str = "learned f(x)",
+              envelope: dict[str, Any] | None = None) -> list[Path]:
     """Learned ``f(x)`` over the data and weighted reference histograms (1D), with the
-    binned log ratio of data to reference and its Poisson errors."""
+    binned log ratio of data to reference and its Poisson errors, and the null toys'
+    pointwise bands of ``f`` (``envelope``: :func:`_envelope_of`)."""
     plt = _pyplot()
     x_r, x_d = reference[:, 0], data[:, 0]
     lo, hi = np.quantile(np.concatenate([x_r, x_d]), [0.0, 1.0])
@@ -385,6 +416,11 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     sel = idx[np.union1d(np.arange(0, idx.size, step), np.r_[grid, idx.size - 1])
               .clip(max=idx.size - 1)]
     xc, fc = x_r[sel], f_ref[sel]
+    if envelope is not None and envelope.get("kind") == "f":
+        xe, qv = np.asarray(envelope["x"], dtype=np.float64), envelope["values"]
+        for (a, b), colour, lab in zip(((0, 4), (1, 3)), _BAND_COLOURS,
+                                       _band_labels(envelope), strict=True):
+            axf.fill_between(xe, qv[a], qv[b], color=colour, lw=0, label=lab)
     inside = ((xc >= x_d.min()) & (xc <= x_d.max()) if x_d.size
               else np.zeros(xc.shape, dtype=bool))
     axf.plot(np.where(inside, xc, np.nan), fc, color="tab:red", label=label)
@@ -435,9 +471,11 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
 def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                   f_ref: np.ndarray, outdir: Path,
                   names: Sequence[str] | None = None,
-                  label: str = "model") -> list[Path]:
+                  label: str = "model",
+                  envelope: dict[str, Any] | None = None) -> list[Path]:
     """Per feature: data vs weighted reference, and their ratio against the model's,
-    ``sum w e^f / sum w`` per bin (the learned density ratio projected on the feature).
+    ``sum w e^f / sum w`` per bin (the learned density ratio projected on the feature),
+    with the null toys' bands of that projection (``envelope``: :func:`_envelope_of`).
     Bins whose reference expects few events are drawn hollow and do not set the ratio
     panel's range."""
     plt = _pyplot()
@@ -481,6 +519,18 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
             axr.errorbar(centers[sparse], ratio[sparse],
                          yerr=[err[0][sparse], err[1][sparse]], fmt="o", ms=3, mfc="none",
                          color="0.6", label=f"bins expecting < {_FEW_EXPECTED:g} events")
+        if envelope is not None and envelope.get("kind") == "projection":
+            edges = np.asarray(envelope["edges"][j], dtype=np.float64)
+            qv = np.exp(envelope["values"][:, j, :])
+            counts = np.asarray(envelope.get("counts", [[]] * (j + 1))[j])
+            sparse_b = (counts < _FEW_PROBE_EVENTS if counts.shape == qv[0].shape
+                        else np.zeros(qv[0].shape, dtype=bool))
+            for (a, b), colour, lab in zip(((0, 4), (1, 3)), _BAND_COLOURS,
+                                           _band_labels(envelope), strict=True):
+                empty_b = ~np.isfinite(qv[a]) | ~np.isfinite(qv[b]) | sparse_b
+                axr.stairs(np.where(empty_b, 1.0, qv[b]), edges,
+                           baseline=np.where(empty_b, 1.0, qv[a]), fill=True,
+                           color=colour, lw=0, label=lab)
         axr.plot(np.where(~few, centers, np.nan), model, color="tab:red", label=label)
         axr.axhline(1.0, color="gray", lw=0.8)
         axr.stairs(1.0 + np.minimum(rel_r, 1.0), bins, baseline=1.0 - np.minimum(rel_r, 1.0),
@@ -701,12 +751,14 @@ def make_plots(
                              f"({len(reference)}), with a positive sum")
         w = w * (float(result["expected"]) / w.sum())  # the test's normalisation
         at = _f_label(result, f_width, names)
+        env = _envelope_of(result, f_width)
         if reference.shape[1] == 1:
             paths += plot_f_1d(reference, w, data, f_ref, out,
-                               names[0] if names else "x", label=f"learned f(x){at}")
+                               names[0] if names else "x", label=f"learned f(x){at}",
+                               envelope=env)
         else:
             paths += plot_features(reference, w, data, f_ref, out, names,
-                                   label=f"reference × e^f{at}")
+                                   label=f"reference × e^f{at}", envelope=env)
             paths += plot_f_maps(reference, w, data, f_ref, out, names,
                                  title=f"learned density ratio{at}")
     return paths

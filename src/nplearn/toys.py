@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ._torch_utils import cpu_count, torch_threads
+from .envelope import FProbe, probe_values
 from .errors import InputError, NplearnError
 from .learners import is_neural, make_learner
 from .learners.kernel import (
@@ -231,7 +232,9 @@ class ToyResult:
     entry per width (in the order of ``ToyEngine.sigmas``), ``t`` and ``n_w``
     are those of the first width, ``converged`` is true when every width
     converged, ``n_iter`` and ``time`` are totals and ``rank`` the largest rank.
-    ``ok`` requires every width to give a finite statistic.
+    ``ok`` requires every width to give a finite statistic. ``f_probe`` holds, per
+    width, the fitted ``f`` at the engine's probe (:mod:`nplearn.envelope`; empty
+    without one or when the toy failed).
     """
 
     index: int
@@ -252,6 +255,7 @@ class ToyResult:
     converged_widths: list[bool] = field(default_factory=list)
     rank_widths: list[int] = field(default_factory=list)
     extra: dict[str, float] = field(default_factory=dict)
+    f_probe: list[list[float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (for JSON)."""
@@ -307,6 +311,9 @@ class ToyEngine:
     warm_start : bool
         Several widths: start each PCG fit from the previous width's solution
         (:func:`fit_widths`). The observed fit does the same.
+    probe : FProbe, optional
+        Standardised points where every toy evaluates its fitted ``f`` at each width
+        (``ToyResult.f_probe``; the null envelope of ``f``, :mod:`nplearn.envelope`).
     """
 
     learner_params: dict[str, Any]
@@ -325,6 +332,7 @@ class ToyEngine:
     extra_stats: tuple[str, ...] = ()
     extra_max_ref: int | None = None
     warm_start: bool = WARM_START_WIDTHS
+    probe: FProbe | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -554,6 +562,8 @@ class ToyEngine:
             t_widths=ts, n_w_widths=[f[1] for f in fits],
             converged_widths=[i.converged for i in infos],
             rank_widths=[i.rank for i in infos], extra=extra,
+            f_probe=([probe_values(self.probe, f[3]) for f in fits]
+                     if ok and self.probe is not None else []),
         )
 
     def _extra(self, ref: np.ndarray, data: np.ndarray, w: np.ndarray,
