@@ -10,11 +10,11 @@ import pytest
 
 from nplearn import nplm_test
 from nplearn.envelope import (
-    DIGITS,
     ENVELOPE_QUANTILES,
     MIN_TOYS,
     N_BINS,
     N_SUBSAMPLE,
+    decode_values,
     make_probe,
     probe_values,
 )
@@ -65,11 +65,22 @@ def test_projection_values_by_hand(rng):
         for b in (3, 20, 36):
             m = p.bins[:, j] == b
             want = np.log(np.sum(p.weights[m] * np.exp(f[m])) / np.sum(p.weights[m]))
-            assert vals[j * N_BINS + b] == pytest.approx(want, rel=10.0 ** (1 - DIGITS))
-    # one feature: f itself, rounded to DIGITS significant digits
+            assert vals[j * N_BINS + b] == pytest.approx(want, rel=1e-12, abs=1e-12)
+    # one feature: f itself
     p1 = make_probe(ref[:, :1])
     v1 = np.array(probe_values(p1, _Linear([2.0])))
-    np.testing.assert_allclose(v1, 2.0 * p1.points[:, 0], rtol=10.0 ** (1 - DIGITS))
+    np.testing.assert_allclose(v1, 2.0 * p1.points[:, 0], rtol=1e-12)
+    # a steep f: e^f spans thousands of decades across the probe, and still every bin
+    # holding probe events has its value (log-sum-exp per bin)
+    steep = probe_values(p, _Linear([300.0, 0.0]))
+    filled = np.r_[[np.bincount(p.bins[p.bins[:, j] >= 0, j], minlength=N_BINS) > 0
+                    for j in range(2)]].ravel()
+    assert np.isfinite(steep[filled]).all() and np.isnan(steep[~filled]).all()
+    m = p.bins[:, 0] == 5
+    want = 300.0 * p.points[m, 0].max() + np.log(
+        np.sum(p.weights[m] * np.exp(300.0 * (p.points[m, 0] - p.points[m, 0].max())))
+        / np.sum(p.weights[m]))
+    assert steep[5] == pytest.approx(want, rel=1e-12)
 
 
 def test_envelope_holds_the_toys_quantiles(rng, tmp_path, monkeypatch):
@@ -80,7 +91,7 @@ def test_envelope_holds_the_toys_quantiles(rng, tmp_path, monkeypatch):
     env = res.f_envelope
     assert env["kind"] == "f" and env["n_toys"] == MIN_TOYS + 5
     assert env["quantiles"] == list(ENVELOPE_QUANTILES)
-    probed = np.array([t.f_probe for t in res.toys])  # (toys, widths, points)
+    probed = np.array([decode_values(t.f_probe, 2) for t in res.toys])  # toys, widths, x
     assert probed.shape == (MIN_TOYS + 5, 2, len(env["x"]))
     np.testing.assert_allclose(np.array(env["values"]),
                                np.quantile(probed, ENVELOPE_QUANTILES, axis=0)
@@ -108,10 +119,14 @@ def test_envelope_holds_the_toys_quantiles(rng, tmp_path, monkeypatch):
     (again,) = run_toys(engine, [3], workers=1)
     assert again.t_widths == res.toys[3].t_widths and again.f_probe == res.toys[3].f_probe
     assert [lr.sigma for lr in learners] == [0.5, 2.0]
-    for k, lr in enumerate(learners):
-        np.testing.assert_allclose(again.f_probe[k],
+    for k, lr in enumerate(learners):  # stored as float32
+        np.testing.assert_allclose(decode_values(again.f_probe, 2)[k],
                                    lr.decision_function(engine.probe.points),
-                                   rtol=10.0 ** (1 - DIGITS), atol=1e-12)
+                                   rtol=1e-6, atol=1e-6)
+    # the observed fit's values at the same points, every width
+    for k in range(2):
+        np.testing.assert_allclose(env["observed"][k], res.f(np.array(env["x"])[:, None],
+                                                             width=k), atol=2e-6)
     # under the null the band is centred on f = 0 where the reference is dense, and its
     # 68% band is narrower than the 95% one
     v = np.array(env["values"])
@@ -135,7 +150,7 @@ def test_too_few_toys_give_no_envelope(rng):
     res = nplm_test(ref, rng.normal(size=(100, 2)), n_toys=MIN_TOYS - 1, n_centers=40,
                     workers=1)
     assert res.f_envelope is None and res.to_dict()["f_envelope"] is None
-    assert all(len(t.f_probe) == 1 for t in res.toys)
+    assert all(decode_values(t.f_probe, 1).shape == (1, 2 * N_BINS) for t in res.toys)
 
 
 def test_the_neural_learner_has_an_envelope(rng):
@@ -161,6 +176,9 @@ def test_the_figures_draw_the_bands(rng, tmp_path, monkeypatch):
                     path = (c.get_paths()[0] if hasattr(c, "get_paths")
                             else c.get_path())
                     bands.setdefault(name, {})[c.get_label()] = path.vertices
+            for line in ax.lines:
+                if str(line.get_label()).startswith("reference × e^f"):
+                    bands.setdefault(name, {})["model"] = line.get_xydata()
         return real_save(fig, outdir, name)
 
     monkeypatch.setattr(plots_mod, "_save", save)
@@ -186,6 +204,18 @@ def test_the_figures_draw_the_bands(rng, tmp_path, monkeypatch):
     top = bands["features"]["null toys: 68% of the model"][:, 1]
     counts = np.array(res2.f_envelope["counts"][-1])  # the last panel drawn
     assert top.max() == pytest.approx(ratio[3, 1][counts >= 10].max())
+    # the model's ratio is drawn from the observed fit's projection on the band's
+    # events and bins (so that the band applies to it)
+    model_line = bands["features"]["model"]
+    np.testing.assert_allclose(
+        model_line[:, 1], np.where(counts >= 10, np.exp(res2.f_envelope["observed"][0][1]),
+                                   np.nan))
+    # the band of the width drawn, not the first
+    d2 = res2.to_dict()
+    d2["f_envelope"]["values"].append((np.array(d2["f_envelope"]["values"][0]) + 1.0).tolist())
+    d2["f_envelope"]["observed"].append(d2["f_envelope"]["observed"][0])
+    assert np.array_equal(plots_mod._envelope_of(d2, 1)["values"],
+                          np.array(d2["f_envelope"]["values"][1]))
     # a JSON result without an envelope (an older file, or few toys) draws without
     d = res.to_dict()
     d["f_envelope"] = None

@@ -120,6 +120,23 @@ def test_output_folders_and_executor_in_the_file(samples, capsys):
     assert len(list((samples / "other").glob("*/toy_*.json"))) == 6
 
 
+def test_shards_and_the_command_line_choose_where_toys_run(samples):
+    # a shard runs its toys in its own processes and a merge runs none: the file's
+    # executor and scheduler are not theirs; an explicit --executor local wins
+    (samples / "run.toml").write_text(TOML + 'executor = "dask"\n'
+                                      'scheduler = "tcp://127.0.0.1:1"\n')
+    cfg = str(samples / "run.toml")
+    assert main(["toys", "--config", cfg, "--toys", "0:6", "--out",
+                 str(samples / "shards"), "-q"]) == 0
+    assert main(["merge", str(samples / "shards"), "--config", cfg]) == 0
+    assert main(["test", "--config", cfg, "--executor", "local", "-q"]) == 0
+    # a scheduler alone (refused by `test`, where the toys would run locally) does not
+    # stop a shard
+    (samples / "sched.toml").write_text(TOML + 'scheduler = "tcp://127.0.0.1:1"\n')
+    assert main(["toys", "--config", str(samples / "sched.toml"), "--toys", "0:2", "--out",
+                 str(samples / "shards2"), "-q"]) == 0
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [('executor = "slurm"\n', "'executor' must be \"local\" or \"dask\""),

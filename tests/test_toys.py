@@ -136,6 +136,23 @@ def test_generator_of_an_interactive_session_is_refused_with_workers():
     assert "one worker: 2" in out.stdout and "Traceback" not in out.stderr
 
 
+def test_a_script_read_from_standard_input_runs_toys_in_workers():
+    # `python - < script.py` names its main module '<stdin>', a path spawned workers
+    # tried to run; they died and the error blamed a missing __main__ guard
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, nplearn\n"
+            "R = np.random.default_rng(0).normal(size=(2000, 2))\n"
+            "r = nplearn.nplm_test(R, R[:60], n_toys=4, workers=2, n_centers=30)\n"
+            "print('toys:', r.t_null.size, r.provenance['workers'])\n"
+            "import __main__\nprint('main file:', __main__.__file__)\n")
+    out = subprocess.run([sys.executable, "-"], input=code, capture_output=True,
+                         text=True, timeout=300)
+    assert "toys: 4 2" in out.stdout, out.stderr[-2000:]
+    assert "main file: <stdin>" in out.stdout  # put back after the workers started
+
+
 def test_shared_centres_never_become_pseudo_data(rng):
     pool = rng.normal(size=(4000, 1))
     engine = ToyEngine(PARAMS | {"n_centers": 200}, 100.0, seed=2, pool=pool,

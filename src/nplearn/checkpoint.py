@@ -285,8 +285,6 @@ class ToyCheckpoint:
                                    for v in d["n_w_widths"]]
                 d["extra"] = {k: math.nan if v is None else float(v)
                               for k, v in d["extra"].items()}
-                d["f_probe"] = [[math.nan if v is None else float(v) for v in row]
-                                for row in d.get("f_probe", [])]
                 res = ToyResult(**d)
                 if res.index != i:
                     raise ValueError("index mismatch")

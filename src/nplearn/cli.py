@@ -474,17 +474,21 @@ def _resolve_test_args(a: argparse.Namespace):
         except InputError as exc:
             raise InputError(f"{a.config} with the command-line options: {exc}") from None
     a._inputs_from_config = set()
+    # where the toys run is taken from the file by `nplearn test` only: a merge runs
+    # no toy, and a shard runs its toys in its own processes
+    here = getattr(a, "_via", "test") == "test" and not getattr(a, "resume_only", False)
     a._recorded_sha256 = getattr(file, "recorded_sha256", {})
     a._recorded_arrays = getattr(file, "recorded_arrays", {})
     for key in ("reference", "data", "columns", "ref_weights", "json", "selection",
                 "ref_weight_branch", "plots", "checkpoint", "scheduler"):
-        if key == "scheduler" and getattr(a, "resume_only", False):
-            continue  # a merge runs no toy
+        if key == "scheduler" and (not here or ("executor" in a._given
+                                                 and a.executor != "dask")):
+            continue  # the command line chose where the toys run
         if getattr(a, key, None) is None and key in file and hasattr(a, key):
             setattr(a, key, file[key])
             a._inputs_from_config.add(key)
     if "executor" in file and "executor" not in a._given and hasattr(a, "executor") \
-            and not getattr(a, "resume_only", False):
+            and here:
         a.executor = file["executor"]
     for key in ("reference", "data"):
         if getattr(a, key) is None:
@@ -716,7 +720,8 @@ def _dask_client(a: argparse.Namespace) -> Any:
     if getattr(a, "executor", "local") != "dask":
         return None
     if not a.scheduler:
-        raise InputError("--executor dask needs --scheduler tcp://HOST:PORT (the address of "
+        raise InputError("--executor dask needs --scheduler tcp://HOST:PORT (or scheduler "
+                         "in the config file: the address of "
                          "a running Dask scheduler)")
     try:
         from distributed import Client

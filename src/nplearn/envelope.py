@@ -20,13 +20,15 @@ of null experiments, and over many points somewhere almost always. It shows wher
 
 from __future__ import annotations
 
+import base64
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ENVELOPE_QUANTILES", "FProbe", "envelope", "make_probe", "probe_values"]
+__all__ = ["ENVELOPE_QUANTILES", "FProbe", "decode_values", "encode_values", "envelope",
+           "make_probe", "probe_values"]
 
 #: Points of the one-dimensional probe evenly spaced in reference events (quantiles)
 #: and in ``x``.
@@ -38,16 +40,14 @@ N_GRID_POINTS = 48
 N_BINS = 40
 N_SUBSAMPLE = 5000
 
-#: Significant digits kept of each probed value (records stay small; the band's own
-#: spread is far larger).
-DIGITS = 5
 
 #: Quantiles of the null toys' values stored in the result: 95% and 68% central
 #: bands and the median.
 ENVELOPE_QUANTILES = (0.025, 0.16, 0.5, 0.84, 0.975)
 
-#: Fewer successful toys with probed values than this give no envelope.
-MIN_TOYS = 20
+#: Fewer successful toys with probed values than this give no envelope (with 40, the
+#: 2.5% and 97.5% quantiles lie between the two most extreme toys on either side).
+MIN_TOYS = 40
 
 #: Fixed stream of the subsample, whatever the run's seed (as the percentile widths'
 #: subsample): results of several seeds or data blocks share one probe.
@@ -122,32 +122,46 @@ def make_probe(reference: np.ndarray, rel: np.ndarray | None = None) -> FProbe:
     return FProbe(points=pts, weights=w, bins=bins, edges=edges)
 
 
-def probe_values(probe: FProbe, learner: Any) -> list[float]:
+def probe_values(probe: FProbe, learner: Any) -> np.ndarray:
     """The probed values of one fitted ``learner`` (``decision_function`` on
-    standardised events), rounded to :data:`DIGITS` significant digits; NaN for a bin
-    holding no probe point."""
+    standardised events): ``f`` at the points, or per feature and bin the projection
+    ``log(sum w e^f / sum w)``, NaN for a bin holding no probe event."""
     f = np.asarray(learner.decision_function(probe.points), dtype=np.float64)
     if probe.bins is None:
-        vals = f
-    else:
-        w = np.ones(f.size) if probe.weights is None else probe.weights
-        # e^f relative to its largest value, so that no sum overflows
-        top = float(f.max()) if f.size else 0.0
-        out = np.full(probe.bins.shape[1] * N_BINS, np.nan)
-        for j in range(probe.bins.shape[1]):
-            inside = probe.bins[:, j] >= 0
-            b = probe.bins[inside, j]
-            num = np.bincount(b, w[inside] * np.exp(f[inside] - top), minlength=N_BINS)
-            den = np.bincount(b, w[inside], minlength=N_BINS)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[j * N_BINS:(j + 1) * N_BINS] = np.where(
-                    den > 0, np.log(num / np.where(den > 0, den, 1.0)) + top, np.nan)
-        vals = out
-    return [float(f"{v:.{DIGITS}g}") if np.isfinite(v) else float("nan") for v in vals]
+        return f
+    w = np.ones(f.size) if probe.weights is None else probe.weights
+    out = np.full(probe.bins.shape[1] * N_BINS, np.nan)
+    for j in range(probe.bins.shape[1]):
+        inside = probe.bins[:, j] >= 0
+        b, fj = probe.bins[inside, j], f[inside]
+        # e^f relative to the largest f of its bin: no sum overflows or underflows
+        top = np.full(N_BINS, -np.inf)
+        np.maximum.at(top, b, fj)
+        num = np.bincount(b, w[inside] * np.exp(fj - top[b]), minlength=N_BINS)
+        den = np.bincount(b, w[inside], minlength=N_BINS)
+        filled = den > 0
+        out[j * N_BINS:(j + 1) * N_BINS][filled] = (np.log(num[filled] / den[filled])
+                                                    + top[filled])
+    return out
 
 
-def envelope(probe: FProbe, values: np.ndarray, mean: np.ndarray, scale: np.ndarray
-             ) -> dict[str, Any] | None:
+def encode_values(values: list[np.ndarray]) -> str:
+    """One toy's probed values of every width as text for its record: base64 of the
+    little-endian float32 array ``(widths, values)`` (4 bytes a value instead of about
+    20 as JSON numbers; float32's relative precision, 6e-8, is far below the band's
+    spread)."""
+    a = np.ascontiguousarray(np.asarray(values, dtype="<f4"))
+    return base64.b64encode(a.tobytes()).decode("ascii")
+
+
+def decode_values(text: str, n_widths: int) -> np.ndarray:
+    """:func:`encode_values` undone: ``(n_widths, n_values)`` float64."""
+    a = np.frombuffer(base64.b64decode(text.encode("ascii")), dtype="<f4")
+    return a.astype(np.float64).reshape(max(1, int(n_widths)), -1)
+
+
+def envelope(probe: FProbe, values: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+             observed: np.ndarray | None = None) -> dict[str, Any] | None:
     """The JSON block of the envelope.
 
     Parameters
@@ -158,6 +172,9 @@ def envelope(probe: FProbe, values: np.ndarray, mean: np.ndarray, scale: np.ndar
         The toys' probed values.
     mean, scale : numpy.ndarray
         The standardisation (input = standardised * scale + mean).
+    observed : numpy.ndarray, shape (n_widths, n_values), optional
+        The observed fit's values at the same probe (``observed`` in the result: the
+        projection the figure sets against the band is computed as the toys' is).
 
     Returns
     -------
@@ -165,8 +182,8 @@ def envelope(probe: FProbe, values: np.ndarray, mean: np.ndarray, scale: np.ndar
         ``kind`` (``"f"``: one feature, ``x`` the points; ``"projection"``: several,
         ``edges`` per feature, and ``counts``, the probe events in each bin),
         ``quantiles``, ``values[width][quantile][...]`` (for a projection,
-        ``[feature][bin]``, NaN for a bin without probe events) and ``n_toys``; None
-        with fewer than :data:`MIN_TOYS` toys.
+        ``[feature][bin]``, NaN for a bin without probe events), ``observed[width][...]``
+        and ``n_toys``; None with fewer than :data:`MIN_TOYS` toys.
     """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 3 or values.shape[0] < MIN_TOYS:
@@ -179,15 +196,18 @@ def envelope(probe: FProbe, values: np.ndarray, mean: np.ndarray, scale: np.ndar
     scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (probe.points.shape[1],))
     out: dict[str, Any] = {"quantiles": list(ENVELOPE_QUANTILES),
                            "n_toys": int(values.shape[0])}
+    obs = None if observed is None else np.round(np.asarray(observed, dtype=np.float64), 6)
     if probe.bins is None:
         out["kind"] = "f"
         out["x"] = (probe.points[:, 0] * scale[0] + mean[0]).tolist()
         out["values"] = qs.tolist()
+        out["observed"] = None if obs is None else obs.tolist()
     else:
         d = probe.edges.shape[0]  # type: ignore[union-attr]
         out["kind"] = "projection"
         out["edges"] = (probe.edges * scale[:, None] + mean[:, None]).tolist()  # type: ignore[operator]
         out["values"] = qs.reshape(qs.shape[0], qs.shape[1], d, N_BINS).tolist()
+        out["observed"] = None if obs is None else obs.reshape(-1, d, N_BINS).tolist()
         out["n_subsample"] = int(probe.points.shape[0])
         # probe events per bin: the projection of a bin holding few is noisy
         out["counts"] = [np.bincount(probe.bins[probe.bins[:, j] >= 0, j],  # type: ignore[index]

@@ -19,7 +19,7 @@ import numpy as np
 from ._torch_utils import resolve_device, torch_threads
 from ._version import __version__, git_commit, source_digest
 from .config import NPLMConfig
-from .envelope import envelope, make_probe
+from .envelope import decode_values, envelope, make_probe, probe_values
 from .errors import InputError, NplearnError
 from .io import as_events, as_weights, check_same_columns, write_json_atomic
 from .learners import NeuralNetworkLearner, make_learner
@@ -884,11 +884,14 @@ def nplm_test(
         elif t_null.size:
             log.warning("fewer than 3 successful toys: no combined p-value")
             p_value = z = float("nan")
-    probed = [t.f_probe for t in toys if t.ok and t.f_probe]
-    std_d = S["std"].to_dict()
-    f_env = (envelope(engine.probe, np.array(probed), np.asarray(std_d["mean"]),
-                      np.asarray(std_d["scale"]))
-             if engine.probe is not None and probed else None)
+    f_env = None
+    probed = [decode_values(t.f_probe, len(t.t_widths)) for t in toys if t.ok and t.f_probe]
+    if engine.probe is not None and probed:
+        std_d = S["std"].to_dict()
+        f_env = envelope(engine.probe, np.array(probed), np.asarray(std_d["mean"]),
+                         np.asarray(std_d["scale"]),
+                         observed=np.array([probe_values(engine.probe, o[3])
+                                            for o in observed]))
     prov = provenance()
     prov["workers"] = execution.get("workers", 0)
     prov["execution"] = {**execution, "memory_budget": params.get("memory_budget"),

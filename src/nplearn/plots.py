@@ -362,7 +362,10 @@ def _envelope_of(result: dict[str, Any], width: int | None) -> dict[str, Any] | 
     q = [float(v) for v in env.get("quantiles", ())]
     if len(q) != 5 or q[2] != 0.5:
         return None
-    return {**env, "values": np.asarray(env["values"][k], dtype=np.float64)}
+    obs = env.get("observed")
+    return {**env, "values": np.asarray(env["values"][k], dtype=np.float64),
+            "observed": (np.asarray(obs[k], dtype=np.float64)
+                         if isinstance(obs, list) and k < len(obs) else None)}
 
 
 #: Bins of a projected envelope holding fewer probe events than this are not drawn.
@@ -475,7 +478,9 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                   envelope: dict[str, Any] | None = None) -> list[Path]:
     """Per feature: data vs weighted reference, and their ratio against the model's,
     ``sum w e^f / sum w`` per bin (the learned density ratio projected on the feature),
-    with the null toys' bands of that projection (``envelope``: :func:`_envelope_of`).
+    with the null toys' bands of that projection (``envelope``: :func:`_envelope_of`;
+    the model's ratio is then drawn as the toys' is computed, on the envelope's
+    reference events and bins).
     Bins whose reference expects few events are drawn hollow and do not set the ratio
     panel's range."""
     plt = _pyplot()
@@ -519,6 +524,8 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
             axr.errorbar(centers[sparse], ratio[sparse],
                          yerr=[err[0][sparse], err[1][sparse]], fmt="o", ms=3, mfc="none",
                          color="0.6", label=f"bins expecting < {_FEW_EXPECTED:g} events")
+        model_top = float(np.nanmax(model[main_b])) if main_b.any() else 1.0
+        drawn = False
         if envelope is not None and envelope.get("kind") == "projection":
             edges = np.asarray(envelope["edges"][j], dtype=np.float64)
             qv = np.exp(envelope["values"][:, j, :])
@@ -531,14 +538,25 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                 axr.stairs(np.where(empty_b, 1.0, qv[b]), edges,
                            baseline=np.where(empty_b, 1.0, qv[a]), fill=True,
                            color=colour, lw=0, label=lab)
-        axr.plot(np.where(~few, centers, np.nan), model, color="tab:red", label=label)
+            if envelope.get("observed") is not None:
+                # the model's ratio computed as the toys' is (same events and bins),
+                # so that the band applies to it
+                model_e = np.exp(envelope["observed"][j])
+                model_e = np.where(sparse_b | ~np.isfinite(model_e), np.nan, model_e)
+                axr.plot(0.5 * (edges[1:] + edges[:-1]), model_e, color="tab:red",
+                         label=label)
+                drawn = True
+                if np.isfinite(model_e).any():
+                    model_top = float(np.nanmax(model_e))
+        if not drawn:
+            axr.plot(np.where(~few, centers, np.nan), model, color="tab:red", label=label)
         axr.axhline(1.0, color="gray", lw=0.8)
         axr.stairs(1.0 + np.minimum(rel_r, 1.0), bins, baseline=1.0 - np.minimum(rel_r, 1.0),
                    fill=True, color="tab:blue", alpha=0.15, lw=0)
         # the range covers the model and every data point whose lower error bar is
         # above 1 (a real excess), in bins expecting enough events, up to 100; points
         # above the range are marked
-        top = float(np.nanmax(model[main_b])) if main_b.any() else 1.0
+        top = model_top
         if main_b.any():
             top = max(top, float(np.nanmax(np.where(ratio[main_b] - err[0][main_b] > 1.0,
                                                     ratio[main_b], 0.0))))

@@ -244,6 +244,9 @@ def load_run_config(path: str | Path) -> RunConfig:
         v = out.get(key)
         if v is not None and (not isinstance(v, str) or not v):
             raise InputError(f"{p}: '{key}' must be a non-empty string, got {v!r}")
+    for key in ("executor", "scheduler", "plots", "checkpoint"):
+        if key in out and out[key] is None:  # YAML's null: not given
+            del out[key]
     if out.get("executor", "local") not in ("local", "dask"):
         raise InputError(f"{p}: 'executor' must be \"local\" or \"dask\", got "
                          f"{out['executor']!r}")

@@ -8,14 +8,16 @@ The observed fit uses the stream ``spawn_key=(0,)``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import pickle
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from ._torch_utils import cpu_count, torch_threads
-from .envelope import FProbe, probe_values
+from .envelope import FProbe, encode_values, probe_values
 from .errors import InputError, NplearnError
 from .learners import is_neural, make_learner
 from .learners.kernel import (
@@ -233,8 +235,9 @@ class ToyResult:
     are those of the first width, ``converged`` is true when every width
     converged, ``n_iter`` and ``time`` are totals and ``rank`` the largest rank.
     ``ok`` requires every width to give a finite statistic. ``f_probe`` holds, per
-    width, the fitted ``f`` at the engine's probe (:mod:`nplearn.envelope`; empty
-    without one or when the toy failed).
+    width, the fitted ``f`` at the engine's probe (:mod:`nplearn.envelope`, encoded
+    by :func:`~nplearn.envelope.encode_values`; empty without a probe or when the toy
+    failed).
     """
 
     index: int
@@ -255,7 +258,7 @@ class ToyResult:
     converged_widths: list[bool] = field(default_factory=list)
     rank_widths: list[int] = field(default_factory=list)
     extra: dict[str, float] = field(default_factory=dict)
-    f_probe: list[list[float]] = field(default_factory=list)
+    f_probe: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (for JSON)."""
@@ -535,6 +538,8 @@ class ToyEngine:
                             **self.width_params(sigma)), s_fit, f0),
                         self.warm_start)
                 extra = self._extra(ref, data, w, s_extra)
+            probed = ("" if self.probe is None or not all(math.isfinite(f[0]) for f in fits)
+                      else encode_values([probe_values(self.probe, f[3]) for f in fits]))
         except (RuntimeError, FloatingPointError, torch.linalg.LinAlgError) as exc:
             if is_resource_error(exc):
                 raise
@@ -562,8 +567,7 @@ class ToyEngine:
             t_widths=ts, n_w_widths=[f[1] for f in fits],
             converged_widths=[i.converged for i in infos],
             rank_widths=[i.rank for i in infos], extra=extra,
-            f_probe=([probe_values(self.probe, f[3]) for f in fits]
-                     if ok and self.probe is not None else []),
+            f_probe=probed,
         )
 
     def _extra(self, ref: np.ndarray, data: np.ndarray, w: np.ndarray,
@@ -698,7 +702,6 @@ def _defined_in_interactive_main(gen: Any) -> bool:
     cannot re-import: one without a file (python -c, an interpreter) or whose code is
     not in that file (a notebook's cells)."""
     import inspect
-    import sys
 
     from .checkpoint import _source_target
 
@@ -713,6 +716,24 @@ def _defined_in_interactive_main(gen: Any) -> bool:
     except TypeError:
         return True
     return src is None or os.path.realpath(src) != os.path.realpath(main_file)
+
+
+@contextlib.contextmanager
+def _main_file_hidden_if_missing() -> Iterator[None]:
+    """While worker processes start: hide ``__main__.__file__`` when it names no file
+    (a script read from standard input, ``python - < script.py``). A spawned worker
+    would run that path as its main module and die of FileNotFoundError; the workers
+    need nothing from the main module (a toy generator defined there is refused)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or os.path.isfile(path):
+        yield
+        return
+    del main.__file__  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        main.__file__ = path  # type: ignore[union-attr]
 
 
 def _terminate_workers(pool: ProcessPoolExecutor) -> None:
@@ -1031,7 +1052,8 @@ def run_toys(
                                  initargs=(engine_file, threads, ckpt, devices, slots,
                                            os.getpid())) as pool:
             try:  # submitting starts the workers: an interruption may come then too
-                futures = [pool.submit(_run_chunk, c) for c in chunks]
+                with _main_file_hidden_if_missing():
+                    futures = [pool.submit(_run_chunk, c) for c in chunks]
             except BaseException:
                 _terminate_workers(pool)
                 raise
