@@ -196,7 +196,8 @@ def test_baseline_subsample_is_used_and_recorded():
     assert power_study(bench, baseline_max_ref=500, **opts)["baseline_max_ref"] == 500
     with pytest.raises(InputError, match="baseline_max_ref"):
         power_study(bench, baseline_max_ref=1, **opts)
-    assert power_study(bench, **opts)["baseline_max_ref"] is None  # the tests' 20000
+    # the tests' own default, recorded
+    assert power_study(bench, **opts)["baseline_max_ref"] == 20000
     # in 1D the default is the whole reference (MMD's cost is linear there), recorded
     one_d = Exp1DScaled(n_ref=25000, expected=100.0)
     res = power_study(one_d, **{**opts, "baselines": ["mmd"], "n_signal": 1})
@@ -257,9 +258,21 @@ def test_power_study_refuses_bad_settings_before_any_toy(monkeypatch):
         (dict(learner_options={"foo": 1}), "learner_options: .*foo"),
         (dict(n_null=5.5), "n_null must be an integer"),
         (dict(signals=["tail", "tail"]), "tail listed twice"),
+        (dict(signals=[]), "no signal to study"),
+        (dict(baselines=["binned_chi2"]), None),  # 1D: applies
     ]:
+        if match is None:
+            continue
         with pytest.raises(InputError, match=match):
             power_study(bench, **{**ok, **bad})
+    g2 = GaussSuite(d=2, n_ref=2000, expected=100.0)
+    for bad, match in [
+        (dict(baselines=["binned_chi2"]), r"binned_chi2 do not apply to .*2 features"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            power_study(g2, **{**ok, **bad})
+    with pytest.raises(InputError, match="at least 2 events"):
+        power_study(Exp1DScaled(n_ref=1, expected=100.0), **ok)
     with pytest.raises(AssertionError, match="toys ran"):  # a valid study gets that far
         power_study("exp1d8", **ok)
 
@@ -628,3 +641,47 @@ def test_null_extension_keeps_an_ideal_entry_it_cannot_refresh():
     stored = json.loads(json.dumps(to_jsonable(res)))
     assert stored["signals"]["bulk"]["ideal"]["median_z"] == "inf"
     assert refresh_ideal(stored, strong)["signals"]["bulk"]["ideal"]["median_z"] == math.inf
+
+
+def test_a_comparison_test_refusing_a_toy_counts_against_detection():
+    # at N(R) = 1.5 many toys have fewer than 2 data events, which MMD refuses: the
+    # study goes on, that toy's MMD is missing, and missing values count against the
+    # signal (a null toy's exceeds every statistic, a signal toy's is not detected)
+    bench = Exp1DScaled(n_ref=2000, expected=1.5, n_signal_scale=0.3)
+    res = power_study(bench, signals=["tail"], n_null=12, n_signal=6, sigmas=[1.0],
+                      n_centers=20, ideal_toys=0, baselines=["mmd", "ks_bonferroni"],
+                      workers=1, seed=1)
+    null_mmd = np.asarray(res["null"]["extra"]["mmd"], dtype=float)
+    sig_mmd = np.asarray(res["signals"]["tail"]["extra"]["mmd"], dtype=float)
+    assert np.isnan(null_mmd).any() and np.isfinite(null_mmd).any()
+    # KS refuses only toys without a data event, MMD also those with one
+    ks = np.isnan(np.asarray(res["null"]["extra"]["ks_bonferroni"], dtype=float))
+    assert np.all(ks <= np.isnan(null_mmd)) and ks.sum() < np.isnan(null_mmd).sum()
+    from nplearn.multitest import empirical_p
+
+    p, _ = empirical_p(sig_mmd, null_mmd)
+    assert np.all(p[np.isnan(sig_mmd)] == 1.0)
+    assert np.all(p[~np.isnan(sig_mmd)] >= (1 + np.isnan(null_mmd).sum()) / 13)
+
+
+def test_empirical_p_counts_missing_values_against_detection():
+    from nplearn.multitest import empirical_p
+
+    p, n_ge = empirical_p(np.array([np.nan, 5.0, 0.5]), np.array([1.0, 2.0, np.nan]))
+    assert n_ge.tolist() == [3, 1, 3] and p.tolist() == [1.0, 0.5, 1.0]
+
+
+def test_extending_an_edited_study_is_refused():
+    bench = Exp1DScaled(n_ref=2000, expected=100.0)
+    res = power_study(bench, signals=["tail"], n_null=6, n_signal=2, sigmas=[0.5, 2.0],
+                      n_centers=20, ideal_toys=0, baselines=["ks_bonferroni"], workers=1)
+    for edit, match in [
+        (lambda r: r.update(sigmas=[0.5]), r"one row of 1 value"),
+        (lambda r: r["null"].update(n_ok=7), "counts 7 successful toys but stores 6"),
+        (lambda r: r["signals"]["tail"]["extra"].update(ks_bonferroni=[1.0]),
+         "signal tail entry stores no value per toy for ks_bonferroni"),
+    ]:
+        bad = json.loads(json.dumps(res))
+        edit(bad)
+        with pytest.raises(InputError, match=match):
+            extend_null(bad, bench, 1, workers=1)

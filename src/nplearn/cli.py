@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--schedule", choices=("converged", "onestep"), default="converged",
                     help="solver schedule (default converged)")
     pw.add_argument("--temperature", type=float, default=1.0,
-                    help="temperature of fused-p (default 1)")
+                    help="temperature of fused-p and fused-t (default 1)")
     pw.add_argument("--baselines", type=_str_list, default=None,
                     help="comparison tests (default all applicable; 'none' for none; "
                          "nplm_network, the NPLM neural network on the same toys, only "
@@ -1094,7 +1094,10 @@ def cmd_power(a: argparse.Namespace) -> int:
                       ideal_toys=a.ideal_toys, shape_only=a.shape_only, seed=a.seed,
                       workers=a.workers, progress=progress)
     res["provenance"] = {**provenance(), "command": " ".join(sys.argv)}
-    return _report_power(a, res, f"{res['null']['n_ok']} null toys, {a.signal_toys} toys per "
+    failed = res["null"]["n_requested"] - res["null"]["n_ok"]
+    return _report_power(a, res, f"{res['null']['n_ok']} null toys"
+                         + (f" ({failed} failed, left out of the thresholds)" if failed else "")
+                         + f", {a.signal_toys} toys per "
                                  f"signal, widths {', '.join(f'{s:g}' for s in a.sigma)}"
                                  + (", shape-only" if a.shape_only else ""))
 

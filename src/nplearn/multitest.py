@@ -439,10 +439,15 @@ def bonferroni_bound(local_p: Any, local_methods: Any, local_z: Any = None) -> d
 
 
 def empirical_p(s: np.ndarray, s_null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(p, n_exceed)`` of statistics ``s`` against the null values ``s_null``."""
-    srt = np.sort(np.asarray(s_null, dtype=np.float64))
+    """``(p, n_exceed)`` of statistics ``s`` against the null values ``s_null``.
+
+    Non-finite values count against the data set: a NaN null value exceeds every
+    statistic, and a NaN statistic is exceeded by every null value (p = 1)."""
+    srt = np.sort(np.asarray(s_null, dtype=np.float64))  # NaN sort last
     n = srt.size
-    n_ge = n - np.searchsorted(srt, np.asarray(s, dtype=np.float64), side="left")
+    s = np.asarray(s, dtype=np.float64)
+    n_ge = n - np.searchsorted(srt, s, side="left")
+    n_ge = np.where(np.isnan(s), n, n_ge)
     return (1.0 + n_ge) / (1.0 + n), n_ge
 
 

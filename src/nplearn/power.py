@@ -204,6 +204,11 @@ def _t_matrix(toys: list[ToyResult], k: int) -> np.ndarray:
                     dtype=np.float64).reshape(-1, k)
 
 
+#: Reference subsample of the energy-distance and MMD tests in several dimensions (their
+#: functions' default).
+DEFAULT_BASELINE_MAX_REF = 20000
+
+
 def power_study(
     benchmark: Any,
     *,
@@ -296,6 +301,9 @@ def power_study(
     if isinstance(signals, str):
         signals = [signals]
     signals = all_signals if signals is None else list(signals)
+    if not signals:
+        raise InputError(f"no signal to study: give at least one of "
+                         f"{', '.join(all_signals)} (or none for all)")
     unknown = [s for s in signals if s not in all_signals]
     if unknown:
         raise InputError(f"unknown signal(s) {', '.join(unknown)} for {benchmark.name}; "
@@ -360,6 +368,17 @@ def power_study(
     if unknown:
         raise InputError(f"unknown comparison test(s) {', '.join(map(repr, unknown))}; "
                          f"choose from {', '.join(BASELINES)}")
+    from .baselines import OPT_IN_BASELINES
+
+    usable = set(available_baselines(benchmark.d)) | set(OPT_IN_BASELINES)
+    unusable = [b for b in bl if b not in usable]
+    if unusable:  # before any toy runs, not inside the first one
+        raise InputError(f"comparison test(s) {', '.join(unusable)} do not apply to "
+                         f"{benchmark.name} ({benchmark.d} features); the applicable ones: "
+                         f"{', '.join(sorted(usable))}")
+    if int(benchmark.n_ref) < 2:
+        raise InputError(f"the benchmark's reference must hold at least 2 events, got "
+                         f"n_ref = {benchmark.n_ref}")
     params = {"sigma": sigmas[0], "n_centers": int(n_centers), "lam": float(lam),
               "schedule": schedule, **(learner_options or {})}
     from .learners.kernel import KernelLogisticRegression
@@ -375,8 +394,9 @@ def power_study(
         return None if progress is None else (lambda d, t: progress(label, d, t))
 
     t_start = time.perf_counter()
-    if baseline_max_ref is None and int(benchmark.d) == 1:
-        baseline_max_ref = int(benchmark.n_ref)
+    if baseline_max_ref is None:  # the value used is recorded
+        baseline_max_ref = (int(benchmark.n_ref) if int(benchmark.d) == 1
+                            else DEFAULT_BASELINE_MAX_REF)
     null = run_toys(_engine(params, benchmark, "none", 0, seed, sigmas, bl, baseline_max_ref,
                             bool(shape_only)),
                     range(n_null),
@@ -716,6 +736,28 @@ def _verify_stored(engine: ToyEngine, label: str, stored_t: np.ndarray,
                              "study")
 
 
+def _check_stored_shapes(result: dict[str, Any], k: int, baselines: Sequence[str]) -> None:
+    """Refuse a study whose stored statistics do not fit its settings (an edited file:
+    rows would otherwise be re-sliced into other widths without a word)."""
+    entries = [("null", result["null"])] + [(f"signal {s}", e) for s, e in
+                                           result.get("signals", {}).items()]
+    for label, e in entries:
+        t = e.get("t")
+        if not isinstance(t, list) or any(not isinstance(r, list) or len(r) != k
+                                          for r in t):
+            raise InputError(f"the study's {label} statistics ('t') do not hold one row of "
+                             f"{k} value(s) per toy, for its {k} kernel width(s): the file "
+                             "was changed; rerun the study")
+        if "n_ok" in e and int(e["n_ok"]) != len(t):
+            raise InputError(f"the study's {label} entry counts {e['n_ok']} successful toys "
+                             f"but stores {len(t)}: the file was changed; rerun the study")
+        extra = e.get("extra") or {}
+        bad = [b for b in baselines if len(extra.get(b, ())) != len(t)]
+        if bad:
+            raise InputError(f"the study's {label} entry stores no value per toy for "
+                             f"{', '.join(bad)}: the file was changed; rerun the study")
+
+
 def _stored_indices(entry: dict[str, Any], n_rows: int, label: str, verify: int
                     ) -> tuple[list[int], bool]:
     """Toy indices of the stored rows, and whether they are known.
@@ -815,6 +857,7 @@ def extend_study(
     sigmas = tuple(float(s) for s in out["sigmas"])
     k = len(sigmas)
     bl = tuple(out["baselines"])
+    _check_stored_shapes(out, k, bl)
     params = {"sigma": sigmas[0], "n_centers": int(out["n_centers"]), "lam": float(out["lam"]),
               "schedule": out["schedule"], **out.get("learner_options", {})}
     # the study's budget (the feature storage of its toys); older studies: this machine's
