@@ -418,6 +418,11 @@ def test_config_refuses_kernel_options_and_bad_network_options():
         NPLMConfig(learner="neural", nn_activation="relu")
     with pytest.raises(InputError, match="float64"):
         NPLMConfig(learner="neural", dtype="float32")
+    # Adam's learning rate and stopping tolerance would be ignored by L-BFGS-B (and
+    # would still change the checkpoint fingerprint)
+    with pytest.raises(InputError, match="nn_lr, nn_tol apply to nn_optimizer='adam'"):
+        NPLMConfig(learner="neural", nn_lr=0.5, nn_tol=9.0)
+    NPLMConfig(learner="neural", nn_optimizer="adam", nn_lr=0.5, nn_tol=9.0)
     NPLMConfig(learner="neural", nn_activation="relu", nn_optimizer="adam", dtype="float32")
     cfg = NPLMConfig(learner="neural", nn_optimizer="adam")
     p = cfg.learner_params()
@@ -529,6 +534,14 @@ def test_network_shards_merge_and_plot(tmp_path, capsys):
     assert main(["test", "--config", str(cfg), "--json", str(direct), "-q"]) == 0
     a, b = json.loads(merged.read_text()), json.loads(direct.read_text())
     assert a["t_null"] == b["t_null"] and a["t_obs"] == b["t_obs"]
+    # the command line's network options apply to a file that chose the network
+    over = tmp_path / "over.json"
+    assert main(["test", "--config", str(cfg), "--nn-n-init", "1", "--toys", "2",
+                 "--json", str(over), "-q"]) == 0
+    assert json.loads(over.read_text())["config"]["nn_n_init"] == 1
+    assert main(["test", "--config", str(direct), "--nn-weight-clip", "3", "--toys", "2",
+                 "--json", str(over), "-q"]) == 0
+    assert json.loads(over.read_text())["config"]["nn_weight_clip"] == 3.0
     capsys.readouterr()
     assert main(["plot", str(direct), "--out", str(tmp_path / "plots")]) == 0
     assert "refit gives" not in capsys.readouterr().err  # the refit reproduced t_obs

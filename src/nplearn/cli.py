@@ -452,15 +452,18 @@ def _resolve_test_args(a: argparse.Namespace):
     from .config import NPLMConfig
     from .runconfig import RunConfig, load_run_config
 
+    file = load_run_config(a.config) if a.config else RunConfig()
+    if "learner" in file and "learner" not in a._given:
+        # the command line's --nn-* options are checked against the file's learner
+        a.learner = file["learner"]
     cli = _config_from_args(a, sigma_percentile=a.sigma_percentile,
                             sigma_percentiles=a.sigma_percentiles, combine=a.combine,
                             temperature=a.temperature,
                             standardize=not a.no_standardize, centers=a.centers_mode,
                             **{f: getattr(a, f) for f in _NN_FIELDS}).to_dict()
     if not a.config:
-        cfg, file = NPLMConfig.from_dict(cli), RunConfig()
+        cfg = NPLMConfig.from_dict(cli)
     else:
-        file = load_run_config(a.config)
         explicit = a._given
         opts = {**cli, **file.options}
         for fld, dest in _FIELD_DEST.items():

@@ -361,6 +361,11 @@ class NPLMConfig:
         if kernel_only:
             raise InputError(f"{', '.join(kernel_only)}: kernel-learner option(s), not used by "
                              "learner='neural' (the network is set by the nn_* options)")
+        adam_only = [n for n in ("nn_lr", "nn_tol") if n in changed]
+        if self.nn_optimizer == "lbfgs" and adam_only:
+            raise InputError(f"{', '.join(adam_only)} apply to nn_optimizer='adam' only "
+                             "(L-BFGS-B has no learning rate and stops on its own gradient "
+                             "rule); drop them or use nn_optimizer='adam'")
         if self.nn_optimizer == "lbfgs" and self.dtype != "float64":
             raise InputError("dtype applies to nn_optimizer='adam' only: L-BFGS-B runs in "
                              "float64")

@@ -613,8 +613,10 @@ class NPLMResult:
 
     def _not_converged_note(self) -> str:
         n = self.n_not_converged
-        what = ("nn_epochs / nn_tol" if self.hyperparameters.get("learner") == "neural"
-                else "max_iter / tol")
+        hp = self.hyperparameters
+        what = ("max_iter / tol" if hp.get("learner") != "neural" else
+                "nn_epochs / nn_tol" if hp.get("optimizer") == "adam" else
+                "nn_epochs, or the network's size against the data")
         return f" ({n} not converged: check {what})" if n else ""
 
 

@@ -424,7 +424,8 @@ class ToyEngine:
         else:
             # weighted sampling without replacement (Efraimidis-Spirakis keys)
             wts = self.pool_weights if allowed is None else self.pool_weights[allowed]
-            keys = np.log(rng.random(n_avail)) / wts
+            with np.errstate(divide="ignore"):  # zero weights: key -inf, never drawn
+                keys = np.log(rng.random(n_avail)) / wts
             take = np.argpartition(-keys, n_data)[:n_data] if n_data else np.array([], int)
         take = np.sort(take)
         return take if allowed is None else allowed[take]
