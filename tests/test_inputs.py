@@ -393,3 +393,75 @@ def test_named_columns_must_match_between_reference_and_data():
         nplm_test(ref, pd.DataFrame(D, columns=["c", "d"]), **kw)
     same = nplm_test(ref, pd.DataFrame(D, columns=["a", "b"]), **kw)
     assert same.t_obs == nplm_test(R, D, **kw).t_obs  # plain arrays: by position
+
+
+def test_reader_review_cases(tmp_path, capsys, caplog):
+    """Inputs that were misread or crashed (found by a review of the readers)."""
+    from nplearn.formats import evaluate_selection
+    from nplearn.io import read_table
+
+    p = tmp_path / "t.csv"
+    # pandas' names of unnamed columns (DataFrame(x).to_csv) are a header, not an event
+    p.write_text("0,1\n1.5,2\n3,4\n")
+    arr, names = read_events(p)
+    assert names == ["0", "1"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    assert "read as column names" in caplog.text
+    p.write_text(",0,1\n0,1.5,2\n1,3,4\n")  # with the row index written
+    arr, names = read_events(p)
+    assert names == ["0", "1"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    p.write_text("0\n1\n2\n")  # one column: a value 0 stays an event
+    assert read_events(p)[0].shape == (3, 1)
+    # quoted fields keep their delimiter: a decimal comma is refused, not split
+    p.write_text('"1,61","0,23"\n"2,5","1,0"\n')
+    with pytest.raises(InputError, match=r"'1,61': a decimal comma"):
+        read_events(p)
+    p.write_text('"a","b"\n"1.5","2"\n')
+    assert read_events(p)[0].tolist() == [[1.5, 2.0]]
+    # selections compute in floats whatever the columns' type
+    big = np.full(4, 50000, dtype=np.int32)
+    assert evaluate_selection("x0*x1 > 2e9", {"x0": big, "x1": big}, 4).all()
+    u = {"a": np.array([1, 2], dtype=np.uint8), "b": np.array([2, 1], dtype=np.uint8)}
+    assert evaluate_selection("a - b < 0", u, 2).tolist() == [True, False]
+    b = {"a": np.array([True, False]), "b": np.array([True, True])}
+    assert evaluate_selection("a + b > 1", b, 2).tolist() == [True, False]
+    assert evaluate_selection("-a < 0", b, 2).tolist() == [True, False]
+    with pytest.raises(InputError, match="selection"):
+        evaluate_selection("-" * 5000 + "a > 0", b, 2)
+    # the weight column is not also a feature
+    p.write_text("pt,weight\n1,0.5\n2,0.7\n")
+    with pytest.raises(InputError, match="'weight' holds the event weights and is also"):
+        read_table(p, ["pt", "weight"], weight_column="weight")
+    # a damaged file is bad input (exit 2) naming the file, not an internal error
+    np.savez(tmp_path / "e.npz", ev=np.ones((100, 2)))
+    raw = (tmp_path / "e.npz").read_bytes()
+    (tmp_path / "e.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match=r"e\.npz.*cannot be read"):
+        read_table(tmp_path / "e.npz")
+    np.save(tmp_path / "d.npy", np.ones((10, 2)))
+    assert main(["test", "--reference", str(tmp_path / "e.npz"), "--data",
+                 str(tmp_path / "d.npy"), "--toys", "2"]) == 2
+    assert "e.npz" in capsys.readouterr().err
+
+
+def test_an_unnamed_hdf5_dataset_pairs_with_a_named_table(tmp_path, capsys, rng):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "ref.h5", "w") as f:
+        f["ev"] = rng.normal(size=(2000, 2))
+    dat = rng.normal(size=(80, 2))
+    np.savetxt(tmp_path / "dat.csv", dat, delimiter=",", header="pt,eta", comments="")
+    # the dataset's columns have no names: matched by position (one warning), and by
+    # index with --columns
+    base = ["test", "--reference", f"{tmp_path / 'ref.h5'}:ev", "--data",
+            str(tmp_path / "dat.csv"), "--toys", "2", "--centers", "20", "-q"]
+    assert main(base) == 0
+    assert "matched to those of" in capsys.readouterr().err
+    assert main([*base, "--columns", "0"]) == 0
+    # two named tables with other names: by index they pair by position, with a warning
+    np.savetxt(tmp_path / "ref.csv", rng.normal(size=(2000, 2)), delimiter=",",
+               header="m,y", comments="")
+    assert main(["test", "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "dat.csv"), "--columns", "0,1", "--toys", "2",
+                 "--centers", "20", "-q"]) == 0
+    assert "pairs columns by position" in capsys.readouterr().err
+    assert main(["test", "--reference", str(tmp_path / "ref.csv"), "--data",
+                 str(tmp_path / "dat.csv"), "--toys", "2", "-q"]) == 2

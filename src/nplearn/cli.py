@@ -619,7 +619,12 @@ def _read_tables(a: argparse.Namespace) -> tuple[Any, Any, np.ndarray | None]:
             f"{a.data}: has {dat.shape[1]} feature column(s) but {a.reference} has "
             f"{ref.shape[1]}; select matching columns with --columns"
         )
-    if rt.has_header and dt.has_header and ref_cols != dat_cols:
+    by_index = bool(a.columns) and all(str(c).strip().isdigit() for c in a.columns)
+    if rt.has_header and dt.has_header and ref_cols != dat_cols and by_index:
+        print(f"nplearn: warning: --columns {','.join(a.columns)} pairs columns by position: "
+              f"{a.reference} ({', '.join(ref_cols)}) against {a.data} "
+              f"({', '.join(dat_cols)})", file=sys.stderr)
+    elif rt.has_header and dt.has_header and ref_cols != dat_cols:
         raise InputError(
             f"column names differ between {a.reference} ({', '.join(ref_cols)}) and "
             f"{a.data} ({', '.join(dat_cols)}); select them with --columns"

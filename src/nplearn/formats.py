@@ -46,11 +46,15 @@ class Columns:
         ``load(names) -> dict name -> 1-D numpy array`` (same length).
     index_names : list of str
         Columns that hold a row index written by pandas, not event features.
+    named : bool
+        Whether the file names the columns (False for the ``x0, x1, ...`` made up for
+        the columns of a 2-D dataset).
     """
 
     names: list[str]
     load: Callable[[list[str]], dict[str, np.ndarray]]
     index_names: list[str] = field(default_factory=list)
+    named: bool = True
 
 
 def _numeric_1d(arr: Any, label: str) -> np.ndarray:
@@ -76,7 +80,12 @@ def _root(path: Path, key: str | None, spec: str) -> Columns:
     except Exception as exc:
         raise InputError(f"{spec}: cannot be read as a ROOT file ({type(exc).__name__}: "
                          f"{exc})") from None
-    trees = [k.split(";")[0] for k, cls in f.classnames().items()
+    try:
+        classes = f.classnames()
+    except Exception as exc:  # a truncated or damaged file
+        raise InputError(f"{spec}: cannot be read as a ROOT file ({type(exc).__name__}: "
+                         f"{exc})") from None
+    trees = [k.split(";")[0] for k, cls in classes.items()
              if cls in ("TTree", "TNtuple", "ROOT::RNTuple")]
     trees = list(dict.fromkeys(trees))
     if key is None:
@@ -87,11 +96,15 @@ def _root(path: Path, key: str | None, spec: str) -> Columns:
     if key not in trees:
         raise InputError(f"{spec}: no tree named {key!r}; trees in the file: "
                          f"{', '.join(trees) or 'none'}")
-    tree = f[key]
     try:
-        names = [str(b) for b in tree.keys(recursive=False)]
-    except TypeError:  # RNTuple: keys() takes no recursion option
-        names = [str(b) for b in tree.keys()]
+        tree = f[key]
+        try:
+            names = [str(b) for b in tree.keys(recursive=False)]
+        except TypeError:  # RNTuple: keys() takes no recursion option
+            names = [str(b) for b in tree.keys()]
+    except Exception as exc:
+        raise InputError(f"{spec}: the tree {key!r} cannot be read ({type(exc).__name__}: "
+                         f"{exc})") from None
 
     def load(cols: list[str]) -> dict[str, np.ndarray]:
         try:
@@ -140,7 +153,7 @@ def _hdf5(path: Path, key: str | None, spec: str) -> Columns:
         data = np.asarray(obj[()])
         return Columns(names, lambda cols: {c: _numeric_1d(data[:, names.index(c)],
                                                            f"{spec}: column {c!r}")
-                                            for c in cols})
+                                            for c in cols}, named=False)
     names = [k for k, v in obj.items() if isinstance(v, h5py.Dataset) and v.ndim == 1]
     if not names:
         raise InputError(f"{spec}: the group holds no 1-D datasets (one per column expected)")
@@ -178,7 +191,11 @@ def _parquet(path: Path, key: str | None, spec: str) -> Columns:
         index_cols = []
 
     def load(cols: list[str]) -> dict[str, np.ndarray]:
-        table = pq.read_table(path, columns=cols)
+        try:
+            table = pq.read_table(path, columns=cols)
+        except Exception as exc:  # a damaged body behind a readable schema
+            raise InputError(f"{spec}: cannot be read as a Parquet file "
+                             f"({type(exc).__name__}: {exc})") from None
         out = {}
         for c in cols:
             col = table.column(c)
@@ -243,6 +260,9 @@ def _parse(expr: str) -> ast.Expression:
         return ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise InputError(f"selection {expr!r} is not a valid expression ({exc.msg})") from None
+    except (RecursionError, MemoryError, ValueError) as exc:  # absurdly nested, NUL bytes
+        raise InputError(f"selection {expr[:80]!r}{'...' if len(expr) > 80 else ''} cannot "
+                         f"be parsed ({type(exc).__name__})") from None
 
 
 def selection_names(expr: str) -> list[str]:
@@ -267,6 +287,9 @@ def _is_condition(node: ast.AST) -> bool:
 
 def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
     """Boolean mask of the events passing ``expr`` (see the module docstring)."""
+    # float arithmetic on every column too: integer columns would wrap around
+    # (int32 products), unsigned ones underflow, and boolean ones add as OR
+    columns = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
 
     def ev(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -334,8 +357,13 @@ def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.
         raise InputError(f"selection {expr!r}: unsupported element "
                          f"{ast.unparse(node)!r}")
 
-    with np.errstate(all="ignore"):
-        mask = np.broadcast_to(np.asarray(ev(_parse(expr))), (n,))
+    tree = _parse(expr)
+    try:
+        with np.errstate(all="ignore"):
+            mask = np.broadcast_to(np.asarray(ev(tree)), (n,))
+    except RecursionError:
+        raise InputError(f"selection {expr[:80]!r}{'...' if len(expr) > 80 else ''} is "
+                         "nested too deeply to evaluate") from None
     if mask.dtype != np.bool_:
         raise InputError(f"selection {expr!r} does not give true/false per event")
     return np.array(mask)

@@ -330,7 +330,7 @@ def read_table(
     index_cols: list[str] = []
     if suffix in COLUMNAR_SUFFIXES:
         src = open_columns(path, key, name)
-        all_names, has_header, arr_np = src.names, True, None
+        all_names, has_header, arr_np = src.names, src.named, None
         index_cols = list(src.index_names)
     else:
         try:
@@ -340,9 +340,9 @@ def read_table(
                 arr, names = _read_npz(path, key), None
             else:
                 arr, names = _read_text(path)
-        except InputError:
+        except (InputError, MemoryError):
             raise
-        except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
+        except Exception as exc:  # e.g. a truncated .npz (BadZipFile), a damaged header
             raise InputError(f"{name}: cannot be read ({type(exc).__name__}: {exc})") from exc
         arr_np = np.asarray(arr)
         if arr_np.ndim != 2:
@@ -374,6 +374,9 @@ def read_table(
         if twice:
             raise InputError(f"{name}: column {twice[0]!r} is selected twice (by name or by "
                              "index); every feature must be a different column")
+        if weight_column in wanted:
+            raise InputError(f"{name}: column {weight_column!r} holds the event weights and "
+                             "is also selected as a feature; drop it from --columns")
     else:
         wanted = [c for c in all_names if c != weight_column and c not in index_cols]
         if index_cols:
@@ -502,7 +505,11 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
             delim = "," if "," in head[0][1] else None
 
         def split(line: str) -> list[str]:
-            parts = line.split(delim) if delim not in (None, " ") else line.split()
+            if '"' in line and delim not in (None, " "):
+                # quoted fields may hold the delimiter ("1,61" with a decimal comma)
+                parts = next(csv.reader([line], delimiter=delim, skipinitialspace=True))
+            else:
+                parts = line.split(delim) if delim not in (None, " ") else line.split()
             return [p.strip().strip('"').strip("'") for p in parts]
 
         first = split(head[0][1])
@@ -510,12 +517,23 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
         # pandas' index column); a data row holds numbers (an empty field is a missing
         # value, reported below). A first row with both is neither: taking it for a
         # header would drop an event silently.
+        comma = [v for v in first if re.fullmatch(r"[-+]?\d+,\d+", v)]
+        if comma:
+            raise InputError(f"{path}: the first row holds {comma[0]!r}: a decimal comma? "
+                             "numbers need a decimal point")
         header = any(v != "" and not _is_number(v) for v in first)
         if header and any(v != "" and _is_number(v) for v in first):
             raise InputError(
                 f"{path}: the first row mixes numbers and text "
                 f"({', '.join(map(repr, first))}): "
                 "a header must name every column and a data row may hold numbers only")
+        if not header and len(first) >= 2 and (
+                first == [str(i) for i in range(len(first))]
+                or first == ["", *(str(i) for i in range(len(first) - 1))]):
+            # pandas' names of unnamed columns (DataFrame(x).to_csv): 0, 1, 2, ...
+            header = True
+            log.warning("%s: the first row (%s) is read as column names, the names pandas "
+                        "gives unnamed columns, not as an event", path, ",".join(first))
         names = first if header else None
         if not header and comment:
             named = split(comment)
@@ -556,9 +574,11 @@ def _parse_rows(path: Path, chunk: list[tuple[int, str]], start: int, ncol: int,
                 out[i, c] = float(v) if v != "" else math.nan
             except ValueError:
                 cname = f" ({names[c]!r})" if names else ""
+                hint = ("; a decimal comma? numbers need a decimal point"
+                        if re.fullmatch(r"[-+]?\d+,\d+", v) else "")
                 raise InputError(
                     f"{path}: non-numeric value {v!r} at row {r} (line {lineno}), "
-                    f"column {c}{cname}"
+                    f"column {c}{cname}{hint}"
                 ) from None
     return out
 
