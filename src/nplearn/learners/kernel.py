@@ -704,14 +704,20 @@ class _Features:
         return self._phiT_block(sel)
 
     def _to_alpha(self, beta: torch.Tensor) -> torch.Tensor:
-        """Kernel coefficients ``a = L_P^{-T} beta`` (float64 solve, then storage dtype)."""
-        return torch.linalg.solve_triangular(
-            self.L_P.T, beta.unsqueeze(1), upper=True).squeeze(1).to(self.dtype)
+        """Kernel coefficients ``a = L_P^{-T} beta`` (in float64, then storage dtype).
+
+        Through the explicit inverse that makes the features (``_phiT_block``, the
+        Hessian, ``decision_function``), not a triangular solve: at small lambda
+        ``L_P`` is ill-conditioned (1e9 at lambda = 1e-10), and the two routes then
+        differ by far more than rounding (3e-2 in ``f``), so that the products of
+        the kernel, lazy and window modes would belong to other features than their
+        Hessian, and ``t`` would depend on the memory budget."""
+        return (self.L_P_inv.to(torch.float64).T @ beta.to(torch.float64)).to(self.dtype)
 
     def _from_kernel_sum(self, s: torch.Tensor) -> torch.Tensor:
-        """``L_P^{-1} s`` for an ``r``-vector ``s`` of kernel sums."""
-        return torch.linalg.solve_triangular(
-            self.L_P, s.to(torch.float64).unsqueeze(1), upper=False).squeeze(1)
+        """``L_P^{-1} s`` for an ``r``-vector ``s`` of kernel sums (through the same
+        explicit inverse as the features, see :meth:`_to_alpha`)."""
+        return self.L_P_inv.to(torch.float64) @ s.to(torch.float64)
 
     def mv(self, beta: torch.Tensor) -> torch.Tensor:
         """``Phi @ beta`` as a float64 vector of length ``n``."""
