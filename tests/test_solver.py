@@ -204,8 +204,7 @@ def test_sample_preconditioner_is_the_weighted_hessian_estimate(rng, mode, dtype
     # better-conditioned basis)
     basis = NystromBasis.build(X, np.arange(0, 3000, 30), 1.0, default_rank_tol(1e-5, dtype),
                                torch.device("cpu"))
-    Xt = torch.as_tensor(X).to(dtype)
-    feat = basis.features(Xt, mode, block_bytes=1 << 15)
+    feat = basis.features(basis.events(X, dtype), mode, block_bytes=1 << 15)
     assert feat.rows < 600  # the subsample spans several blocks
     sign = torch.as_tensor(np.r_[-np.ones(2700), np.ones(300)])
     solver = _NewtonSolver(feat, sign, sw, 1e-5, basis.L, torch.arange(0, 3000, 30),
@@ -303,7 +302,7 @@ def test_narrow_kernel_features_free_of_subnormals(rng, monkeypatch, d, dtype):
     Xt = torch.as_tensor(X).to(dtype)
     basis = NystromBasis.build(X, np.arange(0, nR + nD, 20), sigma, 1e-9, torch.device("cpu"))
     assert _subnormal_count(gaussian_kernel(Xt, Xt[::20], sigma)) == 0
-    feat = basis.features(Xt, "phi", block_bytes=1 << 20)
+    feat = basis.features(basis.events(X, dtype), "phi", block_bytes=1 << 20)
     assert _subnormal_count(feat.L_P_inv) == 0 and _subnormal_count(feat.stored) == 0
     assert _subnormal_count(feat.gram(torch.as_tensor(sw) * 0.2)) == 0
     monkeypatch.setattr(kernel_mod, "KERNEL_FLOOR", False)
@@ -727,3 +726,26 @@ def test_every_feature_storage_gives_the_same_fit_at_a_tiny_lambda(monkeypatch):
     assert set(got) == {"window", "lazy", "phi"}
     t = np.array(list(got.values()))
     assert np.ptp(t) < 1e-3, got
+
+
+def test_float32_fits_do_not_round_events_far_from_zero():
+    """Events are shifted by the centres' mean in float64 before their float32 cast:
+    at an offset of 1e6 a cast first rounded them by ~0.06 (f moved by 0.05 at
+    sigma = 0.3); the fit is then the same as without the offset."""
+    import warnings
+
+    from nplearn.learners.kernel import KernelLogisticRegression
+
+    rng = np.random.default_rng(3)
+    X = np.r_[rng.normal(size=(3000, 1)), rng.normal(0.5, 0.3, size=(300, 1))]
+    y = np.r_[np.zeros(3000), np.ones(300)].astype(int)
+    grid = np.linspace(-2, 2, 41)[:, None]
+    fs = []
+    for offset in (0.0, 1e6):
+        m = KernelLogisticRegression(sigma=0.3, lam=1e-6, n_centers=200, dtype="float32",
+                                     random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit(X + offset, y)
+        fs.append(m.decision_function(grid + offset))
+    np.testing.assert_allclose(fs[1], fs[0], atol=1e-3)

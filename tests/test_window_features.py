@@ -33,7 +33,7 @@ def test_window_products_equal_the_dense_ones(rng, d, sigma, dtype):
     X, _, sw = _narrow_problem(rng, d)
     rank_tol = 1e-9 if dtype == torch.float64 else 1e-4
     basis = NystromBasis.build(X, np.arange(0, X.shape[0], 10), sigma, rank_tol, CPU)
-    Xt = torch.as_tensor(X).to(dtype)
+    Xt = basis.events(X, dtype)
     dense = basis.features(Xt, "phi", block_bytes=1 << 20)
     win = basis.features(Xt, "phi", block_bytes=1 << 20, window_budget=BIG)
     assert dense.mode == "phi" and win.mode == "window"
@@ -45,8 +45,8 @@ def test_window_products_equal_the_dense_ones(rng, d, sigma, dtype):
     beta = torch.randn(basis.rank, generator=g, dtype=torch.float64)
     u = torch.randn(X.shape[0], generator=g, dtype=torch.float64)
     dd = torch.as_tensor(sw) * torch.rand(X.shape[0], generator=g, dtype=torch.float64)
-    # Both sides round differently (explicit L_P^-1 times the kernel, against kernel
-    # sums and triangular solves): they agree to the dtype's rounding amplified by
+    # Both sides round differently (L_P^-1 times the kernel block, against sums of the
+    # window's kernel entries then L_P^-1): they agree to the dtype's rounding amplified by
     # the conditioning of L_P (up to ~1e5 here), not to machine precision. Measured
     # in float64: below 30 eps cond on an Intel Xeon, up to 282 eps cond on an AMD
     # EPYC (2D, the Gram matrix of a subsample); in float32 below 2 eps cond on both.

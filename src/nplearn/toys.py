@@ -385,10 +385,10 @@ class ToyEngine:
             learner = KernelLogisticRegression(**self.width_params(sigma))
             basis = self._cache.get(("basis", sigma)) or shared_basis(self.pool, learner,
                                                                       self.seed)
-            device, dtype, _, _ = learner._settings()
+            dtype = learner._settings()[1]
             _, mode = learner.feature_mode(self.pool.shape[0], basis.rank)
-            Xt = torch.as_tensor(self.pool, device=device).to(dtype)
-            feat = basis.features(Xt, mode, learner.block_bytes, learner.window_budget())
+            feat = basis.features(basis.events(self.pool, dtype), mode, learner.block_bytes,
+                                  learner.window_budget())
             free = np.setdiff1d(np.arange(self.pool.shape[0]), basis.candidate_idx)
             self._cache[key] = (learner, basis, feat, free)
         return self._cache[key]

@@ -570,11 +570,15 @@ class _Features:
         shift: torch.Tensor | None = None,
         plan: _WindowPlan | None = None,
         memory: FeatureMemory | None = None,
+        x_shifted: bool = False,
     ) -> None:
         # Translating events and centres by a common shift leaves the kernel
-        # unchanged but keeps |x|^2 + |c|^2 - 2 x.c accurate for data far from 0.
+        # unchanged but keeps |x|^2 + |c|^2 - 2 x.c accurate for data far from 0
+        # (``x_shifted``: the events were shifted in float64 before their cast,
+        # :meth:`NystromBasis.events`)
         if shift is not None:
-            X = X - shift.to(X.dtype)
+            if not x_shifted:
+                X = X - shift.to(X.dtype)
             P = P - shift
         #: window mode holds the events sorted: every n-vector of this object (the
         #: arguments and results of its products) is in the order X[perm]
@@ -1391,10 +1395,18 @@ class NystromBasis:
                    candidate_idx=np.asarray(candidate_idx), pivots=piv.cpu().numpy(),
                    rank_tol=float(rank_tol), residual=residual, shift=shift)
 
+    def events(self, X: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        """Events as :meth:`features` takes them: shifted by the centres' mean in
+        float64, then cast to ``dtype`` (in float32 a cast first would round events far
+        from 0 before the shift)."""
+        return (torch.as_tensor(X, dtype=torch.float64, device=self.shift.device)
+                - self.shift).to(dtype)
+
     def features(self, X: torch.Tensor, mode: str, block_bytes: int,
                  window_budget: int | None = None,
                  memory: FeatureMemory | None = None) -> _Features:
-        """Feature map of the events ``X`` (already on the device, in the data dtype).
+        """Feature map of the events ``X`` (:meth:`events`: on the device, shifted,
+        in the data dtype).
 
         With ``window_budget`` (bytes) the ``"window"`` storage replaces ``mode``
         where the kernel is narrow enough (:func:`_window_plan`) and it fits. With
@@ -1403,13 +1415,12 @@ class NystromBasis:
         """
         plan = None
         if window_budget is not None:
-            plan = _window_plan(X - self.shift.to(X.dtype), (self.P - self.shift).to(X.dtype),
-                                self.sigma)
+            plan = _window_plan(X, (self.P - self.shift).to(X.dtype), self.sigma)
             if plan is not None and (plan.n_blocks * plan.block * plan.width
                                      * X.element_size() > window_budget):
                 plan = None
         return _Features(X, self.P, self.L_P, self.sigma, "window" if plan else mode,
-                         block_bytes, self.shift, plan, memory)
+                         block_bytes, self.shift, plan, memory, x_shifted=True)
 
 
 # ------------------------------------------------------------------- estimator
@@ -1740,13 +1751,13 @@ class KernelLogisticRegression(EstimatorProtocol):
         """
         t0 = time.perf_counter() if t0 is None else t0
         n, d = X.shape
-        device, dtype, _, cg_tol = self._settings()
+        _, dtype, _, cg_tol = self._settings()
         r = basis.rank
         inner, mode = self.feature_mode(n, r)
         # features built here may borrow the enclosing reuse_feature_memory() block
         memory = None
         if feat is None:
-            Xt = torch.as_tensor(X, device=device).to(dtype)
+            Xt = basis.events(X, dtype)
             memory = current_feature_memory()
             feat = basis.features(Xt, mode, self.block_bytes, self.window_budget(), memory)
         if feat.mode == "window":
@@ -1843,9 +1854,11 @@ class KernelLogisticRegression(EstimatorProtocol):
                 f"X has {X.shape[1]} features but the model was fitted with {self.n_features_in_}"
             )
         dtype = resolve_dtype(self.dtype)
-        Xt = torch.as_tensor(X, device=self._P.device).to(dtype)
+        # shifted in float64 before the cast, as the training events (NystromBasis.events)
+        Xt = (torch.as_tensor(X, dtype=torch.float64, device=self._P.device)
+              - self._shift).to(dtype)
         feat = _Features(Xt, self._P, self._L_P, self.sigma_, "lazy", self.block_bytes,
-                         self._shift)
+                         self._shift, x_shifted=True)
         out = torch.empty(X.shape[0], dtype=torch.float64)
         for sl in feat._slices():
             out[sl] = (self._beta @ feat._phiT_block(sl).to(torch.float64)).cpu()
