@@ -824,7 +824,9 @@ class FitInfo:
     schedule : str
         ``"converged"`` or ``"onestep"``.
     inner : str
-        Inner solver used: ``"direct"`` or ``"cg"``.
+        Inner solver used: ``"direct"``, ``"cg"``, or ``"direct+cg"`` when a
+        direct solve met a Hessian whose Cholesky factorisation failed (numerically
+        indefinite, e.g. accumulated in float32) and took PCG for that step.
     n_iter : int
         Newton steps taken.
     n_cg : int
@@ -1317,6 +1319,8 @@ class _NewtonSolver:
         info.grad_norm = float(torch.linalg.vector_norm(g))
         info.objective = J
         info.n_hessian = self.n_hessian
+        if self.inner == "direct" and info.n_cg > 0:  # PCG stood in for a failed Cholesky
+            info.inner = "direct+cg"
         return beta, f, info
 
 
