@@ -401,15 +401,16 @@ def test_reader_review_cases(tmp_path, capsys, caplog):
     from nplearn.io import read_table
 
     p = tmp_path / "t.csv"
-    # pandas' names of unnamed columns (DataFrame(x).to_csv) are a header, not an event
+    # pandas' DataFrame(x).to_csv(): the row index and the default names 0, 1, ... are
+    # a header; without the index the same names could be an event: kept, with a word
+    p.write_text(",0,1\n0,1.5,2\n1,3,4\n")
+    arr, names = read_events(p)
+    assert names == ["0", "1"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0]]
     p.write_text("0,1\n1.5,2\n3,4\n")
     arr, names = read_events(p)
-    assert names == ["0", "1"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0]]
-    assert "read as column names" in caplog.text
-    p.write_text(",0,1\n0,1.5,2\n1,3,4\n")  # with the row index written
-    arr, names = read_events(p)
-    assert names == ["0", "1"] and arr.tolist() == [[1.5, 2.0], [3.0, 4.0]]
-    p.write_text("0\n1\n2\n")  # one column: a value 0 stays an event
+    assert names == ["x0", "x1"] and arr.tolist() == [[0.0, 1.0], [1.5, 2.0], [3.0, 4.0]]
+    assert "the first row (0,1) is read as an event" in caplog.text
+    p.write_text("0\n1\n2\n")  # one column: no word
     assert read_events(p)[0].shape == (3, 1)
     # quoted fields keep their delimiter: a decimal comma is refused, not split
     p.write_text('"1,61","0,23"\n"2,5","1,0"\n')
@@ -425,6 +426,9 @@ def test_reader_review_cases(tmp_path, capsys, caplog):
     b = {"a": np.array([True, False]), "b": np.array([True, True])}
     assert evaluate_selection("a + b > 1", b, 2).tolist() == [True, False]
     assert evaluate_selection("-a < 0", b, 2).tolist() == [True, False]
+    assert evaluate_selection("a", b, 2).tolist() == [True, False]  # a flag as the cut
+    e = {"e1": np.array([2**53 + 1, 5], dtype=np.int64), "e2": np.array([2**53, 5])}
+    assert evaluate_selection("e1 == e2", e, 2).tolist() == [False, True]  # exact
     with pytest.raises(InputError, match="selection"):
         evaluate_selection("-" * 5000 + "a > 0", b, 2)
     # the weight column is not also a feature

@@ -259,10 +259,7 @@ def test_power_study_refuses_bad_settings_before_any_toy(monkeypatch):
         (dict(n_null=5.5), "n_null must be an integer"),
         (dict(signals=["tail", "tail"]), "tail listed twice"),
         (dict(signals=[]), "no signal to study"),
-        (dict(baselines=["binned_chi2"]), None),  # 1D: applies
     ]:
-        if match is None:
-            continue
         with pytest.raises(InputError, match=match):
             power_study(bench, **{**ok, **bad})
     g2 = GaussSuite(d=2, n_ref=2000, expected=100.0)
@@ -275,6 +272,8 @@ def test_power_study_refuses_bad_settings_before_any_toy(monkeypatch):
         power_study(Exp1DScaled(n_ref=1, expected=100.0), **ok)
     with pytest.raises(AssertionError, match="toys ran"):  # a valid study gets that far
         power_study("exp1d8", **ok)
+    with pytest.raises(AssertionError, match="toys ran"):  # binned chi2 applies in 1D
+        power_study(bench, **{**ok, "baselines": ["binned_chi2"]})
 
 
 def test_cli_power(tmp_path, capsys):
@@ -662,6 +661,14 @@ def test_a_comparison_test_refusing_a_toy_counts_against_detection():
     p, _ = empirical_p(sig_mmd, null_mmd)
     assert np.all(p[np.isnan(sig_mmd)] == 1.0)
     assert np.all(p[~np.isnan(sig_mmd)] >= (1 + np.isnan(null_mmd).sum()) / 13)
+    # the study extends, also from its JSON (missing values are null there), and its
+    # stored toys, missing values included, are verified as reproduced
+    from nplearn.io import to_jsonable
+
+    stored = json.loads(json.dumps(to_jsonable(res)))
+    first_missing = int(np.flatnonzero(np.isnan(null_mmd))[0])
+    ext = extend_null(stored, bench, 2, workers=1, verify=first_missing + 1)
+    assert ext["null"]["n_requested"] == 14
 
 
 def test_empirical_p_counts_missing_values_against_detection():

@@ -425,12 +425,16 @@ def ks_bonferroni(
 # -------------------------------------------------------------------- energy
 
 
+#: Reference subsample of the energy-distance and MMD tests (their default ``max_ref``).
+DEFAULT_MAX_REF = 20000
+
+
 def energy_distance(
     reference: np.ndarray,
     data: np.ndarray,
     ref_weights: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
-    max_ref: int = 20000,
+    max_ref: int = DEFAULT_MAX_REF,
 ) -> float:
     """Energy distance between data and reference, times ``N_D``.
 
@@ -591,7 +595,7 @@ def mmd(
     ref_weights: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
     sigma: float | None = None,
-    max_ref: int = 20000,
+    max_ref: int = DEFAULT_MAX_REF,
 ) -> float:
     """Unbiased squared MMD with a Gaussian kernel, times ``N_D``.
 

@@ -97,6 +97,11 @@ def make_probe(reference: np.ndarray, rel: np.ndarray | None = None) -> FProbe:
         Standardised reference events.
     rel : numpy.ndarray, optional
         Their relative weights (events of zero weight are never chosen).
+
+    Returns
+    -------
+    FProbe
+        One feature: a grid of points; several: a subsample with its bins.
     """
     ref = np.asarray(reference, dtype=np.float64)
     keep = slice(None) if rel is None else np.asarray(rel) > 0
@@ -123,9 +128,21 @@ def make_probe(reference: np.ndarray, rel: np.ndarray | None = None) -> FProbe:
 
 
 def probe_values(probe: FProbe, learner: Any) -> np.ndarray:
-    """The probed values of one fitted ``learner`` (``decision_function`` on
-    standardised events): ``f`` at the points, or per feature and bin the projection
-    ``log(sum w e^f / sum w)``, NaN for a bin holding no probe event."""
+    """The probed values of one fitted learner.
+
+    Parameters
+    ----------
+    probe : FProbe
+        Where to evaluate.
+    learner : object
+        A fitted learner with ``decision_function`` on standardised events.
+
+    Returns
+    -------
+    numpy.ndarray, shape (probe.n_values,)
+        ``f`` at the points (one feature), or per feature and bin the projection
+        ``log(sum w e^f / sum w)`` (several), NaN for a bin holding no probe event.
+    """
     f = np.asarray(learner.decision_function(probe.points), dtype=np.float64)
     if probe.bins is None:
         return f
@@ -146,16 +163,39 @@ def probe_values(probe: FProbe, learner: Any) -> np.ndarray:
 
 
 def encode_values(values: list[np.ndarray]) -> str:
-    """One toy's probed values of every width as text for its record: base64 of the
-    little-endian float32 array ``(widths, values)`` (4 bytes a value instead of about
-    20 as JSON numbers; float32's relative precision, 6e-8, is far below the band's
-    spread)."""
+    """One toy's probed values of every width as text for its record.
+
+    Parameters
+    ----------
+    values : list of numpy.ndarray
+        :func:`probe_values` of each width.
+
+    Returns
+    -------
+    str
+        Base64 of the little-endian float32 array ``(widths, values)``: 4 bytes a value
+        instead of about 20 as JSON numbers (float32's relative precision, 6e-8, is far
+        below the band's spread).
+    """
     a = np.ascontiguousarray(np.asarray(values, dtype="<f4"))
     return base64.b64encode(a.tobytes()).decode("ascii")
 
 
 def decode_values(text: str, n_widths: int) -> np.ndarray:
-    """:func:`encode_values` undone: ``(n_widths, n_values)`` float64."""
+    """:func:`encode_values` undone.
+
+    Parameters
+    ----------
+    text : str
+        A record's ``f_probe``.
+    n_widths : int
+        The widths it holds.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_widths, n_values)
+        float64.
+    """
     a = np.frombuffer(base64.b64decode(text.encode("ascii")), dtype="<f4")
     return a.astype(np.float64).reshape(max(1, int(n_widths)), -1)
 

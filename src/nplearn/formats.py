@@ -253,6 +253,11 @@ _CMPOPS = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater,
            ast.GtE: np.greater_equal, ast.Eq: np.equal, ast.NotEq: np.not_equal}
 
 
+def _short(expr: str) -> str:
+    """``expr`` quoted, cut at 80 characters (absurdly long selections)."""
+    return repr(expr[:80]) + ("..." if len(expr) > 80 else "")
+
+
 def _parse(expr: str) -> ast.Expression:
     text = expr.replace("&&", " and ").replace("||", " or ")
     text = re.sub(r"!(?!=)", " not ", text)
@@ -261,7 +266,7 @@ def _parse(expr: str) -> ast.Expression:
     except SyntaxError as exc:
         raise InputError(f"selection {expr!r} is not a valid expression ({exc.msg})") from None
     except (RecursionError, MemoryError, ValueError) as exc:  # absurdly nested, NUL bytes
-        raise InputError(f"selection {expr[:80]!r}{'...' if len(expr) > 80 else ''} cannot "
+        raise InputError(f"selection {_short(expr)} cannot "
                          f"be parsed ({type(exc).__name__})") from None
 
 
@@ -287,9 +292,12 @@ def _is_condition(node: ast.AST) -> bool:
 
 def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
     """Boolean mask of the events passing ``expr`` (see the module docstring)."""
-    # float arithmetic on every column too: integer columns would wrap around
-    # (int32 products), unsigned ones underflow, and boolean ones add as OR
-    columns = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+
+    def num(v: Any) -> Any:
+        # arithmetic in floats, as for the constants: integer columns would wrap
+        # around (int32 products), unsigned ones underflow, boolean ones add as OR;
+        # comparisons and bare columns keep the columns' own type
+        return np.asarray(v, dtype=np.float64)
 
     def ev(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -320,7 +328,7 @@ def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.
             if isinstance(node.op, (ast.Not, ast.Invert)):
                 return np.logical_not(v)
             if isinstance(node.op, ast.USub):
-                return np.negative(v)
+                return np.negative(num(v))
             if isinstance(node.op, ast.UAdd):
                 return v
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitAnd, ast.BitOr)):
@@ -334,8 +342,10 @@ def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.
                         f"selection {expr!r}: {sym!r} joins conditions only and binds "
                         f"tighter than comparisons; write (a > 1) {sym} (b < 2) with "
                         f"parentheses, or use {word!r}")
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitAnd, ast.BitOr)):
             return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](num(ev(node.left)), num(ev(node.right)))
         if isinstance(node, ast.Compare):
             left, out = ev(node.left), True
             for op, comp in zip(node.ops, node.comparators, strict=True):
@@ -362,7 +372,7 @@ def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.
         with np.errstate(all="ignore"):
             mask = np.broadcast_to(np.asarray(ev(tree)), (n,))
     except RecursionError:
-        raise InputError(f"selection {expr[:80]!r}{'...' if len(expr) > 80 else ''} is "
+        raise InputError(f"selection {_short(expr)} is "
                          "nested too deeply to evaluate") from None
     if mask.dtype != np.bool_:
         raise InputError(f"selection {expr!r} does not give true/false per event")

@@ -18,7 +18,9 @@ import socket
 import tempfile
 import threading
 import time
+import tokenize
 import unicodedata
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -111,7 +113,7 @@ def as_events(
     bad = ~np.isfinite(arr)
     if bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
-        at = row if rows is None else int(rows[row])
+        at = _file_row(row, rows)
         cname = f"column {col}" + (f" ({columns[col]!r})" if columns else "")
         raise InputError(
             f"{name}: non-finite value {arr[row, col]} at row {at}, {cname} "
@@ -184,6 +186,15 @@ def check_same_columns(reference: Any, data: Any) -> None:
                      f"({', '.join(ref_names)}); {hint}")
 
 
+#: A number written with a decimal comma (``1,61``).
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+")
+
+
+def _file_row(i: int, rows: np.ndarray | None) -> int:
+    """The file's row of event ``i`` (``rows``: the rows kept by a selection)."""
+    return i if rows is None else int(rows[i])
+
+
 def as_weights(w: Any, n: int, name: str, rows: np.ndarray | None = None) -> np.ndarray:
     """Validate per-event weights: shape ``(n,)``, finite, non-negative, positive sum.
     ``rows`` maps each weight to its row of the file (0-based, before a selection) for
@@ -196,12 +207,11 @@ def as_weights(w: Any, n: int, name: str, rows: np.ndarray | None = None) -> np.
         raise InputError(f"{name}: expected {n} weights (one per event), got shape {arr.shape}")
     if not np.isfinite(arr).all():
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise InputError(f"{name}: non-finite weight {arr[i]} at row "
-                         f"{i if rows is None else int(rows[i])}")
+        raise InputError(f"{name}: non-finite weight {arr[i]} at row {_file_row(i, rows)}")
     if (arr < 0).any():
         i = int(np.flatnonzero(arr < 0)[0])
         raise InputError(
-            f"{name}: negative weight {arr[i]} at row {i if rows is None else int(rows[i])}; "
+            f"{name}: negative weight {arr[i]} at row {_file_row(i, rows)}; "
             "negative Monte Carlo weights are not supported by the weighted logistic loss "
             "(remove or absorb them first)"
         )
@@ -340,9 +350,8 @@ def read_table(
                 arr, names = _read_npz(path, key), None
             else:
                 arr, names = _read_text(path)
-        except (InputError, MemoryError):
-            raise
-        except Exception as exc:  # e.g. a truncated .npz (BadZipFile), a damaged header
+        except (OSError, ValueError, EOFError, UnicodeDecodeError, zipfile.BadZipFile,
+                tokenize.TokenError, SyntaxError) as exc:  # e.g. a truncated .npz
             raise InputError(f"{name}: cannot be read ({type(exc).__name__}: {exc})") from exc
         arr_np = np.asarray(arr)
         if arr_np.ndim != 2:
@@ -517,7 +526,7 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
         # pandas' index column); a data row holds numbers (an empty field is a missing
         # value, reported below). A first row with both is neither: taking it for a
         # header would drop an event silently.
-        comma = [v for v in first if re.fullmatch(r"[-+]?\d+,\d+", v)]
+        comma = [v for v in first if _DECIMAL_COMMA.fullmatch(v)]
         if comma:
             raise InputError(f"{path}: the first row holds {comma[0]!r}: a decimal comma? "
                              "numbers need a decimal point")
@@ -527,13 +536,17 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
                 f"{path}: the first row mixes numbers and text "
                 f"({', '.join(map(repr, first))}): "
                 "a header must name every column and a data row may hold numbers only")
-        if not header and len(first) >= 2 and (
-                first == [str(i) for i in range(len(first))]
-                or first == ["", *(str(i) for i in range(len(first) - 1))]):
-            # pandas' names of unnamed columns (DataFrame(x).to_csv): 0, 1, 2, ...
+        default_names = [str(i) for i in range(len(first))]
+        if not header and len(first) >= 2 and first == ["", *default_names[:-1]]:
+            # pandas' DataFrame(x).to_csv(): its row index (unnamed) and the names it
+            # gives unnamed columns, 0, 1, ... (an empty first field is no event)
             header = True
-            log.warning("%s: the first row (%s) is read as column names, the names pandas "
-                        "gives unnamed columns, not as an event", path, ",".join(first))
+        elif not header and len(first) >= 2 and first == default_names:
+            # DataFrame(x).to_csv(index=False) writes the same names, but an event may
+            # read 0, 1, ... too: kept as an event, with a word
+            log.warning("%s: the first row (%s) is read as an event; if it holds pandas' "
+                        "default column names, write the file with named columns",
+                        path, ",".join(first))
         names = first if header else None
         if not header and comment:
             named = split(comment)
@@ -575,7 +588,7 @@ def _parse_rows(path: Path, chunk: list[tuple[int, str]], start: int, ncol: int,
             except ValueError:
                 cname = f" ({names[c]!r})" if names else ""
                 hint = ("; a decimal comma? numbers need a decimal point"
-                        if re.fullmatch(r"[-+]?\d+,\d+", v) else "")
+                        if _DECIMAL_COMMA.fullmatch(v) else "")
                 raise InputError(
                     f"{path}: non-numeric value {v!r} at row {r} (line {lineno}), "
                     f"column {c}{cname}{hint}"

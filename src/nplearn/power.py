@@ -204,11 +204,6 @@ def _t_matrix(toys: list[ToyResult], k: int) -> np.ndarray:
                     dtype=np.float64).reshape(-1, k)
 
 
-#: Reference subsample of the energy-distance and MMD tests in several dimensions (their
-#: functions' default).
-DEFAULT_BASELINE_MAX_REF = 20000
-
-
 def power_study(
     benchmark: Any,
     *,
@@ -395,8 +390,10 @@ def power_study(
 
     t_start = time.perf_counter()
     if baseline_max_ref is None:  # the value used is recorded
+        from .baselines import DEFAULT_MAX_REF
+
         baseline_max_ref = (int(benchmark.n_ref) if int(benchmark.d) == 1
-                            else DEFAULT_BASELINE_MAX_REF)
+                            else DEFAULT_MAX_REF)
     null = run_toys(_engine(params, benchmark, "none", 0, seed, sigmas, bl, baseline_max_ref,
                             bool(shape_only)),
                     range(n_null),
@@ -717,6 +714,11 @@ def _check_count(name: str, v: Any, low: int) -> None:
         raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
 
 
+def _stored_value(v: Any) -> float:
+    """A stored statistic as a float (``None``, JSON's null, is a missing value)."""
+    return math.nan if v is None else float(v)
+
+
 def _verify_stored(engine: ToyEngine, label: str, stored_t: np.ndarray,
                    stored_extra: dict[str, Any], indices: Sequence[int], k: int,
                    baselines: Sequence[str], verify: int) -> None:
@@ -725,8 +727,10 @@ def _verify_stored(engine: ToyEngine, label: str, stored_t: np.ndarray,
         toy = engine.run(int(i))
         same = toy.ok and np.allclose(_t_matrix([toy], k)[0], stored_t[row],
                                       rtol=1e-6, atol=1e-6)
-        same = same and all(np.isclose(toy.extra[b], stored_extra[b][row], rtol=1e-6,
-                                       atol=1e-9) for b in baselines)
+        # a missing value (NaN; null in a JSON file) must be missing again
+        same = same and all(np.isclose(toy.extra[b], _stored_value(stored_extra[b][row]),
+                                       rtol=1e-6, atol=1e-9, equal_nan=True)
+                            for b in baselines)
         if not same:
             got = (f"t = {toy.t_widths or [toy.t]}, extra = {toy.extra}" if toy.ok
                    else f"the toy failed: {toy.message}")

@@ -713,7 +713,7 @@ class _Features:
         Through the explicit inverse that makes the features (``_phiT_block``, the
         Hessian, ``decision_function``), not a triangular solve: at small lambda
         ``L_P`` is ill-conditioned (1e9 at lambda = 1e-10), and the two routes then
-        differ by far more than rounding (3e-2 in ``f``), so that the products of
+        differ by far more than rounding (up to 0.3 in ``f``), so that the products of
         the kernel, lazy and window modes would belong to other features than their
         Hessian, and ``t`` would depend on the memory budget."""
         return (self.L_P_inv.to(torch.float64).T @ beta.to(torch.float64)).to(self.dtype)
@@ -1339,6 +1339,13 @@ def check_center_memory(M: int, device: torch.device) -> None:
         )
 
 
+def shifted_events(X: np.ndarray, shift: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Events translated by the centres' mean ``shift`` in float64, then cast to
+    ``dtype`` (in float32 a cast first would round events far from 0 before the
+    shift), on the device of ``shift``."""
+    return (torch.as_tensor(X, dtype=torch.float64, device=shift.device) - shift).to(dtype)
+
+
 @dataclass
 class NystromBasis:
     """The pivot centres of a Nyström model and their Cholesky factors.
@@ -1400,11 +1407,21 @@ class NystromBasis:
                    rank_tol=float(rank_tol), residual=residual, shift=shift)
 
     def events(self, X: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        """Events as :meth:`features` takes them: shifted by the centres' mean in
-        float64, then cast to ``dtype`` (in float32 a cast first would round events far
-        from 0 before the shift)."""
-        return (torch.as_tensor(X, dtype=torch.float64, device=self.shift.device)
-                - self.shift).to(dtype)
+        """Events as :meth:`features` takes them (:func:`shifted_events`).
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n, d)
+            Events.
+        dtype : torch.dtype
+            The features' dtype.
+
+        Returns
+        -------
+        torch.Tensor, shape (n, d)
+            On the basis' device.
+        """
+        return shifted_events(X, self.shift, dtype)
 
     def features(self, X: torch.Tensor, mode: str, block_bytes: int,
                  window_budget: int | None = None,
@@ -1858,14 +1875,16 @@ class KernelLogisticRegression(EstimatorProtocol):
                 f"X has {X.shape[1]} features but the model was fitted with {self.n_features_in_}"
             )
         dtype = resolve_dtype(self.dtype)
-        # shifted in float64 before the cast, as the training events (NystromBasis.events)
-        Xt = (torch.as_tensor(X, dtype=torch.float64, device=self._P.device)
-              - self._shift).to(dtype)
+        Xt = shifted_events(X, self._shift, dtype)  # as the training events
         feat = _Features(Xt, self._P, self._L_P, self.sigma_, "lazy", self.block_bytes,
                          self._shift, x_shifted=True)
+        # f = beta^T L_P^-1 K: the kernel coefficients once (float64, through the
+        # features' explicit inverse), then one r x n product per block instead of
+        # forming the features (r^2 n)
+        alpha = feat.L_P_inv.to(torch.float64).T @ self._beta.to(torch.float64)
         out = torch.empty(X.shape[0], dtype=torch.float64)
         for sl in feat._slices():
-            out[sl] = (self._beta @ feat._phiT_block(sl).to(torch.float64)).cpu()
+            out[sl] = (alpha @ feat._kT_block(sl).to(torch.float64)).cpu()
         return out.numpy()
 
     def predict_proba(self, X: Any) -> np.ndarray:
