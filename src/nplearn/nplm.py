@@ -889,9 +889,7 @@ def nplm_test(
     f_env = None
     probed = [decode_values(t.f_probe, len(t.t_widths)) for t in toys if t.ok and t.f_probe]
     if engine.probe is not None and probed:
-        std_d = S["std"].to_dict()
-        f_env = envelope(engine.probe, np.array(probed), np.asarray(std_d["mean"]),
-                         np.asarray(std_d["scale"]),
+        f_env = envelope(engine.probe, np.array(probed), S["std"].mean, S["std"].scale,
                          observed=np.array([probe_values(engine.probe, o[3])
                                             for o in observed]))
     prov = provenance()

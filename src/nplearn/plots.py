@@ -372,10 +372,13 @@ def _envelope_of(result: dict[str, Any], width: int | None) -> dict[str, Any] | 
 _FEW_PROBE_EVENTS = 10
 
 
-def _band_labels(env: dict[str, Any]) -> tuple[str, str]:
+def _bands(env: dict[str, Any]) -> list[tuple[int, int, str, str]]:
+    """The bands to draw: ``(lower quantile index, upper, colour, label)``, widest
+    first."""
     q, what = env["quantiles"], "f" if env.get("kind") == "f" else "the model"
-    return (f"null toys: {100 * (q[4] - q[0]):.0f}% of {what} ({env['n_toys']} toys)",
-            f"null toys: {100 * (q[3] - q[1]):.0f}% of {what}")
+    return [(0, 4, _BAND_COLOURS[0],
+             f"null toys: {100 * (q[4] - q[0]):.0f}% of {what} ({env['n_toys']} toys)"),
+            (1, 3, _BAND_COLOURS[1], f"null toys: {100 * (q[3] - q[1]):.0f}% of {what}")]
 
 
 @_styled
@@ -421,8 +424,7 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     xc, fc = x_r[sel], f_ref[sel]
     if envelope is not None and envelope.get("kind") == "f":
         xe, qv = np.asarray(envelope["x"], dtype=np.float64), envelope["values"]
-        for (a, b), colour, lab in zip(((0, 4), (1, 3)), _BAND_COLOURS,
-                                       _band_labels(envelope), strict=True):
+        for a, b, colour, lab in _bands(envelope):
             axf.fill_between(xe, qv[a], qv[b], color=colour, lw=0, label=lab)
     inside = ((xc >= x_d.min()) & (xc <= x_d.max()) if x_d.size
               else np.zeros(xc.shape, dtype=bool))
@@ -532,8 +534,7 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
             counts = np.asarray(envelope.get("counts", [[]] * (j + 1))[j])
             sparse_b = (counts < _FEW_PROBE_EVENTS if counts.shape == qv[0].shape
                         else np.zeros(qv[0].shape, dtype=bool))
-            for (a, b), colour, lab in zip(((0, 4), (1, 3)), _BAND_COLOURS,
-                                           _band_labels(envelope), strict=True):
+            for a, b, colour, lab in _bands(envelope):
                 empty_b = ~np.isfinite(qv[a]) | ~np.isfinite(qv[b]) | sparse_b
                 axr.stairs(np.where(empty_b, 1.0, qv[b]), edges,
                            baseline=np.where(empty_b, 1.0, qv[a]), fill=True,
