@@ -570,15 +570,12 @@ class _Features:
         shift: torch.Tensor | None = None,
         plan: _WindowPlan | None = None,
         memory: FeatureMemory | None = None,
-        x_shifted: bool = False,
     ) -> None:
         # Translating events and centres by a common shift leaves the kernel
-        # unchanged but keeps |x|^2 + |c|^2 - 2 x.c accurate for data far from 0
-        # (``x_shifted``: the events were shifted in float64 before their cast,
-        # :meth:`NystromBasis.events`)
+        # unchanged but keeps |x|^2 + |c|^2 - 2 x.c accurate for data far from 0.
+        # ``X`` comes shifted already (in float64, before its cast: shifted_events);
+        # the centres are shifted here
         if shift is not None:
-            if not x_shifted:
-                X = X - shift.to(X.dtype)
             P = P - shift
         #: window mode holds the events sorted: every n-vector of this object (the
         #: arguments and results of its products) is in the order X[perm]
@@ -596,6 +593,8 @@ class _Features:
         self.L_P_inv = _drop_negligible(torch.linalg.solve_triangular(
             L_P, torch.eye(self.r, dtype=L_P.dtype, device=L_P.device), upper=False
         ).to(self.dtype))
+        #: the same inverse in float64, for the r-vector products (_to_alpha)
+        self._L_P_inv64 = self.L_P_inv.to(torch.float64)
         item = X.element_size()
         # rows per block: the kernel block, its square-distance temporaries and Phi block
         self.rows = max(256, int(block_bytes // max(1, 3 * item * max(self.r, X.shape[1]))))
@@ -716,12 +715,12 @@ class _Features:
         differ by far more than rounding (up to 0.3 in ``f``), so that the products of
         the kernel, lazy and window modes would belong to other features than their
         Hessian, and ``t`` would depend on the memory budget."""
-        return (self.L_P_inv.to(torch.float64).T @ beta.to(torch.float64)).to(self.dtype)
+        return (self._L_P_inv64.T @ beta.to(torch.float64)).to(self.dtype)
 
     def _from_kernel_sum(self, s: torch.Tensor) -> torch.Tensor:
         """``L_P^{-1} s`` for an ``r``-vector ``s`` of kernel sums (through the same
         explicit inverse as the features, see :meth:`_to_alpha`)."""
-        return self.L_P_inv.to(torch.float64) @ s.to(torch.float64)
+        return self._L_P_inv64 @ s.to(torch.float64)
 
     def mv(self, beta: torch.Tensor) -> torch.Tensor:
         """``Phi @ beta`` as a float64 vector of length ``n``."""
@@ -1441,7 +1440,7 @@ class NystromBasis:
                                      * X.element_size() > window_budget):
                 plan = None
         return _Features(X, self.P, self.L_P, self.sigma, "window" if plan else mode,
-                         block_bytes, self.shift, plan, memory, x_shifted=True)
+                         block_bytes, self.shift, plan, memory)
 
 
 # ------------------------------------------------------------------- estimator
@@ -1877,11 +1876,11 @@ class KernelLogisticRegression(EstimatorProtocol):
         dtype = resolve_dtype(self.dtype)
         Xt = shifted_events(X, self._shift, dtype)  # as the training events
         feat = _Features(Xt, self._P, self._L_P, self.sigma_, "lazy", self.block_bytes,
-                         self._shift, x_shifted=True)
+                         self._shift)
         # f = beta^T L_P^-1 K: the kernel coefficients once (float64, through the
         # features' explicit inverse), then one r x n product per block instead of
         # forming the features (r^2 n)
-        alpha = feat.L_P_inv.to(torch.float64).T @ self._beta.to(torch.float64)
+        alpha = feat._L_P_inv64.T @ self._beta.to(torch.float64)
         out = torch.empty(X.shape[0], dtype=torch.float64)
         for sl in feat._slices():
             out[sl] = (alpha @ feat._kT_block(sl).to(torch.float64)).cpu()
