@@ -116,6 +116,37 @@ def test_negative_weight_column_refused(tmp_path, table):
         read_table(spec, ["pt"], weight_column="w")
 
 
+def test_backticks_name_columns_and_a_bare_not_is_not_guessed(tmp_path):
+    cols = {"a": np.array([0.0, 1.0, 2.0]), "Jet.pt": np.array([10.0, 30.0, 50.0]),
+            "b": np.array([1.0, 0.0, 1.0])}
+    assert selection_names("`Jet.pt` > 20 && a < 2") == ["Jet.pt", "a"]
+    np.testing.assert_array_equal(evaluate_selection("`Jet.pt` > 20 && a < 2", cols, 3),
+                                  [False, True, False])
+    # a bare flag, and a negated comparison in parentheses
+    np.testing.assert_array_equal(evaluate_selection("!b", cols, 3), [False, True, False])
+    np.testing.assert_array_equal(evaluate_selection("a != 1 && !b", cols, 3),
+                                  [False, False, False])
+    np.testing.assert_array_equal(evaluate_selection("!(a < 1) && b", cols, 3),
+                                  [False, False, True])
+    # ROOT reads !a < 1 as (!a) < 1, Python as not (a < 1): refused, not guessed
+    for expr in ("!a < 1", "!a + 1 > 0", "~a == 1", "!`Jet.pt` > 1"):
+        with pytest.raises(InputError, match="ambiguous"):
+            evaluate_selection(expr, cols, 3)
+    with pytest.raises(InputError, match="unmatched backtick"):
+        evaluate_selection("`Jet.pt > 1", cols, 3)
+    with pytest.raises(InputError, match="empty column name"):
+        evaluate_selection("`` > 1", cols, 3)
+    with pytest.raises(InputError, match=r"unknown column 'Jet\.eta'"):
+        evaluate_selection("`Jet.eta` > 1", cols, 3)
+    with pytest.raises(InputError, match=r"unsupported element '`Jet.pt`\[0\]'"):
+        evaluate_selection("`Jet.pt`[0] > 1", cols, 3)
+    # through a file whose header has such names
+    path = tmp_path / "dots.csv"
+    path.write_text("Jet.pt,Jet-eta\n10,0.5\n30,-2.0\n50,1.0\n")
+    t = read_table(str(path), ["Jet.pt"], selection="abs(`Jet-eta`) < 1.5")
+    np.testing.assert_array_equal(t.events[:, 0], [10.0, 50.0])
+
+
 def test_selection_language():
     cols = {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([0.0, 1.0, 0.0])}
     assert selection_names("abs(a) > 1 and !(b == 1)") == ["a", "b"]

@@ -7,18 +7,22 @@ error naming the extra to install.
 
 Selections (``--selection``) are expressions over column names, evaluated
 element-wise with numpy: comparisons (``<``, ``<=``, ``>``, ``>=``, ``==``,
-``!=``), ``and``/``or``/``not`` (also written ``&&``, ``||``, ``!``), ``&``/``|``
+``!=``), ``and``/``or``/``not`` (also written ``&&``, ``||``, ``!``; as in ROOT,
+``!`` binds tighter than a comparison, so ``!x < 1`` is refused as ambiguous and
+``!(x < 1)`` negates the comparison), ``&``/``|``
 between parenthesised conditions (``(x > 0) | (y > 0)``; ``x > 0 | y > 0`` is refused,
 since Python reads it as ``x > (0 | y) > 0``), arithmetic (``+ - * / ** %``) and
 the functions ``abs``, ``sqrt``, ``log``, ``exp``, ``sin``, ``cos``, ``tan``,
 ``sinh``, ``cosh``, ``tanh``, ``arctan2``, ``hypot``, ``minimum``, ``maximum``.
-Nothing else is evaluated.
+A column whose name is not an identifier is written in backticks
+(`` `Jet.pt` > 20``). Nothing else is evaluated.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,24 +262,64 @@ def _short(expr: str) -> str:
     return repr(expr[:80]) + ("..." if len(expr) > 80 else "")
 
 
-def _parse(expr: str) -> ast.Expression:
-    text = expr.replace("&&", " and ").replace("||", " or ")
-    text = re.sub(r"!(?!=)", " not ", text)
+_QUOTED = re.compile(r"`([^`]*)`")
+_PLACEHOLDER = "__nplearn_column_{}__"
+
+
+def _parse(expr: str) -> tuple[ast.Expression, dict[str, str]]:
+    """The expression's syntax tree, and the column names written in backticks
+    (`` `Jet.pt` ``) by the placeholder identifiers that stand for them."""
+    quoted: dict[str, str] = {}
+
+    def hold(m: re.Match[str]) -> str:
+        if not m.group(1):
+            raise InputError(f"selection {_short(expr)}: empty column name ``")
+        key = _PLACEHOLDER.format(len(quoted))
+        # in NFKC form, as Python reads the names outside backticks
+        quoted[key] = unicodedata.normalize("NFKC", m.group(1))
+        return f" {key} "
+
+    text = _QUOTED.sub(hold, expr)
+    if "`" in text:
+        raise InputError(f"selection {_short(expr)}: unmatched backtick (write a column "
+                         "name that is not an identifier as `name`)")
+    text = text.replace("&&", " and ").replace("||", " or ")
+    # ROOT's `!` binds tighter than comparisons and arithmetic, as Python's `~` does
+    text = re.sub(r"!(?!=)", " ~", text)
     try:
-        return ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise InputError(f"selection {expr!r} is not a valid expression ({exc.msg})") from None
     except (RecursionError, MemoryError, ValueError) as exc:  # absurdly nested, NUL bytes
         raise InputError(f"selection {_short(expr)} cannot "
                          f"be parsed ({type(exc).__name__})") from None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Compare, ast.BinOp)):
+            parts = ([node.left, *node.comparators] if isinstance(node, ast.Compare)
+                     else [node.left, node.right])
+            if (not (isinstance(node, ast.BinOp)
+                     and isinstance(node.op, (ast.BitAnd, ast.BitOr)))
+                    and any(isinstance(p, ast.UnaryOp) and isinstance(p.op, ast.Invert)
+                            for p in parts)):
+                # `!x < 1` is `(!x) < 1` in ROOT and C, `not (x < 1)` in Python
+                raise InputError(
+                    f"selection {_short(expr)}: '!' (or '~') before a comparison or "
+                    "arithmetic is ambiguous; write !(x < 1) to negate the comparison")
+    return tree, quoted
+
+
+def _column(node: ast.Name, quoted: dict[str, str]) -> str:
+    return quoted.get(node.id, node.id)
 
 
 def selection_names(expr: str) -> list[str]:
-    """Column names an expression refers to (function names excluded)."""
-    tree = _parse(expr)
+    """Column names an expression refers to (function names excluded; names written
+    in backticks as written)."""
+    tree, quoted = _parse(expr)
     funcs = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
              and isinstance(n.func, ast.Name)}
-    return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - funcs)
+    return sorted({_column(n, quoted) for n in ast.walk(tree)
+                   if isinstance(n, ast.Name) and n.id not in funcs})
 
 
 def _is_condition(node: ast.AST) -> bool:
@@ -313,9 +357,10 @@ def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.
                 raise InputError(f"selection {expr!r}: the number {node.value} is too "
                                  "large") from None
         if isinstance(node, ast.Name):
-            if node.id not in columns:
-                raise InputError(f"selection {expr!r}: unknown column {node.id!r}")
-            return columns[node.id]
+            col = _column(node, quoted)
+            if col not in columns:
+                raise InputError(f"selection {expr!r}: unknown column {col!r}")
+            return columns[col]
         if isinstance(node, ast.BoolOp):
             vals = [ev(v) for v in node.values]
             f = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
@@ -364,10 +409,12 @@ def evaluate_selection(expr: str, columns: dict[str, np.ndarray], n: int) -> np.
                                  f"{'s' if want > 1 else ''}, got {len(node.args)}")
             args = [np.asarray(ev(a), dtype=np.float64) for a in node.args]
             return _FUNCS[name](*args)
-        raise InputError(f"selection {expr!r}: unsupported element "
-                         f"{ast.unparse(node)!r}")
+        element = ast.unparse(node)
+        for key, col in quoted.items():
+            element = element.replace(key, f"`{col}`")
+        raise InputError(f"selection {expr!r}: unsupported element {element!r}")
 
-    tree = _parse(expr)
+    tree, quoted = _parse(expr)
     try:
         with np.errstate(all="ignore"):
             mask = np.broadcast_to(np.asarray(ev(tree)), (n,))
