@@ -418,6 +418,14 @@ def test_reader_review_cases(tmp_path, capsys, caplog):
         read_events(p)
     p.write_text('"a","b"\n"1.5","2"\n')
     assert read_events(p)[0].tolist() == [[1.5, 2.0]]
+    # European spreadsheets: ';' between fields, decimal commas in them
+    p.write_text("1,5;2,25\n3,0;4,1\n")
+    with pytest.raises(InputError, match=r"separated by ';' with decimal commas") as exc:
+        read_events(p)
+    p.write_text("x;y\n1,5;2,25\n")
+    with pytest.raises(InputError, match=r"'1,5' at row 0 .*a decimal comma") as exc:
+        read_events(p)
+    assert "cannot be read" not in str(exc.value)  # named once, not wrapped again
     # selections compute in floats whatever the columns' type
     big = np.full(4, 50000, dtype=np.int32)
     assert evaluate_selection("x0*x1 > 2e9", {"x0": big, "x1": big}, 4).all()

@@ -350,6 +350,8 @@ def read_table(
                 arr, names = _read_npz(path, key), None
             else:
                 arr, names = _read_text(path)
+        except InputError:
+            raise  # already names the problem
         except (OSError, ValueError, EOFError, UnicodeDecodeError, zipfile.BadZipFile,
                 tokenize.TokenError, SyntaxError) as exc:  # e.g. a truncated .npz
             raise InputError(f"{name}: cannot be read ({type(exc).__name__}: {exc})") from exc
@@ -532,6 +534,10 @@ def _read_text(path: Path) -> tuple[np.ndarray, list[str] | None]:
                              "numbers need a decimal point")
         header = any(v != "" and not _is_number(v) for v in first)
         if header and any(v != "" and _is_number(v) for v in first):
+            if delim == "," and ";" in head[0][1]:
+                raise InputError(f"{path}: the first row {head[0][1]!r} reads as a file "
+                                 "separated by ';' with decimal commas; numbers need a "
+                                 "decimal point")
             raise InputError(
                 f"{path}: the first row mixes numbers and text "
                 f"({', '.join(map(repr, first))}): "
