@@ -510,6 +510,13 @@ def test_float32_network_runs_and_agrees_with_float64():
     m32 = NeuralNetworkLearner(dtype="float32", **kw).fit(X, y, w)
     m64 = NeuralNetworkLearner(dtype="float64", **kw).fit(X, y, w)
     assert m32.fit_info_.objective == pytest.approx(m64.fit_info_.objective, rel=1e-3)
+    # a clip that float32 cannot hold (0.15 rounds up to 0.15000001) is never exceeded
+    # in float64; a large lr drives weights to the clip
+    kw.update(lr=1.0, epochs=60, weight_clip=0.15)
+    m32 = NeuralNetworkLearner(dtype="float32", **kw).fit(X, y, w)
+    weights = np.concatenate([c.ravel() for c in m32.coefs_[0::2]])
+    assert m32.fit_info_.at_clip > 0
+    assert np.abs(weights).max() <= 0.15
 
 
 def test_network_shards_merge_and_plot(tmp_path, capsys):

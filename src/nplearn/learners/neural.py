@@ -73,6 +73,15 @@ def default_hidden(n_features: int) -> tuple[int, ...]:
     return (4,) if n_features == 1 else (n_features,) * 3
 
 
+def _clip_bound(clip: float, dtype: torch.dtype) -> float:
+    """The weight clip as ``dtype`` holds it, rounded towards zero (float32's nearest
+    2.15 is 2.1500001, which would leave weights beyond the clip)."""
+    bound = torch.tensor(clip, dtype=dtype)
+    if float(bound) > clip:
+        bound = torch.nextafter(bound, torch.zeros_like(bound))
+    return float(bound)
+
+
 def default_weight_clip(n_features: int) -> float:
     """Weight clip of the published networks: 9 in 1D, 2.15 otherwise (their 5D value).
 
@@ -570,7 +579,8 @@ class NeuralNetworkLearner(EstimatorProtocol):
                                  f"{GRAD_RTOL:g} x N_D: NOT converged")
         if failures:
             info.message += f"; {len(failures)} of {len(starts)} starts diverged"
-        info.at_clip = int(sum(int((W.abs() >= clip * (1 - 1e-9)).sum()) for W in params[0::2]))
+        edge = _clip_bound(clip, params[0].dtype) * (1 - 1e-9)
+        info.at_clip = int(sum(int((W.abs() >= edge).sum()) for W in params[0::2]))
         info.time_total = time.perf_counter() - t0
         self.n_features_in_ = d
         self.hidden_ = hidden
@@ -590,6 +600,7 @@ class NeuralNetworkLearner(EstimatorProtocol):
         epochs = int(self.resolved_epochs())
         every = max(1, epochs // 50)
         start_plateau = epochs - max(1, round(PLATEAU_FRACTION * epochs))
+        bound = _clip_bound(clip, params[0].dtype)
         loss_plateau = math.nan
         loss_val = math.nan
         for epoch in range(epochs):
@@ -599,7 +610,7 @@ class NeuralNetworkLearner(EstimatorProtocol):
             opt.step()
             with torch.no_grad():
                 for W in params[0::2]:  # the weights; biases are free
-                    W.clamp_(-clip, clip)
+                    W.clamp_(-bound, bound)
             if epoch == start_plateau or epoch % every == 0 or epoch == epochs - 1:
                 loss_val = float(loss.detach())
                 if not math.isfinite(loss_val):
@@ -729,10 +740,11 @@ def _projected_grad_norm(ev: _Events, params: list[torch.Tensor], act: str,
     _, grads = _loss_and_grad(ev, params, act)
     assert grads is not None
     total = 0.0
+    edge = _clip_bound(clip, params[0].dtype) * (1 - 1e-9)
     for k, (p, g) in enumerate(zip(params, grads, strict=True)):
         if k % 2 == 0:  # a weight matrix
-            at_hi = p >= clip * (1 - 1e-9)
-            at_lo = p <= -clip * (1 - 1e-9)
+            at_hi = p >= edge
+            at_lo = p <= -edge
             g[at_hi & (g < 0)] = 0.0  # descent would push the weight beyond +clip
             g[at_lo & (g > 0)] = 0.0
         total += float((g.to(torch.float64) ** 2).sum())
