@@ -692,3 +692,20 @@ def test_extending_an_edited_study_is_refused():
         edit(bad)
         with pytest.raises(InputError, match=match):
             extend_null(bad, bench, 1, workers=1)
+
+
+def test_table_rows_in_reading_order_after_a_json_round_trip():
+    # JSON files are written with sorted keys: the table puts the widths from the
+    # narrowest, then the combinations, then the comparison tests
+    entry = {"power": {"2": {"value": 0.5}, "3": {"value": 0.1}}, "median_z": 1.0}
+    names = ["binned_chi2", "energy", "fused-p", "min-p", "min-p, widths 0.3-4.5 only",
+             "product-p", "sigma=0.3", "sigma=1.4", "sigma=10", "sigma=2.3"]
+    result = {"z_thresholds": [2.0, 3.0], "null": {"n_ok": 0}, "signals": {
+        name: {"description": name, "stream": stream, "tests": dict.fromkeys(names, entry)}
+        for name, stream in (("bulk", 3), ("tail", 1), ("wide", 2))}}
+    rows = [ln.split("|")[1].strip() for ln in format_power_table(result).splitlines()
+            if ln.startswith("| ") and not ln.startswith("| test")]
+    assert rows == ["sigma=0.3", "sigma=1.4", "sigma=2.3", "sigma=10", "min-p", "fused-p",
+                    "product-p", "min-p, widths 0.3-4.5 only", "binned_chi2", "energy"]
+    head = next(ln for ln in format_power_table(result).splitlines() if ln.startswith("| test"))
+    assert head.index("bulk") < head.index("tail") < head.index("wide")

@@ -981,7 +981,7 @@ def format_power_table(result: dict[str, Any], z: str = "3") -> str:
     sigs = list(result["signals"])
     if not sigs:
         return "(no signals)"
-    tests = list(next(iter(result["signals"].values()))["tests"])
+    tests = _test_order(list(result["signals"][sigs[0]]["tests"]))
     zs = [f"{x:g}" for x in result["z_thresholds"]]
     head = "| test | " + " | ".join(
         f"{s} ({result['signals'][s]['description']})" for s in sigs) + " |"
@@ -1017,6 +1017,25 @@ def format_power_table(result: dict[str, Any], z: str = "3") -> str:
             lines.append(f"≥: more than half of the signal toys are beyond every one of the "
                          f"{n} null toys, so the median Z is only a lower bound.")
     return "\n".join(lines)
+
+
+def _test_order(tests: list[str]) -> list[str]:
+    """Table rows in reading order: the single widths from the narrowest, the
+    combinations (then variants of them), then the comparison tests by name."""
+
+    def key(name: str) -> tuple[int, float, str]:
+        if name.startswith("sigma="):
+            try:
+                return (0, float(name[6:]), "")
+            except ValueError:
+                pass
+        if name in COMBINATIONS:
+            return (1, float(COMBINATIONS.index(name)), "")
+        if name.startswith(COMBINATIONS):
+            return (2, 0.0, "")  # variants keep the order they were added in
+        return (3, 0.0, name)
+
+    return sorted(tests, key=key)
 
 
 def median_z_label(entry: dict[str, Any], n_null: int | None) -> str:
