@@ -63,10 +63,42 @@ def test_nw_tracks_data_count_not_expected_yield():
 
 
 def test_empirical_pvalue_plus_one_rule():
-    t_null = np.array([1.0, 2.0, 3.0, 4.0, np.nan])
+    t_null = np.array([1.0, 2.0, 3.0, 4.0])
     assert empirical_pvalue(2.5, t_null) == pytest.approx(3 / 5)
     assert empirical_pvalue(10.0, t_null) == pytest.approx(1 / 5)
     assert empirical_pvalue(-1.0, t_null) == pytest.approx(1.0)
+    # a toy at +inf lies beyond any t_obs; a NaN (failed) toy is refused, not dropped
+    assert empirical_pvalue(10.0, np.r_[t_null, np.inf]) == pytest.approx(2 / 6)
+    with pytest.raises(InputError, match="1 of the null statistics are NaN"):
+        empirical_pvalue(2.5, np.r_[t_null, np.nan])
+
+
+def test_calibrate_counts_failed_and_infinite_toys():
+    rng = np.random.default_rng(5)
+    t = rng.chisquare(10, size=60)
+    c = calibrate(5.0 * t.max(), np.r_[np.inf, t])  # only the infinite toy is beyond
+    assert c.n_toys == 61 and c.n_exceed == 1 and c.method == "empirical"
+    assert c.p_value == pytest.approx(2 / 62)
+    assert c.chi2_dof == pytest.approx(calibrate(5.0, t).chi2_dof)  # fitted to the finite
+    c = calibrate(5.0, np.r_[np.nan, np.nan, t], n_failed=1)
+    assert c.n_toys == 60 and c.n_failed == 3
+    # a negative t_obs: every toy reaches it, which is why no chi-square value is used
+    c = calibrate(-3.0, t)
+    assert math.isfinite(c.chi2_dof) and c.chi2_unused == "enough toys reach t_obs"
+
+
+def test_reported_p_is_the_toys_whenever_a_toy_reaches_t_obs():
+    # a null with a heavier tail than any chi-square (log-normal): with 3 of 300 toys
+    # at or above t_obs the toys' p (4/301) is exact, while the chi-square fitted to
+    # the bulk claims more; replacing the first by the second made the reported p
+    # anti-conservative (about twice the nominal rate at 0.01, 3x at Z = 3)
+    t = 10.0 * np.exp(0.45 * np.random.default_rng(11).standard_normal(300))
+    t_obs = float(np.sort(t)[-3])
+    c = calibrate(t_obs, t)
+    assert c.n_exceed == 3 and c.p_chi2 < c.p_empirical
+    assert c.method == "empirical" and c.p_value == pytest.approx(4 / 301)
+    old_rule = calibrate(t_obs, t, min_exceed=10)
+    assert old_rule.method == "chi2" and old_rule.p_value == c.p_chi2
 
 
 def test_p_z_roundtrip():
@@ -163,15 +195,17 @@ def test_chi2_tail_is_not_reported_against_the_toys_that_reach_t_obs():
 
     rng = np.random.default_rng(3)
     bulk = rng.chisquare(5, size=195)
-    heavy = calibrate(35.0, np.r_[bulk, np.full(5, 40.0)])
+    heavy = calibrate(35.0, np.r_[bulk, np.full(5, 40.0)], min_exceed=10)
     assert heavy.n_exceed == 5 and heavy.p_chi2 < 1e-4
     assert heavy.method == "empirical" and heavy.p_value == pytest.approx(6 / 201)
     assert heavy.chi2_unused == "the toys contradict its tail"
     light = calibrate(35.0, np.r_[bulk, rng.chisquare(5, size=5)])
     assert light.n_exceed == 0 and light.method == "chi2"
-    # a chi-square tail within the toys' interval is still the reported value
-    mid = calibrate(float(np.sort(bulk)[-4]), bulk)
+    # a chi-square tail within the toys' interval is reported when asked for
+    # (min_exceed > 1; by default the toys' p is reported whenever a toy reaches t_obs)
+    mid = calibrate(float(np.sort(bulk)[-4]), bulk, min_exceed=10)
     assert 0 < mid.n_exceed < 10 and mid.method == "chi2"
+    assert calibrate(float(np.sort(bulk)[-4]), bulk).method == "empirical"
 
 
 def test_summary_says_how_far_the_chi2_tail_reaches_beyond_the_toys():
@@ -191,7 +225,7 @@ def test_summary_says_how_far_the_chi2_tail_reaches_beyond_the_toys():
     assert f"(beyond every toy: the largest is {top:.4g})" in far.summary()
     # toys above t_obs that contradict the chi-square tail: said where it is not reported
     t = np.r_[rng.chisquare(5, size=195), np.full(5, 40.0)]
-    c = calibrate(35.0, t)
+    c = calibrate(35.0, t, min_exceed=10)
     odd = dataclasses.replace(res, t_null=t, t_obs=35.0, calibration=c, p_value=c.p_value,
                               z=c.z)
     assert "(not reported: the toys contradict its tail)" in odd.summary()
@@ -202,7 +236,7 @@ def test_conservative_p_is_never_below_the_reported_p():
 
     rng = np.random.default_rng(6)
     t = rng.chisquare(5, size=200)
-    c = calibrate(float(np.sort(t)[-3]), t, n_failed=1)  # chi2 reported, 3 toys above
+    c = calibrate(float(np.sort(t)[-3]), t, n_failed=1, min_exceed=10)  # chi2, 3 toys above
     assert c.method == "chi2"
     assert c.p_conservative == max(c.p_value, (1 + c.n_exceed + 1) / (1 + 200 + 1))
     assert c.p_conservative >= c.p_value

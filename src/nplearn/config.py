@@ -98,8 +98,8 @@ class NPLMConfig:
         Master seed: the observed fit and toy ``i`` draw from independent streams
         derived from ``(seed, i)``.
     min_exceed : int
-        Report the toy p-value when at least this many toys exceed ``t_obs``,
-        else the chi-square extrapolation.
+        Report the toy p-value when at least this many toys reach ``t_obs``
+        (default 1: whenever the toys resolve p), else the chi-square extrapolation.
     learner : {"kernel", "neural"}
         ``"kernel"`` (default): Nyström kernel logistic regression, every option
         above. ``"neural"``: the NPLM neural network with weight clipping
@@ -154,7 +154,7 @@ class NPLMConfig:
     workers: int | None = None
     threads_per_worker: int | None = None
     seed: int = 0
-    min_exceed: int = 10
+    min_exceed: int = 1
     learner: str = "kernel"
     nn_hidden: list[int] | None = None
     nn_activation: str = "sigmoid"

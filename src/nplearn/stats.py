@@ -78,8 +78,9 @@ def _check_t_obs(t_obs: float) -> float:
     return float(t_obs)
 
 
-def _null_statistics(t_null: Any) -> np.ndarray:
-    """The finite values of the null toys' statistics (a 1-D array of numbers)."""
+def _null_statistics(t_null: Any) -> tuple[np.ndarray, int]:
+    """The null toys' statistics that are numbers (a 1-D array; ``+inf`` is a toy
+    beyond any observed value and is kept) and the count of NaN ones (failed toys)."""
     try:
         arr = np.asarray(t_null, dtype=np.float64)
     except (TypeError, ValueError):
@@ -87,16 +88,24 @@ def _null_statistics(t_null: Any) -> np.ndarray:
                          f"{type(t_null).__name__}") from None
     if arr.ndim != 1:
         raise InputError(f"the null statistics must be a 1-D array, got shape {arr.shape}")
-    arr = arr[np.isfinite(arr)]
-    if arr.size == 0:
+    nan = np.isnan(arr)
+    arr = arr[~nan]
+    if not np.isfinite(arr).any():
         raise InputError("no finite null toys to calibrate against")
-    return arr
+    return arr, int(nan.sum())
 
 
 def empirical_pvalue(t_obs: float, t_null: np.ndarray) -> float:
-    """``(1 + #{t_null >= t_obs}) / (1 + n_toys)``: never zero, exact for exchangeable toys."""
+    """``(1 + #{t_null >= t_obs}) / (1 + n_toys)``: never zero, exact for exchangeable toys.
+
+    A NaN among ``t_null`` (a failed toy) is refused: leaving it out could make p
+    smaller than it is; :func:`calibrate` counts such toys in ``p_conservative``.
+    """
     t_obs = _check_t_obs(t_obs)
-    t_null = _null_statistics(t_null)
+    t_null, n_nan = _null_statistics(t_null)
+    if n_nan:
+        raise InputError(f"{n_nan} of the null statistics are NaN (failed toys); "
+                         "drop them, or use calibrate(..., n_failed=...)")
     return float((1 + np.count_nonzero(t_null >= t_obs)) / (1 + t_null.size))
 
 
@@ -210,9 +219,9 @@ class Calibration:
     p_value, z : float
         The reported values; ``method`` says where they come from.
     method : str
-        ``"empirical"`` when at least ``min_exceed`` null toys lie at or above
-        ``t_obs`` (the toy p-value is then precise to about 30% or better),
-        otherwise ``"chi2"``: the extrapolation of the fitted chi-square.
+        ``"empirical"`` when at least ``min_exceed`` (default 1) null toys lie at or
+        above ``t_obs``, otherwise ``"chi2"``: the extrapolation of the fitted
+        chi-square (when its checks pass).
     p_empirical, z_empirical : float
         ``(1 + #{t_null >= t_obs}) / (1 + n)`` and its Z. With no toy above
         ``t_obs`` this is an upper bound on p (a lower bound on Z).
@@ -270,7 +279,7 @@ def _within_tail_interval(p: float, k: int, n: int, level: float = 0.95) -> bool
 
 
 def calibrate(
-    t_obs: float, t_null: np.ndarray, *, min_exceed: int = 10, n_failed: int = 0
+    t_obs: float, t_null: np.ndarray, *, min_exceed: int = 1, n_failed: int = 0
 ) -> Calibration:
     """Calibrate ``t_obs`` against null toys: empirical and chi-square p-values.
 
@@ -279,10 +288,14 @@ def calibrate(
     t_obs : float
         Observed statistic.
     t_null : numpy.ndarray
-        Null statistics (non-finite values are dropped).
+        Null statistics. A NaN (a failed toy) counts in ``n_failed``; ``+inf``
+        counts as a toy beyond ``t_obs``; the chi-square is fitted to the finite ones.
     min_exceed : int
         Report the empirical p-value when at least this many toys are at or above
-        ``t_obs``; otherwise report the chi-square extrapolation, unless the toys
+        ``t_obs`` (default 1: whenever the toys resolve p; with more, a chi-square
+        value would replace an exact toy p-value and is anti-conservative whenever
+        the null's tail is not exactly chi-square); otherwise report the chi-square
+        extrapolation, unless the toys
         reject the chi-square fit (KS p-value below :data:`CHI2_FIT_MIN_KS_P`) or are
         fewer than :data:`CHI2_REPORT_MIN_TOYS`: then the empirical value (a bound when
         no toy reaches ``t_obs``) is reported.
@@ -293,14 +306,16 @@ def calibrate(
     if isinstance(min_exceed, bool) or not isinstance(min_exceed, (int, np.integer)) \
             or min_exceed < 1:
         raise InputError(f"min_exceed must be an integer >= 1, got {min_exceed!r}")
-    t_null = _null_statistics(t_null)
+    t_null, n_nan = _null_statistics(t_null)
+    n_failed = int(n_failed) + n_nan
     n = t_null.size
     n_exceed = int(np.count_nonzero(t_null >= t_obs))
+    finite = t_null[np.isfinite(t_null)]
     p_emp = (1 + n_exceed) / (1 + n)
     p_err = math.sqrt(p_emp * (1 - p_emp) / (1 + n))
     z_emp = p_to_z(p_emp)
-    if n >= 5:
-        dof, ksd, ksp = fit_chi2_dof(t_null)
+    if finite.size >= 5:
+        dof, ksd, ksp = fit_chi2_dof(finite)
         p_chi, z_chi = chi2_pvalue(t_obs, dof)
     else:
         dof = ksd = ksp = p_chi = z_chi = math.nan
@@ -308,10 +323,10 @@ def calibrate(
     # that the toys' count at or above t_obs contradicts: its tail probability outside
     # their 95% Clopper-Pearson interval (the KS fit follows the bulk, not the tail;
     # with no toy there, a tail heavier than the toys allow)
-    unused = ("no chi2 fit" if not math.isfinite(z_chi) else
+    unused = ("no chi2 fit" if math.isnan(dof) else
+              "enough toys reach t_obs" if n_exceed >= min_exceed else
               "poor chi2 fit (KS p < 0.01)" if not ksp >= CHI2_FIT_MIN_KS_P else
               f"fewer than {CHI2_REPORT_MIN_TOYS} toys" if n < CHI2_REPORT_MIN_TOYS else
-              "enough toys reach t_obs" if n_exceed >= min_exceed else
               "the toys contradict its tail" if not _within_tail_interval(p_chi, n_exceed, n)
               else "")
     use_emp = bool(unused)
