@@ -146,6 +146,10 @@ class NPLMResult:
         The null toys' envelope of ``f`` (:func:`nplearn.envelope.envelope`): where the
         toys' ``f`` (one feature) or its projection on each feature (several) falls,
         per width, at fixed reference points; the figures draw it as a band.
+    combination_errors : dict, optional
+        Combinations that could not be computed, with the reason (e.g. a width whose
+        null toys all have the same t); when the reported one is among them, ``p_value``
+        and ``z`` are NaN.
     """
 
     t_obs: float
@@ -174,6 +178,7 @@ class NPLMResult:
     data_outside_reference: dict[str, Any] | None = None
     reference_weights: dict[str, Any] | None = None
     f_envelope: dict[str, Any] | None = None
+    combination_errors: dict[str, str] | None = None
 
     @property
     def reported_method(self) -> str | None:
@@ -283,6 +288,7 @@ class NPLMResult:
             "data_outside_reference": self.data_outside_reference,
             "reference_weights": self.reference_weights,
             "f_envelope": self.f_envelope,
+            "combination_errors": self.combination_errors,
         }
 
     def f(self, events: Any, width: int | None = None) -> np.ndarray:
@@ -469,8 +475,8 @@ class NPLMResult:
                                                     if cr.n_exceed == 0 else ""))
             lines.append("  reported                  " + self._reported(
                 f"{self.config.combine} over {len(self.widths)} widths"))
-            if self.n_failed_toys:
-                cr = self.combinations[self.config.combine]
+            cr = self.combinations.get(self.config.combine)
+            if self.n_failed_toys and cr is not None:
                 lines.append(f"  conservative p            {cr.p_conservative:.4g} (counting the "
                              f"{self.n_failed_toys} failed toys as reaching the data; the "
                              "p-values above ignore them)")
@@ -603,6 +609,9 @@ class NPLMResult:
         """``p = ..., Z = ... (method)`` of the reported result, written as bounds
         when no toy reached the data (``p <= ..., Z >= ...``)."""
         z = self.z + 0.0  # no "-0.00"
+        if math.isnan(self.p_value):
+            why = (self.combination_errors or {}).get(self.config.combine, "")
+            return f"p = nan ({method}: not computed" + (f": {why})" if why else ")")
         if self.p_is_bound:
             return (f"p <= {self.p_value:.4g}, Z >= {z:.2f} ({method}; a bound: no toy "
                     "reached the data)")
@@ -841,6 +850,7 @@ def nplm_test(
                     checkpoint=checkpoint, resume_only=resume_only, executor=executor,
                     report=execution)
     t_toys = time.perf_counter() - t1
+    combo_errors: dict[str, str] = {}
     t_null = np.array([t.t for t in toys if t.ok], dtype=np.float64)
     n_failed = sum(not t.ok for t in toys)
     if toys and not t_null.size:
@@ -870,14 +880,18 @@ def nplm_test(
                 try:
                     combos.update(combine_all(t_obs_w, t_null_widths, (m,), cfg.temperature))
                 except InputError as exc:
-                    if m == cfg.combine:
-                        raise
-                    log.warning("combination %s not computed: %s", m, exc)
+                    # never raised: the toys are spent, and the widths' own p-values
+                    # and the other combinations are still worth the result
+                    combo_errors[m] = str(exc)
+                    log.warning("combination %s not computed: %s%s", m, exc,
+                                "; it is the reported one (--combine): p and Z are NaN"
+                                if m == cfg.combine else "")
             if n_failed:
                 combos = {m: dataclasses.replace(cr, n_failed=n_failed,
                                                  p_conservative=math.nan)
                           for m, cr in combos.items()}
-            p_value, z = combos[cfg.combine].p_value, combos[cfg.combine].z
+            chosen = combos.get(cfg.combine)
+            p_value, z = (chosen.p_value, chosen.z) if chosen else (math.nan, math.nan)
             cals = [w["calibration"] for w in width_info]
             if all(c is not None and 0 <= c["p_value"] <= 1 for c in cals):
                 bound = bonferroni_bound([c["p_value"] for c in cals],
@@ -927,6 +941,7 @@ def nplm_test(
         reference_weights=_weights_info(S["rel"], expected,
                                         toy_generator is None and cfg.n_toys > 0),
         f_envelope=f_env,
+        combination_errors=combo_errors or None,
     )
 
 
