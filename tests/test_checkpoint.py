@@ -125,6 +125,40 @@ def test_checkpoint_must_be_a_folder(tmp_path, samples):
         nplm_test(ref, data, checkpoint=tmp_path / "f", **OPTS)
 
 
+def test_checkpoint_write_failures_are_named(tmp_path, samples, monkeypatch):
+    import nplearn.checkpoint as ckmod
+    import nplearn.nplm as nplm_mod
+
+    ref, data = samples
+    # a folder that cannot take records fails before the observed fit
+    fits = []
+    real_fit = nplm_mod.nplm_fit
+    monkeypatch.setattr(nplm_mod, "nplm_fit", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckmod, "write_text_atomic", full)
+    with pytest.raises(InputError, match=r"ck: cannot write checkpoint records there "
+                                         r"\(No space left on device\)"):
+        nplm_test(ref, data, checkpoint=tmp_path / "ck", **OPTS)
+    assert not fits
+    monkeypatch.undo()
+    # the disk fills up during the run: the record's write names the folder and says
+    # that the records written so far are kept
+    real_write = ckmod.write_json_atomic
+
+    def full_for_records(path, obj):
+        if Path(path).name.startswith("toy_"):
+            full()
+        real_write(path, obj)
+
+    monkeypatch.setattr(ckmod, "write_json_atomic", full_for_records)
+    with pytest.raises(InputError, match=r"cannot write the record of toy 0 \(No space left "
+                                         r"on device\); the records already written are kept"):
+        nplm_test(ref, data, checkpoint=tmp_path / "ck", **OPTS)
+
+
 def test_sigkill_mid_run_then_resume(tmp_path, rng):
     # a real run in worker processes, its main process killed with SIGKILL while toys
     # are in flight: the workers end by themselves (they used to finish their chunk and
@@ -192,6 +226,7 @@ def test_shards_merge_to_the_direct_result(tmp_path, rng, capsys):
     err = capsys.readouterr().err
     assert "holds no records of this configuration" in err
     assert "found records of 1 other configuration(s)" in err
+    assert "differs in seed (the seed)" in err  # what differs, not only that it does
     assert main(["toys", "--config", str(cfg), "--toys", "5:2", "--out", str(shards)]) == 2
     # every record names its budget and host; a merge under another budget says so
     rec = json.loads(next(shards.glob("*/toy_000000003.json")).read_text())
@@ -206,12 +241,15 @@ def test_shards_merge_to_the_direct_result(tmp_path, rng, capsys):
         capsys.readouterr().err
     execution = json.loads((tmp_path / "m2.json").read_text())["provenance"]["execution"]
     assert execution["checkpoint_memory_budgets"] == {str(rec["memory_budget"]): 20}
-    # a corrupt record: a merge counts it as missing (it does not rerun toys)
+    # a corrupt record: a merge counts it as missing (it does not rerun toys); so
+    # does valid JSON that is no record
     next(shards.glob("*/toy_000000004.json")).write_text("{")
+    next(shards.glob("*/toy_000000005.json")).write_text("null")
+    next(shards.glob("*/toy_000000006.json")).write_text('{"toy": [1, 2]}')
     assert main(["merge", str(shards), "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "the toy counts as missing" in err and "reruns" not in err
-    assert "1 of 20 toys have no record" in err
+    assert "3 of 20 toys have no record" in err
 
 
 def test_fingerprint_tells_warm_from_cold_width_fits():

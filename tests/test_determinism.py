@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
+import pytest
 
 from nplearn import nplm_test
 from nplearn.toys import ToyEngine, run_toys
@@ -108,3 +111,36 @@ def test_threaded_executor_with_shared_centres_equals_local_run():
         threaded = nplm_test(ref, data, executor=ex, **kw)
     assert np.array_equal(threaded.t_null, local.t_null)
     assert threaded.t_obs == local.t_obs
+
+
+def test_executor_tasks_follow_its_own_worker_count_and_code():
+    """An executor larger than this machine gets about four chunks per worker of its
+    own (they were sized from the local cores: 19 tasks for 64 workers); a worker that
+    runs other nplearn code refuses its chunk instead of recording another statistic."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import nplearn.toys as toys_mod
+    from nplearn.errors import NplearnError
+
+    rng = np.random.default_rng(1)
+    ref, data = rng.normal(size=(300, 1)), rng.normal(size=(15, 1))
+    kw = dict(n_toys=64, sigma=1.0, n_centers=10, seed=4, lam=1e-4)
+    sizes = []
+    real = toys_mod._executor_chunk
+
+    def counted(engine_bytes, indices, *args):
+        sizes.append(len(indices))
+        return real(engine_bytes, indices, *args)
+
+    local = nplm_test(ref, data, workers=1, **kw)
+    with ThreadPoolExecutor(16) as ex:
+        toys_mod._executor_chunk = counted
+        try:
+            res = nplm_test(ref, data, executor=ex, **kw)
+        finally:
+            toys_mod._executor_chunk = real
+    assert sizes and max(sizes) == 1 and sum(sizes) == 64  # 64 toys // (16 x 4)
+    assert np.array_equal(res.t_null, local.t_null)
+    engine = pickle.dumps(0)
+    with pytest.raises(NplearnError, match="runs other nplearn code"):
+        real(engine, [0], 1, None, "0" * 64)

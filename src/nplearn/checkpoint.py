@@ -20,6 +20,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import pickle
 import platform
 from pathlib import Path
@@ -31,7 +32,8 @@ from ._version import __version__, source_digest
 from .errors import InputError
 from .io import remove_stale_temporaries, write_json_atomic, write_text_atomic
 
-__all__ = ["ToyCheckpoint", "engine_fingerprint", "generator_source_digest"]
+__all__ = ["ToyCheckpoint", "check_checkpoint_folder", "describe_differences",
+           "engine_fingerprint", "fingerprint_parts", "generator_source_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +153,19 @@ def _digest_callable(h: Any, obj: Any, depth: int, seen: set[int]) -> None:
                 _digest_value(h, name, g[name], f.__module__, depth, seen)
 
 
-def engine_fingerprint(engine: Any) -> str:
-    """SHA-256 (hex) of everything that determines the toys of ``engine``."""
+def _digest_of(*arrays: np.ndarray | None) -> str:
     h = hashlib.sha256()
-    spec = {
+    for a in arrays:
+        _array_digest(h, a)
+    return h.hexdigest()[:16]
+
+
+def fingerprint_parts(engine: Any) -> dict[str, Any]:
+    """What defines the toys of ``engine``, part by part: settings as they are, arrays
+    (reference, pool, probe), the toy generator and the standardisation by digests.
+    :func:`engine_fingerprint` hashes them; a checkpoint folder keeps them in
+    ``fingerprint.json`` so that a refused merge can say which part differs."""
+    parts: dict[str, Any] = {
         "nplearn": __version__,
         # the code, not only the version: records of other code are not reused
         "nplearn_source": source_digest(),
@@ -168,18 +179,14 @@ def engine_fingerprint(engine: Any) -> str:
     }
     if len(engine.sigmas) > 1:
         # several widths: the fitting order and the warm starts are part of the procedure
-        # (single-width fingerprints are unchanged by this key)
-        spec["width_fits"] = "widest first, warm" if engine.warm_start else "widest first, cold"
-    h.update(json.dumps(spec, sort_keys=True).encode())
-    _array_digest(h, engine.pool)
-    _array_digest(h, engine.pool_weights)
-    _array_digest(h, engine.reference)
-    _array_digest(h, engine.reference_weights)
-    if engine.probe is not None:  # what each record holds besides t
-        h.update(b"probe")
-        for a in engine.probe.arrays():
-            _array_digest(h, a)
+        parts["width_fits"] = "widest first, warm" if engine.warm_start else "widest first, cold"
+    parts["reference_pool"] = _digest_of(engine.pool, engine.pool_weights)
+    parts["reference_events"] = _digest_of(engine.reference, engine.reference_weights)
+    # what each record holds besides t
+    parts["probe"] = (None if engine.probe is None else _digest_of(*engine.probe.arrays()))
+    parts["generator"] = None
     if engine.generator is not None:
+        h = hashlib.sha256()
         try:
             h.update(pickle.dumps(engine.generator))
         except Exception as exc:
@@ -188,9 +195,66 @@ def engine_fingerprint(engine: Any) -> str:
         # a function pickles by name only: its module's source identifies its body and
         # the module-level constants it reads
         h.update(generator_source_digest(engine.generator).encode())
-    if engine.standardizer is not None:
-        h.update(json.dumps(engine.standardizer.to_dict(), sort_keys=True).encode())
-    return h.hexdigest()
+        parts["generator"] = h.hexdigest()[:16]
+    parts["standardizer"] = (None if engine.standardizer is None else hashlib.sha256(
+        json.dumps(engine.standardizer.to_dict(), sort_keys=True).encode()).hexdigest()[:16])
+    return parts
+
+
+def engine_fingerprint(engine: Any, parts: dict[str, Any] | None = None) -> str:
+    """SHA-256 (hex) of everything that determines the toys of ``engine`` (of its
+    :func:`fingerprint_parts`, when given, computed otherwise)."""
+    parts = fingerprint_parts(engine) if parts is None else parts
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+#: What a part of the fingerprint is, for a refused merge.
+_PART_WORDS = {
+    "nplearn": "the nplearn version", "nplearn_source": "the nplearn code",
+    "learner_params": "the learner settings", "expected": "the expected yield",
+    "seed": "the seed", "stream": "the toy family", "sigmas": "the kernel widths",
+    "reference_pool": "the reference sample", "reference_events": "the reference sample",
+    "probe": "the probe of f", "generator": "the toy generator",
+    "standardizer": "the standardisation", "extra_stats": "the comparison tests",
+}
+
+
+def describe_differences(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """The parts two fingerprints differ in, in words (``learner_params: lam``)."""
+    out = []
+    for k in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(k), theirs.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys = sorted(j for j in set(a) | set(b) if a.get(j) != b.get(j))
+            diff = ", ".join(f"{j}: {b.get(j)} there, {a.get(j)} here" for j in keys)
+            out.append(f"{k} ({diff})")
+        else:
+            out.append(f"{k} ({_PART_WORDS.get(k, k)})")
+    return "; ".join(out) or "nothing recorded"
+
+
+def _probe_write(directory: Path) -> None:
+    """Write and remove a small file: a folder that exists but cannot take records
+    fails now, not after hours of fits."""
+    probe = directory / f".write-test-{os.getpid()}"
+    write_text_atomic(probe, "")
+    probe.unlink()
+
+
+def check_checkpoint_folder(root: str | Path) -> None:
+    """Fail early, before any fit, if the checkpoint folder ``root`` cannot be
+    created or written (the record folder of the calibration is made later)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: exists and is not a folder (--checkpoint needs a folder)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _probe_write(root)
+    except OSError as exc:
+        raise InputError(f"{root}: cannot write checkpoint records there "
+                         f"({exc.strerror or exc})") from None
 
 
 class ToyCheckpoint:
@@ -208,6 +272,9 @@ class ToyCheckpoint:
     memory_budget : int, optional
         The budget the toys of this run use (recorded with each toy, with the host:
         records of another budget agree to ~1e-8 relative, not bit for bit).
+    parts : dict, optional
+        :func:`fingerprint_parts` of the calibration, kept as ``fingerprint.json``
+        (a refused merge names the parts that differ).
 
     Attributes
     ----------
@@ -217,7 +284,8 @@ class ToyCheckpoint:
     """
 
     def __init__(self, root: str | Path, fingerprint: str, read_only: bool = False,
-                 memory_budget: int | None = None) -> None:
+                 memory_budget: int | None = None,
+                 parts: dict[str, Any] | None = None) -> None:
         self.memory_budget = memory_budget
         self.loaded_budgets: dict[int | None, int] = {}
         self.read_only = read_only
@@ -230,13 +298,22 @@ class ToyCheckpoint:
         if read_only:
             marker = self.dir / "fingerprint.txt"
             if not marker.is_file() or marker.read_text().strip() != fingerprint:
-                others = sorted(p.name for p in self.root.glob("*/fingerprint.txt")) \
+                others = sorted(p.parent for p in self.root.glob("*/fingerprint.txt")) \
                     if self.root.is_dir() else []
+                said = []
+                for o in others[:3]:
+                    try:
+                        theirs = json.loads((o / "fingerprint.json").read_text())
+                    except (OSError, ValueError):
+                        continue
+                    if parts is not None and isinstance(theirs, dict):
+                        said.append(f"{o.name} differs in {describe_differences(parts, theirs)}")
                 raise InputError(
                     f"{self.root}: holds no records of this configuration (expected the "
                     f"folder {fingerprint[:16]}"
                     + (f"; found records of {len(others)} other configuration(s)"
-                       if others else "") + "); check --config and the record folder")
+                       if others else "") + "); check --config and the record folder"
+                    + "".join(f"\n  {line}" for line in said))
             return
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -248,8 +325,15 @@ class ToyCheckpoint:
             if marker.read_text().strip() != fingerprint:
                 raise InputError(f"{self.dir}: holds records of a different calibration "
                                  "(fingerprint mismatch); use another checkpoint folder")
-        else:  # shards starting together each write the same text, atomically
-            write_text_atomic(marker, fingerprint + "\n")
+        try:
+            if not marker.exists():  # shards starting together write the same text
+                write_text_atomic(marker, fingerprint + "\n")
+            if parts is not None and not (self.dir / "fingerprint.json").exists():
+                write_json_atomic(self.dir / "fingerprint.json", parts)
+            _probe_write(self.dir)
+        except OSError as exc:
+            raise InputError(f"{self.dir}: cannot write checkpoint records there "
+                             f"({exc.strerror or exc})") from None
         n = remove_stale_temporaries(self.dir)
         if n:
             log.info("removed %d temporary file(s) left by killed writers in %s", n, self.dir)
@@ -260,9 +344,15 @@ class ToyCheckpoint:
 
     def write(self, result: Any) -> None:
         """Persist one finished toy (atomically)."""
-        write_json_atomic(self.path(result.index), {
-            "fingerprint": self.fingerprint, "toy": result.to_dict(),
-            "memory_budget": self.memory_budget, "host": platform.node()})
+        try:
+            write_json_atomic(self.path(result.index), {
+                "fingerprint": self.fingerprint, "toy": result.to_dict(),
+                "memory_budget": self.memory_budget, "host": platform.node()})
+        except OSError as exc:
+            raise InputError(
+                f"{self.dir}: cannot write the record of toy {result.index} "
+                f"({exc.strerror or exc}); the records already written are kept: free "
+                "space (or fix the folder) and rerun to resume") from None
 
     def load(self, indices: list[int]) -> dict[int, Any]:
         """Records present for ``indices`` (unreadable or foreign ones are skipped)."""
@@ -275,6 +365,8 @@ class ToyCheckpoint:
                 continue
             try:
                 rec = json.loads(p.read_text(encoding="utf-8"))
+                if not isinstance(rec, dict) or not isinstance(rec.get("toy"), dict):
+                    raise ValueError("not a toy record")
                 if rec.get("fingerprint") != self.fingerprint:
                     raise ValueError("fingerprint mismatch")
                 d = rec["toy"]
@@ -288,7 +380,7 @@ class ToyCheckpoint:
                 res = ToyResult(**d)
                 if res.index != i:
                     raise ValueError("index mismatch")
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("ignoring unreadable checkpoint record %s (%s); %s", p, exc,
                             "the toy counts as missing" if self.read_only else
                             "the toy reruns")

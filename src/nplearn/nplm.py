@@ -790,6 +790,10 @@ def nplm_test(
     expected, w_ref, params, hyper = S["expected"], S["w_ref"], S["params"], S["hyper"]
     widths, sources, n_centers, shared = S["widths"], S["sources"], S["n_centers"], S["shared"]
 
+    if checkpoint is not None and not resume_only:
+        from .checkpoint import check_checkpoint_folder
+
+        check_checkpoint_folder(checkpoint)  # not only after the observed fit
     # observed fit (every width on the same data, with the same centres)
     t0 = time.perf_counter()
     if shared:

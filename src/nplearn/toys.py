@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import pickle
+import platform
 import sys
 import tempfile
 import threading
@@ -691,10 +692,20 @@ _EXECUTOR_ENGINES: dict[str, ToyEngine] = {}
 
 
 def _executor_chunk(engine_bytes: bytes, indices: Sequence[int], threads: int,
-                    checkpoint: Any) -> list[ToyResult]:
+                    checkpoint: Any, source: str | None = None) -> list[ToyResult]:
     """A chunk of toys on an executor's worker (the engine is unpickled once per
-    worker process and calibration)."""
+    worker process and calibration). ``source``: the submitting process's
+    :func:`source_digest`; a worker running other nplearn code refuses the chunk
+    (its toys would be another statistic, recorded under the submitter's fingerprint)."""
     import hashlib
+
+    from ._version import source_digest
+
+    if source is not None and source != source_digest():
+        raise NplearnError(
+            f"a toy worker on {platform.node()} runs other nplearn code (source digest "
+            f"{source_digest()[:12]}) than the process that submitted the toys "
+            f"({source[:12]}): install the same nplearn on every worker")
 
     key = hashlib.sha256(engine_bytes).hexdigest()
     engine = _EXECUTOR_ENGINES.get(key)
@@ -753,6 +764,18 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
             proc.terminate()
 
 
+def _executor_slots(executor: Any) -> int | None:
+    """Tasks an executor runs at once: a Dask cluster's worker threads, a
+    ``concurrent.futures`` pool's workers; None when it does not say."""
+    try:
+        if _is_dask_client(executor):
+            return int(sum(executor.nthreads().values())) or None
+        n = getattr(executor, "_max_workers", None)
+        return int(n) if n else None
+    except Exception:  # a cluster that cannot be asked: the local count stands in
+        return None
+
+
 def _is_dask_client(executor: Any) -> bool:
     return type(executor).__module__.startswith("distributed") and hasattr(executor, "submit")
 
@@ -768,7 +791,10 @@ def _run_executor(executor: Any, engine_bytes: bytes, chunks: list[list[int]], t
             fut.cancel()
         wait(futures)  # let running chunks finish their records before returning
 
-    futures = [executor.submit(_executor_chunk, engine_bytes, c, threads, ckpt) for c in chunks]
+    from ._version import source_digest
+
+    futures = [executor.submit(_executor_chunk, engine_bytes, c, threads, ckpt, source_digest())
+               for c in chunks]
     _gather(futures, as_completed, results, total, progress, cancel)
 
 
@@ -794,9 +820,11 @@ def _run_dask(client: Any, engine_bytes: bytes, chunks: list[list[int]], threads
 
     # a fresh key per call (hash=False): a content-hashed key could be released by the
     # previous call of the same calibration while this one still needs it
+    from ._version import source_digest
+
     eng = client.scatter(engine_bytes, broadcast=True, hash=False)
-    futures = [client.submit(_executor_chunk, eng, c, threads, ckpt, retries=retries,
-                             pure=False)
+    futures = [client.submit(_executor_chunk, eng, c, threads, ckpt, source_digest(),
+                             retries=retries, pure=False)
                for c in chunks]
     _gather(futures, dask_as_completed, results, total, progress, client.cancel)
 
@@ -953,11 +981,12 @@ def run_toys(
     done: dict[int, ToyResult] = {}
     ckpt = None
     if checkpoint is not None:
-        from .checkpoint import ToyCheckpoint, engine_fingerprint
+        from .checkpoint import ToyCheckpoint, engine_fingerprint, fingerprint_parts
 
         budget = None if engine.neural else int(engine.learner_params["memory_budget"])
-        ckpt = ToyCheckpoint(checkpoint, engine_fingerprint(engine), read_only=resume_only,
-                             memory_budget=budget)
+        parts = fingerprint_parts(engine)
+        ckpt = ToyCheckpoint(checkpoint, engine_fingerprint(engine, parts),
+                             read_only=resume_only, memory_budget=budget, parts=parts)
         done = ckpt.load(indices)
         if report is not None:
             report["from_checkpoint"] = len(done)
@@ -1030,7 +1059,9 @@ def run_toys(
             "the toy definition cannot be sent to worker processes "
             f"({exc}); define the toy generator at module level or use workers=1"
         ) from exc
-    chunk = max(1, min(16, len(indices) // (nw * 4) or 1))
+    # about four chunks per worker (an executor's own workers where it says how many)
+    slots = (_executor_slots(executor) if executor is not None else None) or nw
+    chunk = max(1, min(16, len(indices) // (slots * 4) or 1))
     chunks = [indices[i : i + chunk] for i in range(0, len(indices), chunk)]
     if executor is not None:
         if _is_dask_client(executor):
