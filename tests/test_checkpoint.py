@@ -415,3 +415,19 @@ def test_cuda_budget_is_split_between_workers_sharing_a_gpu(monkeypatch):
     assert T.toy_memory_budget({"device": "cuda"}, None) == 40_000  # one per GPU
     assert T.toy_memory_budget({"device": "cuda"}, 1) == 40_000
     assert {str(d) for d in asked} == {"cuda"}  # only the current GPU is asked
+
+
+def test_records_of_other_threads_or_versions_are_reported(tmp_path, samples, caplog):
+    # the torch threads and the library versions are not part of the fingerprint (shards
+    # on other machines share records) but move t in its last digits: each record keeps
+    # those of the process that wrote it, and a run that loads others says so
+    ref, data = samples
+    ck = tmp_path / "ck"
+    nplm_test(ref, data, checkpoint=ck, **{**OPTS, "threads_per_worker": 2})
+    rec = json.loads(_records(ck)[0].read_text())
+    assert rec["settings"]["threads_per_worker"] == 2 and "torch" in rec["settings"]
+    res = nplm_test(ref, data, checkpoint=ck, **OPTS)
+    assert "recorded toys computed with other settings than this run's " \
+        "(threads_per_worker 2: 12 toy(s)" in caplog.text
+    assert res.provenance["execution"]["checkpoint_other_settings"] == {
+        "threads_per_worker 2": 12}

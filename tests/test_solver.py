@@ -586,9 +586,23 @@ def test_progress_line(monkeypatch):
     p(10, 10)
     out = buf.getvalue()
     assert "5/10" in out and "10/10" in out and "/s ETA" in out and out.endswith("\n")
-    quiet = io.StringIO()  # not a terminal: no progress line by default
+    quiet = io.StringIO()  # not a terminal: no progress line for a short run
     Progress("toys", stream=quiet)(10, 10)
     assert quiet.getvalue() == ""
+    # the rate counts the toys run, not those loaded from a checkpoint (90 of 100 here:
+    # the ETA of the last 10 was 0 s); a batch log gets a line every log_every seconds
+    import nplearn.cli as cli_mod
+
+    clock = iter([0.0, 10.0, 20.0, 25.0])
+    monkeypatch.setattr(cli_mod.time, "perf_counter", lambda: next(clock))
+    log = io.StringIO()
+    p = Progress("toys", stream=log, log_every=15.0)
+    p(90, 100)  # the baseline
+    p(92, 100)  # 10 s later: not yet a line
+    p(94, 100)  # 20 s: 4 toys in 20 s, 6 to go
+    assert log.getvalue().endswith("toys: 94/100 done, 0.2/s, ETA 30s\n")
+    p(100, 100)  # the last one closes the log
+    assert log.getvalue().count("\n") == 2 and "100/100 done, 0.4/s" in log.getvalue()
 
 
 def test_reused_feature_memory_changes_no_fit(rng, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -183,7 +185,7 @@ def test_shared_centres_refuse_a_generator(rng):
                   n_toys=2, workers=1)
 
 
-def test_dead_workers_give_a_clear_error(rng, monkeypatch):
+def test_dead_workers_give_a_clear_error(rng, monkeypatch, tmp_path):
     # a script without the __main__ guard (or a worker killed for memory) breaks the
     # spawned pool: the error says what to do instead of a bare BrokenProcessPool
     from concurrent.futures import Future
@@ -211,3 +213,40 @@ def test_dead_workers_give_a_clear_error(rng, monkeypatch):
     eng = ToyEngine({"sigma": 1.0, "n_centers": 20}, 30.0, 0, pool=rng.normal(size=(500, 1)))
     with pytest.raises(NplearnError, match='if __name__ == "__main__"'):
         run_toys(eng, range(4), workers=2)
+    # from the command line no guard can be missing: the error says a worker was
+    # killed, and that the records are kept for a resume
+    import sys
+    import types
+
+    cli_main = types.ModuleType("__main__")
+    cli_main.__file__ = str(Path(toys_mod.__file__).with_name("__main__.py"))
+    monkeypatch.setitem(sys.modules, "__main__", cli_main)
+    with pytest.raises(NplearnError) as exc:
+        run_toys(eng, range(4), workers=2, checkpoint=tmp_path / "ck")
+    assert "__main__" not in str(exc.value) and "out of memory" in str(exc.value)
+    assert "records of the finished toys are kept in" in str(exc.value)
+
+
+def test_engine_folders_of_killed_runs_are_removed(tmp_path, monkeypatch):
+    # a run killed with SIGKILL leaves its engine folder (the whole reference) in the
+    # temporary directory; the next run on this host removes those of dead processes
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import nplearn.toys as toys_mod
+    from nplearn.io import _host_tag
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    prefix = toys_mod._ENGINE_DIR_PREFIX
+    stale = tmp_path / f"{prefix}{_host_tag()}-{dead}-abc_12"
+    alive = tmp_path / f"{prefix}{_host_tag()}-{os.getpid()}-def_34"
+    other_host = tmp_path / f"{prefix}{_host_tag()}x-{dead}-ghi_56"
+    for d in (stale, alive, other_host):
+        d.mkdir()
+        (d / "engine.pickle").write_bytes(b"x")
+    assert toys_mod._remove_stale_engine_folders() == 1
+    assert not stale.exists() and alive.exists() and other_host.exists()

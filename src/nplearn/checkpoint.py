@@ -235,6 +235,16 @@ def describe_differences(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
     return "; ".join(out) or "nothing recorded"
 
 
+def _settings(threads: int | None = None) -> dict[str, Any]:
+    """What, besides the fingerprint, moves a toy's t in its last digits: the torch
+    threads (BLAS reduction order) and the numpy and torch versions."""
+    import torch
+
+    return {"threads_per_worker": int(threads if threads is not None
+                                      else torch.get_num_threads()),
+            "numpy": np.__version__, "torch": torch.__version__}
+
+
 def _probe_write(directory: Path) -> None:
     """Write and remove a small file: a folder that exists but cannot take records
     fails now, not after hours of fits."""
@@ -275,19 +285,29 @@ class ToyCheckpoint:
     parts : dict, optional
         :func:`fingerprint_parts` of the calibration, kept as ``fingerprint.json``
         (a refused merge names the parts that differ).
+    threads : int, optional
+        The torch threads of this run's toys. Each record keeps the threads and the
+        numpy and torch versions of the process that wrote it; records that differ
+        from this run's are counted in ``loaded_settings`` (they agree to rounding,
+        not bit for bit).
 
     Attributes
     ----------
     loaded_budgets : dict
         ``{memory_budget: count}`` of the records :meth:`load` returned (``None``
         for records that do not say).
+    loaded_settings : dict
+        ``{"threads_per_worker 2": count, "torch 2.11.0": count, ...}``: records whose
+        settings differ from this run's, per differing setting.
     """
 
     def __init__(self, root: str | Path, fingerprint: str, read_only: bool = False,
                  memory_budget: int | None = None,
-                 parts: dict[str, Any] | None = None) -> None:
+                 parts: dict[str, Any] | None = None, threads: int | None = None) -> None:
         self.memory_budget = memory_budget
         self.loaded_budgets: dict[int | None, int] = {}
+        self.settings = _settings(threads)
+        self.loaded_settings: dict[str, int] = {}
         self.read_only = read_only
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
@@ -347,7 +367,8 @@ class ToyCheckpoint:
         try:
             write_json_atomic(self.path(result.index), {
                 "fingerprint": self.fingerprint, "toy": result.to_dict(),
-                "memory_budget": self.memory_budget, "host": platform.node()})
+                "memory_budget": self.memory_budget, "host": platform.node(),
+                "settings": _settings()})  # of the process that ran the toy
         except OSError as exc:
             raise InputError(
                 f"{self.dir}: cannot write the record of toy {result.index} "
@@ -388,4 +409,10 @@ class ToyCheckpoint:
             out[i] = res
             budget = rec.get("memory_budget")
             self.loaded_budgets[budget] = self.loaded_budgets.get(budget, 0) + 1
+            theirs = rec.get("settings")
+            if isinstance(theirs, dict):
+                for k, v in theirs.items():
+                    if self.settings.get(k) is not None and v != self.settings[k]:
+                        key = f"{k} {v}"
+                        self.loaded_settings[key] = self.loaded_settings.get(key, 0) + 1
         return out

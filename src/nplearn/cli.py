@@ -38,26 +38,50 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 class Progress:
-    """A progress line on stderr (count, rate, ETA); silent when not a TTY."""
+    """Progress of the toys on stderr: a line redrawn in place on a terminal; in a
+    batch log (stderr not a terminal) one line every ``log_every`` seconds, so a short
+    run prints nothing and a long one leaves a trace.
 
-    def __init__(self, label: str, stream: TextIO | None = None, enabled: bool | None = None):
+    The rate and ETA count the toys run since the first call (toys loaded from a
+    checkpoint are part of the count, not of the rate).
+    """
+
+    def __init__(self, label: str, stream: TextIO | None = None, enabled: bool | None = None,
+                 log_every: float = 60.0):
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.tty = self.stream.isatty() if enabled is None else enabled
+        self.logging = enabled is None and not self.tty
         self.label = label
-        self.t0 = time.perf_counter()
+        self.log_every = float(log_every)
+        self.t0: float | None = None
+        self.done0 = 0
         self.last = 0.0
+        self.logged = False
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
+        if not (self.tty or self.logging):
             return
         now = time.perf_counter()
+        if self.t0 is None:  # the baseline: toys already done (from a checkpoint)
+            self.t0, self.done0, self.last = now, done, now if self.logging else 0.0
+            if self.logging:
+                return
+        el = now - self.t0
+        rate = (done - self.done0) / el if el > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else math.inf
+        eta_s = f"{eta:5.0f}s" if math.isfinite(eta) else "    ?"
+        if self.logging:
+            final = done >= total and self.logged
+            if not final and now - self.last < self.log_every:
+                return
+            self.last, self.logged = now, True
+            self.stream.write(f"{time.strftime('%H:%M:%S')} {self.label}: {done}/{total} "
+                              f"done, {rate:.3g}/s, ETA {eta_s.strip()}\n")
+            self.stream.flush()
+            return
         if done < total and now - self.last < 0.2:
             return
         self.last = now
-        el = now - self.t0
-        rate = done / el if el > 0 else 0.0
-        eta = (total - done) / rate if rate > 0 else math.inf
-        eta_s = f"{eta:5.0f}s" if math.isfinite(eta) else "    ?"
         width = 24
         fill = int(width * done / max(total, 1))
         self.stream.write(

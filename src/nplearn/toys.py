@@ -764,6 +764,36 @@ def _terminate_workers(pool: ProcessPoolExecutor) -> None:
             proc.terminate()
 
 
+#: Temporary folders that hand the engine to local worker processes:
+#: ``nplearn-toys-<host>-<pid>-<random>``.
+_ENGINE_DIR_PREFIX = "nplearn-toys-"
+
+
+def _remove_stale_engine_folders() -> int:
+    """Remove the engine folders of runs on this host whose process was killed (a
+    SIGKILL or an out-of-memory kill skips the clean-up; each folder holds the whole
+    reference sample). Returns how many were removed."""
+    import re
+    import shutil
+
+    from .io import _host_tag, _process_alive
+
+    pattern = re.compile(re.escape(_ENGINE_DIR_PREFIX + _host_tag()) + r"-(\d+)-[^-]+$")
+    removed = 0
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return 0
+    for name in names:
+        m = pattern.match(name)
+        if m is None or _process_alive(int(m.group(1))):
+            continue
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        removed += 1
+    return removed
+
+
 def _executor_slots(executor: Any) -> int | None:
     """Tasks an executor runs at once: a Dask cluster's worker threads, a
     ``concurrent.futures`` pool's workers; None when it does not say."""
@@ -986,7 +1016,8 @@ def run_toys(
         budget = None if engine.neural else int(engine.learner_params["memory_budget"])
         parts = fingerprint_parts(engine)
         ckpt = ToyCheckpoint(checkpoint, engine_fingerprint(engine, parts),
-                             read_only=resume_only, memory_budget=budget, parts=parts)
+                             read_only=resume_only, memory_budget=budget, parts=parts,
+                             threads=threads_per_worker or 1)
         done = ckpt.load(indices)
         if report is not None:
             report["from_checkpoint"] = len(done)
@@ -1004,6 +1035,15 @@ def run_toys(
                 report["checkpoint_memory_budgets"] = {
                     str(b): n for b, n in sorted(ckpt.loaded_budgets.items(),
                                                  key=lambda kv: str(kv[0]))}
+        if ckpt.loaded_settings:
+            log.warning("recorded toys computed with other settings than this run's (%s; "
+                        "this run: %s): threads and library versions can change t in its "
+                        "last digits, so the toys agree to rounding, not bit for bit",
+                        ", ".join(f"{k}: {n} toy(s)" for k, n in
+                                  sorted(ckpt.loaded_settings.items())),
+                        ", ".join(f"{k} {v}" for k, v in ckpt.settings.items()))
+            if report is not None:
+                report["checkpoint_other_settings"] = dict(sorted(ckpt.loaded_settings.items()))
         if done:
             log.info("checkpoint %s: %d of %d toys already done", ckpt.dir, len(done), total)
         if resume_only:
@@ -1025,6 +1065,8 @@ def run_toys(
                 progress(total, total)
             return sorted(done.values(), key=lambda r: r.index)
     n_done = len(done)
+    if progress is not None:
+        progress(n_done, total)  # the baseline of the rate: toys from the checkpoint
     device = str(engine.learner_params.get("device", "cpu"))
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise InputError("executor must be a concurrent.futures.Executor or a dask "
@@ -1082,7 +1124,11 @@ def run_toys(
     # start-up argument it was written down a pipe, which blocked each submission until
     # the new worker had imported everything and read it, so that an interruption then
     # left a half-started worker that the pool did not know yet
-    tmpdir = tempfile.TemporaryDirectory(prefix="nplearn-toys-")
+    from .io import _host_tag
+
+    _remove_stale_engine_folders()
+    tmpdir = tempfile.TemporaryDirectory(prefix=f"{_ENGINE_DIR_PREFIX}{_host_tag()}-"
+                                                f"{os.getpid()}-")
     engine_file = os.path.join(tmpdir.name, "engine.pickle")
     with open(engine_file, "wb") as fh:
         fh.write(engine_bytes)
@@ -1101,11 +1147,18 @@ def run_toys(
             _gather(futures, as_completed, results, total, progress,
                     lambda fs: _terminate_workers(pool))
     except BrokenProcessPool as exc:
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+        script = (main_file.endswith(".py") and os.path.dirname(os.path.realpath(main_file))
+                  != os.path.dirname(os.path.realpath(__file__)))
+        kept = (f" The records of the finished toys are kept in {ckpt.dir}: rerun with the "
+                "same checkpoint folder to resume." if ckpt is not None else "")
         raise NplearnError(
-            f"the toy worker processes died ({exc}). The usual cause: a script that starts "
-            "the toys without `if __name__ == \"__main__\":` (the workers are spawned and "
-            "re-import it); otherwise a worker ran out of memory. Rerun under that guard, "
-            "with fewer workers, or with workers=1.") from exc
+            f"the toy worker processes died ({exc}). "
+            + ("If the script starts the toys without `if __name__ == \"__main__\":`, "
+               "that is the cause (the workers are spawned and re-import it); otherwise "
+               if script else "")
+            + "a worker was killed: out of memory (try fewer workers or a smaller "
+            "memory_budget) or by a signal." + kept) from exc
     finally:
         tmpdir.cleanup()
     return sorted(results, key=lambda r: r.index)
