@@ -97,6 +97,10 @@ def test_reported_p_is_the_toys_whenever_a_toy_reaches_t_obs():
     c = calibrate(t_obs, t)
     assert c.n_exceed == 3 and c.p_chi2 < c.p_empirical
     assert c.method == "empirical" and c.p_value == pytest.approx(4 / 301)
+    # its 68% Clopper-Pearson interval: 3 of 300 (asymmetric, unlike a binomial error)
+    lo, hi = c.p_empirical_interval
+    assert sps.binom.sf(2, 300, lo) == pytest.approx(0.16, rel=1e-6)
+    assert sps.binom.cdf(3, 300, hi) == pytest.approx(0.16, rel=1e-6)
     old_rule = calibrate(t_obs, t, min_exceed=10)
     assert old_rule.method == "chi2" and old_rule.p_value == c.p_chi2
 

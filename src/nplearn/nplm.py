@@ -509,8 +509,9 @@ class NPLMResult:
                 (f"  p (toys)                  <= {c.p_empirical:.4g}   Z >= "
                  f"{c.z_empirical:.2f}  (bound: none of the {c.n_toys} toys reached t_obs)"
                  if c.n_exceed == 0 else
-                 f"  p (toys)                  {c.p_empirical:.4g} +- {c.p_empirical_err:.2g}"
-                 f"   Z = {c.z_empirical + 0.0:.2f}"),
+                 f"  p (toys)                  {c.p_empirical:.4g}   Z = "
+                 f"{c.z_empirical + 0.0:.2f}  (68% interval {c.p_empirical_interval[0]:.2g}"
+                 f"-{c.p_empirical_interval[1]:.2g})"),
             ]
             if fitted:
                 top = float(self.t_null.max()) if self.t_null.size else math.nan

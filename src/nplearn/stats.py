@@ -245,6 +245,10 @@ class Calibration:
         Why the chi-square extrapolation is not the reported value (empty when it
         is): ``"no chi2 fit"``, ``"poor chi2 fit (KS p < 0.01)"``, ``"fewer than 50
         toys"``, ``"enough toys reach t_obs"`` or ``"the toys contradict its tail"``.
+    p_empirical_interval : tuple of float
+        The central 68% Clopper-Pearson interval of the tail probability from
+        ``n_exceed`` of ``n_toys`` (0 as its low end when no toy reaches ``t_obs``);
+        with few toys above ``t_obs`` it is asymmetric, unlike ``p_empirical_err``.
     """
 
     p_value: float
@@ -263,18 +267,26 @@ class Calibration:
     n_failed: int = 0
     p_conservative: float = math.nan
     chi2_unused: str = ""
+    p_empirical_interval: tuple[float, float] = (math.nan, math.nan)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict view (for JSON)."""
         return asdict(self)
 
 
+def _tail_interval(k: int, n: int, level: float) -> tuple[float, float]:
+    """The two-sided ``level`` Clopper-Pearson interval of ``k`` toys out of ``n``
+    at or above ``t_obs``."""
+    a = (1.0 - level) / 2.0
+    lo = float(sps.beta.ppf(a, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(sps.beta.ppf(1.0 - a, k + 1, n - k)) if k < n else 1.0
+    return lo, hi
+
+
 def _within_tail_interval(p: float, k: int, n: int, level: float = 0.95) -> bool:
     """Whether the tail probability ``p`` lies in the two-sided ``level``
     Clopper-Pearson interval of ``k`` toys out of ``n`` at or above ``t_obs``."""
-    a = (1.0 - level) / 2.0
-    lo = sps.beta.ppf(a, k, n - k + 1) if k > 0 else 0.0
-    hi = sps.beta.ppf(1.0 - a, k + 1, n - k) if k < n else 1.0
+    lo, hi = _tail_interval(k, n, level)
     return bool(lo <= p <= hi)
 
 
@@ -349,4 +361,5 @@ def calibrate(
         p_conservative=max((1 + n_exceed + n_failed) / (1 + n + n_failed),
                            p_emp if use_emp else p_chi),
         chi2_unused=unused,
+        p_empirical_interval=_tail_interval(n_exceed, n, 0.68),
     )
