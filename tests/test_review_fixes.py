@@ -30,9 +30,9 @@ def test_shape_only_toys_have_exactly_n_data_events(rng):
 def test_tiny_but_unequal_weights_are_kept(rng):
     ref, data = rng.normal(size=(100, 1)), rng.normal(size=(10, 1))
     w = np.linspace(1e-9, 9e-9, 100)
-    _, _, rel, _, _ = _prepare(ref, data, w, NPLMConfig())
+    _, _, rel, _, _, _ = _prepare(ref, data, w, NPLMConfig())
     assert rel is not None
-    _, _, rel, _, _ = _prepare(ref, data, np.full(100, 3e-9), NPLMConfig())
+    _, _, rel, _, _, _ = _prepare(ref, data, np.full(100, 3e-9), NPLMConfig())
     assert rel is None
 
 

@@ -95,3 +95,65 @@ def test_percentile_widths_follow_the_weighted_reference():
     res = nplm_test(u, data, ref_weights=w, n_toys=0, n_centers=50, workers=1,
                     expected=300.0)
     assert abs(res.hyperparameters["sigma"] / truth[2] - 1) < 0.1
+
+
+def test_weights_too_heavy_for_resampled_toys_are_refused_or_flagged(rng):
+    from nplearn import InputError
+
+    data = rng.normal(size=(300, 1))
+    ref = rng.normal(size=(5000, 1))
+    opts = dict(expected=300.0, n_toys=4, n_centers=50, sigma=1.0, workers=1, seed=1)
+    # one event of weight 1000 among 5000 of weight 1: effective size 36 < N(R) = 300.
+    # Every toy drew it into the pseudo-data, leaving a reference the data never face:
+    # 94% of null experiments gave p < 0.05 (a reviewer's check, 400 toys)
+    w = np.ones(5000)
+    w[0] = 1000.0
+    with pytest.raises(InputError, match=r"not below the effective sample size 36 .*"
+                                         r"toys resampled from this reference cannot"):
+        nplm_test(ref, data, ref_weights=w, **opts)
+    # a toy generator, or no toys at all, do not resample it
+    nplm_test(ref, data, ref_weights=w, **{**opts, "n_toys": 0})
+    # ten tail events of weight 23.8: the effective size (2569) is far above N(R) = 200,
+    # but each of them is expected 0.91 times in the pseudo-data, so nearly all leave
+    # every toy's reference: flagged (it was not)
+    w = np.ones(5010)
+    w[5000:] = 23.8
+    ref = np.r_[rng.uniform(-2, 2, size=(5000, 1)), rng.uniform(2, 4, size=(10, 1))]
+    res = nplm_test(ref, data[:200], ref_weights=w, **{**opts, "expected": 200.0})
+    info = res.reference_weights
+    assert info["max_inclusion"] == pytest.approx(200 * 23.8 / w.sum())
+    assert info["effective_sample_size"] > 2000 and info["resampling_approximate"]
+    assert "the heaviest event is expected 0.91 times" in res.summary()
+
+
+def test_events_of_weight_zero_neither_scale_nor_feed_the_toys(rng):
+    from nplearn import InputError
+    from nplearn.preprocess import Standardizer
+
+    ref, data = rng.normal(size=(2000, 1)), rng.normal(size=(100, 1))
+    w = rng.uniform(0.5, 1.5, size=2000)
+    opts = dict(expected=100.0, n_toys=3, n_centers=40, sigma=1.0, workers=1, seed=2)
+    base = nplm_test(ref, data, ref_weights=w, **opts)
+    # a "not set" sentinel (ROOT's FLT_MAX) on events of weight zero: they do not count
+    # in the standardisation (every other value looked constant next to them)
+    ref_s, w_s = np.r_[ref, np.full((50, 1), 3.4028235e38)], np.r_[w, np.zeros(50)]
+    std = Standardizer.fit(ref_s, w_s)
+    assert std.to_dict() == Standardizer.fit(ref, w).to_dict()
+    # a global scale of the weights changes nothing, also where their sum would
+    # overflow or their values are subnormal (to the fits' tolerance: the scaled
+    # weights round differently in their last bits)
+    for scale in (1e305, 1e-310):
+        res = nplm_test(ref, data, ref_weights=w * scale, **opts)
+        assert res.t_obs == pytest.approx(base.t_obs, rel=1e-6)
+        np.testing.assert_allclose(res.t_null, base.t_null, rtol=1e-6)
+        info = res.reference_weights
+        assert info["effective_sample_size"] == pytest.approx(
+            base.reference_weights["effective_sample_size"])
+    # shared centres: pseudo-data come from events of non-zero weight only (with 610
+    # of 3000 they were filled up with events of weight zero)
+    ref = rng.normal(size=(3000, 1))
+    w = np.zeros(3000)
+    w[:610] = 1.0
+    with pytest.raises(InputError, match="of non-zero weight"):
+        nplm_test(ref, rng.normal(size=(300, 1)), ref_weights=w, expected=300.0, n_toys=2,
+                  n_centers=2300, centers="shared", sigma=1.0, workers=1)

@@ -401,9 +401,10 @@ class NPLMResult:
                 extra_lines.append(
                     f"  WARNING: N(R) = {self.expected:.6g} is not small against the "
                     f"reference weights' effective sample size "
-                    f"{rw['effective_sample_size']:.0f}: toys resampled from the reference "
-                    "only approximate pseudo-data (use more reference events or a toy "
-                    "generator)")
+                    f"{rw['effective_sample_size']:.0f}, or the heaviest event is expected "
+                    f"{rw.get('max_inclusion', float('nan')):.2g} times in the pseudo-data: "
+                    "toys resampled from the reference only approximate pseudo-data (use "
+                    "more reference events or a toy generator)")
         negative = ([f"{w['sigma']:.3g}" for w in self.widths if w["t_obs"] < 0]
                     if self.widths else (["-"] if self.t_obs < 0 else []))
         if negative and neural:
@@ -694,7 +695,15 @@ def _prepare(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Standardizer, dict[str, Any]]:
     ref, dat, rel = _as_inputs(reference, data, ref_weights)
     digests = _digests(ref, dat, rel)
-    if rel is not None and np.ptp(rel) <= 1e-12 * rel.max():
+    weights_sum = None
+    if rel is not None:
+        # only ratios of weights matter: on the scale of the largest, sums neither
+        # overflow (1e305) nor underflow (1e-310); their sum as given is kept
+        top = float(rel.max())
+        rel = rel / top
+        with np.errstate(over="ignore"):
+            weights_sum = float(np.float64(top) * rel.sum())
+    if rel is not None and np.ptp(rel) <= 1e-12:
         rel = None  # all equal: the uniform case
     std = Standardizer.fit(ref, rel) if cfg.standardize else Standardizer.identity(ref.shape[1])
     ref_s, dat_s = std.transform(ref), std.transform(dat)
@@ -708,7 +717,7 @@ def _prepare(
                 f"{name} feature(s) {', '.join(map(str, np.flatnonzero(big)[:10]))} hold "
                 f"values {where}: their distances overflow float64 (rescale the inputs or "
                 "check for corrupted values)")
-    return ref_s, dat_s, rel, std, digests
+    return ref_s, dat_s, rel, std, digests, weights_sum
 
 
 def _resolve_config(config: NPLMConfig | dict[str, Any] | None) -> NPLMConfig:
@@ -798,12 +807,15 @@ def nplm_test(
     # observed fit (every width on the same data, with the same centres)
     t0 = time.perf_counter()
     if shared:
-        if n_ref - int(n_centers) < MIN_POOL_RATIO * expected:
+        # events of weight zero are never drawn as pseudo-data either
+        n_usable = n_ref if S["rel"] is None else int(np.count_nonzero(S["rel"] > 0))
+        if n_usable - int(n_centers) < MIN_POOL_RATIO * expected:
             raise InputError(
                 f"centers='shared' keeps the {int(n_centers)} centre events out of the "
-                f"pseudo-data, leaving {n_ref - int(n_centers)} of {n_ref} reference events: "
-                f"fewer than {MIN_POOL_RATIO:g} x N(R) = {MIN_POOL_RATIO * expected:g}; use "
-                "fewer centres or more reference events"
+                f"pseudo-data, leaving at most {n_usable - int(n_centers)} of {n_ref} "
+                "reference events" + ("" if S["rel"] is None else " of non-zero weight")
+                + f": fewer than {MIN_POOL_RATIO:g} x N(R) = {MIN_POOL_RATIO * expected:g}; "
+                "use fewer centres or more reference events"
             )
     bases = {}
 
@@ -944,21 +956,38 @@ def nplm_test(
         # reference events of zero weight constrain nothing
         data_outside_reference=outside_reference(ref[w_ref > 0], dat),
         reference_weights=_weights_info(S["rel"], expected,
-                                        toy_generator is None and cfg.n_toys > 0),
+                                        toy_generator is None and cfg.n_toys > 0,
+                                        S["weights_sum"]),
         f_envelope=f_env,
         combination_errors=combo_errors or None,
     )
 
 
-def _weights_info(rel: np.ndarray | None, expected: float, resampled: bool
-                  ) -> dict[str, Any] | None:
-    """Effective sample size of a weighted reference and whether resampled toys then
-    only approximate pseudo-data (``N(R)`` above a tenth of it)."""
+#: Resampled toys of a weighted reference only approximate pseudo-data beyond these:
+#: ``N(R)`` above this fraction of the effective sample size, or the heaviest event
+#: expected this many times in the pseudo-data (drawn without replacement, it leaves the
+#: toy's reference in nearly every toy: the toys' reference is then depleted there).
+APPROXIMATE_ESS_FRACTION = 0.1
+APPROXIMATE_MAX_INCLUSION = 0.3
+
+
+def _weights_info(rel: np.ndarray | None, expected: float, resampled: bool,
+                  total: float | None = None) -> dict[str, Any] | None:
+    """Effective sample size of a weighted reference, the heaviest event's expected
+    count in the pseudo-data (``max_inclusion = N(R) w_max / sum w``), and whether
+    resampled toys then only approximate pseudo-data. ``total``: the weights' sum as
+    given (``rel`` is on the scale of its largest weight)."""
     if rel is None:
         return None
+    rel = rel / rel.max()
     ess = float(rel.sum() ** 2 / (rel**2).sum())
-    return {"n_events": int(rel.size), "effective_sample_size": ess, "sum": float(rel.sum()),
-            "resampling_approximate": bool(resampled and expected > 0.1 * ess)}
+    pi_max = float(expected / rel.sum())
+    return {"n_events": int(rel.size), "effective_sample_size": ess,
+            "sum": float(rel.sum()) if total is None else total,
+            "max_inclusion": pi_max,
+            "resampling_approximate": bool(resampled and (
+                expected > APPROXIMATE_ESS_FRACTION * ess
+                or pi_max > APPROXIMATE_MAX_INCLUSION))}
 
 
 #: The summary notes a kept rank at least this fraction of the centres M.
@@ -1050,7 +1079,7 @@ def nplm_toys(
 
 _SETUP_KEYS = ("ref", "dat", "rel", "std", "n_ref", "n_data", "shape_only", "expected",
                "w_ref", "device", "widths", "sources", "n_centers", "params", "hyper", "shared",
-               "digests")
+               "digests", "weights_sum")
 
 
 def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
@@ -1059,7 +1088,7 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
     if toy_generator is not None and not callable(toy_generator):
         raise InputError(f"toy_generator must be callable, gen(rng) -> events; got "
                          f"{type(toy_generator).__name__}")
-    ref, dat, rel, std, digests = _prepare(reference, data, ref_weights, cfg)
+    ref, dat, rel, std, digests, weights_sum = _prepare(reference, data, ref_weights, cfg)
     n_ref, n_data = ref.shape[0], dat.shape[0]
     shape_only = cfg.expected is None
     expected = float(n_data) if shape_only else float(cfg.expected)
@@ -1161,11 +1190,22 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
         for s, b in bases.items():
             engine._cache[("basis", s)] = b  # in-process toys reuse it
         info = _weights_info(rel, expected, cfg.n_toys > 0)
+        if info is not None and info["resampling_approximate"] \
+                and expected >= info["effective_sample_size"]:
+            raise InputError(
+                f"weighted reference: N(R) = {expected:g} is not below the effective sample "
+                f"size {info['effective_sample_size']:.0f} of the weights (the heaviest "
+                f"event alone is expected {info['max_inclusion']:.3g} times in the "
+                "pseudo-data): toys resampled from this reference cannot represent its "
+                "model, and their p-value would be meaningless; use more reference events "
+                "(or less extreme weights), or give a toy generator")
         if info is not None and info["resampling_approximate"]:
             log.warning(
                 "weighted reference: N(R) = %.0f is not small against the effective "
-                "sample size %.0f of the weights; resampled toys are then only an "
-                "approximation of pseudo-data", expected, info["effective_sample_size"])
+                "sample size %.0f of the weights, or the heaviest event is expected %.2g "
+                "times in the pseudo-data; resampled toys are then only an approximation "
+                "of pseudo-data (they under-represent the heavy events)", expected,
+                info["effective_sample_size"], info["max_inclusion"])
     else:
         engine = ToyEngine(params, expected, cfg.seed, generator=toy_generator,
                            standardizer=std, reference=ref, reference_weights=w_ref,

@@ -49,6 +49,11 @@ class Standardizer:
             If a feature is constant in the reference (zero variance): it carries
             no information and would divide by zero.
         """
+        if weights is not None:
+            # events of weight zero do not count, also not their values (a sentinel
+            # such as -1e13 or FLT_MAX would make every other value look constant)
+            keep = np.asarray(weights) > 0
+            reference, weights = reference[keep], np.asarray(weights)[keep]
         size = np.abs(reference).max(axis=0)
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             mean, scale = _moments(reference, weights)

@@ -414,17 +414,20 @@ class ToyEngine:
         proportional to the pool weights when there are any."""
         n_pool = self.pool.shape[0]  # type: ignore[union-attr]
         n_avail = n_pool if allowed is None else allowed.size
+        if self.pool_weights is not None:  # events of weight zero are never drawn
+            wts = self.pool_weights if allowed is None else self.pool_weights[allowed]
+            n_avail = int(np.count_nonzero(wts > 0))
         n_data = round(self.expected) if self.shape_only else int(rng.poisson(self.expected))
         if n_data >= n_avail:
             raise InputError(
                 f"toy drew {n_data} data events from a reference pool of {n_avail} usable "
-                "events: the pool must be much larger than the expected yield"
+                "events (of non-zero weight, outside shared centres): the pool must be much "
+                "larger than the expected yield"
             )
         if self.pool_weights is None:
             take = rng.choice(n_avail, size=n_data, replace=False)
         else:
             # weighted sampling without replacement (Efraimidis-Spirakis keys)
-            wts = self.pool_weights if allowed is None else self.pool_weights[allowed]
             with np.errstate(divide="ignore"):  # zero weights: key -inf, never drawn
                 keys = np.log(rng.random(n_avail)) / wts
             take = np.argpartition(-keys, n_data)[:n_data] if n_data else np.array([], int)
