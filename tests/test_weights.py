@@ -104,8 +104,8 @@ def test_weights_too_heavy_for_resampled_toys_are_refused_or_flagged(rng):
     ref = rng.normal(size=(5000, 1))
     opts = dict(expected=300.0, n_toys=4, n_centers=50, sigma=1.0, workers=1, seed=1)
     # one event of weight 1000 among 5000 of weight 1: effective size 36 < N(R) = 300.
-    # Every toy drew it into the pseudo-data, leaving a reference the data never face:
-    # 94% of null experiments gave p < 0.05 (a reviewer's check, 400 toys)
+    # Every toy drew it into the pseudo-data, leaving a toy reference without the 17% of
+    # the model it carries, which the observed reference has
     w = np.ones(5000)
     w[0] = 1000.0
     with pytest.raises(InputError, match=r"not below the effective sample size 36 .*"
