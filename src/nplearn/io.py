@@ -794,15 +794,8 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
     int
         The number of files removed.
     """
-    host, removed = _host_tag(), 0
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return 0
-    for name in names:
-        m = _TEMP_NAME.match(name)
-        if m is None or m["host"] != host or _process_alive(int(m["pid"])):
-            continue
+    removed = 0
+    for name in left_by_dead_processes(directory, _TEMP_NAME):
         path = os.path.join(directory, name)
         try:
             if time.time() - os.stat(path).st_mtime < STALE_TEMPORARY_S:
@@ -812,6 +805,22 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
         except OSError:
             pass
     return removed
+
+
+def left_by_dead_processes(directory: str | os.PathLike[str],
+                           pattern: re.Pattern[str]) -> list[str]:
+    """Names in ``directory`` that match ``pattern`` (with groups ``host`` and ``pid``)
+    and belong to a process of this host that no longer runs."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    host, out = _host_tag(), []
+    for name in names:
+        m = pattern.match(name)
+        if m is not None and m["host"] == host and not _process_alive(int(m["pid"])):
+            out.append(name)
+    return out
 
 
 def _process_alive(pid: int) -> bool:

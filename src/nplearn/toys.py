@@ -779,22 +779,15 @@ def _remove_stale_engine_folders() -> int:
     import re
     import shutil
 
-    from .io import _host_tag, _process_alive
+    from .io import left_by_dead_processes
 
-    pattern = re.compile(re.escape(_ENGINE_DIR_PREFIX + _host_tag()) + r"-(\d+)-[^-]+$")
-    removed = 0
+    pattern = re.compile(re.escape(_ENGINE_DIR_PREFIX)
+                         + r"(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)-[^-]+$")
     root = tempfile.gettempdir()
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return 0
+    names = left_by_dead_processes(root, pattern)
     for name in names:
-        m = pattern.match(name)
-        if m is None or _process_alive(int(m.group(1))):
-            continue
         shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-        removed += 1
-    return removed
+    return len(names)
 
 
 def _executor_slots(executor: Any) -> int | None:
