@@ -138,7 +138,7 @@ def test_checkpoint_write_failures_are_named(tmp_path, samples, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckmod, "write_text_atomic", full)
+    monkeypatch.setattr(ckmod, "_probe_write", full)
     with pytest.raises(InputError, match=r"ck: cannot write checkpoint records there "
                                          r"\(No space left on device\)"):
         nplm_test(ref, data, checkpoint=tmp_path / "ck", **OPTS)
@@ -431,3 +431,15 @@ def test_records_of_other_threads_or_versions_are_reported(tmp_path, samples, ca
         "(threads_per_worker 2: 12 toy(s)" in caplog.text
     assert res.provenance["execution"]["checkpoint_other_settings"] == {
         "threads_per_worker 2": 12}
+
+
+def test_write_probes_of_concurrent_writers_do_not_collide(tmp_path):
+    # shards in containers often share one pid: each probe takes a name of its own (a
+    # probe named by the pid was deleted by another writer, which then failed)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nplearn.checkpoint import check_checkpoint_folder
+
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(lambda _: check_checkpoint_folder(tmp_path / "ck"), range(400)))
+    assert list((tmp_path / "ck").iterdir()) == []

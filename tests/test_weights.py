@@ -103,13 +103,13 @@ def test_weights_too_heavy_for_resampled_toys_are_refused_or_flagged(rng):
     data = rng.normal(size=(300, 1))
     ref = rng.normal(size=(5000, 1))
     opts = dict(expected=300.0, n_toys=4, n_centers=50, sigma=1.0, workers=1, seed=1)
-    # one event of weight 1000 among 5000 of weight 1: effective size 36 < N(R) = 300.
-    # Every toy drew it into the pseudo-data, leaving a toy reference without the 17% of
-    # the model it carries, which the observed reference has
+    # one event of weight 1000 among 5000 of weight 1: effective size 36 < N(R) = 300,
+    # a reference statistically smaller than the data (the heavy event is a spike of
+    # 17% of its model, drawn into every toy's pseudo-data)
     w = np.ones(5000)
     w[0] = 1000.0
-    with pytest.raises(InputError, match=r"not below the effective sample size 36 .*"
-                                         r"toys resampled from this reference cannot"):
+    with pytest.raises(InputError, match=r"effective sample size 36 .* is not above N\(R\) = "
+                                         r"300: the reference is statistically no larger"):
         nplm_test(ref, data, ref_weights=w, **opts)
     # a toy generator, or no toys at all, do not resample it
     nplm_test(ref, data, ref_weights=w, **{**opts, "n_toys": 0})
@@ -149,6 +149,16 @@ def test_events_of_weight_zero_neither_scale_nor_feed_the_toys(rng):
         info = res.reference_weights
         assert info["effective_sample_size"] == pytest.approx(
             base.reference_weights["effective_sample_size"])
+    # resampled toys with some weights at zero: pseudo-data of non-zero weight only
+    from nplearn.toys import ToyEngine
+
+    wz = w.copy()
+    wz[::2] = 0.0
+    res = nplm_test(ref, data, ref_weights=wz, **opts)
+    assert np.isfinite(res.t_null).all() and len(res.t_null) == 3
+    engine = ToyEngine({"sigma": 1.0, "n_centers": 20}, 100.0, 2, pool=ref, pool_weights=wz)
+    take = engine._draw_pseudo_data(np.random.default_rng(0), None)
+    assert take.size > 50 and (wz[take] > 0).all()
     # shared centres: pseudo-data come from events of non-zero weight only (with 610
     # of 3000 they were filled up with events of weight zero)
     ref = rng.normal(size=(3000, 1))

@@ -23,6 +23,7 @@ import math
 import os
 import pickle
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -248,9 +249,9 @@ def _settings(threads: int | None = None) -> dict[str, Any]:
 def _probe_write(directory: Path) -> None:
     """Write and remove a small file: a folder that exists but cannot take records
     fails now, not after hours of fits."""
-    probe = directory / f".write-test-{os.getpid()}"
-    write_text_atomic(probe, "")
-    probe.unlink()
+    fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)  # a name of its own
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
 
 
 def check_checkpoint_folder(root: str | Path) -> None:

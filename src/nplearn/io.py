@@ -215,7 +215,7 @@ def as_weights(w: Any, n: int, name: str, rows: np.ndarray | None = None) -> np.
             "negative Monte Carlo weights are not supported by the weighted logistic loss "
             "(remove or absorb them first)"
         )
-    if arr.sum() <= 0:
+    if arr.size == 0 or arr.max() <= 0:  # (non-negative: a sum could overflow)
         raise InputError(f"{name}: weights sum to zero")
     return arr
 

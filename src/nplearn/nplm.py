@@ -692,7 +692,8 @@ def _digests(ref: np.ndarray, dat: np.ndarray, rel: np.ndarray | None
 
 def _prepare(
     reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Standardizer, dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Standardizer, dict[str, Any],
+           float | None]:
     ref, dat, rel = _as_inputs(reference, data, ref_weights)
     digests = _digests(ref, dat, rel)
     weights_sum = None
@@ -1192,13 +1193,18 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
         info = _weights_info(rel, expected, cfg.n_toys > 0)
         if info is not None and info["resampling_approximate"] \
                 and expected >= info["effective_sample_size"]:
+            # the reference carries no more information than the data it is compared
+            # with: the test would measure its own fluctuations (a heavy event is a
+            # spike of its model), and resampled toys cannot hold its heavy events
             raise InputError(
-                f"weighted reference: N(R) = {expected:g} is not below the effective sample "
-                f"size {info['effective_sample_size']:.0f} of the weights (the heaviest "
-                f"event alone is expected {info['max_inclusion']:.3g} times in the "
-                "pseudo-data): toys resampled from this reference cannot represent its "
-                "model, and their p-value would be meaningless; use more reference events "
-                "(or less extreme weights), or give a toy generator")
+                f"weighted reference: its effective sample size "
+                f"{info['effective_sample_size']:.0f} (of the weights) is not above "
+                f"N(R) = {expected:g}: the reference is statistically no larger than the "
+                "data it is compared with, so the test would mostly see the reference's own "
+                f"fluctuations (its heaviest event alone is {info['max_inclusion']:.3g} "
+                "expected events), and toys resampled from it cannot reproduce its "
+                "heavy events; use more reference events (or less extreme weights), or a "
+                "toy generator of data from the physics the reference simulates")
         if info is not None and info["resampling_approximate"]:
             log.warning(
                 "weighted reference: N(R) = %.0f is not small against the effective "

@@ -166,13 +166,14 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
                 f"Z = {_num(cal.get('z_empirical')):.2f}"
         n_toys = cal.get("n_toys")
         used = cal.get("method")
-        caveat = ("(reported: the χ² tail, as few toys reach t_obs)" if used == "chi2" else
+        caveat = ("(reported: the χ² tail, beyond the toys)" if used == "chi2" else
                   "(not used: poor χ² fit)" if _num(cal.get("chi2_ks_pvalue")) < 0.01 else
                   f"(not used: < {CHI2_REPORT_MIN_TOYS} toys)"
                   if isinstance(n_toys, int) and n_toys < CHI2_REPORT_MIN_TOYS else
                   # the calibration's own verdict (absent from older result files)
                   f"(not used: {cal['chi2_unused']})"
-                  if cal.get("chi2_unused") == "the toys contradict its tail" else
+                  if cal.get("chi2_unused") in ("the toys contradict its tail",
+                                                "not below the toys' bound") else
                   "(not used: enough toys reach t_obs)")
         lines = toys.replace(" (no", "\n(no").split("\n")
         if used == "empirical":

@@ -244,7 +244,10 @@ class Calibration:
     chi2_unused : str
         Why the chi-square extrapolation is not the reported value (empty when it
         is): ``"no chi2 fit"``, ``"poor chi2 fit (KS p < 0.01)"``, ``"fewer than 50
-        toys"``, ``"enough toys reach t_obs"`` or ``"the toys contradict its tail"``.
+        toys"``, ``"enough toys reach t_obs"``, ``"not below the toys' bound"`` (beyond
+        every toy, a chi-square p above ``1/(n+1)``) or ``"the toys contradict its
+        tail"`` (``min_exceed > 1``: a toy count below it that the chi-square's tail
+        contradicts).
     p_empirical_interval : tuple of float
         The central 68% Clopper-Pearson interval of the tail probability from
         ``n_exceed`` of ``n_toys`` (0 as its low end when no toy reaches ``t_obs``);
@@ -307,10 +310,12 @@ def calibrate(
         ``t_obs`` (default 1: whenever the toys resolve p; with more, a chi-square
         value would replace an exact toy p-value and is anti-conservative whenever
         the null's tail is not exactly chi-square); otherwise report the chi-square
-        extrapolation, unless the toys
-        reject the chi-square fit (KS p-value below :data:`CHI2_FIT_MIN_KS_P`) or are
-        fewer than :data:`CHI2_REPORT_MIN_TOYS`: then the empirical value (a bound when
-        no toy reaches ``t_obs``) is reported.
+        extrapolation, unless the toys reject the chi-square fit (KS p-value below
+        :data:`CHI2_FIT_MIN_KS_P`), are fewer than :data:`CHI2_REPORT_MIN_TOYS`, or
+        (beyond every toy) the extrapolation is not below the toys' bound
+        ``1/(n+1)``, or (``min_exceed > 1``) the toys at or above ``t_obs``
+        contradict its tail: then the empirical value (a bound when no toy reaches
+        ``t_obs``) is reported.
     n_failed : int
         Toys that failed (for the conservative p-value).
     """
@@ -339,6 +344,9 @@ def calibrate(
               "enough toys reach t_obs" if n_exceed >= min_exceed else
               "poor chi2 fit (KS p < 0.01)" if not ksp >= CHI2_FIT_MIN_KS_P else
               f"fewer than {CHI2_REPORT_MIN_TOYS} toys" if n < CHI2_REPORT_MIN_TOYS else
+              # beyond every toy the toys' p is 1/(n+1): an extrapolation above it would
+              # make a larger t_obs less significant than one just below the largest toy
+              "not below the toys' bound" if n_exceed == 0 and not p_chi < p_emp else
               "the toys contradict its tail" if not _within_tail_interval(p_chi, n_exceed, n)
               else "")
     use_emp = bool(unused)

@@ -414,17 +414,20 @@ class ToyEngine:
         proportional to the pool weights when there are any."""
         n_pool = self.pool.shape[0]  # type: ignore[union-attr]
         n_avail = n_pool if allowed is None else allowed.size
+        wts = None
         if self.pool_weights is not None:  # events of weight zero are never drawn
             wts = self.pool_weights if allowed is None else self.pool_weights[allowed]
-            n_avail = int(np.count_nonzero(wts > 0))
+            n_positive = int(np.count_nonzero(wts > 0))
+        else:
+            n_positive = n_avail
         n_data = round(self.expected) if self.shape_only else int(rng.poisson(self.expected))
-        if n_data >= n_avail:
+        if n_data >= n_positive:
             raise InputError(
-                f"toy drew {n_data} data events from a reference pool of {n_avail} usable "
+                f"toy drew {n_data} data events from a reference pool of {n_positive} usable "
                 "events (of non-zero weight, outside shared centres): the pool must be much "
                 "larger than the expected yield"
             )
-        if self.pool_weights is None:
+        if wts is None:
             take = rng.choice(n_avail, size=n_data, replace=False)
         else:
             # weighted sampling without replacement (Efraimidis-Spirakis keys)
