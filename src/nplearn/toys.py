@@ -778,7 +778,10 @@ _ENGINE_DIR_PREFIX = "nplearn-toys-"
 def _remove_stale_engine_folders() -> int:
     """Remove the engine folders of runs on this host whose process was killed (a
     SIGKILL or an out-of-memory kill skips the clean-up; each folder holds the whole
-    reference sample). Returns how many were removed."""
+    reference sample). Returns how many were removed. Containers that share the
+    temporary directory and the host name, but not process numbers, should each have
+    a TMPDIR of their own: a live run of another container looks dead here (its
+    workers have read the engine when they started, so they would not notice)."""
     import re
     import shutil
 
