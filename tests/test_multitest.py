@@ -186,7 +186,15 @@ def test_multi_width_test_end_to_end(rng):
     assert b["p_value"] == pytest.approx(3 * min(local))
     assert b["width_index"] == int(np.argmin(local))
     assert b["local_method"] == "chi2" and b["z"] > multi.z + 1
-    assert d["combined_bound"] == b and "Bonferroni over widths" in multi.summary()
+    assert d["combined_bound"] == b and "Bonferroni over widths    p = " in multi.summary()
+    # every width's reported local p comes with its Z (the one the JSON and the figures
+    # give), next to the toys' Z
+    w0 = multi.widths[0]["calibration"]
+    assert f", Z = {w0['z']:.2f} ({w0['method']})" in multi.summary()
+    assert "local p (toys)  Z (toys)   local p and Z reported (method)" in multi.summary()
+    # a single width extrapolated beyond the toys says so on the reported line
+    assert single.calibration.method == "chi2"
+    assert "(chi2 extrapolation beyond all 50 toys)" in single.summary()
 
 
 def test_percentile_widths_match_single_width_default(rng):

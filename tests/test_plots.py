@@ -76,6 +76,8 @@ def test_single_width_1d_plots(tmp_path, rng, captured):
     assert (f"learned f(x) (σ = {sigma:.3g} standardised, {sigma * scale:.3g} in mass)"
             in f1["legend"])
     assert "mass" in f1["xlabels"]
+    # 30 toys give no null band of f: the legend says why
+    assert "no null band: 30 toys (at least 40)" in f1["legend"]
 
 
 def test_f_curves_show_the_model_ratio_to_the_last_event(tmp_path, rng, monkeypatch):
@@ -326,3 +328,17 @@ def test_empty_bins_and_a_contradicted_chi2_tail_are_shown(tmp_path, captured):
            "hyperparameters": {"sigma": 1.0}, "z": 1.88, "z_method": "empirical"}
     plots_mod.plot_null(res, tmp_path)
     assert "(not used: the toys contradict its tail)" in captured["null_distribution"]["legend"]
+
+
+def test_a_deep_dip_of_f_does_not_set_the_ratio_panel(tmp_path, captured):
+    # an over-flexible f that dives to -140 where the data have a gap set the lower
+    # panel's range, and the excess at x = 0.4 vanished into the zero line: the range
+    # follows the binned ratios and f without its extreme 2%, the dip is marked
+    rng = np.random.default_rng(0)
+    ref = rng.exponential(1 / 8, size=(20000, 1))
+    data = rng.exponential(1 / 8, size=(1000, 1))
+    f_ref = np.where(np.abs(ref[:, 0] - 0.5) < 0.003, -140.0, 0.0)
+    plots_mod.plot_f_1d(ref, np.full(20000, 1000 / 20000), data, f_ref, tmp_path)
+    lo, hi = captured["f_1d"]["ylims"][1]
+    assert -10 < lo < 0 < hi < 10
+    assert any(t.startswith("f off scale: -140 at 0.49") for t in captured["f_1d"]["legend"])

@@ -458,15 +458,16 @@ class NPLMResult:
             lines += [
                 f"  null toys                 {c.n_toys} ok{self._not_converged_note()}"
                 + (f", {self.n_failed_toys} failed" if self.n_failed_toys else ""),
-                "  per width:     sigma        t_obs   chi2 dof   local p (toys)   Z local"
-                "   local p reported (method)",
+                "  per width:     sigma        t_obs   chi2 dof   local p (toys)  Z (toys)"
+                "   local p and Z reported (method)",
             ]
             for w in self.widths:
                 wc = w["calibration"]
                 lines.append(f"  {w['sigma']:>20.4g} {w['t_obs']:>12.3f} {wc['chi2_dof']:>10.2f} "
                              f"{wc['p_empirical']:>16.4g} {wc['z_empirical']:>9.2f}"
                              + ("*" if wc["n_exceed"] == 0 else " ")
-                             + f"  {wc['p_value']:.4g} ({wc['method']})")
+                             + f"  {_p_text(wc['p_value'])}, Z = {wc['z']:.2f} "
+                             f"({wc['method']})")
             if any(w["calibration"]["n_exceed"] == 0 for w in self.widths):
                 lines.append("  (* a bound: no toy reached t_obs)")
             lines.append("  combined (calibrated on the toys):")
@@ -485,8 +486,12 @@ class NPLMResult:
             if b is not None:
                 src = ("its chi2 extrapolation: trust it as far as that width's chi2 fit"
                        if b["local_method"] == "chi2" else "its toy p-value")
+                wcal = self.widths[b["width_index"]]["calibration"]
+                bound = b["local_method"] == "empirical" and wcal["n_exceed"] == 0
+                src += ", a bound: no toy reached t_obs" if bound else ""
                 lines.append(
-                    f"  Bonferroni over widths    p = {b['p_value']:.4g}, Z = {b['z']:.2f} "
+                    f"  Bonferroni over widths    p {'<=' if bound else '='} "
+                    f"{_p_text(b['p_value'])}, Z {'>=' if bound else '='} {b['z']:.2f} "
                     f"({b['n_widths']} x the smallest reported local p, at sigma = "
                     f"{self.widths[b['width_index']]['sigma']:.4g}, from {src}"
                     + (f"; the {self.n_failed_toys} failed toys are not counted)"
@@ -518,14 +523,17 @@ class NPLMResult:
                 top = float(self.t_null.max()) if self.t_null.size else math.nan
                 why = c.chi2_unused
                 lines.append(
-                    f"  p (chi2 extrapolation)    {c.p_chi2:.4g}   Z = {c.z_chi2:.2f}"
+                    f"  p (chi2 extrapolation)    {_p_text(c.p_chi2)}   Z = {c.z_chi2:.2f}"
                     + ("  (poor chi2 fit: KS p < 0.01, do not trust)"
                        if why.startswith("poor") else
                        f"  (not reported: fitted to {why})" if why.startswith("fewer") else
-                       f"  (not reported: {why})" if why.startswith("the toys") else
+                       f"  (not reported: {why})" if why.startswith(("the toys", "not below"))
+                       else
                        f"  (beyond every toy: the largest is {top:.4g})"
                        if not why and c.n_exceed == 0 and math.isfinite(top) else ""))
-            lines.append(f"  reported                  {self._reported(c.method)}")
+            lines.append("  reported                  " + self._reported(
+                c.method if c.method != "chi2" else
+                f"chi2 extrapolation beyond all {c.n_toys} toys"))
         lines.append(f"  wall time                 {self.timings['total']:.1f} s")
         return "\n".join(lines + extra_lines)
 
@@ -620,7 +628,7 @@ class NPLMResult:
         if self.p_value >= 1.0:  # Z = -inf: no sign of a discrepancy at all
             return (f"p = 1, Z = -inf ({method}; every toy reached t_obs: no sign of a "
                     "discrepancy)")
-        return f"p = {self.p_value:.4g}, Z = {z:.2f} ({method})"
+        return f"p = {_p_text(self.p_value)}, Z = {z:.2f} ({method})"
 
     def _not_converged_note(self) -> str:
         n = self.n_not_converged
@@ -629,6 +637,12 @@ class NPLMResult:
                 "nn_epochs / nn_tol" if hp.get("optimizer") == "adam" else
                 "nn_epochs, or the network's size against the data")
         return f" ({n} not converged: check {what})" if n else ""
+
+
+def _p_text(p: float) -> str:
+    """A p-value for the summary: ``0`` (a chi-square tail below float64's range) as
+    ``< 1e-300``."""
+    return "< 1e-300" if p == 0.0 else f"{p:.4g}"
 
 
 def _input_digest(a: np.ndarray | None) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from .envelope import MIN_TOYS as ENVELOPE_MIN_TOYS
 from .errors import InputError, MissingDependencyError
 from .stats import CHI2_REPORT_MIN_TOYS
 
@@ -385,10 +386,12 @@ def _bands(env: dict[str, Any]) -> list[tuple[int, int, str, str]]:
 @_styled
 def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref: np.ndarray,
               outdir: Path, name: str = "x", label: str = "learned f(x)",
-              envelope: dict[str, Any] | None = None) -> list[Path]:
+              envelope: dict[str, Any] | None = None,
+              band_note: str | None = None) -> list[Path]:
     """Learned ``f(x)`` over the data and weighted reference histograms (1D), with the
     binned log ratio of data to reference and its Poisson errors, and the null toys'
-    pointwise bands of ``f`` (``envelope``: :func:`_envelope_of`)."""
+    pointwise bands of ``f`` (``envelope``: :func:`_envelope_of`; ``band_note``: why
+    there is none, in the legend)."""
     plt = _pyplot()
     x_r, x_d = reference[:, 0], data[:, 0]
     lo, hi = np.quantile(np.concatenate([x_r, x_d]), [0.0, 1.0])
@@ -457,13 +460,28 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     band = np.where(few, np.nan, np.minimum(rel_r, 0.99))  # where the data are drawn
     axf.stairs(np.log1p(band), bins, baseline=np.log1p(-band), fill=True, color="tab:blue",
                alpha=0.15, lw=0)
-    # the range follows f and the well-populated bins; noisy sparse bins may leave it
-    core = np.r_[fc, ratio[ok & ~few] - down[ok & ~few], ratio[ok & ~few] + up[ok & ~few],
+    # the range follows the well-populated bins and f without its most extreme 2% (a
+    # deep, narrow dip of an over-flexible fit would flatten everything else); noisy
+    # sparse bins, and f beyond the range, are marked as off scale
+    f_fin = fc[np.isfinite(fc)]
+    core = np.r_[np.quantile(f_fin, [0.02, 0.98]) if f_fin.size else [],
+                 ratio[ok & ~few] - down[ok & ~few], ratio[ok & ~few] + up[ok & ~few],
                  limit[empty]]
     core = core[np.isfinite(core)]
     if core.size:
         span = float(core.max() - core.min()) or 1.0
-        axf.set_ylim(float(core.min()) - 0.1 * span, float(core.max()) + 0.1 * span)
+        y0, y1 = float(core.min()) - 0.1 * span, float(core.max()) + 0.1 * span
+        axf.set_ylim(y0, y1)
+        off = np.isfinite(fc) & ((fc < y0) | (fc > y1))
+        if off.any():
+            k = int(np.argmax(np.where(off, np.abs(fc), -np.inf)))
+            low = bool(fc[k] < y0)
+            pad = 0.03 * (y1 - y0)
+            axf.plot([xc[k]], [y0 + pad if low else y1 - pad], "v" if low else "^",
+                     color="tab:red", ms=6, clip_on=False,
+                     label=f"f off scale: {fc[k]:.3g} at {xc[k]:.3g}")
+    if band_note:
+        axf.plot([], [], " ", label=band_note)
     axf.set_xlabel(name)
     axf.set_ylabel("log(n_data / n_ref)")
     axf.legend(loc="best")
@@ -478,7 +496,8 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                   f_ref: np.ndarray, outdir: Path,
                   names: Sequence[str] | None = None,
                   label: str = "model",
-                  envelope: dict[str, Any] | None = None) -> list[Path]:
+                  envelope: dict[str, Any] | None = None,
+                  band_note: str | None = None) -> list[Path]:
     """Per feature: data vs weighted reference, and their ratio against the model's,
     ``sum w e^f / sum w`` per bin (the learned density ratio projected on the feature),
     with the null toys' bands of that projection (``envelope``: :func:`_envelope_of`;
@@ -495,6 +514,8 @@ def plot_features(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray,
                              squeeze=False,
                              gridspec_kw={"height_ratios": [2, 1.3] * groups})
     w_model = w_ref * np.exp(f_ref)  # the model's expected data per reference event
+    if band_note:  # why there is no null band (in the figure's legend)
+        axes[1, 0].plot([], [], " ", label=band_note)
     for j in range(d):
         x_r, x_d = reference[:, j], data[:, j]
         bins = np.linspace(*_axis_range(x_r, x_d), 40)
@@ -772,13 +793,17 @@ def make_plots(
         w = w * (float(result["expected"]) / w.sum())  # the test's normalisation
         at = _f_label(result, f_width, names)
         env = _envelope_of(result, f_width)
+        n_ok = int((result.get("toy_summary") or {}).get("n_ok", 0))
+        note = (f"no null band: {n_ok} toys (at least {ENVELOPE_MIN_TOYS})"
+                if env is None and 0 < n_ok < ENVELOPE_MIN_TOYS else None)
         if reference.shape[1] == 1:
             paths += plot_f_1d(reference, w, data, f_ref, out,
                                names[0] if names else "x", label=f"learned f(x){at}",
-                               envelope=env)
+                               envelope=env, band_note=note)
         else:
             paths += plot_features(reference, w, data, f_ref, out, names,
-                                   label=f"reference × e^f{at}", envelope=env)
+                                   label=f"reference × e^f{at}", envelope=env,
+                                   band_note=note)
             paths += plot_f_maps(reference, w, data, f_ref, out, names,
                                  title=f"learned density ratio{at}")
     return paths

@@ -1531,8 +1531,10 @@ class KernelLogisticRegression(EstimatorProtocol):
     Parameters
     ----------
     sigma : float or "auto"
-        Kernel width. ``"auto"``: the 90th percentile of pairwise distances of
-        the class-0 (reference) training events.
+        Kernel width, in the units of ``X`` as given (this learner does not
+        standardise; ``nplm_test``'s ``sigma`` is in standardised units). ``"auto"``:
+        the 90th percentile of pairwise distances of the class-0 (reference) training
+        events.
     n_centers : int, optional
         Candidate Nyström centres ``M`` drawn uniformly without replacement from
         the training set. Default :func:`default_n_centers`.
