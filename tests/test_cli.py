@@ -418,3 +418,28 @@ def test_closed_output_and_ignored_sigterm(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and (tmp_path / "b.json").exists(), err.decode()
+
+
+def test_a_result_folder_moved_with_its_inputs_reruns(samples, tmp_path_factory, capsys):
+    # the result records absolute paths: copied elsewhere with its input files, the
+    # rerun finds them next to the result file by their SHA-256
+    import shutil
+
+    ref, data, out = samples / "ref.csv", samples / "data.csv", samples / "res.json"
+    assert main(["test", "--reference", str(ref), "--data", str(data), "--toys", "3",
+                 "--workers", "1", "--centers", "100", "-q", "--json", str(out)]) == 0
+    moved = tmp_path_factory.mktemp("moved")
+    for f in (ref, data, out):
+        shutil.copy(f, moved / f.name)
+    ref.unlink()
+    data.unlink()
+    capsys.readouterr()
+    assert main(["test", "--config", str(moved / "res.json"), "-q", "--json",
+                 str(moved / "again.json")]) == 0
+    assert "using " + str(moved / "ref.csv") in capsys.readouterr().err
+    assert json.loads((moved / "again.json").read_text())["t_obs"] == \
+        json.loads(out.read_text())["t_obs"]
+    # a file of the same name but other content is not taken
+    (moved / "data.csv").write_text("pt,eta,phi\n1,2,3\n")
+    assert main(["test", "--config", str(moved / "res.json"), "-q"]) == 2
+    assert "data.csv: file not found" in capsys.readouterr().err

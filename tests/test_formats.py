@@ -112,7 +112,9 @@ def test_negative_weight_column_refused(tmp_path, table):
     table["w"] = table["w"].copy()
     table["w"][3] = -0.5
     spec = _write("csv", tmp_path / "neg.csv", table)
-    with pytest.raises(InputError, match=r"negative weight -0\.5 at row 3"):
+    share = 0.5 / (np.abs(table["w"]).sum())
+    with pytest.raises(InputError, match=r"negative weight -0\.5 at row 3 \(1 of 500 weights "
+                                         rf"are negative, {100 * share:.3g}% of the sum"):
         read_table(spec, ["pt"], weight_column="w")
 
 

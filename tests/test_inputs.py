@@ -76,8 +76,14 @@ def test_api_bad_options(good, opts, match):
 
 
 def test_pool_too_small_for_resampling(rng):
-    with pytest.raises(InputError, match="too small to resample"):
+    with pytest.raises(InputError, match="too small to resample") as exc:
         nplm_test(rng.normal(size=(100, 1)), rng.normal(size=(80, 1)), n_toys=2, workers=1)
+    assert "swapped" not in str(exc.value)
+    # more data than reference events: the two were probably given the other way round
+    with pytest.raises(InputError, match=r"the data hold 5000 events: are the reference and "
+                                         r"the data swapped\?"):
+        nplm_test(rng.normal(size=(300, 1)), rng.normal(size=(5000, 1)), n_toys=2,
+                  expected=200.0, workers=1)
 
 
 # ---------------------------------------------------------------- files + CLI

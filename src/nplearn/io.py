@@ -209,9 +209,12 @@ def as_weights(w: Any, n: int, name: str, rows: np.ndarray | None = None) -> np.
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise InputError(f"{name}: non-finite weight {arr[i]} at row {_file_row(i, rows)}")
     if (arr < 0).any():
-        i = int(np.flatnonzero(arr < 0)[0])
+        neg = arr < 0
+        i = int(np.flatnonzero(neg)[0])
+        share = float(-arr[neg].sum() / np.abs(arr).sum())
         raise InputError(
-            f"{name}: negative weight {arr[i]} at row {_file_row(i, rows)}; "
+            f"{name}: negative weight {arr[i]} at row {_file_row(i, rows)} ({int(neg.sum())} "
+            f"of {arr.size} weights are negative, {100 * share:.3g}% of the sum of |w|); "
             "negative Monte Carlo weights are not supported by the weighted logistic loss "
             "(remove or absorb them first)"
         )

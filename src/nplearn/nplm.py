@@ -1198,6 +1198,8 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
                 f"the reference sample ({what}) is too small to resample null toys "
                 f"with N(R) = {expected:g} events: it must hold at least "
                 f"{MIN_POOL_RATIO:g} x N(R); supply more reference events or a toy generator"
+                + (f" (the data hold {S['n_data']} events: are the reference and the data "
+                   "swapped?)" if S["n_data"] > n_ref else "")
             )
         engine = ToyEngine(params, expected, cfg.seed, pool=ref, pool_weights=rel,
                            shared_centers=shared, shape_only=shape_only, sigmas=sigmas,

@@ -99,6 +99,26 @@ def recorded_input_hashes(res: Any) -> dict[str, str]:
     return out
 
 
+def _moved_input(spec: str, sha256: str, result_file: Path) -> str:
+    """An input recorded by a result file, or, where it no longer is, the file of the
+    same name next to the result file when its SHA-256 is the recorded one (a result
+    folder copied elsewhere with its inputs)."""
+    from .io import _split_key, sha256_file
+
+    file, key = _split_key(spec)
+    if file.exists():
+        return spec
+    candidate = result_file.parent / file.name
+    try:
+        if candidate.is_file() and sha256_file(candidate) == sha256:
+            log.warning("%s: not found; using %s next to the result file (the same "
+                        "SHA-256)", file, candidate)
+            return str(candidate) + (f":{key}" if key is not None else "")
+    except OSError:
+        pass
+    return spec
+
+
 def recorded_input_arrays(res: Any) -> dict[str, str | None]:
     """``{"reference"|"data"|"ref_weights": sha256 or None}``: the digests of the
     events and weights a result file recorded (``provenance["input_arrays"]``; empty
@@ -240,6 +260,8 @@ def load_run_config(path: str | Path) -> RunConfig:
             raise InputError(f"{p}: '{key}' must be a path (a string), got {v!r}")
         # keep a ROOT-style "file.root:tree" or "file.npz:array" suffix intact
         out[key] = str((p.parent / v) if not Path(v).is_absolute() else Path(v))
+        if key in recorded:
+            out[key] = _moved_input(out[key], recorded[key], p)
     for key in ("selection", "ref_weight_branch", "scheduler"):
         v = out.get(key)
         if v is not None and (not isinstance(v, str) or not v):
