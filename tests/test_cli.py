@@ -439,6 +439,9 @@ def test_a_result_folder_moved_with_its_inputs_reruns(samples, tmp_path_factory,
     assert "using " + str(moved / "ref.csv") in capsys.readouterr().err
     assert json.loads((moved / "again.json").read_text())["t_obs"] == \
         json.loads(out.read_text())["t_obs"]
+    # nplearn plot finds them too (it drew the calibration only)
+    assert main(["plot", str(moved / "res.json"), "--out", str(moved / "figs")]) == 0
+    assert "drawing the calibration only" not in capsys.readouterr().err
     # a file of the same name but other content is not taken
     (moved / "data.csv").write_text("pt,eta,phi\n1,2,3\n")
     assert main(["test", "--config", str(moved / "res.json"), "-q"]) == 2

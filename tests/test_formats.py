@@ -107,6 +107,13 @@ def test_bad_values_named_by_column_and_row(tmp_path, table):
         read_table(spec, ["pt", "eta"])
 
 
+def test_negative_weight_share_of_huge_weights():
+    from nplearn.io import as_weights
+
+    with pytest.raises(InputError, match=r"\(2 of 3 weights are negative, 66\.7% of the sum"):
+        as_weights(np.array([-1e308, -1e308, 1e308]), 3, "w")
+
+
 def test_negative_weight_column_refused(tmp_path, table):
     table = dict(table)
     table["w"] = table["w"].copy()

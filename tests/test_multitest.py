@@ -195,6 +195,19 @@ def test_multi_width_test_end_to_end(rng):
     # a single width extrapolated beyond the toys says so on the reported line
     assert single.calibration.method == "chi2"
     assert "(chi2 extrapolation beyond all 50 toys)" in single.summary()
+    # with min_exceed > 1 a chi-square p may be reported while toys reach t_obs
+    import dataclasses
+
+    from nplearn.stats import calibrate
+
+    bulk = np.random.default_rng(3).chisquare(5, size=195)
+    t_mid = float(np.sort(bulk)[-4])
+    c = calibrate(t_mid, bulk, min_exceed=10)
+    mid = dataclasses.replace(single, t_obs=t_mid, t_null=bulk, calibration=c,
+                              p_value=c.p_value, z=c.z)
+    assert c.method == "chi2" and c.n_exceed == 4
+    assert "(chi2 tail; 4 of 195 toys reach t_obs)" in mid.summary()
+    assert "beyond all" not in mid.summary().split("reported")[-1]
 
 
 def test_percentile_widths_match_single_width_default(rng):

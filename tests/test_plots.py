@@ -333,12 +333,22 @@ def test_empty_bins_and_a_contradicted_chi2_tail_are_shown(tmp_path, captured):
 def test_a_deep_dip_of_f_does_not_set_the_ratio_panel(tmp_path, captured):
     # an over-flexible f that dives to -140 where the data have a gap set the lower
     # panel's range, and the excess at x = 0.4 vanished into the zero line: the range
-    # follows the binned ratios and f without its extreme 2%, the dip is marked
+    # follows the binned ratios and f where the data have events, the dip is marked
     rng = np.random.default_rng(0)
     ref = rng.exponential(1 / 8, size=(20000, 1))
     data = rng.exponential(1 / 8, size=(1000, 1))
+    data = data[np.abs(data[:, 0] - 0.5) > 0.05]  # a gap in the data
     f_ref = np.where(np.abs(ref[:, 0] - 0.5) < 0.003, -140.0, 0.0)
     plots_mod.plot_f_1d(ref, np.full(20000, 1000 / 20000), data, f_ref, tmp_path)
     lo, hi = captured["f_1d"]["ylims"][1]
     assert -10 < lo < 0 < hi < 10
     assert any(t.startswith("f off scale: -140 at 0.49") for t in captured["f_1d"]["legend"])
+    # a narrow excess in the sparse tail has data events under it: its peak of f sets
+    # the range (trimming f's extreme 2% cut it off)
+    data = np.r_[rng.exponential(1 / 8, size=(2000, 1)), rng.normal(0.8, 0.02, (10, 1))]
+    f_ref = np.log1p(10 * np.exp(-0.5 * ((ref[:, 0] - 0.8) / 0.02) ** 2)
+                     / (0.02 * np.sqrt(2 * np.pi)) / (2000 * 8 * np.exp(-8 * ref[:, 0])))
+    plots_mod.plot_f_1d(ref, np.full(20000, 2000 / 20000), data, f_ref, tmp_path)
+    lo, hi = captured["f_1d"]["ylims"][1]
+    assert hi > f_ref.max() > 2
+    assert not any(t.startswith("f off scale") for t in captured["f_1d"]["legend"])

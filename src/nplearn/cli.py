@@ -983,7 +983,10 @@ def cmd_plot(a: argparse.Namespace) -> int:
     out = a.out or (os.path.splitext(a.result)[0] + "_plots")
     if os.path.exists(out) and not os.path.isdir(out):  # before any refit
         raise InputError(f"{out}: exists and is not a folder (the figures need a folder)")
-    run = res.get("run") or {}
+    run = dict(res.get("run") or {})
+    from .runconfig import moved_inputs, recorded_input_hashes
+
+    run.update(moved_inputs(run, recorded_input_hashes(res), Path(a.result)))
     extra: dict[str, Any] = {}
     have_inputs = all(run.get(k) and os.path.exists(str(run[k]).split(":")[0])
                       for k in ("reference", "data"))

@@ -211,7 +211,8 @@ def as_weights(w: Any, n: int, name: str, rows: np.ndarray | None = None) -> np.
     if (arr < 0).any():
         neg = arr < 0
         i = int(np.flatnonzero(neg)[0])
-        share = float(-arr[neg].sum() / np.abs(arr).sum())
+        mag = np.abs(arr) / np.abs(arr).max()  # sums of ~1e308 would overflow
+        share = float(mag[neg].sum() / mag.sum())
         raise InputError(
             f"{name}: negative weight {arr[i]} at row {_file_row(i, rows)} ({int(neg.sum())} "
             f"of {arr.size} weights are negative, {100 * share:.3g}% of the sum of |w|); "

@@ -391,7 +391,8 @@ def bonferroni_bound(local_p: Any, local_methods: Any, local_z: Any = None) -> d
 
     ``p = min(1, k * min_k p_k)`` over the ``k`` widths' reported local p-values
     (each the toy p-value, or the chi-square extrapolation when no toy reaches the
-    observed ``t`` and the chi-square fits the toys). Bonferroni's inequality
+    observed ``t``, the chi-square fits the toys and its p lies below their bound
+    ``1/(n+1)``). Bonferroni's inequality
     makes it conservative for any correlation between the widths, so it holds as
     far as each local p-value holds: beyond the toys, as far as the chi-square
     tails hold. The toy-calibrated combinations cannot go below ``1 / (n + 1)``;

@@ -533,7 +533,8 @@ class NPLMResult:
                        if not why and c.n_exceed == 0 and math.isfinite(top) else ""))
             lines.append("  reported                  " + self._reported(
                 c.method if c.method != "chi2" else
-                f"chi2 extrapolation beyond all {c.n_toys} toys"))
+                f"chi2 extrapolation beyond all {c.n_toys} toys" if c.n_exceed == 0 else
+                f"chi2 tail; {c.n_exceed} of {c.n_toys} toys reach t_obs"))
         lines.append(f"  wall time                 {self.timings['total']:.1f} s")
         return "\n".join(lines + extra_lines)
 

@@ -167,7 +167,8 @@ def _null_panel(ax: Any, t_null: np.ndarray, t_obs: float, cal: dict[str, Any] |
                 f"Z = {_num(cal.get('z_empirical')):.2f}"
         n_toys = cal.get("n_toys")
         used = cal.get("method")
-        caveat = ("(reported: the χ² tail, beyond the toys)" if used == "chi2" else
+        caveat = (("(reported: the χ² tail, beyond the toys)" if cal.get("n_exceed") == 0
+                   else "(reported: the χ² tail)") if used == "chi2" else
                   "(not used: poor χ² fit)" if _num(cal.get("chi2_ks_pvalue")) < 0.01 else
                   f"(not used: < {CHI2_REPORT_MIN_TOYS} toys)"
                   if isinstance(n_toys, int) and n_toys < CHI2_REPORT_MIN_TOYS else
@@ -460,11 +461,12 @@ def plot_f_1d(reference: np.ndarray, w_ref: np.ndarray, data: np.ndarray, f_ref:
     band = np.where(few, np.nan, np.minimum(rel_r, 0.99))  # where the data are drawn
     axf.stairs(np.log1p(band), bins, baseline=np.log1p(-band), fill=True, color="tab:blue",
                alpha=0.15, lw=0)
-    # the range follows the well-populated bins and f without its most extreme 2% (a
-    # deep, narrow dip of an over-flexible fit would flatten everything else); noisy
-    # sparse bins, and f beyond the range, are marked as off scale
-    f_fin = fc[np.isfinite(fc)]
-    core = np.r_[np.quantile(f_fin, [0.02, 0.98]) if f_fin.size else [],
+    # the range follows the well-populated bins and f where the data have events (an
+    # excess always has some; a deep dip of an over-flexible fit into a gap of the data
+    # has none, and would flatten everything else); f beyond the range is marked
+    in_bin = np.clip(np.searchsorted(bins, xc, side="right") - 1, 0, h_d.size - 1)
+    f_fin = fc[np.isfinite(fc) & (h_d[in_bin] > 0)]
+    core = np.r_[[f_fin.min(), f_fin.max()] if f_fin.size else [],
                  ratio[ok & ~few] - down[ok & ~few], ratio[ok & ~few] + up[ok & ~few],
                  limit[empty]]
     core = core[np.isfinite(core)]

@@ -38,8 +38,8 @@ from .errors import InputError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["INPUT_KEYS", "RunConfig", "load_run_config", "recorded_input_arrays",
-           "recorded_input_hashes"]
+__all__ = ["INPUT_KEYS", "RunConfig", "load_run_config", "moved_inputs",
+           "recorded_input_arrays", "recorded_input_hashes"]
 
 #: Keys of a run configuration that are not options of :class:`NPLMConfig`.
 INPUT_KEYS: tuple[str, ...] = ("reference", "data", "columns", "ref_weights", "json",
@@ -97,6 +97,14 @@ def recorded_input_hashes(res: Any) -> dict[str, str]:
         if isinstance(sha, str):
             out[key] = sha
     return out
+
+
+def moved_inputs(run: dict[str, Any], recorded: dict[str, str],
+                 result_file: Path) -> dict[str, str]:
+    """The inputs of a result's ``run`` record (``reference``, ``data``,
+    ``ref_weights``) with :func:`_moved_input` applied where a file was recorded."""
+    return {k: _moved_input(str(run[k]), recorded[k], result_file)
+            for k in recorded if isinstance(run.get(k), str) and run[k]}
 
 
 def _moved_input(spec: str, sha256: str, result_file: Path) -> str:
