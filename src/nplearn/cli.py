@@ -984,16 +984,14 @@ def cmd_plot(a: argparse.Namespace) -> int:
     if os.path.exists(out) and not os.path.isdir(out):  # before any refit
         raise InputError(f"{out}: exists and is not a folder (the figures need a folder)")
     run = dict(res.get("run") or {})
-    from .runconfig import moved_inputs, recorded_input_hashes
+    from .runconfig import moved_inputs, recorded_input_arrays, recorded_input_hashes
 
-    run.update(moved_inputs(run, recorded_input_hashes(res), Path(a.result)))
+    recorded = recorded_input_hashes(res)
+    run.update(moved_inputs(run, recorded, Path(a.result)))
     extra: dict[str, Any] = {}
     have_inputs = all(run.get(k) and os.path.exists(str(run[k]).split(":")[0])
                       for k in ("reference", "data"))
     if not a.no_refit and have_inputs:
-        from .runconfig import recorded_input_arrays, recorded_input_hashes
-
-        recorded = recorded_input_hashes(res)
         _, changed = _compare_hashes({k: run.get(k) for k in recorded}, recorded)
 
         def refused(key: str, how: str) -> InputError:

@@ -971,9 +971,7 @@ def nplm_test(
         combined_bound=bound,
         # reference events of zero weight constrain nothing
         data_outside_reference=outside_reference(ref[w_ref > 0], dat),
-        reference_weights=_weights_info(S["rel"], expected,
-                                        toy_generator is None and cfg.n_toys > 0,
-                                        S["weights_sum"]),
+        reference_weights=S["weights_info"],
         f_envelope=f_env,
         combination_errors=combo_errors or None,
     )
@@ -991,11 +989,10 @@ def _weights_info(rel: np.ndarray | None, expected: float, resampled: bool,
                   total: float | None = None) -> dict[str, Any] | None:
     """Effective sample size of a weighted reference, the heaviest event's expected
     count in the pseudo-data (``max_inclusion = N(R) w_max / sum w``), and whether
-    resampled toys then only approximate pseudo-data. ``total``: the weights' sum as
-    given (``rel`` is on the scale of its largest weight)."""
+    resampled toys then only approximate pseudo-data. ``rel`` is on the scale of its
+    largest weight (:func:`_prepare`); ``total``: the weights' sum as given."""
     if rel is None:
         return None
-    rel = rel / rel.max()
     ess = float(rel.sum() ** 2 / (rel**2).sum())
     pi_max = float(expected / rel.sum())
     return {"n_events": int(rel.size), "effective_sample_size": ess,
@@ -1095,7 +1092,7 @@ def nplm_toys(
 
 _SETUP_KEYS = ("ref", "dat", "rel", "std", "n_ref", "n_data", "shape_only", "expected",
                "w_ref", "device", "widths", "sources", "n_centers", "params", "hyper", "shared",
-               "digests", "weights_sum")
+               "digests", "weights_info")
 
 
 def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
@@ -1113,6 +1110,8 @@ def _setup(reference: Any, data: Any, ref_weights: Any, cfg: NPLMConfig,
                          "(give the expected yield N(R) to test an empty data set)"
                          if shape_only else "the expected yield N(R) must be positive")
     w_ref = normalised_weights(n_ref, expected, rel)
+    weights_info = _weights_info(rel, expected, toy_generator is None and cfg.n_toys > 0,
+                                 weights_sum)
     device = str(resolve_device(cfg.device))  # "auto" -> the actual device, once
     normalisation = (
         ("shape-only: N(R) = N_D in every fit; " if shape_only else
@@ -1207,7 +1206,7 @@ def _make_engine(S: dict[str, Any], cfg: NPLMConfig, toy_generator: ToyGenerator
                            probe=probe)
         for s, b in bases.items():
             engine._cache[("basis", s)] = b  # in-process toys reuse it
-        info = _weights_info(rel, expected, cfg.n_toys > 0)
+        info = S["weights_info"]
         if info is not None and info["resampling_approximate"] \
                 and expected >= info["effective_sample_size"]:
             # the reference carries no more information than the data it is compared

@@ -43,7 +43,7 @@ from scipy import stats as sps
 
 from .errors import InputError
 from .multitest import COMBINATIONS, combined_pvalues, empirical_p
-from .stats import p_to_z
+from .stats import clopper_pearson, p_to_z
 from .toys import ToyEngine, ToyResult, run_toys, toy_memory_budget
 
 __all__ = [
@@ -69,18 +69,6 @@ class BenchmarkToy:
     def __call__(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         ref = self.benchmark.sample_reference_events(rng, self.benchmark.n_ref)
         return ref, self.benchmark.sample_data(rng, self.signal)
-
-
-def clopper_pearson(k: int, n: int, cl: float = 0.68) -> tuple[float, float]:
-    """Central Clopper-Pearson interval of a binomial fraction ``k / n``."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    if not 0 <= k <= n:
-        raise InputError(f"clopper_pearson needs 0 <= k <= n, got k = {k}, n = {n}")
-    a = (1.0 - cl) / 2.0
-    lo = 0.0 if k == 0 else float(sps.beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(sps.beta.ppf(1.0 - a, k + 1, n - k))
-    return lo, hi
 
 
 def threshold_size(n_null: int, z: float, cl: float = 0.68) -> dict[str, float]:

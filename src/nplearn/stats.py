@@ -16,6 +16,7 @@ __all__ = [
     "Calibration",
     "calibrate",
     "chi2_pvalue",
+    "clopper_pearson",
     "empirical_pvalue",
     "fit_chi2_dof",
     "nplm_statistic",
@@ -277,19 +278,22 @@ class Calibration:
         return asdict(self)
 
 
-def _tail_interval(k: int, n: int, level: float) -> tuple[float, float]:
-    """The two-sided ``level`` Clopper-Pearson interval of ``k`` toys out of ``n``
-    at or above ``t_obs``."""
-    a = (1.0 - level) / 2.0
-    lo = float(sps.beta.ppf(a, k, n - k + 1)) if k > 0 else 0.0
-    hi = float(sps.beta.ppf(1.0 - a, k + 1, n - k)) if k < n else 1.0
+def clopper_pearson(k: int, n: int, cl: float = 0.68) -> tuple[float, float]:
+    """Central Clopper-Pearson interval of a binomial fraction ``k / n``."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    if not 0 <= k <= n:
+        raise InputError(f"clopper_pearson needs 0 <= k <= n, got k = {k}, n = {n}")
+    a = (1.0 - cl) / 2.0
+    lo = 0.0 if k == 0 else float(sps.beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(sps.beta.ppf(1.0 - a, k + 1, n - k))
     return lo, hi
 
 
 def _within_tail_interval(p: float, k: int, n: int, level: float = 0.95) -> bool:
     """Whether the tail probability ``p`` lies in the two-sided ``level``
     Clopper-Pearson interval of ``k`` toys out of ``n`` at or above ``t_obs``."""
-    lo, hi = _tail_interval(k, n, level)
+    lo, hi = clopper_pearson(k, n, level)
     return bool(lo <= p <= hi)
 
 
@@ -369,5 +373,5 @@ def calibrate(
         p_conservative=max((1 + n_exceed + n_failed) / (1 + n + n_failed),
                            p_emp if use_emp else p_chi),
         chi2_unused=unused,
-        p_empirical_interval=_tail_interval(n_exceed, n, 0.68),
+        p_empirical_interval=clopper_pearson(n_exceed, n, 0.68),
     )
